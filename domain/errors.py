@@ -1,0 +1,91 @@
+"""Errors of the ledgerflow model. Every layer raises these, never driver errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerflowError(Exception):
+    """Base of every error ledgerflow raises on purpose."""
+
+    code = "ledgerflow_error"
+
+    def details(self) -> dict[str, Any]:
+        """Structured facts about the error, for the API's `details` field."""
+        return {}
+
+
+class IllegalTransition(LedgerflowError):
+    """A lifecycle trigger that the run's current status does not allow."""
+
+    code = "illegal_transition"
+
+    def __init__(self, run_id: str, status: str, trigger: str) -> None:
+        self.run_id, self.status, self.trigger = run_id, status, trigger
+        super().__init__(
+            f"run {run_id!r} is {status!r}: trigger {trigger!r} is not allowed from that status"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "status": self.status, "trigger": self.trigger}
+
+
+class ConcurrencyError(LedgerflowError):
+    """An append whose expected stream version was not the stream's actual version."""
+
+    code = "concurrency_conflict"
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        self.stream, self.expected, self.actual = stream, expected, actual
+        super().__init__(
+            f"wrong expected version {expected} for stream {stream!r} "
+            f"(stream version is {actual}); nothing was appended"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"stream": self.stream, "expected": self.expected, "actual": self.actual}
+
+
+class DuplicateEventId(LedgerflowError):
+    """An append that reused an event id already in the store."""
+
+    code = "duplicate_event_id"
+
+    def __init__(self, event_ids: list[str]) -> None:
+        self.event_ids = event_ids
+        super().__init__(f"event id(s) already stored: {', '.join(event_ids)}; nothing was appended")
+
+
+class UnknownEventType(LedgerflowError):
+    """A stored event whose type name no registered event class carries."""
+
+    code = "unknown_event_type"
+
+    def __init__(self, type_name: str, known: list[str]) -> None:
+        self.type_name = type_name
+        super().__init__(f"unknown event type {type_name!r}; registered: {', '.join(sorted(known))}")
+
+
+class InvalidEvent(LedgerflowError):
+    """Event data that does not validate against its event class."""
+
+    code = "invalid_event"
+
+
+class StoreUnavailable(LedgerflowError):
+    """The database could not be reached or refused the operation for a non-domain reason."""
+
+    code = "store_unavailable"
+
+
+class IdempotencyConflict(LedgerflowError):
+    """An idempotency key reused with a different request fingerprint."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} was already used with a different request; "
+            "use a new key for a different request"
+        )

@@ -1,0 +1,324 @@
+"""Event classes, their registry, and schema upcasting.
+
+Each event type is one frozen pydantic model with a `schema_version`. The
+registry maps the stored type name (the class name) to the class; stored data
+of an older schema version is upcast step by step (N -> N+1) before validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from domain.errors import InvalidEvent, UnknownEventType
+
+JSON = Any
+"""A value that survives `json.dumps` / `json.loads` unchanged."""
+
+
+class Event(BaseModel):
+    """Base of every event. Subclasses are registered with `@register`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+
+class ErrorInfo(BaseModel):
+    """A failure, as journaled: the exception's class, its message and where it happened."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: str
+    message: str
+    step_id: str | None = None
+    details: dict[str, JSON] = Field(default_factory=dict)
+
+
+WaitKind = Literal["sleep", "signal", "event", "token", "child", "retry"]
+
+
+class Waitpoint(BaseModel):
+    """What a suspended run waits for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: WaitKind
+    name: str
+    token_id: str | None = None
+    wake_at: datetime | None = None
+    timeout_at: datetime | None = None
+
+
+# --------------------------------------------------------------------- registry
+
+E = TypeVar("E", bound=type[Event])
+EVENT_TYPES: dict[str, type[Event]] = {}
+Upcaster = Callable[[dict[str, JSON]], dict[str, JSON]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def register(cls: E) -> E:
+    """Class decorator: make `cls` decodable from its stored type name."""
+    name = cls.type_name()
+    if name in EVENT_TYPES and EVENT_TYPES[name] is not cls:
+        raise ValueError(f"event type {name!r} is registered twice")
+    EVENT_TYPES[name] = cls
+    return cls
+
+
+def upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Decorator: register the function that turns `from_version` data into the next version."""
+
+    def deco(fn: Upcaster) -> Upcaster:
+        UPCASTERS[(type_name, from_version)] = fn
+        return fn
+
+    return deco
+
+
+def encode(event: Event) -> tuple[str, int, dict[str, JSON]]:
+    """Return (type name, schema version, JSON-ready data) for storage."""
+    return event.type_name(), event.schema_version, event.model_dump(mode="json")
+
+
+def decode(type_name: str, schema_version: int, data: dict[str, JSON]) -> Event:
+    """Rebuild an event from stored form, upcasting old schema versions first."""
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None:
+        raise UnknownEventType(type_name, list(EVENT_TYPES))
+    version = schema_version
+    while version < cls.schema_version:
+        step = UPCASTERS.get((type_name, version))
+        if step is None:
+            raise InvalidEvent(
+                f"no upcaster for {type_name} from schema version {version} "
+                f"to {cls.schema_version}"
+            )
+        data = step(data)
+        version += 1
+    if version > cls.schema_version:
+        raise InvalidEvent(
+            f"{type_name} has schema version {version}, newer than this code's "
+            f"{cls.schema_version}; upgrade ledgerflow to read it"
+        )
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(f"stored {type_name} v{version} does not validate: {exc}") from exc
+
+
+# --------------------------------------------------------------- lifecycle events
+
+
+@register
+class RunCreated(Event):
+    """A run exists, pending. Schema v2 replaced v1's flat `tenant` with `tenant_meta`."""
+
+    schema_version: ClassVar[int] = 2
+    workflow_id: str
+    workflow_version: str
+    input: JSON = None
+    tenant_meta: dict[str, JSON] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    rerun_of: str | None = None
+    resumed_from: str | None = None
+    resume_from_step: str | None = None
+    seed_results: dict[str, JSON] = Field(default_factory=dict)
+    priority: int = 0
+    not_before: datetime | None = None
+
+
+@upcaster("RunCreated", 1)
+def _run_created_v1_to_v2(data: dict[str, JSON]) -> dict[str, JSON]:
+    data = dict(data)
+    tenant = data.pop("tenant", None)
+    data["tenant_meta"] = {"tenantId": tenant} if tenant is not None else {}
+    return data
+
+
+@register
+class RunStarted(Event):
+    """trigger `begin`: pending -> running."""
+
+    worker: str | None = None
+
+
+@register
+class RunSuspended(Event):
+    """trigger `suspend`: running -> suspended, parked at a waitpoint."""
+
+    waitpoint: Waitpoint
+
+
+@register
+class RunWoken(Event):
+    """trigger `wake`: suspended -> running."""
+
+    reason: str
+    name: str | None = None
+
+
+@register
+class RunCompleted(Event):
+    """trigger `complete`: running -> completed."""
+
+    result: JSON = None
+
+
+@register
+class RunCompensating(Event):
+    """trigger `rollback`: running|suspended -> compensating."""
+
+    error: ErrorInfo
+
+
+@register
+class RunFailed(Event):
+    """trigger `fail`: running|suspended|compensating -> failed."""
+
+    error: ErrorInfo
+    compensation: Literal["none", "completed", "partial"] = "none"
+
+
+@register
+class RunCanceled(Event):
+    """trigger `cancel`: any non-terminal status -> canceled."""
+
+    reason: str | None = None
+
+
+# ------------------------------------------------------------------ step events
+
+
+@register
+class StepCompleted(Event):
+    """A step's result is journaled. Exactly one per (run, step_id)."""
+
+    step_id: str
+    result: JSON = None
+    attempt: int = 1
+    started_at: datetime | None = None
+
+
+@register
+class StepFailed(Event):
+    """One attempt of a step failed; `final` when no attempt is left."""
+
+    step_id: str
+    attempt: int
+    error: ErrorInfo
+    final: bool = False
+    started_at: datetime | None = None
+
+
+@register
+class RetryScheduled(Event):
+    """The next attempt of a failed step is due at `due_at`."""
+
+    step_id: str
+    attempt: int
+    due_at: datetime
+
+
+@register
+class CompensationCompleted(Event):
+    """The compensator of a completed step ran."""
+
+    step_id: str
+    attempt: int = 1
+    result: JSON = None
+
+
+@register
+class CompensationFailed(Event):
+    """The compensator of a completed step failed after its attempts."""
+
+    step_id: str
+    attempt: int
+    error: ErrorInfo
+
+
+@register
+class ChildStarted(Event):
+    """A child run was created for the parent's step `step_id`."""
+
+    step_id: str
+    child_run_id: str
+    workflow_id: str
+
+
+@register
+class ChildFinished(Event):
+    """On the parent's stream: the child reached a terminal status."""
+
+    step_id: str
+    child_run_id: str
+    status: str
+    result: JSON = None
+    error: ErrorInfo | None = None
+
+
+@register
+class SignalReceived(Event):
+    """A named signal arrived (buffered until a matching wait takes it)."""
+
+    name: str
+    payload: JSON = None
+
+
+@register
+class EventReceived(Event):
+    """An external event of `event_type` arrived (buffered until awaited)."""
+
+    event_type: str
+    payload: JSON = None
+
+
+@register
+class TokenResolved(Event):
+    """A manual token was resolved with a payload."""
+
+    token_id: str
+    payload: JSON = None
+
+
+@register
+class TimerFired(Event):
+    """A durable sleep reached its due time."""
+
+    name: str
+
+
+@register
+class WaitTimedOut(Event):
+    """A wait's timeout fired before what it waited for arrived."""
+
+    kind: WaitKind
+    name: str
+
+
+@register
+class ValueRecorded(Event):
+    """A non-deterministic value (ctx.now(), ctx.uuid()) journaled for replay."""
+
+    key: str
+    value: JSON
+
+
+LIFECYCLE_EVENTS: dict[str, type[Event]] = {
+    "begin": RunStarted,
+    "suspend": RunSuspended,
+    "wake": RunWoken,
+    "complete": RunCompleted,
+    "rollback": RunCompensating,
+    "fail": RunFailed,
+    "cancel": RunCanceled,
+}
+"""Lifecycle triggers and the event each one appends (1:1)."""

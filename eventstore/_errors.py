@@ -1,0 +1,48 @@
+"""The one place where driver errors become ledgerflow errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+from domain.errors import ConcurrencyError, DuplicateEventId, LedgerflowError, StoreUnavailable
+from eventstore.records import StreamAppend
+
+
+def _constraint(error: sa_exc.IntegrityError) -> str:
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return str(name) if name else str(error.orig)
+
+
+def integrity_error(
+    error: sa_exc.IntegrityError,
+    appends: Sequence[StreamAppend],
+    current_version: Callable[[str], int],
+) -> LedgerflowError | None:
+    """Translate a failed event insert; None if the violation is not about events."""
+    where = _constraint(error)
+    if "event_id" in where:
+        ids = [e.event_id for a in appends for e in a.events]
+        return DuplicateEventId(ids)
+    if "events_stream_version_key" in where or "events.stream_id, events.version" in where:
+        for append in appends:
+            actual = current_version(append.stream_id)
+            expected = actual if append.expected_version is None else append.expected_version
+            if actual != expected or append.expected_version is None:
+                return ConcurrencyError(append.stream_id, expected, actual)
+        first = appends[0]
+        return ConcurrencyError(first.stream_id, first.expected_version or 0,
+                                current_version(first.stream_id))
+    return None
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn connection-level driver failures into `StoreUnavailable`."""
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+        raise StoreUnavailable(f"event store unavailable: {error.orig}") from error

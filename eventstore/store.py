@@ -1,0 +1,194 @@
+"""The event store: append to streams in one transaction, read a stream, read all.
+
+Ports, narrowest first (as `eventsourcing`'s recorders): `StreamReader` reads one
+stream; `GlobalReader` reads every event by global position; `EventStore`
+appends, and lets other parts write in the same transaction through `AppendHook`s
+(outbox rows, inline projections) or through `Transaction.conn` (run queue,
+idempotency results).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from domain.errors import ConcurrencyError
+from domain.events import decode, encode
+from eventstore import _errors, postgres, sqlite
+from eventstore.database import create_engine, is_postgres
+from eventstore.records import NewEvent, RecordedEvent, StreamAppend
+from eventstore.schema import events
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AppendHook(Protocol):
+    """Runs inside the append transaction, after the events are inserted."""
+
+    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
+
+
+class StreamReader(Protocol):
+    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]: ...
+    def stream_version(self, stream_id: str) -> int: ...
+
+
+class GlobalReader(StreamReader, Protocol):
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]: ...
+    def max_position(self) -> int: ...
+
+
+_INSERT = events.insert().returning(events.c.position, sort_by_parameter_order=True)
+
+
+class Transaction:
+    """One database transaction of the store; `append` may be called several times."""
+
+    def __init__(self, store: EventStore, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.recorded: list[RecordedEvent] = []
+
+    def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
+        """Append events to one or more streams; checks every expected version."""
+        appends = tuple(a for a in appends if a.events)
+        if not appends:
+            return []
+        store = self.store
+        actual = store._adapter.current_versions(self.conn, [a.stream_id for a in appends])
+        now = store.clock()
+        params: list[dict[str, Any]] = []
+        pending: list[tuple[StreamAppend, NewEvent, int, str, int, dict[str, Any]]] = []
+        for append in appends:
+            version = actual[append.stream_id]
+            if append.expected_version is not None and append.expected_version != version:
+                raise ConcurrencyError(append.stream_id, append.expected_version, version)
+            for new in append.events:
+                version += 1
+                type_name, schema_version, data = encode(new.event)
+                params.append({
+                    "stream_id": append.stream_id, "version": version,
+                    "event_id": new.event_id, "type": type_name,
+                    "schema_version": schema_version, "data": data,
+                    "metadata": new.metadata, "recorded_at": now,
+                })
+                pending.append((append, new, version, type_name, schema_version, data))
+        try:
+            positions = [row[0] for row in self.conn.execute(_INSERT, params)]
+        except sa_exc.IntegrityError as error:
+            translated = _errors.integrity_error(error, appends, store.stream_version)
+            if translated is None:
+                raise
+            raise translated from None
+        recorded = [
+            RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
+                          schema_version, new.event, new.metadata, now)
+            for position, (append, new, version, type_name, schema_version, _data)
+            in zip(positions, pending, strict=True)
+        ]
+        for hook in store.hooks:
+            hook(self.conn, recorded)
+        self.recorded.extend(recorded)
+        return recorded
+
+
+class EventStore(GlobalReader):
+    """Append-only event store on SQLAlchemy Core, for PostgreSQL and SQLite."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        hooks: Sequence[AppendHook] = (),
+        clock: Clock = utcnow,
+        read_wait: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.hooks: list[AppendHook] = list(hooks)
+        self.clock = clock
+        self.read_wait = read_wait
+        self._adapter = postgres if is_postgres(engine) else sqlite
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> EventStore:
+        return cls(create_engine(url), **kwargs)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self._adapter is postgres
+
+    def add_hook(self, hook: AppendHook) -> None:
+        self.hooks.append(hook)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction: everything in it commits together or not at all."""
+        with _errors.translated(), self.engine.begin() as conn:
+            yield Transaction(self, conn)
+
+    def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
+        """Append in a transaction of its own."""
+        with self.transaction() as tx:
+            return tx.append(*appends)
+
+    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        query = (
+            sa.select(*_ROW).where(events.c.stream_id == stream_id,
+                                   events.c.version >= from_version)
+            .order_by(events.c.version)
+        )
+        with _errors.translated(), self._read() as conn:
+            return [_decode_row(row) for row in conn.execute(query)]
+
+    def stream_version(self, stream_id: str) -> int:
+        query = sa.select(sa.func.coalesce(sa.func.max(events.c.version), 0)).where(
+            events.c.stream_id == stream_id)
+        with _errors.translated(), self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events after `after_position` in position order; never skips a late commit."""
+        with _errors.translated():
+            rows = self._adapter.read_all(self.engine, after_position, limit, self.read_wait)
+        return [_decode_row(row) for row in rows]
+
+    def iter_all(self, after_position: int = 0, batch: int = 1000) -> Iterator[RecordedEvent]:
+        """Every event after `after_position`, read in batches (the store's present end)."""
+        end = self.max_position()
+        while after_position < end:
+            chunk = self.read_all(after_position, batch)
+            if not chunk:
+                break
+            yield from chunk
+            after_position = chunk[-1].position
+
+    def max_position(self) -> int:
+        query = sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))
+        with _errors.translated(), self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            yield conn
+
+
+_ROW = (events.c.position, events.c.stream_id, events.c.version, events.c.event_id,
+        events.c.type, events.c.schema_version, events.c.data, events.c.metadata,
+        events.c.recorded_at)
+
+
+def _decode_row(row: Any) -> RecordedEvent:
+    position, stream_id, version, event_id, type_name, schema_version, data, meta, at = row
+    return RecordedEvent(position, stream_id, version, event_id, type_name, schema_version,
+                         decode(type_name, schema_version, data), meta, at)

@@ -1,0 +1,5 @@
+"""The run queue (being built)."""
+
+from eventstore.migrations import Migration
+
+MIGRATIONS: list[Migration] = []

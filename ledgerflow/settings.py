@@ -1,0 +1,41 @@
+"""Configuration, read once at the edge (CLI / server start) and passed down."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eventstore.database import DEFAULT_URL
+
+
+class Settings(BaseSettings):
+    """`LEDGERFLOW_*` environment variables; see DESIGN.md "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGERFLOW_", extra="ignore")
+
+    database_url: str = DEFAULT_URL
+    kafka_bootstrap: str | None = None
+    api_tokens: str | None = None
+    workflows: str | None = None
+    sink_path: str = "./ledgerflow-events.jsonl"
+    topic: str = "ledgerflow.run-events"
+    dlq_topic: str = "ledgerflow.run-events.dlq"
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+    def workflow_modules(self) -> list[str]:
+        return [m.strip() for m in (self.workflows or "").split(",") if m.strip()]
+
+    def token_tenants(self) -> dict[str, str]:
+        """`token=tenant` pairs; tenant `*` sees every tenant."""
+        pairs: dict[str, str] = {}
+        for item in (self.api_tokens or "").split(","):
+            if not item.strip():
+                continue
+            token, sep, tenant = item.strip().partition("=")
+            if not sep or not token or not tenant:
+                raise ValueError(
+                    f"LEDGERFLOW_API_TOKENS entry {item.strip()!r} is not of the form token=tenant")
+            pairs[token] = tenant
+        return pairs

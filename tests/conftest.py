@@ -1,0 +1,77 @@
+"""Shared fixtures: a fresh PostgreSQL database per session, SQLite per test, the broker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from eventstore import create_engine
+from eventstore.schema import metadata
+from ledgerflow.migrations import upgrade_all
+
+pytest_plugins = ["tests._broker"]
+
+PG_SERVER = os.environ.get(
+    "LEDGERFLOW_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a database created for this test session and dropped after it."""
+    server = sa.engine.make_url(create_engine(PG_SERVER).url)
+    name = f"lf_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(str(server.set(database="postgres")), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    upgrade_all(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(engine: Engine) -> None:
+    names = [t.name for t in metadata.sorted_tables if t.name != "schema_migrations"]
+    with engine.begin() as conn:
+        existing = set(sa.inspect(conn).get_table_names())
+        present = ", ".join(f'"{n}"' for n in names if n in existing)
+        if present:
+            conn.execute(sa.text(f"TRUNCATE {present} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """An engine on the session database, every table emptied first."""
+    engine = create_engine(pg_url)
+    _truncate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> str:
+    return f"sqlite:///{tmp_path}/ledgerflow.db"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = create_engine(sqlite_url)
+    upgrade_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_engine(request: pytest.FixtureRequest) -> Engine:
+    """Each test using it runs once per backend."""
+    name = "sqlite_engine" if request.param == "sqlite" else "pg_engine"
+    engine: Engine = request.getfixturevalue(name)
+    return engine

@@ -6,9 +6,14 @@ from domain.errors import (
     IdempotencyConflict,
     IllegalTransition,
     InvalidEvent,
+    InvalidRequest,
     LedgerflowError,
+    NonDeterminismError,
+    NotAwaited,
     StoreUnavailable,
     UnknownEventType,
+    UnknownRun,
+    UnknownWorkflow,
 )
 from domain.events import EVENT_TYPES, ErrorInfo, Event, Waitpoint, decode, encode, register
 from domain.lifecycle import MACHINE, NEXT_STATUS, TERMINAL, RunStatus, Trigger, next_status
@@ -16,8 +21,8 @@ from domain.state import RunState, decide, evolve, fold
 
 __all__ = [
     "EVENT_TYPES", "MACHINE", "NEXT_STATUS", "TERMINAL", "ConcurrencyError", "DuplicateEventId",
-    "ErrorInfo", "Event", "IdempotencyConflict", "IllegalTransition", "InvalidEvent",
-    "LedgerflowError", "RunState", "RunStatus", "StoreUnavailable", "Trigger",
-    "UnknownEventType", "Waitpoint", "decide", "decode", "encode", "evolve", "fold",
+    "ErrorInfo", "Event", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidRequest",
+    "LedgerflowError", "NonDeterminismError", "NotAwaited", "RunState", "RunStatus", "StoreUnavailable", "Trigger",
+    "UnknownEventType", "UnknownRun", "UnknownWorkflow", "Waitpoint", "decide", "decode", "encode", "evolve", "fold",
     "next_status", "register",
 ]

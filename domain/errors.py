@@ -9,6 +9,7 @@ class LedgerflowError(Exception):
     """Base of every error ledgerflow raises on purpose."""
 
     code = "ledgerflow_error"
+    http_status = 400
 
     def details(self) -> dict[str, Any]:
         """Structured facts about the error, for the API's `details` field."""
@@ -19,6 +20,7 @@ class IllegalTransition(LedgerflowError):
     """A lifecycle trigger that the run's current status does not allow."""
 
     code = "illegal_transition"
+    http_status = 409
 
     def __init__(self, run_id: str, status: str, trigger: str) -> None:
         self.run_id, self.status, self.trigger = run_id, status, trigger
@@ -34,6 +36,7 @@ class ConcurrencyError(LedgerflowError):
     """An append whose expected stream version was not the stream's actual version."""
 
     code = "concurrency_conflict"
+    http_status = 409
 
     def __init__(self, stream: str, expected: int, actual: int) -> None:
         self.stream, self.expected, self.actual = stream, expected, actual
@@ -76,12 +79,14 @@ class StoreUnavailable(LedgerflowError):
     """The database could not be reached or refused the operation for a non-domain reason."""
 
     code = "store_unavailable"
+    http_status = 503
 
 
 class IdempotencyConflict(LedgerflowError):
     """An idempotency key reused with a different request fingerprint."""
 
     code = "idempotency_conflict"
+    http_status = 422
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -89,3 +94,61 @@ class IdempotencyConflict(LedgerflowError):
             f"idempotency key {key!r} was already used with a different request; "
             "use a new key for a different request"
         )
+
+
+class UnknownRun(LedgerflowError):
+    """A command or query named a run that does not exist (or is not visible)."""
+
+    code = "run_not_found"
+    http_status = 404
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id}
+
+
+class UnknownWorkflow(LedgerflowError):
+    """A trigger named a workflow (or version) that is not registered."""
+
+    code = "workflow_not_found"
+    http_status = 404
+
+    def __init__(self, workflow_id: str, version: str | None, known: list[str]) -> None:
+        self.workflow_id, self.version, self.known = workflow_id, version, known
+        asked = workflow_id if version is None else f"{workflow_id}@{version}"
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"no workflow {asked!r} is registered; registered: {listed}")
+
+    def details(self) -> dict[str, Any]:
+        return {"workflowId": self.workflow_id, "version": self.version, "known": self.known}
+
+
+class NotAwaited(LedgerflowError):
+    """A token (or other wait-only input) sent to a run that is not waiting for it."""
+
+    code = "not_awaited"
+    http_status = 409
+
+    def __init__(self, run_id: str, kind: str, name: str) -> None:
+        self.run_id, self.kind, self.name = run_id, kind, name
+        super().__init__(f"run {run_id!r} is not waiting for {kind} {name!r}; nothing was appended")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "kind": self.kind, "name": self.name}
+
+
+class InvalidRequest(LedgerflowError):
+    """A command whose arguments are wrong (bad seed results, non-JSON input ...)."""
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class NonDeterminismError(LedgerflowError):
+    """Replay reached a step that history does not have at that point."""
+
+    code = "non_determinism"
+    http_status = 500

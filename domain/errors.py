@@ -56,7 +56,8 @@ class DuplicateEventId(LedgerflowError):
 
     def __init__(self, event_ids: list[str]) -> None:
         self.event_ids = event_ids
-        super().__init__(f"event id(s) already stored: {', '.join(event_ids)}; nothing was appended")
+        ids = ", ".join(event_ids)
+        super().__init__(f"event id(s) already stored: {ids}; nothing was appended")
 
 
 class UnknownEventType(LedgerflowError):
@@ -66,7 +67,8 @@ class UnknownEventType(LedgerflowError):
 
     def __init__(self, type_name: str, known: list[str]) -> None:
         self.type_name = type_name
-        super().__init__(f"unknown event type {type_name!r}; registered: {', '.join(sorted(known))}")
+        names = ", ".join(sorted(known))
+        super().__init__(f"unknown event type {type_name!r}; registered: {names}")
 
 
 class InvalidEvent(LedgerflowError):

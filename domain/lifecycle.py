@@ -8,14 +8,14 @@ dict lookup rather than a Machine per run.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from transitions import Machine
 
 from domain.errors import IllegalTransition
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """The seven states of a run. Values are the lower-case wire names."""
 
     PENDING = "pending"
@@ -31,7 +31,7 @@ class RunStatus(str, Enum):
         return self in TERMINAL
 
 
-class Trigger(str, Enum):
+class Trigger(StrEnum):
     """The seven named lifecycle triggers."""
 
     BEGIN = "begin"
@@ -76,7 +76,7 @@ def _derive_table(machine: Machine) -> dict[tuple[RunStatus, Trigger], RunStatus
         for source, transitions in event.transitions.items():
             for transition in transitions:
                 # transitions names Enum states by member name ("RUNNING").
-                table[(RunStatus[source], Trigger(trigger_name))] = RunStatus[transition.dest]
+                table[(RunStatus[source], Trigger(trigger_name))] = RunStatus[str(transition.dest)]
     return table
 
 

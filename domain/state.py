@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import singledispatch
-from typing import Any
+from typing import Any, Literal
 
 from domain import events as ev
 from domain.errors import IllegalTransition
@@ -160,7 +160,7 @@ class Rollback(Command):
 @dataclass(frozen=True)
 class Fail(Command):
     error: ev.ErrorInfo = field(default_factory=lambda: ev.ErrorInfo(type="Error", message=""))
-    compensation: str = "none"
+    compensation: Literal["none", "completed", "partial"] = "none"
     trigger: Trigger = Trigger.FAIL
 
 
@@ -183,7 +183,7 @@ def _event_for(command: Command) -> ev.Event:
         case Rollback(error=error):
             return ev.RunCompensating(error=error)
         case Fail(error=error, compensation=compensation):
-            return ev.RunFailed(error=error, compensation=compensation)  # type: ignore[arg-type]
+            return ev.RunFailed(error=error, compensation=compensation)
         case Cancel(reason=reason):
             return ev.RunCanceled(reason=reason)
     raise TypeError(f"not a lifecycle command: {command!r}")
@@ -204,6 +204,19 @@ def check(state: RunState, trigger: Trigger) -> RunStatus:
 
 
 __all__ = [
-    "Begin", "Cancel", "Command", "Complete", "Fail", "IllegalTransition", "RunState",
-    "Rollback", "Suspend", "Wake", "check", "decide", "evolve", "fold", "initial",
+    "Begin",
+    "Cancel",
+    "Command",
+    "Complete",
+    "Fail",
+    "IllegalTransition",
+    "Rollback",
+    "RunState",
+    "Suspend",
+    "Wake",
+    "check",
+    "decide",
+    "evolve",
+    "fold",
+    "initial",
 ]

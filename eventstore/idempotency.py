@@ -104,7 +104,8 @@ class IdempotencyKeys:
 
     def purge_expired(self) -> int:
         with self.engine.begin() as conn:
-            return int(conn.execute(keys.delete().where(keys.c.expires_at <= self.clock())).rowcount)
+            result = conn.execute(keys.delete().where(keys.c.expires_at <= self.clock()))
+            return int(result.rowcount)
 
 
 def _insert_ignore(conn: Connection) -> Any:

@@ -9,9 +9,10 @@ positions become visible in commit order and a plain ordered read never skips.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
 from eventstore.schema import events
 
@@ -37,6 +38,6 @@ _READ = sa.text(
 ).columns(*_TYPED)
 
 
-def read_all(engine: Engine, after: int, limit: int, wait: float) -> Sequence[Row[tuple]]:  # type: ignore[type-arg]
+def read_all(engine: Engine, after: int, limit: int, wait: float) -> Sequence[Sequence[Any]]:
     with engine.connect().execution_options(readonly=True) as conn:
         return conn.execute(_READ, {"after": after, "limit": limit}).all()

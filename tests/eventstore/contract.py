@@ -1,0 +1,249 @@
+"""The event store's behavioural contract. Each backend module subclasses
+`StoreContract` and provides the `engine` fixture; pytest does not collect the base."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from domain import events as ev
+from domain.errors import ConcurrencyError, DuplicateEventId, IdempotencyConflict
+from eventstore import (
+    Acquired,
+    EventStore,
+    IdempotencyKeys,
+    InProgress,
+    NewEvent,
+    RecordedEvent,
+    Replay,
+    StreamAppend,
+)
+
+
+def created() -> NewEvent:
+    return NewEvent(ev.RunCreated(workflow_id="w", workflow_version="1", input={"n": 1}),
+                    metadata={"actor": "tester", "correlation_id": "c-1"})
+
+
+def started() -> NewEvent:
+    return NewEvent(ev.RunStarted(worker="w1"))
+
+
+def sid() -> str:
+    return str(uuid.uuid4())
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one())
+
+
+class StoreContract:
+    @pytest.fixture
+    def engine(self) -> Engine:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, engine: Engine) -> EventStore:
+        return EventStore(engine)
+
+    def test_append_and_read_stream(self, store: EventStore) -> None:
+        stream = sid()
+        recorded = store.append(StreamAppend(stream, [created(), started()], 0))
+        assert [r.version for r in recorded] == [1, 2]
+        assert recorded[0].position < recorded[1].position
+        read = store.read_stream(stream)
+        assert [r.event for r in read] == [r.event for r in recorded]
+        assert [r.event_id for r in read] == [r.event_id for r in recorded]
+        assert read[0].metadata == {"actor": "tester", "correlation_id": "c-1"}
+        assert read[0].recorded_at.tzinfo is not None
+        assert store.stream_version(stream) == 2
+        assert [r.version for r in store.read_stream(stream, from_version=2)] == [2]
+
+    def test_wrong_expected_version_names_stream_and_versions(self, store: EventStore,
+                                                              engine: Engine) -> None:
+        stream = sid()
+        store.append(StreamAppend(stream, [created()], 0))
+        before = count(engine)
+        for expected in (0, 2, 5):
+            with pytest.raises(ConcurrencyError) as info:
+                store.append(StreamAppend(stream, [started()], expected))
+            assert (info.value.stream, info.value.expected, info.value.actual) == (
+                stream, expected, 1)
+            assert stream in str(info.value)
+        assert count(engine) == before
+        store.append(StreamAppend(stream, [started()], 1))
+        assert store.stream_version(stream) == 2
+
+    def test_no_expected_version_appends_after_the_end(self, store: EventStore) -> None:
+        stream = sid()
+        store.append(StreamAppend(stream, [created()], 0))
+        recorded = store.append(StreamAppend(stream, [NewEvent(ev.SignalReceived(name="s"))]))
+        assert recorded[0].version == 2
+
+    def test_multi_stream_append_is_all_or_nothing(self, store: EventStore,
+                                                   engine: Engine) -> None:
+        parent, child = sid(), sid()
+        store.append(StreamAppend(parent, [created()], 0))
+        before = count(engine)
+        with pytest.raises(ConcurrencyError) as info:
+            store.append(StreamAppend(child, [created()], 0),
+                         StreamAppend(parent, [started()], 7))
+        assert info.value.stream == parent
+        assert count(engine) == before and store.stream_version(child) == 0
+        recorded = store.append(StreamAppend(child, [created()], 0),
+                                StreamAppend(parent, [started()], 1))
+        assert {(r.stream_id, r.version) for r in recorded} == {(child, 1), (parent, 2)}
+
+    def test_duplicate_event_id_is_refused_and_nothing_written(self, store: EventStore,
+                                                                engine: Engine) -> None:
+        first = created()
+        store.append(StreamAppend(sid(), [first], 0))
+        before = count(engine)
+        with pytest.raises(DuplicateEventId) as info:
+            store.append(StreamAppend(sid(), [NewEvent(first.event, event_id=first.event_id)], 0))
+        assert first.event_id in str(info.value)
+        assert count(engine) == before
+
+    def test_hooks_write_in_the_append_transaction(self, engine: Engine) -> None:
+        seen: list[tuple[int, str]] = []
+
+        def hook(conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+            n = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+            seen.extend((int(n), r.type) for r in recorded)
+
+        store = EventStore(engine, hooks=[hook])
+        store.append(StreamAppend(sid(), [created(), started()], 0))
+        assert seen == [(2, "RunCreated"), (2, "RunStarted")]
+
+    def test_failing_hook_rolls_the_append_back(self, engine: Engine) -> None:
+        def hook(conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+            raise RuntimeError("projection broke")
+
+        store = EventStore(engine, hooks=[hook])
+        with pytest.raises(RuntimeError):
+            store.append(StreamAppend(sid(), [created()], 0))
+        assert count(engine) == 0
+
+    def test_transaction_groups_appends_and_own_writes(self, store: EventStore,
+                                                       engine: Engine) -> None:
+        a, b = sid(), sid()
+        with pytest.raises(ZeroDivisionError), store.transaction() as tx:
+            tx.append(StreamAppend(a, [created()], 0))
+            tx.append(StreamAppend(b, [created()], 0))
+            raise ZeroDivisionError
+        assert count(engine) == 0
+        with store.transaction() as tx:
+            tx.append(StreamAppend(a, [created()], 0))
+            tx.append(StreamAppend(a, [started()], 1))
+        assert store.stream_version(a) == 2
+
+    def test_read_all_in_position_order_with_after_and_limit(self, store: EventStore) -> None:
+        streams = [sid() for _ in range(5)]
+        for stream in streams:
+            store.append(StreamAppend(stream, [created(), started()], 0))
+        everything = store.read_all(0, 100)
+        positions = [r.position for r in everything]
+        assert len(everything) == 10 and positions == sorted(positions)
+        page = store.read_all(positions[3], 4)
+        assert [r.position for r in page] == positions[4:8]
+        assert store.read_all(positions[-1], 10) == []
+        assert store.max_position() == positions[-1]
+        assert [r.position for r in store.iter_all(0, batch=3)] == positions
+        assert isinstance(everything[0].event, ev.RunCreated)
+
+    def test_stored_old_schema_version_reads_back_upcast(self, store: EventStore,
+                                                        engine: Engine) -> None:
+        stream = sid()
+        from eventstore.schema import events
+
+        with engine.begin() as conn:
+            conn.execute(events.insert().values(
+                stream_id=stream, version=1, event_id=str(uuid.uuid4()), type="RunCreated",
+                schema_version=1, data={"workflow_id": "w", "workflow_version": "1",
+                                        "tenant": "acme"},
+                metadata={}, recorded_at=datetime.now(UTC)))
+        [record] = store.read_stream(stream)
+        assert isinstance(record.event, ev.RunCreated)
+        assert record.event.tenant_meta == {"tenantId": "acme"}
+
+    def test_concurrent_writers_to_one_stream_one_wins_each_version(self, engine: Engine) -> None:
+        store = EventStore(engine)
+        stream = sid()
+        store.append(StreamAppend(stream, [created()], 0))
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def writer() -> None:
+            for _ in range(10):
+                version = store.stream_version(stream)
+                try:
+                    store.append(StreamAppend(stream, [started()], version))
+                    result = "ok"
+                except ConcurrencyError:
+                    result = "conflict"
+                with lock:
+                    outcomes.append(result)
+
+        threads = [threading.Thread(target=writer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        versions = [r.version for r in store.read_stream(stream)]
+        assert versions == list(range(1, len(versions) + 1))
+        assert len(versions) == 1 + outcomes.count("ok")
+
+
+class IdempotencyContract:
+    @pytest.fixture
+    def engine(self) -> Engine:
+        raise NotImplementedError
+
+    def test_acquire_replay_in_progress_conflict(self, engine: Engine) -> None:
+        keys = IdempotencyKeys(engine)
+        key = sid()
+        assert keys.acquire("trigger", key, "fp1") == Acquired()
+        assert keys.acquire("trigger", key, "fp1") == InProgress()
+        keys.complete("trigger", key, {"runId": "r1"})
+        assert keys.acquire("trigger", key, "fp1") == Replay({"runId": "r1"})
+        with pytest.raises(IdempotencyConflict, match=key):
+            keys.acquire("trigger", key, "other body")
+        assert keys.acquire("other-scope", key, "fp2") == Acquired()
+
+    def test_release_lets_the_next_caller_run(self, engine: Engine) -> None:
+        keys = IdempotencyKeys(engine)
+        key = sid()
+        assert keys.acquire("s", key, "f") == Acquired()
+        keys.release("s", key)
+        assert keys.acquire("s", key, "f") == Acquired()
+
+    def test_complete_in_the_callers_transaction_rolls_back_with_it(self, engine: Engine) -> None:
+        keys = IdempotencyKeys(engine)
+        key = sid()
+        keys.acquire("s", key, "f")
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            keys.complete("s", key, {"x": 1}, conn=conn)
+            raise RuntimeError("append failed")
+        assert keys.acquire("s", key, "f") == InProgress()
+
+    def test_expiry_and_stale_lease(self, engine: Engine) -> None:
+        now = [datetime(2026, 1, 1, tzinfo=UTC)]
+        keys = IdempotencyKeys(engine, clock=lambda: now[0], ttl=timedelta(hours=1),
+                               lease=timedelta(seconds=30))
+        done, stuck = sid(), sid()
+        keys.acquire("s", done, "f")
+        keys.complete("s", done, 1)
+        keys.acquire("s", stuck, "f")
+        now[0] += timedelta(seconds=31)
+        assert keys.acquire("s", stuck, "f") == Acquired()  # holder's lease ran out
+        assert keys.acquire("s", done, "f") == Replay(1)
+        now[0] += timedelta(hours=2)
+        assert keys.purge_expired() == 2
+        assert keys.acquire("s", done, "new body") == Acquired()

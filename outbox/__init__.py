@@ -1,7 +1,37 @@
-"""Transactional outbox relayed to Kafka (being built)."""
+"""Transactional outbox relayed to Kafka: outbox rows written in the append
+transaction, a relay with retries, back-off and a dead-letter topic, and a consumer
+inbox for downstream services.
 
-from eventstore.migrations import Migration
+    store = EventStore(engine, hooks=[OutboxWriter()])
+    relay = Relay(engine, publisher_from_settings(settings))
+    relay.run_forever(stop_event)
+"""
 
-MIGRATIONS: list[Migration] = []
+from outbox._admin import (
+    DeadLetter,
+    OutboxStatus,
+    TopicLag,
+    dead_letters,
+    purge_published,
+    replay_dead,
+    status,
+)
+from outbox._publishers import (
+    JsonlSinkPublisher,
+    KafkaPublisher,
+    OutboundMessage,
+    Outcome,
+    Publisher,
+    publisher_from_settings,
+)
+from outbox._relay import PUBLISHED_POINT, FaultPoint, Relay, RelayStats, claim
+from outbox._schema import DEAD, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
+from outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, message_headers
 
-__all__ = ["MIGRATIONS"]
+__all__ = [
+    "DEAD", "DEFAULT_TOPIC", "MIGRATIONS", "PENDING", "PUBLISHED", "PUBLISHED_POINT",
+    "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "OutboundMessage",
+    "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",
+    "TopicLag", "claim", "dead_letters", "envelope", "inbox", "message_headers", "outbox",
+    "publisher_from_settings", "purge_published", "replay_dead", "status",
+]

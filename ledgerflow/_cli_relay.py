@@ -1,0 +1,45 @@
+"""`ledgerflow relay`: publish outbox rows to Kafka (or the JSON-lines sink) until stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from ledgerflow._cli_common import console, open_settings
+from ledgerflow.settings import Settings
+
+
+def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
+    """The relay `serve` and `relay` run: settings -> engine, publisher, topics, attempts."""
+    import outbox
+    from eventstore import create_engine
+
+    return outbox.Relay(create_engine(settings.database_url),
+                        outbox.publisher_from_settings(settings), batch_size=batch_size,
+                        max_attempts=settings.outbox_max_attempts,
+                        dead_letter_topic=settings.dlq_topic)
+
+
+def relay_command(batch_size: int = 500, once: bool = False) -> None:
+    """Relay outbox rows until SIGINT/SIGTERM (or one batch with `once`).
+
+    Register with typer as `app.command("relay")(relay_command)`; the parameters
+    become `--batch-size N` and `--once`.
+    """
+    settings = open_settings()
+    relay = build_relay(settings, batch_size=batch_size)
+    target = settings.kafka_bootstrap or f"sink {settings.sink_path}"
+    try:
+        if once:
+            stats = relay.run_once()
+            console.print(f"published {stats.published}, retrying {stats.retried}, "
+                          f"dead {stats.dead}")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        console.print(f"relaying outbox to {target} (Ctrl-C stops)")
+        relay.run_forever(stop)
+    finally:
+        relay.publisher.close()

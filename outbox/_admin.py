@@ -1,0 +1,140 @@
+"""Operating the outbox: status counts, the dead-letter list, replay and purge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from eventstore.store import Clock, utcnow
+from outbox._schema import DEAD, PENDING, PUBLISHED, outbox
+
+
+@dataclass(frozen=True, slots=True)
+class TopicLag:
+    """Pending rows of one topic and the age of the oldest."""
+
+    topic: str
+    pending: int
+    oldest_pending_age_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """Counts by status, the oldest pending row's age, and lag per topic."""
+
+    pending: int
+    published: int
+    dead: int
+    oldest_pending_age_s: float | None
+    topics: list[TopicLag]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pending": self.pending, "published": self.published, "dead": self.dead,
+                "oldestPendingAgeSeconds": self.oldest_pending_age_s,
+                "topics": [{"topic": t.topic, "pending": t.pending,
+                            "oldestPendingAgeSeconds": t.oldest_pending_age_s}
+                           for t in self.topics]}
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead outbox row: what it was and why it died."""
+
+    id: int
+    event_id: str
+    topic: str
+    key: str | None
+    event_type: str | None
+    attempts: int
+    error_class: str | None
+    last_error: str | None
+    first_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(at: datetime | None) -> str | None:
+            return at.isoformat() if at else None
+        return {"id": self.id, "eventId": self.event_id, "topic": self.topic,
+                "key": self.key, "eventType": self.event_type, "attempts": self.attempts,
+                "errorClass": self.error_class, "lastError": self.last_error,
+                "firstAttemptAt": iso(self.first_attempt_at),
+                "lastAttemptAt": iso(self.last_attempt_at), "createdAt": iso(self.created_at)}
+
+
+def status(engine: Engine, clock: Clock = utcnow) -> OutboxStatus:
+    """Counts by status and, per topic, how many rows wait and since when."""
+    now = clock()
+    with engine.connect() as conn:
+        counts: dict[str, int] = dict(conn.execute(
+            sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all())
+        lag = conn.execute(
+            sa.select(outbox.c.topic, sa.func.count(), sa.func.min(outbox.c.created_at))
+            .where(outbox.c.status == PENDING).group_by(outbox.c.topic)
+            .order_by(outbox.c.topic)).all()
+    topics = [TopicLag(topic, int(n), _age(now, oldest)) for topic, n, oldest in lag]
+    ages = [t.oldest_pending_age_s for t in topics if t.oldest_pending_age_s is not None]
+    return OutboxStatus(int(counts.get(PENDING, 0)), int(counts.get(PUBLISHED, 0)),
+                        int(counts.get(DEAD, 0)), max(ages) if ages else None, topics)
+
+
+def _age(now: datetime, oldest: Any) -> float | None:
+    if oldest is None:
+        return None
+    if isinstance(oldest, str):  # SQLite aggregates skip the column's type
+        oldest = datetime.fromisoformat(oldest)
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    age: float = (now - oldest).total_seconds()
+    return max(0.0, age)
+
+
+def dead_letters(engine: Engine, limit: int = 100) -> list[DeadLetter]:
+    """Dead rows, oldest first."""
+    query = (sa.select(outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.key,
+                       outbox.c.headers, outbox.c.attempts, outbox.c.error_class,
+                       outbox.c.last_error, outbox.c.first_attempt_at,
+                       outbox.c.last_attempt_at, outbox.c.created_at)
+             .where(outbox.c.status == DEAD).order_by(outbox.c.id).limit(limit))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [DeadLetter(r.id, r.event_id, r.topic, r.key, dict(json.loads(r.headers))
+                       .get("event-type"), r.attempts, r.error_class, r.last_error,
+                       r.first_attempt_at, r.last_attempt_at, r.created_at) for r in rows]
+
+
+def replay_dead(engine: Engine, ids: Sequence[int] = (), limit: int | None = None,
+                clock: Clock = utcnow) -> list[int]:
+    """Put dead rows back to pending, due now, with a fresh retry counter.
+
+    `ids` picks rows; otherwise the oldest `limit` dead rows (all when None).
+    Returns the ids replayed. The error of the last attempt is kept for reference.
+    """
+    where = [outbox.c.status == DEAD]
+    if ids:
+        where.append(outbox.c.id.in_(list(ids)))
+    pick = sa.select(outbox.c.id).where(*where).order_by(outbox.c.id)
+    if limit is not None:
+        pick = pick.limit(limit)
+    with engine.begin() as conn:
+        chosen = [int(i) for i in conn.execute(pick).scalars()]
+        if chosen:
+            conn.execute(outbox.update().where(outbox.c.id.in_(chosen))
+                         .values(status=PENDING, attempts=0, next_attempt_at=clock(),
+                                 first_attempt_at=None, last_attempt_at=None))
+    return chosen
+
+
+def purge_published(engine: Engine, older_than: timedelta, clock: Clock = utcnow) -> int:
+    """Delete published rows published more than `older_than` ago; returns how many."""
+    cutoff = clock() - older_than
+    with engine.begin() as conn:
+        result = conn.execute(outbox.delete().where(outbox.c.status == PUBLISHED,
+                                                    outbox.c.published_at < cutoff))
+    return int(result.rowcount)

@@ -1,0 +1,210 @@
+"""Where the relay sends messages: a Kafka broker, or a JSON-lines file (the embedded default).
+
+A `Publisher` sends a batch and reports, per message, whether the broker acknowledged
+it (`None`) or the exception that stopped it. The relay marks rows from that report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka import errors as kafka_errors
+from kafka.admin import NewTopic
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message as it goes to the broker."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+Outcome = BaseException | None
+"""`None` when the broker acknowledged the message, else why it was not."""
+
+
+class Publisher(Protocol):
+    """Sends a batch and waits for the broker; one outcome per message, in order."""
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class SettingsLike(Protocol):
+    kafka_bootstrap: str | None
+    sink_path: str
+
+
+def publisher_from_settings(settings: SettingsLike) -> Publisher:
+    """Kafka when `LEDGERFLOW_KAFKA_BOOTSTRAP` is set, else the JSON-lines sink."""
+    if settings.kafka_bootstrap:
+        return KafkaPublisher(settings.kafka_bootstrap)
+    return JsonlSinkPublisher(settings.sink_path)
+
+
+# Errors that concern one record only: the producer itself is still sound.
+_RECORD_ERRORS: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    TypeError,
+    ValueError,
+)
+
+
+class KafkaPublisher:
+    """kafka-python producer with `acks="all"` and idempotence; creates topics explicitly.
+
+    The producer is built lazily and rebuilt after any failure that is not about a
+    single record: after a broker restart an idempotent producer holds a producer id
+    the new broker does not know, and never recovers on its own. Topics are created
+    with the admin client before the first send to them (never by broker auto-create);
+    a rebuilt producer checks them again, since a restarted broker may have lost them.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str = "ledgerflow-relay",
+                 timeout_s: float = 30.0, partitions: int = 1,
+                 producer_config: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.timeout_s = timeout_s
+        self.partitions = partitions
+        self.producer_config = dict(producer_config or {})
+        self.rebuilds = 0
+        self._producer: Any = None
+        self._topics: set[str] = set()
+        self._lock = threading.Lock()
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
+        with self._lock:
+            try:
+                producer = self._ready({m.topic for m in messages})
+            except Exception as exc:
+                self._reset()
+                return [exc] * len(messages)
+            outcomes = self._send_all(producer, messages)
+            if any(o is not None and not isinstance(o, _RECORD_ERRORS) for o in outcomes):
+                self._reset()
+            return outcomes
+
+    def _send_all(self, producer: Any, messages: Sequence[OutboundMessage]) -> list[Outcome]:
+        pending: list[Any] = []
+        for m in messages:
+            try:
+                pending.append(producer.send(m.topic, value=m.value, headers=m.headers,
+                                             key=None if m.key is None else m.key.encode()))
+            except Exception as exc:
+                pending.append(exc)
+        with contextlib.suppress(kafka_errors.KafkaTimeoutError):
+            producer.flush(timeout=self.timeout_s)
+        return [self._outcome(p) for p in pending]
+
+    def _outcome(self, sent: Any) -> Outcome:
+        if isinstance(sent, BaseException):
+            return sent
+        if sent.succeeded():
+            return None
+        if sent.failed():
+            exc: BaseException = sent.exception
+            return exc
+        timeout: BaseException = kafka_errors.KafkaTimeoutError(
+            f"not acknowledged by {self.bootstrap} within {self.timeout_s:g}s")
+        return timeout
+
+    def _ready(self, topics: set[str]) -> Any:
+        if self._producer is None:
+            self._producer = self._build()
+            self.rebuilds += 1
+        missing = topics - self._topics
+        if missing:
+            self._create_topics(missing)
+            self._topics |= missing
+        return self._producer
+
+    def _build(self) -> Any:
+        timeout_ms = int(self.timeout_s * 1000)
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap, "client_id": self.client_id,
+            "acks": "all", "enable_idempotence": True,
+            "allow_auto_create_topics": False, "linger_ms": 5,
+            "request_timeout_ms": timeout_ms, "max_block_ms": timeout_ms,
+            "bootstrap_timeout_ms": timeout_ms,
+            "delivery_timeout_ms": timeout_ms + 1000,
+        }
+        config.update(self.producer_config)
+        return KafkaProducer(**config)
+
+    def _create_topics(self, topics: set[str]) -> None:
+        timeout_ms = int(self.timeout_s * 1000)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                 client_id=f"{self.client_id}-admin",
+                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        try:
+            existing = set(admin.list_topics())
+            for name in sorted(topics - existing):
+                # one topic per request: a batch fails whole if one topic exists already
+                with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+                    admin.create_topics([NewTopic(name, self.partitions, 1)])
+        finally:
+            admin.close()
+
+    def _reset(self) -> None:
+        producer, self._producer = self._producer, None
+        self._topics.clear()
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.close(timeout=0)
+
+    def close(self) -> None:
+        with self._lock:
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                producer.close(timeout=self.timeout_s)
+
+
+class JsonlSinkPublisher:
+    """Appends each message as one JSON line to a file; durable (fsync) before it answers.
+
+    Used when no broker is configured, so an embedded ledgerflow relays through the
+    same machinery (claims, retries, dead letters) as a production one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def publish(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
+        lines = [json.dumps(_as_json(m), ensure_ascii=False, separators=(",", ":")) + "\n"
+                 for m in messages]
+        try:
+            with self._lock, open(self.path, "a", encoding="utf-8") as sink:
+                sink.write("".join(lines))
+                sink.flush()
+                os.fsync(sink.fileno())
+        except OSError as exc:
+            return [exc] * len(messages)
+        return [None] * len(messages)
+
+    def close(self) -> None:
+        """Nothing to release: the file is opened per batch."""
+
+
+def _as_json(message: OutboundMessage) -> dict[str, Any]:
+    try:
+        value: Any = json.loads(message.value)
+    except ValueError:
+        value = message.value.decode("utf-8", errors="replace")
+    return {"topic": message.topic, "key": message.key, "value": value,
+            "headers": {name: raw.decode("utf-8", errors="replace")
+                        for name, raw in message.headers}}

@@ -1,0 +1,102 @@
+"""`OutboxWriter`: the append hook that writes outbox rows in the append transaction.
+
+The message value and headers are serialized here, once, and stored as text; the
+relay sends them as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from domain import metadata as meta_keys
+from eventstore.records import RecordedEvent
+from outbox._schema import PENDING, outbox
+
+DEFAULT_TOPIC = "ledgerflow.run-events"
+CONTENT_TYPE = "application/json"
+
+Router = Callable[[RecordedEvent], Sequence[str]]
+"""Chooses the topic(s) of an event; an empty sequence leaves the event out of the outbox."""
+
+_INSERT = outbox.insert()
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def envelope(recorded: RecordedEvent) -> dict[str, Any]:
+    """The message value: the event's data wrapped in its envelope (camelCase keys)."""
+    meta = recorded.metadata
+    return {
+        "eventId": recorded.event_id,
+        "eventType": recorded.type,
+        "schemaVersion": recorded.schema_version,
+        "runId": recorded.stream_id,
+        "workflowId": meta.get(meta_keys.WORKFLOW_ID),
+        "workflowVersion": meta.get(meta_keys.WORKFLOW_VERSION),
+        "streamVersion": recorded.version,
+        "position": recorded.position,
+        "recordedAt": recorded.recorded_at.isoformat(),
+        "tenant": meta.get(meta_keys.TENANT),
+        "metadata": meta,
+        "data": recorded.data,
+    }
+
+
+def message_headers(recorded: RecordedEvent, source: str) -> list[tuple[str, str]]:
+    """Kafka headers: ledgerflow's own plus CloudEvents binary-mode `ce_*` attributes."""
+    workflow = recorded.metadata.get(meta_keys.WORKFLOW_ID)
+    return [
+        ("idempotency-key", recorded.event_id),
+        ("event-type", recorded.type),
+        ("run-id", recorded.stream_id),
+        ("stream-version", str(recorded.version)),
+        ("position", str(recorded.position)),
+        ("ce_specversion", "1.0"),
+        ("ce_id", recorded.event_id),
+        ("ce_type", f"ledgerflow.run.{recorded.type}"),
+        ("ce_source", f"{source}/workflows/{workflow}" if workflow else source),
+        ("ce_subject", recorded.stream_id),
+        ("ce_time", recorded.recorded_at.isoformat()),
+        ("content-type", CONTENT_TYPE),
+    ]
+
+
+class OutboxWriter:
+    """An `AppendHook`: inserts the outbox rows of the recorded events, in one statement.
+
+    `EventStore(engine, hooks=[OutboxWriter()])`. Every event goes to `topic`, keyed
+    by its run id (the stream id), unless `router` chooses other topics for it.
+    """
+
+    def __init__(self, topic: str = DEFAULT_TOPIC, source: str = "ledgerflow",
+                 router: Router | None = None) -> None:
+        self.topic = topic
+        self.source = source
+        self.router = router
+
+    def rows(self, recorded: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
+        """The outbox rows (as insert parameters) for `recorded`."""
+        rows: list[dict[str, Any]] = []
+        default = (self.topic,)
+        for event in recorded:
+            topics = default if self.router is None else self.router(event)
+            if not topics:
+                continue
+            payload = _dumps(envelope(event))
+            headers = _dumps(message_headers(event, self.source))
+            for topic in topics:
+                rows.append({
+                    "event_id": event.event_id, "topic": topic, "key": event.stream_id,
+                    "payload": payload, "headers": headers, "status": PENDING,
+                    "attempts": 0, "next_attempt_at": event.recorded_at,
+                    "created_at": event.recorded_at,
+                })
+        return rows
+
+    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        rows = self.rows(recorded)
+        if rows:
+            conn.execute(_INSERT, rows)

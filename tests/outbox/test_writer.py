@@ -1,0 +1,91 @@
+"""Outbox rows are written in the append transaction, with envelope and headers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from domain.errors import ConcurrencyError
+from domain.events import RunStarted
+from eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
+from outbox import DEFAULT_TOPIC, OutboxWriter
+from tests.outbox._support import append_run, outbox_rows, run_history
+
+CE_HEADERS = {"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "ce_subject",
+              "content-type"}
+
+
+def test_every_appended_event_gets_a_row_keyed_by_run(any_engine: Engine) -> None:
+    store = EventStore(any_engine, hooks=[OutboxWriter()])
+    run_id, recorded = append_run(store, run_history(steps=2), per_append=2)
+
+    rows = outbox_rows(any_engine)
+    assert [r.event_id for r in rows] == [e.event_id for e in recorded]
+    assert {(r.topic, r.key, r.status, r.attempts) for r in rows} == \
+        {(DEFAULT_TOPIC, run_id, "pending", 0)}
+
+
+def test_payload_is_event_data_in_its_envelope(any_engine: Engine) -> None:
+    store = EventStore(any_engine, hooks=[OutboxWriter()])
+    run_id, recorded = append_run(store, run_history(steps=1))
+    completed = recorded[-1]
+
+    value = json.loads(outbox_rows(any_engine)[-1].payload)
+    assert value["eventId"] == completed.event_id
+    assert value["eventType"] == "RunCompleted"
+    assert value["runId"] == run_id
+    assert (value["workflowId"], value["workflowVersion"], value["tenant"]) == \
+        ("checkout", "1", "acme")
+    assert (value["streamVersion"], value["position"]) == (completed.version, completed.position)
+    assert value["recordedAt"] == completed.recorded_at.isoformat()
+    assert value["data"] == {"result": {"ok": True, "blob": ""}}
+
+
+def test_headers_carry_idempotency_key_and_cloudevents(any_engine: Engine) -> None:
+    store = EventStore(any_engine, hooks=[OutboxWriter(source="shop")])
+    run_id, recorded = append_run(store, run_history(steps=0))
+    started = recorded[1]
+
+    headers = dict(json.loads(outbox_rows(any_engine)[1].headers))
+    assert headers["idempotency-key"] == headers["ce_id"] == started.event_id
+    assert headers["event-type"] == "RunStarted"
+    assert headers["run-id"] == headers["ce_subject"] == run_id
+    assert (headers["stream-version"], headers["position"]) == \
+        (str(started.version), str(started.position))
+    assert set(headers) >= CE_HEADERS
+    assert headers["ce_source"] == "shop/workflows/checkout"
+    assert headers["ce_specversion"] == "1.0"
+    assert headers["content-type"] == "application/json"
+
+
+def test_a_rejected_append_leaves_no_outbox_row(any_engine: Engine) -> None:
+    store = EventStore(any_engine, hooks=[OutboxWriter()])
+    run_id, _ = append_run(store, run_history(steps=0))
+    before = len(outbox_rows(any_engine))
+
+    with pytest.raises(ConcurrencyError):
+        store.append(StreamAppend(run_id, [NewEvent(RunStarted())], expected_version=1))
+    assert len(outbox_rows(any_engine)) == before
+
+
+def test_router_fans_out_or_skips(any_engine: Engine) -> None:
+    def route(event: RecordedEvent) -> list[str]:
+        if event.type == "RunStarted":
+            return []
+        if event.type == "RunCompleted":
+            return ["runs.main", "runs.audit"]
+        return ["runs.main"]
+
+    store = EventStore(any_engine, hooks=[OutboxWriter(router=route)])
+    _, recorded = append_run(store, run_history(steps=1))
+
+    rows = outbox_rows(any_engine)
+    by_type: dict[str, list[str]] = {}
+    for row in rows:
+        by_type.setdefault(dict(json.loads(row.headers))["event-type"], []).append(row.topic)
+    assert by_type == {"RunCreated": ["runs.main"], "StepCompleted": ["runs.main"],
+                       "RunCompleted": ["runs.main", "runs.audit"]}
+    completed = [r for r in rows if r.event_id == recorded[-1].event_id]
+    assert completed[0].payload == completed[1].payload

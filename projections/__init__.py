@@ -1,7 +1,30 @@
-"""Read models rebuilt from the events: run views, step journal (being built)."""
+"""Read models rebuilt from the events: run views, step journal, audit history.
 
-from eventstore.migrations import Migration
+- `InlineProjections`: the append hook that keeps the live tables current in the
+  append transaction (read-your-writes for the API).
+- `Projector`: a catch-up projector for projections not maintained inline.
+- `rebuild` / `rebuild_stale`: replay into fresh tables and swap them in.
+- `projections.queries`: what the HTTP API and the CLI read.
+"""
 
-MIGRATIONS: list[Migration] = []
+from eventstore.migrations import Migration, create_tables
+from projections._base import Projection, Tables
+from projections._inline import InlineProjections, default_projections
+from projections._journal import COMPENSATE_SUFFIX, StepJournal
+from projections._runs import RunViews
+from projections.projector import FaultHook, Projector, no_faults
+from projections.rebuild import RebuildInProgress, RebuildReport, rebuild, rebuild_stale
+from projections.status import ProjectionStatus, status
 
-__all__ = ["MIGRATIONS"]
+MIGRATIONS: list[Migration] = [
+    Migration("projections", 1, "run views, run tags, step journal, projection checkpoints",
+              create_tables("run_views", "run_tags", "step_journal",
+                            "projection_checkpoints")),
+]
+
+__all__ = [
+    "COMPENSATE_SUFFIX", "MIGRATIONS", "FaultHook", "InlineProjections", "Projection",
+    "ProjectionStatus", "Projector", "RebuildInProgress", "RebuildReport", "RunViews",
+    "StepJournal", "Tables", "default_projections", "no_faults", "rebuild", "rebuild_stale",
+    "status",
+]

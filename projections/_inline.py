@@ -1,0 +1,35 @@
+"""Inline projection: the append transaction writes the read models too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Connection
+
+from eventstore.records import RecordedEvent
+from projections._base import Projection, Tables, live_tables
+from projections._journal import StepJournal
+from projections._runs import RunViews
+
+
+def default_projections() -> list[Projection]:
+    """ledgerflow's read models: run views and the step journal (both inline)."""
+    return [RunViews(), StepJournal()]
+
+
+class InlineProjections:
+    """An `AppendHook`: applies each append's events to the live read-model tables.
+
+    Runs inside the append transaction, so a reader sees its own writes and an
+    append and its projection commit or roll back together. Projections whose
+    `inline` is False are left to a catch-up `Projector`.
+    """
+
+    def __init__(self, projections: Sequence[Projection] | None = None) -> None:
+        chosen = default_projections() if projections is None else list(projections)
+        self._targets: list[tuple[Projection, Tables]] = [
+            (p, live_tables(p)) for p in chosen if p.inline]
+
+    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        for projection, tables in self._targets:
+            projection.apply(conn, recorded, tables)

@@ -1,0 +1,129 @@
+"""The `step_journal` projection: one row per (run, step).
+
+- StepCompleted: status `completed`, its attempt, result and start time; the
+  error of an earlier failed attempt is cleared; `completed_at` = recorded time.
+- StepFailed: status `failed`, attempt, error; `completed_at` only when `final`.
+- RetryScheduled: status `retrying` and the attempt that is due (error kept).
+- CompensationCompleted / CompensationFailed: a row of its own, step id
+  `"<step>:compensate"`, status `completed` / `failed`, so the step's own row
+  keeps its result and the journal shows the compensation as a step of its own.
+
+Writing: events are folded per (run, step) into column -> last value, then one
+INSERT ... ON CONFLICT DO UPDATE per set of columns (usually one per append).
+`first_position` (the position of the step's first event, the journal's order)
+is written by the INSERT only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from domain import events as ev
+from eventstore.records import RecordedEvent
+from projections._base import StatementCache, Tables
+from projections._schema import step_journal
+
+COMPENSATE_SUFFIX = ":compensate"
+"""Step id suffix of a compensation's journal row."""
+
+Row = dict[str, Any]
+Key = tuple[str, str]
+
+
+def _completed(e: ev.StepCompleted, r: RecordedEvent) -> tuple[str, Row]:
+    return e.step_id, {"status": "completed", "attempt": e.attempt, "result": e.result,
+                       "error": None, "started_at": e.started_at,
+                       "completed_at": r.recorded_at}
+
+
+def _failed(e: ev.StepFailed, r: RecordedEvent) -> tuple[str, Row]:
+    return e.step_id, {"status": "failed", "attempt": e.attempt, "result": None,
+                       "error": e.error.model_dump(mode="json"), "started_at": e.started_at,
+                       "completed_at": r.recorded_at if e.final else None}
+
+
+def _retry(e: ev.RetryScheduled, r: RecordedEvent) -> tuple[str, Row]:
+    return e.step_id, {"status": "retrying", "attempt": e.attempt}
+
+
+def _compensated(e: ev.CompensationCompleted, r: RecordedEvent) -> tuple[str, Row]:
+    return e.step_id + COMPENSATE_SUFFIX, {
+        "status": "completed", "attempt": e.attempt, "result": e.result, "error": None,
+        "completed_at": r.recorded_at}
+
+
+def _compensation_failed(e: ev.CompensationFailed, r: RecordedEvent) -> tuple[str, Row]:
+    return e.step_id + COMPENSATE_SUFFIX, {
+        "status": "failed", "attempt": e.attempt, "result": None,
+        "error": e.error.model_dump(mode="json"), "completed_at": r.recorded_at}
+
+
+_HANDLERS: dict[type[ev.Event], Callable[[Any, RecordedEvent], tuple[str, Row]]] = {
+    ev.StepCompleted: _completed,
+    ev.StepFailed: _failed,
+    ev.RetryScheduled: _retry,
+    ev.CompensationCompleted: _compensated,
+    ev.CompensationFailed: _compensation_failed,
+}
+
+
+def fold(events: Sequence[RecordedEvent]) -> dict[Key, Row]:
+    """Fold step events per (run, step) into column -> last value."""
+    rows: dict[Key, Row] = {}
+    handlers = _HANDLERS
+    for recorded in events:
+        handler = handlers.get(type(recorded.event))
+        if handler is None:
+            continue
+        step_id, values = handler(recorded.event, recorded)
+        key = (recorded.stream_id, step_id)
+        row = rows.get(key)
+        if row is None:
+            values["first_position"] = recorded.position
+            rows[key] = values
+        else:
+            row.update(values)
+    return rows
+
+
+class StepJournal:
+    """The step journal projection (table `step_journal`)."""
+
+    name = "step_journal"
+    version = 1
+    tables = (step_journal,)
+
+    def __init__(self, *, inline: bool = True) -> None:
+        self.inline = inline
+        self._statements = StatementCache()
+
+    def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
+        """Upsert one row per (run, step) touched by `events`."""
+        rows = fold(events)
+        if not rows:
+            return
+        table = tables["step_journal"]
+        groups: dict[tuple[str, ...], list[Row]] = {}
+        for (run_id, step_id), values in rows.items():
+            columns = tuple(sorted(values))
+            groups.setdefault(columns, []).append(
+                {**values, "run_id": run_id, "step_id": step_id})
+        dialect = conn.dialect.name
+        for columns, params in groups.items():
+            statement = self._statements.get(
+                (dialect, table.name, columns), partial(_upsert, table, dialect, columns))
+            conn.execute(statement, params)
+
+
+def _upsert(table: Table, dialect: str, columns: tuple[str, ...]) -> Any:
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.step_id],
+        set_={name: insert.excluded[name] for name in columns if name != "first_position"},
+    )

@@ -1,0 +1,179 @@
+"""The `run_views` projection: one row per run, plus `run_tags` for the tag filter.
+
+Every column of a row comes from the run's own stream: RunCreated fills the row;
+lifecycle events set status, result, error and the waitpoint; ChildStarted
+(on the parent's stream) appends to `children`; every event sets `updated_at`
+and `version`. Events of other types only move `updated_at` and `version`.
+
+Writing: the events of a call are folded per run into a patch (column -> last
+value). A run created in this call is INSERTed whole; any other run gets one
+UPDATE of the columns its patch set, and patches with the same columns share
+one executemany — an inline append is typically one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+from domain import events as ev
+from eventstore.records import RecordedEvent
+from projections._base import StatementCache, Tables
+from projections._schema import run_tags, run_views
+
+Row = dict[str, Any]
+
+
+class _Patch:
+    __slots__ = ("children", "created", "row", "tags")
+
+    def __init__(self) -> None:
+        self.created = False
+        self.row: Row = {}
+        self.children: list[str] = []
+        self.tags: list[str] = []
+
+
+_CLEAR_WAIT: Row = {"waitpoint": None, "wake_at": None, "timeout_at": None}
+
+
+def _created(p: _Patch, e: ev.RunCreated, r: RecordedEvent) -> None:
+    p.created = True
+    p.tags = list(dict.fromkeys(e.tags))
+    p.row.update(
+        workflow_id=e.workflow_id, workflow_version=e.workflow_version, status="pending",
+        input=e.input, result=None, error=None, waitpoint=None, wake_at=e.not_before,
+        timeout_at=None, parent_run_id=e.parent_run_id, parent_step_id=e.parent_step_id,
+        tenant_id=_tenant_id(e.tenant_meta), tenant_meta=dict(e.tenant_meta),
+        tags=list(e.tags), created_at=r.recorded_at,
+    )
+
+
+def _tenant_id(meta: dict[str, Any]) -> str | None:
+    tenant = meta.get("tenantId")
+    return None if tenant is None else str(tenant)
+
+
+def _suspended(p: _Patch, e: ev.RunSuspended, r: RecordedEvent) -> None:
+    wp = e.waitpoint
+    p.row.update(status="suspended", waitpoint=wp.model_dump(mode="json"),
+                 wake_at=wp.wake_at, timeout_at=wp.timeout_at)
+
+
+def _status(status: str, **extra: Callable[[Any], Any]) -> Callable[[_Patch, Any, Any], None]:
+    def handle(p: _Patch, e: Any, r: RecordedEvent) -> None:
+        p.row.update(_CLEAR_WAIT)
+        p.row["status"] = status
+        for column, get in extra.items():
+            p.row[column] = get(e)
+
+    return handle
+
+
+def _dump_error(e: Any) -> Any:
+    return e.error.model_dump(mode="json")
+
+
+def _child(p: _Patch, e: ev.ChildStarted, r: RecordedEvent) -> None:
+    p.children.append(e.child_run_id)
+
+
+_HANDLERS: dict[type[ev.Event], Callable[[_Patch, Any, RecordedEvent], None]] = {
+    ev.RunCreated: _created,
+    ev.RunStarted: _status("running"),
+    ev.RunSuspended: _suspended,
+    ev.RunWoken: _status("running"),
+    ev.RunCompleted: _status("completed", result=lambda e: e.result),
+    ev.RunCompensating: _status("compensating", error=_dump_error),
+    ev.RunFailed: _status("failed", error=_dump_error),
+    ev.RunCanceled: _status("canceled"),
+    ev.ChildStarted: _child,
+}
+
+
+def fold(events: Sequence[RecordedEvent]) -> dict[str, _Patch]:
+    """Fold events per run into patches (insertion order = first event's order)."""
+    patches: dict[str, _Patch] = {}
+    handlers = _HANDLERS
+    for recorded in events:
+        patch = patches.get(recorded.stream_id)
+        if patch is None:
+            patch = patches[recorded.stream_id] = _Patch()
+        handler = handlers.get(type(recorded.event))
+        if handler is not None:
+            handler(patch, recorded.event, recorded)
+        row = patch.row
+        row["updated_at"] = recorded.recorded_at
+        row["version"] = recorded.version
+    return patches
+
+
+class RunViews:
+    """The run views projection (tables `run_views`, `run_tags`)."""
+
+    name = "run_views"
+    version = 1
+    tables = (run_views, run_tags)
+
+    def __init__(self, *, inline: bool = True) -> None:
+        self.inline = inline
+        self._statements = StatementCache()
+
+    def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
+        """Write the runs' patches: INSERT new runs, UPDATE the others by column set."""
+        views, tags = tables["run_views"], tables["run_tags"]
+        patches = fold(events)
+        inserts: list[Row] = []
+        tag_rows: list[Row] = []
+        updates: dict[tuple[tuple[str, ...], int], list[Row]] = {}
+        for run_id, patch in patches.items():
+            if patch.created:
+                inserts.append({**patch.row, "run_id": run_id, "children": patch.children})
+                created = patch.row["created_at"]
+                tag_rows.extend({"run_id": run_id, "tag": tag, "created_at": created}
+                                for tag in patch.tags)
+                continue
+            columns = tuple(sorted(patch.row))
+            params = {f"p_{name}": value for name, value in patch.row.items()}
+            params["p_run_id"] = run_id
+            for index, child in enumerate(patch.children):
+                params[f"p_child{index}"] = child
+            updates.setdefault((columns, len(patch.children)), []).append(params)
+        if inserts:
+            conn.execute(self._statements.get(("insert", views.name),
+                                              views.insert), inserts)
+        if tag_rows:
+            conn.execute(self._statements.get(("insert", tags.name), tags.insert), tag_rows)
+        dialect = conn.dialect.name
+        for (columns, children), params_list in updates.items():
+            key = ("update", dialect, views.name, columns, children)
+            statement = self._statements.get(
+                key, partial(_update, views, dialect, columns, children))
+            conn.execute(statement, params_list)
+
+
+def _update(table: Table, dialect: str, columns: tuple[str, ...], children: int) -> Any:
+    values: dict[str, Any] = {name: sa.bindparam(f"p_{name}", type_=table.c[name].type)
+                              for name in columns}
+    if children:
+        values["children"] = _append_children(table, dialect, children)
+    return (sa.update(table).where(table.c.run_id == sa.bindparam("p_run_id"))
+            .values(values))
+
+
+def _append_children(table: Table, dialect: str, count: int) -> Any:
+    """`children` with `count` bound child ids appended, in order."""
+    params = [sa.bindparam(f"p_child{i}", type_=sa.String()) for i in range(count)]
+    if dialect == "postgresql":
+        return table.c.children.op("||", return_type=JSONB())(
+            sa.func.jsonb_build_array(*params))
+    args: list[Any] = [table.c.children]
+    for param in params:
+        args.extend([sa.literal("$[#]"), param])
+    return sa.func.json_insert(*args)

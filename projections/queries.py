@@ -1,0 +1,201 @@
+"""Reads for the HTTP API and the CLI: a run, a page of runs, a journal, a history.
+
+Wire shapes are DESIGN.md's (camelCase, ISO-8601 times). `list_runs` pages by
+keyset, newest first, on (created_at, run_id); the cursor is opaque
+(url-safe base64 of the last row's key). `tenant_id` restricts any query to one
+tenant's runs (what a tenant-bound API token sees).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from domain.errors import InvalidRequest
+from eventstore.records import RecordedEvent
+from eventstore.schema import UTCDateTime
+from eventstore.store import StreamReader
+from projections._schema import run_tags, run_views, step_journal
+
+MAX_LIMIT = 500
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_camel(k): v for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of `run_views`."""
+
+    run_id: str
+    workflow_id: str
+    workflow_version: str
+    status: str
+    input: Any
+    result: Any
+    error: dict[str, Any] | None
+    waitpoint: dict[str, Any] | None
+    wake_at: datetime | None
+    timeout_at: datetime | None
+    parent_run_id: str | None
+    parent_step_id: str | None
+    children: list[str]
+    tenant_id: str | None
+    tenant_meta: dict[str, Any]
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> RunRecord:
+        return cls(**row._asdict())
+
+    def to_wire(self) -> dict[str, Any]:
+        """The run record of the HTTP API."""
+        return {
+            "id": self.run_id, "workflowId": self.workflow_id,
+            "workflowVersion": self.workflow_version, "status": self.status,
+            "input": self.input, "result": self.result, "error": _camel_keys(self.error),
+            "waitpoint": _camel_keys(self.waitpoint), "wakeAt": _time(self.wake_at),
+            "parentRunId": self.parent_run_id, "children": list(self.children),
+            "tags": list(self.tags), "tenantMeta": dict(self.tenant_meta),
+            "createdAt": _time(self.created_at), "updatedAt": _time(self.updated_at),
+            "version": self.version,
+        }
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One row of `step_journal`."""
+
+    step_id: str
+    status: str
+    attempt: int
+    result: Any
+    error: dict[str, Any] | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"stepId": self.step_id, "status": self.status, "attempt": self.attempt,
+                "result": self.result, "error": _camel_keys(self.error),
+                "startedAt": _time(self.started_at),
+                "completedAt": _time(self.completed_at)}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of a run's stream, with who/what caused it (metadata)."""
+
+    event_id: str
+    position: int
+    version: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    @classmethod
+    def from_recorded(cls, recorded: RecordedEvent) -> HistoryEntry:
+        return cls(recorded.event_id, recorded.position, recorded.version, recorded.type,
+                   recorded.data, dict(recorded.metadata), recorded.recorded_at)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"eventId": self.event_id, "position": self.position, "version": self.version,
+                "type": self.type, "data": self.data, "metadata": self.metadata,
+                "recordedAt": _time(self.recorded_at)}
+
+
+_RUN_COLUMNS = [run_views.c[name] for name in RunRecord.__dataclass_fields__]
+
+
+def get_run(conn: Connection, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
+    """The run's record, or None (also None when it belongs to another tenant)."""
+    query = sa.select(*_RUN_COLUMNS).where(run_views.c.run_id == run_id)
+    if tenant_id is not None:
+        query = query.where(run_views.c.tenant_id == tenant_id)
+    row = conn.execute(query).first()
+    return None if row is None else RunRecord.from_row(row)
+
+
+def list_runs(
+    conn: Connection, *, status: str | None = None, workflow_id: str | None = None,
+    tenant_id: str | None = None, tag: str | None = None, parent_run_id: str | None = None,
+    limit: int = 50, cursor: str | None = None,
+) -> tuple[list[RunRecord], str | None]:
+    """A page of runs, newest first, and the cursor of the next page (None: last page)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    # With a tag, page on run_tags' (tag, created_at, run_id) index and join the rows.
+    key = run_tags if tag is not None else run_views
+    query = sa.select(*_RUN_COLUMNS)
+    if tag is not None:
+        query = query.join(run_tags, run_tags.c.run_id == run_views.c.run_id).where(
+            run_tags.c.tag == tag)
+    for column, value in (("status", status), ("workflow_id", workflow_id),
+                          ("tenant_id", tenant_id), ("parent_run_id", parent_run_id)):
+        if value is not None:
+            query = query.where(run_views.c[column] == value)
+    if cursor is not None:
+        created_at, run_id = decode_cursor(cursor)
+        query = query.where(sa.tuple_(key.c.created_at, key.c.run_id) < sa.tuple_(
+            sa.bindparam("c_created", created_at, type_=UTCDateTime()),
+            sa.bindparam("c_run", run_id, type_=sa.String())))
+    query = query.order_by(key.c.created_at.desc(), key.c.run_id.desc()).limit(limit + 1)
+    records = [RunRecord.from_row(row) for row in conn.execute(query)]
+    if len(records) <= limit:
+        return records, None
+    last = records[limit - 1]
+    return records[:limit], encode_cursor(last.created_at, last.run_id)
+
+
+def encode_cursor(created_at: datetime, run_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), run_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, run_id) a cursor stands for; InvalidRequest when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None or not isinstance(run_id, str):
+            raise ValueError(cursor)
+        return moment, run_id
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise InvalidRequest(f"cursor {cursor!r} is not one this API returned") from None
+
+
+def get_journal(conn: Connection, run_id: str) -> list[JournalEntry]:
+    """The run's step journal, in the order the steps first appeared."""
+    j = step_journal.c
+    rows = conn.execute(
+        sa.select(j.step_id, j.status, j.attempt, j.result, j.error, j.started_at,
+                  j.completed_at).where(j.run_id == run_id).order_by(j.first_position))
+    return [JournalEntry(*row) for row in rows]
+
+
+def history(store: StreamReader, run_id: str) -> list[HistoryEntry]:
+    """The run's audit history: its stream, every event with its metadata and time."""
+    return [HistoryEntry.from_recorded(r) for r in store.read_stream(run_id)]

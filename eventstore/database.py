@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -31,13 +32,28 @@ def create_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", False)
-    return sa.create_engine(url, **kwargs)
+    kwargs.setdefault("json_serializer", dumps)
+    engine = sa.create_engine(url, **kwargs)
+    if url.startswith("postgresql+psycopg"):
+        from psycopg.types.json import set_json_loads
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            set_json_loads(orjson.loads, dbapi_conn)  # jsonb columns decode with orjson
+
+    return engine
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a JSON/JSONB column (orjson: several times faster than `json`)."""
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("check_same_thread", False)
     connect_args.setdefault("timeout", 30)
+    kwargs.setdefault("json_serializer", dumps)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 
     @sa.event.listens_for(engine, "connect")

@@ -8,23 +8,24 @@ still in flight. Writers do not take a table lock (eventsourcing's way) because
 that serialises every writer on one lock. Instead:
 
 1. Every append first calls `pg_current_xact_id()` (in the version-check query),
-   so the transaction owns an xid *before* the sequence hands it a position.
-2. A reader takes rows `position > after` together with its snapshot's `xmax`
-   (one statement, one snapshot). If the positions it got are contiguous from
-   `after + 1`, all of them are final: any transaction that took a position
-   below a visible row had its xid before that row committed, i.e. its xid is
-   below `xmax`, and it is either visible or — see 3.
-3. A hole (a position missing below a visible row) belongs to a transaction that
-   was in flight at the snapshot, or that rolled back (a conflict), or to a
-   sequence value never used. The reader returns what precedes the hole; if the
-   hole is first, it waits until `pg_snapshot_xmin` of a new snapshot reaches the
-   old `xmax` — every transaction in flight at the first snapshot has ended —
-   and reads the range again: now whatever is there is final, and what is still
-   missing is a permanent hole. (The horizon is checked once at once, so holes
-   long since settled — rolled-back appends — cost one extra query, no wait.)
+   so the writer owns an xid *before* the sequence hands it a position.
+2. A reader takes rows `position > after`. If the positions are contiguous from
+   `after + 1` they are final: nothing below a visible row is missing.
+3. A hole (a position missing below a visible row) belongs to a writer still in
+   flight, or to one that rolled back (a conflict), or is a sequence value never
+   used. To settle it the reader takes a fresh xid R in a transaction of its own,
+   committed at once. A writer that took a hole's position did so before the
+   visible row above it committed, so before the read, so its xid is below R.
+   Once `pg_snapshot_xmin` of a new snapshot is past R, every such writer has
+   ended: the range is read again, and whatever is still missing is a permanent
+   hole. (Not `pg_snapshot_xmax` of the first snapshot: that is one past the
+   highest *completed* xid, and a writer in flight may hold a higher one.)
+   The reader returns the gapless prefix at once when the hole is not settled
+   yet, and waits (up to `wait` seconds) only when the hole comes first.
 
 A consequence callers must keep: read in a transaction that has no xid of its
-own (a read-only one), or the reader would wait for itself.
+own (a read-only one), or the reader would wait for itself. Settling a hole
+costs one xid; appends cost one each anyway.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.schema import events
 
 _VERSIONS = sa.text(
     "SELECT s.id, COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0),"
@@ -44,23 +44,24 @@ _VERSIONS = sa.text(
     " FROM unnest(CAST(:ids AS text[])) AS s(id)"
 )
 
-_COLUMNS = ("position, stream_id, version, event_id, type, schema_version, data, metadata,"
-            " recorded_at")
-_TYPED = [events.c[name] for name in (
-    "position", "stream_id", "version", "event_id", "type", "schema_version", "data",
-    "metadata", "recorded_at")]
+# Reads go straight to the psycopg cursor, binary transfer, JSON as text: pydantic then
+# parses and validates each event in one pass. Through SQLAlchemy's result layer with
+# jsonb decoded to dicts the same read ran at a third of the rate.
+_COLUMNS = ("position, stream_id, version, event_id, type, schema_version, data::text,"
+            " metadata::text, recorded_at")
 
-_READ = sa.text(
-    f"SELECT {_COLUMNS}, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS horizon"
-    " FROM events WHERE position > :after ORDER BY position LIMIT :limit"
-).columns(*_TYPED, sa.column("horizon", sa.BigInteger))
+_READ = (
+    f"SELECT {_COLUMNS}"
+    " FROM events WHERE position > %(after)s ORDER BY position LIMIT %(limit)s"
+)
 
-_READ_BOUNDED = sa.text(
-    f"SELECT {_COLUMNS} FROM events WHERE position > :after AND position <= :upto"
-    " ORDER BY position LIMIT :limit"
-).columns(*_TYPED)
+_READ_BOUNDED = (
+    f"SELECT {_COLUMNS} FROM events WHERE position > %(after)s AND position <= %(upto)s"
+    " ORDER BY position LIMIT %(limit)s"
+)
 
-_XMIN = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_FRESH_XID = "SELECT pg_current_xact_id()::text::bigint"
 
 
 def current_versions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, int]:
@@ -72,33 +73,43 @@ def current_versions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, i
 def read_all(engine: Engine, after: int, limit: int, wait: float) -> Sequence[Sequence[Any]]:
     """Rows after `after`, in position order, never past a position that may still commit."""
     with engine.connect() as conn:
-        rows = conn.execute(_READ, {"after": after, "limit": limit}).all()
-        conn.rollback()
+        raw: Any = conn.connection.dbapi_connection
+        try:
+            return _read(raw, after, limit, wait)
+        finally:
+            raw.rollback()
+
+
+def _read(raw: Any, after: int, limit: int, wait: float) -> Sequence[Sequence[Any]]:
+    with raw.cursor(binary=True) as cur:
+        rows = cur.execute(_READ, {"after": after, "limit": limit}).fetchall()
+        raw.rollback()
         if not rows:
             return rows
         prefix = _contiguous_prefix(rows, after)
         if prefix == len(rows):
-            return [row[:-1] for row in rows]
-        horizon = rows[0][-1]
-        if not _passed(conn, horizon):
+            return rows
+        horizon = cur.execute(_FRESH_XID).fetchone()[0]
+        raw.commit()
+        if not _passed(raw, cur, horizon):
             if prefix > 0:
-                return [row[:-1] for row in rows[:prefix]]
+                return rows[:prefix]
             deadline = time.monotonic() + wait
-            while not _passed(conn, horizon):
+            while not _passed(raw, cur, horizon):
                 if time.monotonic() >= deadline:
                     return []
                 time.sleep(0.001)
         upto = rows[-1][0]
-        final = conn.execute(_READ_BOUNDED, {"after": after, "upto": upto, "limit": limit}).all()
-        conn.rollback()
+        final: Sequence[Sequence[Any]] = cur.execute(
+            _READ_BOUNDED, {"after": after, "upto": upto, "limit": limit}).fetchall()
         return final
 
 
-def _passed(conn: Connection, horizon: int) -> bool:
-    """True once every transaction that was in flight at the first snapshot has ended."""
-    xmin = conn.execute(_XMIN).scalar_one()
-    conn.rollback()
-    return bool(xmin >= horizon)
+def _passed(raw: Any, cur: Any, horizon: int) -> bool:
+    """True once every transaction with an xid up to `horizon` has ended."""
+    xmin = cur.execute(_XMIN).fetchone()[0]
+    raw.rollback()
+    return bool(xmin > horizon)
 
 
 def _contiguous_prefix(rows: Sequence[Sequence[Any]], after: int) -> int:

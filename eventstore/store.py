@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
@@ -190,5 +191,7 @@ _ROW = (events.c.position, events.c.stream_id, events.c.version, events.c.event_
 
 def _decode_row(row: Any) -> RecordedEvent:
     position, stream_id, version, event_id, type_name, schema_version, data, meta, at = row
+    if not isinstance(meta, dict):
+        meta = orjson.loads(meta)
     return RecordedEvent(position, stream_id, version, event_id, type_name, schema_version,
                          decode(type_name, schema_version, data), meta, at)

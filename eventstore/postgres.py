@@ -37,7 +37,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-
 _VERSIONS = sa.text(
     "SELECT s.id, COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0),"
     " pg_current_xact_id()::text"

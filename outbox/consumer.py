@@ -81,7 +81,8 @@ class Inbox:
         self.name = name
         self.clock = clock
         dialect = postgresql if is_postgres(engine) else sqlite
-        self._insert = dialect.insert(inbox).on_conflict_do_nothing()
+        self._insert = dialect.insert(inbox).on_conflict_do_nothing().returning(
+            inbox.c.idempotency_key)
 
     def process(self, message: InboxMessage, handler: Handler) -> bool:
         """Run `handler` for `message` unless its key was processed; True if it ran."""
@@ -90,7 +91,7 @@ class Inbox:
                 "consumer": self.name, "idempotency_key": message.idempotency_key,
                 "topic": message.topic, "partition": message.partition,
                 "offset": message.offset, "processed_at": self.clock()})
-            if inserted.rowcount == 0:
+            if inserted.first() is None:  # recorded before: its effect is committed
                 return False
             handler(conn, message)
             return True

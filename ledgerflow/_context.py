@@ -1,0 +1,406 @@
+"""`Context`: what workflow code calls. Every call is journaled or replayed.
+
+A run re-executes its function from the top. Each call gets an op id (its name,
+`name#n` for the n-th call of that name); an op with a journaled outcome returns
+it without running, a new op runs and its outcome is recorded. Suspension
+(sleep, waits, retry back-off, children) unwinds the function with `Park`; a
+later claim re-runs it from the top.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from domain import events as ev
+from domain.errors import NonDeterminismError
+from ledgerflow._authoring import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow._faults import fault_point
+from ledgerflow._retry import Backoff, RetryPolicy
+
+if TYPE_CHECKING:
+    from ledgerflow._journal import Journal
+
+
+class Session(Protocol):
+    """What a Context needs from whoever executes (or merely replays) the run."""
+
+    @property
+    def journal(self) -> Journal: ...
+    def clock(self) -> datetime: ...
+    def record(self, event: ev.Event) -> bool: ...
+    def before_step(self) -> None: ...
+    def decide_now(self, decision: list[ev.Event]) -> bool: ...
+    def check_workflow(self, name: str) -> None: ...
+
+TOKEN_NAMESPACE = uuid.UUID("6f1b3c1e-5a55-4c8e-9a4e-1d2f0b7c9e01")
+
+
+class Park(BaseException):
+    """Unwinds the workflow function: the run waits at `waitpoint` until `due_at`."""
+
+    def __init__(self, waitpoint: ev.Waitpoint, due_at: datetime | None,
+                 facts: list[ev.Event] | None = None, child: ChildSpec | None = None) -> None:
+        self.waitpoint, self.due_at, self.facts, self.child = waitpoint, due_at, facts or [], child
+        super().__init__(f"park at {waitpoint.kind} {waitpoint.name!r}")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A child run to create in the transaction that parks its parent."""
+
+    run_id: str
+    step_id: str
+    workflow_id: str
+    input: Any
+
+
+class NotSerializable(Exception):
+    """A step result (or error detail) that JSON cannot carry."""
+
+
+@dataclass
+class Compensation:
+    """A completed step's compensator, gathered as replay passes the step."""
+
+    step_id: str
+    fn: Callable[[Any], Any]
+    result: Any
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def json_roundtrip(value: Any, what: str) -> Any:
+    """`value` as it will read back from the journal, or `NotSerializable`."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise NotSerializable(
+            f"{what} is a {type(value).__name__}, which is not JSON-serialisable ({exc}); "
+            "return dicts, lists, strings, numbers, booleans or None") from None
+
+
+def error_info(exc: BaseException, step_id: str | None = None) -> ev.ErrorInfo:
+    """The journaled form of an exception."""
+    return ev.ErrorInfo(type=type(exc).__name__, message=str(exc), step_id=step_id)
+
+
+def token_id_for(run_id: str, op: str) -> str:
+    """A wait's token id: stable across replays of the same run."""
+    return str(uuid.uuid5(TOKEN_NAMESPACE, f"{run_id}/{op}"))
+
+
+class Context:
+    """The handle a workflow function receives as `ctx`."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        state = session.journal.state
+        self.run_id: str = state.run_id
+        self.workflow_id: str = state.workflow_id
+        self.workflow_version: str = state.workflow_version
+        self.input: Any = state.input
+        self.tenant_meta: dict[str, Any] = dict(state.tenant_meta)
+        self.tags: tuple[str, ...] = state.tags
+        self.compensations: list[Compensation] = []
+        self._counts: dict[str, int] = {}
+        self._items: dict[tuple[str, str], int] = {}
+        self._cursor = 0
+        self.diverged: NonDeterminismError | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _diverge(self, message: str) -> NonDeterminismError:
+        self.diverged = NonDeterminismError(f"run {self.run_id!r}: {message}")
+        return self.diverged
+
+    @property
+    def _j(self) -> Journal:
+        return self._session.journal
+
+    def _op(self, name: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an operation needs a non-empty name, got {name!r}")
+        count = self._counts.get(name, 0) + 1
+        self._counts[name] = count
+        return name if count == 1 else f"{name}#{count}"
+
+    def _enter(self, op: str, what: str) -> None:
+        """Check op against history: at this point replay must meet this op (or none)."""
+        order = self._j.order
+        if self._cursor < len(order):
+            expected = order[self._cursor]
+            if expected != op:
+                raise self._diverge(
+                    f"replay reached {what} {op!r} but history has {expected!r} at that "
+                    "point (renamed, reordered or removed?)")
+            self._cursor += 1
+
+    def _record(self, event: ev.Event) -> None:
+        if self._session.record(event):
+            self._cursor += 1
+
+    def finish(self) -> None:
+        """The function returned: history must hold nothing it did not meet."""
+        order = self._j.order
+        if self._cursor < len(order):
+            raise self._diverge(
+                f"the workflow returned, but history has {order[self._cursor]!r} next "
+                "(a step was removed?)")
+
+    def now(self) -> datetime:
+        """The current time, journaled: replay returns the same value."""
+        op = self._op("$now")
+        self._enter(op, "ctx.now()")
+        if op in self._j.values:
+            return datetime.fromisoformat(self._j.values[op])
+        value = self._session.clock()
+        self._record(ev.ValueRecorded(key=op, value=value.isoformat()))
+        return value
+
+    def uuid(self) -> str:
+        """A random UUID, journaled: replay returns the same value."""
+        op = self._op("$uuid")
+        self._enter(op, "ctx.uuid()")
+        if op in self._j.values:
+            return str(self._j.values[op])
+        value = str(uuid.uuid4())
+        self._record(ev.ValueRecorded(key=op, value=value))
+        return value
+
+    # --------------------------------------------------------------------- steps
+
+    def step(self, name: str, fn: Callable[..., Any], *args: Any, max_attempts: int = 1,
+             backoff: Backoff = "exponential", initial_delay: timedelta = timedelta(seconds=1),
+             max_delay: timedelta = timedelta(minutes=5), timeout: timedelta | None = None,
+             retry_on: tuple[type[BaseException], ...] = (Exception,),
+             non_retryable: tuple[type[BaseException], ...] = (),
+             compensate: Callable[[Any], Any] | None = None) -> Any:
+        """Run `fn(*args)` at least once until it succeeds; its result is journaled.
+
+        Failures are retried up to `max_attempts` (back-off delays are durable due
+        times, not sleeps); the last failure raises `StepFailed`. `compensate(result)`
+        runs if the run later rolls back.
+        """
+        policy = RetryPolicy(max_attempts, backoff, initial_delay, max_delay)
+        op = self._op(name)
+        self._enter(op, "step")
+        j = self._j
+        if op not in j.results and op not in j.failures and op not in j.attempts \
+                and op in j.seeds:
+            self._record(ev.StepCompleted(step_id=op, result=j.seeds[op], attempt=0))
+        if op in j.results:
+            return self._completed(op, j.results[op], compensate, policy)
+        if op in j.failures:
+            failed = j.failures[op]
+            raise StepFailed(op, failed.error, failed.attempt)
+        due = j.retry_due.get(op)
+        if due is not None and due > self._session.clock():
+            raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+        attempt = j.attempts.get(op, 0) + 1
+        while True:
+            result = self._attempt(op, fn, args, attempt, policy, timeout, retry_on,
+                                   non_retryable)
+            if result is not _RETRY:
+                return self._completed(op, result, compensate, policy)
+            attempt += 1
+
+    def _completed(self, op: str, result: Any, compensate: Callable[[Any], Any] | None,
+                   policy: RetryPolicy) -> Any:
+        if compensate is not None:
+            self.compensations.append(Compensation(op, compensate, result, policy))
+        return result
+
+    def _attempt(self, op: str, fn: Callable[..., Any], args: tuple[Any, ...], attempt: int,
+                 policy: RetryPolicy, timeout: timedelta | None,
+                 retry_on: tuple[type[BaseException], ...],
+                 non_retryable: tuple[type[BaseException], ...]) -> Any:
+        session = self._session
+        session.before_step()
+        started = session.clock()
+        try:
+            result = json_roundtrip(_call(fn, args, timeout), f"the result of step {op!r}")
+        except Exception as exc:
+            retryable = (isinstance(exc, retry_on) and not isinstance(exc, non_retryable)
+                         and not isinstance(exc, NotSerializable))
+            final = not retryable or attempt >= policy.max_attempts
+            info = error_info(exc, op)
+            self._record(ev.StepFailed(step_id=op, attempt=attempt, error=info, final=final,
+                                       started_at=started))
+            if final:
+                raise StepFailed(op, info, attempt) from exc
+            delay = policy.delay_after(attempt)
+            if delay <= timedelta(0):
+                return _RETRY
+            due = session.clock() + delay
+            self._record(ev.RetryScheduled(step_id=op, attempt=attempt + 1, due_at=due))
+            raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due) from None
+        fault_point("step_executed")
+        self._record(ev.StepCompleted(step_id=op, result=result, attempt=attempt,
+                                      started_at=started))
+        return result
+
+    def parallel(self, name: str, branches: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+        """Run each branch (a no-argument callable) concurrently, each journaled as step
+        `name/branch`; returns `{branch: result}`. A failed branch raises `StepFailed`
+        after the others are journaled."""
+        op = self._op(name)
+        ids = {branch: f"{op}/{branch}" for branch in branches}
+        j = self._j
+        recorded = [i for i in ids.values() if i in j.results or i in j.failures]
+        for _ in recorded:
+            self._enter_any(set(recorded), f"parallel {op!r} branch")
+        todo = {b: i for b, i in ids.items() if i not in j.results and i not in j.failures}
+        if todo:
+            self._session.before_step()
+            self._run_branches(todo, branches)
+        for step_id in ids.values():
+            if step_id in j.failures:
+                failed = j.failures[step_id]
+                raise StepFailed(step_id, failed.error, failed.attempt)
+        return {branch: j.results[step_id] for branch, step_id in ids.items()}
+
+    def _enter_any(self, allowed: set[str], what: str) -> None:
+        order = self._j.order
+        if self._cursor < len(order) and order[self._cursor] not in allowed:
+            raise self._diverge(
+                f"replay reached {what} but history has {order[self._cursor]!r} at that point")
+        self._cursor += 1
+
+    def _run_branches(self, todo: dict[str, str],
+                      branches: Mapping[str, Callable[[], Any]]) -> None:
+        started = self._session.clock()
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            futures = {b: pool.submit(branches[b]) for b in todo}
+            outcomes: dict[str, Any] = {}
+            for branch, future in futures.items():
+                try:
+                    outcomes[branch] = json_roundtrip(future.result(),
+                                                      f"branch {todo[branch]!r}")
+                except Exception as exc:
+                    outcomes[branch] = exc
+        for branch, step_id in todo.items():
+            out = outcomes[branch]
+            if isinstance(out, Exception):
+                self._record(ev.StepFailed(step_id=step_id, attempt=1, final=True,
+                                           error=error_info(out, step_id), started_at=started))
+            else:
+                self._record(ev.StepCompleted(step_id=step_id, result=out, started_at=started))
+
+    # --------------------------------------------------------------------- waits
+
+    def sleep(self, name: str, duration: timedelta | None = None, *,
+              until: datetime | None = None) -> None:
+        """Wait durably for `duration`, or until `until` (a due time in the run queue)."""
+        if (duration is None) == (until is None):
+            raise ValueError("ctx.sleep needs exactly one of duration or until=")
+        op = self._op(name)
+        self._enter(op, "sleep")
+        j = self._j
+        if op in j.fired:
+            return
+        wp = j.waits.get(op)
+        if wp is None:
+            wake = until if until is not None else self._session.clock() + (duration or
+                                                                            timedelta(0))
+            wp = ev.Waitpoint(kind="sleep", name=op, wake_at=wake)
+        assert wp.wake_at is not None
+        if wp.wake_at <= self._session.clock():
+            self._record(ev.TimerFired(name=op))
+            return
+        raise Park(wp, wp.wake_at)
+
+    def wait_for_signal(self, name: str, timeout: timedelta | None = None) -> Any:
+        """The payload of the next signal `name` (buffered if it came earlier)."""
+        return self._wait_item("signal", name, timeout)
+
+    def wait_for_event(self, event_type: str, timeout: timedelta | None = None) -> Any:
+        """The payload of the next external event of `event_type`."""
+        return self._wait_item("event", event_type, timeout)
+
+    def _wait_item(self, kind: Literal["signal", "event"], name: str,
+                   timeout: timedelta | None) -> Any:
+        index = self._items.get((kind, name), 0)
+        self._items[(kind, name)] = index + 1
+        item = self._j.pending_item(kind, name, index)
+        if item is not None:
+            if item.timed_out:
+                raise WaitTimeout(kind, name)
+            return item.payload
+        wp = self._j.item_waits.get((kind, name, index))
+        if wp is None:
+            at = None if timeout is None else self._session.clock() + timeout
+            wp = ev.Waitpoint(kind=kind, name=name, timeout_at=at)
+        self._park_or_time_out(wp)
+        raise AssertionError("unreachable")
+
+    def wait_for_token(self, name: str, timeout: timedelta | None = None) -> Any:
+        """Wait until the run's token for this wait is resolved; returns its payload.
+
+        The token id is on the run's waitpoint (`tokenId`) while it waits."""
+        op = self._op(name)
+        self._enter(op, "token wait")
+        j = self._j
+        token = token_id_for(self.run_id, op)
+        if token in j.tokens:
+            return j.tokens[token]
+        if op in j.timed_out:
+            raise WaitTimeout("token", name)
+        wp = j.waits.get(op)
+        if wp is None:
+            at = None if timeout is None else self._session.clock() + timeout
+            wp = ev.Waitpoint(kind="token", name=op, token_id=token, timeout_at=at)
+        self._park_or_time_out(wp)
+        raise AssertionError("unreachable")
+
+    def _park_or_time_out(self, wp: ev.Waitpoint) -> None:
+        if wp.timeout_at is not None and wp.timeout_at <= self._session.clock():
+            if self._session.decide_now([ev.WaitTimedOut(kind=wp.kind, name=wp.name)]):
+                self._cursor += 1
+            raise WaitTimeout(wp.kind, wp.name)
+        raise Park(wp, wp.timeout_at)
+
+    def child(self, name: str, workflow_name: str, input: Any = None) -> Any:
+        """Start child run `workflow_name(input)` and return its result (`ChildFailed`
+        if it fails or is canceled)."""
+        op = self._op(name)
+        self._enter(op, "child")
+        j = self._j
+        done = j.child_done.get(op)
+        if done is not None:
+            if done.status == "completed":
+                return done.result
+            raise ChildFailed(op, done.child_run_id, done.status, done.error)
+        wp = ev.Waitpoint(kind="child", name=op)
+        if op in j.children:
+            raise Park(wp, None)
+        child_id = token_id_for(self.run_id, op)
+        self._session.check_workflow(workflow_name)
+        started = ev.ChildStarted(step_id=op, child_run_id=child_id, workflow_id=workflow_name)
+        spec = ChildSpec(child_id, op, workflow_name,
+                         json_roundtrip(input, f"the input of child {op!r}"))
+        raise Park(wp, None, [started], spec)
+
+
+_RETRY = object()
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: timedelta | None) -> Any:
+    if timeout is None:
+        return fn(*args)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn, *args).result(timeout=timeout.total_seconds())
+    except FutureTimeout:
+        raise StepTimeout(f"step did not finish within {timeout.total_seconds()}s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+class StepTimeout(Exception):
+    """A step attempt ran longer than its `timeout` (the attempt counts as failed)."""

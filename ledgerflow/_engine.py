@@ -1,0 +1,431 @@
+"""`Engine`: the commands (trigger, signal, event, token, cancel, rerun, resume),
+state and history queries, and `run_due` / `tick` for hosts without a worker.
+
+Every command folds the run's stream, decides with `domain.state.decide` (so the
+lifecycle machine validates it), and appends with the version it folded; a
+concurrent change makes it re-read and decide again. Queue rows change in the
+same transaction as the events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from domain import events as ev
+from domain.errors import (
+    ConcurrencyError,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidRequest,
+    NotAwaited,
+    UnknownRun,
+)
+from domain.lifecycle import RunStatus
+from domain.metadata import run_metadata
+from domain.state import Cancel, RunState, Wake, decide, fold
+from eventstore.records import NewEvent, RecordedEvent, StreamAppend
+from eventstore.store import Clock, EventStore, Transaction, utcnow
+from ledgerflow import _queue as queue
+from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow._context import ChildSpec
+from ledgerflow._executor import RunSession, claim_next
+from ledgerflow._journal import Journal
+from ledgerflow._streams import event_metadata, read_events
+
+_SAME: Any = object()
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    """The run a trigger names; `created` is False when it already existed."""
+
+    run_id: str
+    created: bool
+
+
+@dataclass
+class TickResult:
+    """What one `run_due` / `tick` did."""
+
+    claimed: int = 0
+    completed: int = 0
+    parked: int = 0
+    failed: int = 0
+    reaped: int = 0
+    released: int = 0
+    abandoned: int = 0
+
+    def count(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+class Wakeup:
+    """In-process nudge: a worker waiting for work is woken when a run becomes due."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = 0
+
+    def notify(self, n: int = 1) -> None:
+        with self._cond:
+            self._pending = min(self._pending + n, 1024)
+            self._cond.notify(n)
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(timeout)
+            if self._pending:
+                self._pending -= 1
+                return True
+            return False
+
+
+def _json(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+class _KeyTaken(Exception):
+    def __init__(self, run_id: str, fingerprint: str) -> None:
+        self.run_id, self.fingerprint = run_id, fingerprint
+
+
+class Engine:
+    """The workflow engine over one event store."""
+
+    def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
+                 clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
+                 worker_id: str | None = None) -> None:
+        self.store = store
+        self.registry = registry if registry is not None else default_registry
+        self.clock = clock
+        self.lease = lease
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.wakeup = Wakeup()
+        self._stop = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a graceful stop was asked for: no new step starts."""
+        return self._stop.is_set()
+
+    def request_stop(self, stop: bool = True) -> None:
+        if stop:
+            self._stop.set()
+        else:
+            self._stop.clear()
+
+    # ------------------------------------------------------------------ queries
+
+    def history(self, run_id: str) -> list[RecordedEvent]:
+        """The run's events in order (`UnknownRun` if it has none)."""
+        recorded = self.store.read_stream(run_id)
+        if not recorded:
+            raise UnknownRun(run_id)
+        return recorded
+
+    def state(self, run_id: str) -> RunState:
+        """The run's state, folded from its stream."""
+        return fold(run_id, [r.event for r in self.history(run_id)])
+
+    def _journal(self, run_id: str) -> Journal:
+        return Journal.build(run_id, self.history(run_id))
+
+    # ----------------------------------------------------------------- creating
+
+    def trigger(self, workflow_id: str, input: Any = None, *, workflow_version: str | None = None,
+                tenant_meta: dict[str, Any] | None = None, tags: list[str] | None = None,
+                run_id: str | None = None, idempotency_key: str | None = None,
+                priority: int = 0, delay: timedelta | None = None,
+                actor: str | None = None) -> TriggerResult:
+        """Create a run; the same idempotency key or run id returns the same run."""
+        definition = self.registry.get(workflow_id, workflow_version)
+        created = ev.RunCreated(
+            workflow_id=definition.name, workflow_version=definition.version,
+            input=_json(input, "input"), tenant_meta=_json(dict(tenant_meta or {}), "tenant_meta"),
+            tags=_tags(tags), priority=int(priority))
+        return self._create(created, run_id=run_id, key=idempotency_key, delay=delay,
+                            actor=actor)
+
+    def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
+                key: str | None = None, delay: timedelta | None = None,
+                actor: str | None = None) -> TriggerResult:
+        fingerprint = hashlib.sha256(json.dumps(
+            [created.workflow_id, created.workflow_version, created.input, created.tenant_meta,
+             created.tags], sort_keys=True).encode()).hexdigest()
+        run_id = run_id or str(uuid.uuid4())
+        if self.store.stream_version(run_id) > 0:
+            return TriggerResult(run_id, False)
+        now = self.clock()
+        due = now + delay if delay else now
+        if delay:
+            created = created.model_copy(update={"not_before": due})
+        meta = run_metadata(created.workflow_id, created.workflow_version,
+                            created.tenant_meta.get("tenantId"), correlation_id=run_id,
+                            actor=actor, idempotency_key=key)
+        try:
+            with self.store.transaction() as tx:
+                if key is not None:
+                    self._bind_key(tx, key, run_id, fingerprint, now)
+                tx.append(StreamAppend(run_id, [NewEvent(created, metadata=meta)], 0))
+                queue.enqueue(tx.conn, run_id, created.workflow_id, created.priority, due, now)
+        except _KeyTaken as taken:
+            if taken.fingerprint != fingerprint:
+                raise IdempotencyConflict(key or "") from None
+            return TriggerResult(taken.run_id, False)
+        except ConcurrencyError:
+            return TriggerResult(run_id, False)
+        self.wakeup.notify()
+        return TriggerResult(run_id, True)
+
+    def _bind_key(self, tx: Transaction, key: str, run_id: str, fingerprint: str,
+                  now: datetime) -> None:
+        insert = (pg_insert if self.store.is_postgres else sqlite_insert)(queue.run_keys)
+        stmt = insert.values(key=key, run_id=run_id, fingerprint=fingerprint,
+                             created_at=now).on_conflict_do_nothing()
+        if tx.conn.execute(stmt.returning(queue.run_keys.c.key)).first() is not None:
+            return
+        found = queue.lookup_key(tx.conn, key)
+        assert found is not None
+        raise _KeyTaken(*found)
+
+    def create_child(self, tx: Transaction, parent: Journal, spec: ChildSpec) -> None:
+        """Create a child run in the transaction that parks its parent (executor use)."""
+        definition = self.registry.get(spec.workflow_id)
+        pstate, pcreated = parent.state, parent.created
+        created = ev.RunCreated(
+            workflow_id=definition.name, workflow_version=definition.version, input=spec.input,
+            tenant_meta=dict(pstate.tenant_meta), parent_run_id=parent.run_id,
+            parent_step_id=spec.step_id, priority=pcreated.priority if pcreated else 0)
+        meta = run_metadata(definition.name, definition.version,
+                            pstate.tenant_meta.get("tenantId"),
+                            correlation_id=parent.base_metadata.get("correlation_id",
+                                                                    parent.run_id),
+                            causation_id=parent.last_event_id)
+        now = self.clock()
+        tx.append(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
+        queue.enqueue(tx.conn, spec.run_id, definition.name, created.priority, now, now)
+
+    def notify_parent(self, tx: Transaction, child: Journal, status: str, result: Any,
+                      error: ev.ErrorInfo | None) -> None:
+        """In the child's terminal transaction: tell the parent (and wake it if waiting)."""
+        created = child.created
+        if created is None or created.parent_run_id is None:
+            return
+        parent_id, step_id = created.parent_run_id, created.parent_step_id or ""
+        parent = Journal.build(parent_id, read_events(tx.conn, parent_id))
+        if parent.created is None or parent.state.is_terminal:
+            return
+        events: list[ev.Event] = [ev.ChildFinished(step_id=step_id, child_run_id=child.run_id,
+                                                   status=status, result=result, error=error)]
+        wp = parent.state.waitpoint
+        if parent.state.status is RunStatus.SUSPENDED and wp is not None \
+                and wp.kind == "child" and wp.name == step_id:
+            events += decide(parent.state, Wake(reason="child", name=step_id))
+            queue.wake(tx.conn, parent_id, self.clock())
+        meta = event_metadata(parent.base_metadata, child.last_event_id)
+        tx.append(StreamAppend(parent_id, [NewEvent(e, metadata=meta) for e in events],
+                               parent.version))
+
+    def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
+              actor: str | None = None) -> str:
+        """A new run of the same workflow with the same (or the given) input."""
+        journal = self._journal(run_id)
+        old = journal.created
+        assert old is not None
+        created = ev.RunCreated(
+            workflow_id=old.workflow_id, workflow_version=old.workflow_version,
+            input=old.input if input is _SAME else _json(input, "input"),
+            tenant_meta=dict(old.tenant_meta), tags=_tags(tags) if tags is not None else
+            list(old.tags), rerun_of=run_id, priority=old.priority)
+        return self._create(created, actor=actor).run_id
+
+    def resume(self, run_id: str, *, input: Any = None, workflow_id: str | None = None,
+               resume_from_step: str | None = None, seed_results: dict[str, Any] | None = None,
+               new_run_id: str | None = None, tags: list[str] | None = None,
+               actor: str | None = None) -> str:
+        """A new run linked to a failed run, its journal seeded with earlier results."""
+        journal = self._journal(run_id)
+        state, old = journal.state, journal.created
+        assert old is not None
+        if state.status is not RunStatus.FAILED:
+            raise IllegalTransition(run_id, state.status.value, "resume")
+        seeds = _seeds(journal, resume_from_step, seed_results)
+        if workflow_id is None:
+            definition = self.registry.get(old.workflow_id, old.workflow_version)
+        else:
+            definition = self.registry.get(workflow_id)
+        created = ev.RunCreated(
+            workflow_id=definition.name, workflow_version=definition.version,
+            input=old.input if input is None else _json(input, "input"),
+            tenant_meta=dict(old.tenant_meta),
+            tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
+            resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
+        return self._create(created, run_id=new_run_id, actor=actor).run_id
+
+    # ----------------------------------------------------------------- delivering
+
+    def signal(self, run_id: str, name: str, payload: Any = None, *,
+               actor: str | None = None) -> None:
+        """Deliver signal `name`; buffered when the run is not waiting for it yet."""
+        data = _json(payload, "signal payload")
+        self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data), actor)
+
+    def send_event(self, run_id: str, event_type: str, payload: Any = None, *,
+                   actor: str | None = None) -> None:
+        """Deliver an external event; buffered when the run is not waiting for it yet."""
+        data = _json(payload, "event payload")
+        self._deliver(run_id, "event", event_type,
+                      ev.EventReceived(event_type=event_type, payload=data), actor)
+
+    def _deliver(self, run_id: str, kind: str, name: str, event: ev.Event,
+                 actor: str | None) -> None:
+        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
+            state = journal.state
+            if state.is_terminal:
+                raise NotAwaited(run_id, kind, name)
+            wp = state.waitpoint
+            if state.status is RunStatus.SUSPENDED and wp is not None and wp.kind == kind \
+                    and wp.name == name:
+                return [event, *decide(state, Wake(reason=kind, name=name))], True
+            return [event], False
+
+        self._command(run_id, build, actor)
+
+    def resolve_token(self, run_id: str, token_id: str, payload: Any = None, *,
+                      actor: str | None = None) -> None:
+        """Resolve the token the run waits on (`NotAwaited` if it is not waiting on it)."""
+        data = _json(payload, "token payload")
+
+        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
+            state, wp = journal.state, journal.state.waitpoint
+            if state.status is not RunStatus.SUSPENDED or wp is None or wp.kind != "token" \
+                    or wp.token_id != token_id:
+                raise NotAwaited(run_id, "token", token_id)
+            return [ev.TokenResolved(token_id=token_id, payload=data),
+                    *decide(state, Wake(reason="token", name=wp.name))], True
+
+        self._command(run_id, build, actor)
+
+    def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
+        """Cancel a non-terminal run (`IllegalTransition` if terminal)."""
+        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
+            return decide(journal.state, Cancel(reason=reason)), False
+
+        def also(tx: Transaction, journal: Journal) -> None:
+            queue.remove(tx.conn, run_id)
+            error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
+            self.notify_parent(tx, journal, "canceled", None, error)
+
+        self._command(run_id, build, actor, also)
+        self.wakeup.notify()
+
+    def _command(self, run_id: str,
+                 build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
+                 also: Callable[[Transaction, Journal], None] | None = None) -> None:
+        for _ in range(50):
+            journal = self._journal(run_id)
+            events, wake = build(journal)
+            meta = event_metadata(journal.base_metadata, journal.last_event_id, actor)
+            try:
+                with self.store.transaction() as tx:
+                    tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
+                                           journal.version))
+                    if wake:
+                        queue.wake(tx.conn, run_id, self.clock())
+                    if also is not None:
+                        also(tx, journal)
+            except ConcurrencyError:
+                continue
+            if wake:
+                self.wakeup.notify()
+            return
+        raise ConcurrencyError(run_id, -1, -1)
+
+    # ------------------------------------------------------------------ running
+
+    def run_due(self, max_runs: int = 100) -> TickResult:
+        """Claim and execute due runs (at most `max_runs`) in this thread."""
+        result = TickResult()
+        while result.claimed < max_runs:
+            claimed = claim_next(self)
+            if claimed is None:
+                break
+            result.claimed += 1
+            if claimed is False:
+                continue
+            session = RunSession(self, claimed.journal)
+            result.count(session.run())
+        return result
+
+    def tick(self, max_runs: int = 100) -> TickResult:
+        """For cron / serverless hosts: reap stale leases, then `run_due`."""
+        reaped = self.reap()
+        result = self.run_due(max_runs)
+        result.reaped = reaped
+        return result
+
+    def reap(self) -> int:
+        """Clear expired leases; returns how many runs became claimable again."""
+        with self.store.engine.begin() as conn:
+            return queue.reap(conn, self.clock())
+
+    def heartbeat(self) -> int:
+        """Extend the leases this engine's worker id holds."""
+        with self.store.engine.begin() as conn:
+            return queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+
+    def release_leases(self) -> int:
+        """Give back every run this worker id holds (due now)."""
+        with self.store.engine.begin() as conn:
+            return queue.release_owner(conn, self.worker_id, self.clock())
+
+
+def _tags(tags: list[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+        raise InvalidRequest(f"tags must be a list of strings, got {tags!r}")
+    return list(tags)
+
+
+def _seeds(journal: Journal, resume_from_step: str | None,
+           seed_results: dict[str, Any] | None) -> dict[str, Any]:
+    seeds: dict[str, Any] = {}
+    if resume_from_step is not None:
+        if resume_from_step not in journal.order:
+            raise InvalidRequest(
+                f"run {journal.run_id!r} has no step {resume_from_step!r} to resume from; "
+                f"its steps are: {', '.join(journal.order) or 'none'}")
+        for op in journal.order:
+            if op == resume_from_step:
+                break
+            if op in journal.results:
+                seeds[op] = journal.results[op]
+    if seed_results is not None:
+        if not isinstance(seed_results, dict) or not all(
+                isinstance(k, str) and k for k in seed_results):
+            raise InvalidRequest("seed_results must map step ids (non-empty strings) to results")
+        not_steps = [k for k in seed_results if k in journal.order
+                     and k not in journal.results and k not in journal.attempts]
+        if not_steps:
+            raise InvalidRequest(
+                f"seed_results names {', '.join(not_steps)}, which in run {journal.run_id!r} "
+                "are not steps (sleeps, waits, children or values cannot be seeded)")
+        seeds.update(_json(seed_results, "seed_results"))
+    return seeds

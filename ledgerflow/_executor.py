@@ -1,0 +1,332 @@
+"""The replay executor: claim a due run, re-execute its function, write the journal.
+
+Writes are merged: facts recorded by the function (a step's completion, a value)
+are buffered and written by the next transaction the run needs anyway — just
+before the next step runs, or together with the decision that ends this
+execution (park, complete, fail). So a step's side effect is at-least-once and
+at most the step in hand re-runs after a crash, while the journal holds exactly
+one completion per step (every write checks the stream's expected version).
+
+A write that meets `ConcurrencyError` re-reads the stream. Events another party
+may add to a running run (signals, events, tokens, a child's result) are merged:
+buffered facts are written again on top, and a decision is re-made by replaying
+the function from the top. Anything else (a cancel, another worker's journal)
+means the run is no longer ours: the execution is abandoned there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from domain import events as ev
+from domain.errors import ConcurrencyError, NonDeterminismError, UnknownWorkflow
+from domain.lifecycle import RunStatus
+from domain.state import Begin, Complete, Fail, Rollback, Suspend, Wake, decide
+from eventstore.records import NewEvent, StreamAppend
+from eventstore.store import Transaction
+from ledgerflow import _queue as queue
+from ledgerflow._authoring import StepFailed
+from ledgerflow._context import Compensation, Context, Park, error_info, json_roundtrip
+from ledgerflow._faults import fault_point
+from ledgerflow._journal import INPUT_EVENTS, Journal
+from ledgerflow._streams import event_metadata, read_events
+
+if TYPE_CHECKING:
+    from ledgerflow._engine import Engine
+
+Also = Callable[[Transaction], None]
+Compensated = Literal["none", "completed", "partial"]
+
+
+class Replay(BaseException):
+    """Re-run the workflow function from the top against the refreshed journal."""
+
+
+class Abandon(BaseException):
+    """The run is no longer this execution's (canceled, or another worker took it)."""
+
+
+class StopRequested(BaseException):
+    """The worker is stopping: write what is buffered and give the run back."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run leased to this worker, with its journal, ready to execute."""
+
+    run_id: str
+    journal: Journal
+
+
+class RunSession:
+    """One execution of one claimed run by one thread."""
+
+    def __init__(self, engine: Engine, journal: Journal) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.run_id = journal.run_id
+        self.committed = journal.version
+        self.pending: list[ev.Event] = []
+        self.clock = engine.clock
+
+    # ---------------------------------------------------------- used by Context
+
+    def record(self, event: ev.Event) -> bool:
+        """Buffer a fact; True if it added an op to the journal's order."""
+        self.pending.append(event)
+        return self.journal.add(event)
+
+    def before_step(self) -> None:
+        """A step is about to run: stop if asked, make earlier facts durable."""
+        if self.engine.stopping:
+            raise StopRequested()
+        if self.pending:
+            self.flush()
+
+    def decide_now(self, decision: Sequence[ev.Event]) -> bool:
+        """Write a decision at once (e.g. a timeout); True if it added an op."""
+        before = len(self.journal.order)
+        self.flush(decision)
+        return len(self.journal.order) > before
+
+    def check_workflow(self, name: str) -> None:
+        self.engine.registry.get(name)
+
+    # ------------------------------------------------------------------ writing
+
+    def flush(self, decision: Sequence[ev.Event] = (), also: Also | None = None) -> None:
+        """Write buffered facts + `decision` (+ `also` in the same transaction)."""
+        decision, replay = list(decision), False
+        for _ in range(50):
+            events = [*self.pending, *decision]
+            meta = event_metadata(self.journal.base_metadata, self.journal.last_event_id)
+            try:
+                with self.engine.store.transaction() as tx:
+                    recorded = tx.append(StreamAppend(
+                        self.run_id, [NewEvent(e, metadata=meta) for e in events],
+                        self.committed))
+                    if also is not None:
+                        also(tx)
+            except ConcurrencyError as error:
+                if error.stream == self.run_id:
+                    self._reconcile()
+                    if decision or also is not None:
+                        decision, also, replay = [], None, True
+                continue
+            break
+        else:
+            raise Abandon()
+        had_step = any(isinstance(e, ev.StepCompleted) for e in self.pending)
+        cut = len(self.pending)
+        self.pending = []
+        if recorded:
+            for rec in recorded[cut:]:
+                self.journal.add_recorded(rec)
+            self.journal.last_event_id = recorded[-1].event_id
+        self.committed = self.journal.version
+        if had_step:
+            fault_point("step_committed")
+        if replay:
+            raise Replay()
+
+    def _reconcile(self) -> None:
+        recs = self.engine.store.read_stream(self.run_id)
+        for rec in recs:
+            if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
+                raise Abandon()
+        journal = Journal.build(self.run_id, recs)
+        for event in self.pending:
+            journal.add(event)
+        self.journal = journal
+        self.committed = recs[-1].version if recs else 0
+
+    # ----------------------------------------------------------------- outcomes
+
+    def run(self) -> str:
+        """Execute until the run completes, fails, parks or is given back."""
+        while True:
+            try:
+                return self._run_once()
+            except Replay:
+                continue
+            except Abandon:
+                return "abandoned"
+
+    def _run_once(self) -> str:
+        state = self.journal.state
+        try:
+            definition = self.engine.registry.get(state.workflow_id, state.workflow_version)
+        except UnknownWorkflow as error:
+            return self.fail(error_info(error), "none")
+        ctx = Context(self)
+        try:
+            result = definition.fn(ctx, ctx.input)
+            ctx.finish()
+            result = json_roundtrip(result, "the workflow's result")
+        except Park as park:
+            return self.park(park)
+        except StopRequested:
+            self.flush(also=lambda tx: queue.park(tx.conn, self.run_id, self.clock()))
+            return "released"
+        except NonDeterminismError as error:
+            return self.fail(error_info(error), "none")
+        except Exception as error:
+            if ctx.diverged is not None:
+                return self.fail(error_info(ctx.diverged), "none")
+            return self.rollback(ctx, error)
+        if ctx.diverged is not None:
+            return self.fail(error_info(ctx.diverged), "none")
+        return self.complete(result)
+
+    def park(self, park: Park) -> str:
+        decision = [*park.facts, *decide(self.journal.state, Suspend(waitpoint=park.waitpoint))]
+        child = park.child
+
+        def also(tx: Transaction) -> None:
+            queue.park(tx.conn, self.run_id, park.due_at)
+            if child is not None:
+                self.engine.create_child(tx, self.journal, child)
+
+        self.flush(decision, also)
+        if child is not None:
+            self.engine.wakeup.notify()
+        return "parked"
+
+    def complete(self, result: Any) -> str:
+        if self.journal.state.status is RunStatus.COMPENSATING:
+            error = NonDeterminismError(
+                f"run {self.run_id!r} was rolling back, but its workflow now returns normally")
+            return self.fail(error_info(error), "none")
+        decision = decide(self.journal.state, Complete(result=result))
+        self.flush(decision, self._ending("completed", result, None))
+        self._nudge_parent()
+        return "completed"
+
+    def fail(self, error: ev.ErrorInfo, compensation: Compensated) -> str:
+        decision = decide(self.journal.state, Fail(error=error, compensation=compensation))
+        fault_point("run_finishing")
+        self.flush(decision, self._ending("failed", None, error))
+        self._nudge_parent()
+        return "failed"
+
+    def _nudge_parent(self) -> None:
+        created = self.journal.created
+        if created is not None and created.parent_run_id is not None:
+            self.engine.wakeup.notify()
+
+    def _ending(self, status: str, result: Any, error: ev.ErrorInfo | None) -> Also:
+        def also(tx: Transaction) -> None:
+            queue.remove(tx.conn, self.run_id)
+            self.engine.notify_parent(tx, self.journal, status, result, error)
+
+        return also
+
+    def rollback(self, ctx: Context, error: Exception) -> str:
+        """Run the compensators of completed steps in reverse order, then fail."""
+        info = _failure_info(error)
+        comps = ctx.compensations
+        if not comps:
+            return self.fail(info, "none")
+        if self.journal.state.status is not RunStatus.COMPENSATING:
+            self.flush(decide(self.journal.state, Rollback(error=info)))
+        failed: list[str] = []
+        for comp in reversed(comps):
+            done = self.journal.compensated.get(comp.step_id)
+            if done is None:
+                done = self._compensate(comp)
+            if not done:
+                failed.append(comp.step_id)
+        outcome: Compensated = "partial" if failed else "completed"
+        note = (f"compensation completed ({len(comps)} step(s) undone)" if not failed else
+                f"compensation partial: compensator(s) of {', '.join(failed)} failed")
+        final = ev.ErrorInfo(type=info.type, message=f"{info.message}; {note}",
+                             step_id=info.step_id,
+                             details={**info.details, "compensation": outcome,
+                                      "compensationFailed": failed})
+        return self.fail(final, outcome)
+
+    def _compensate(self, comp: Compensation) -> bool:
+        attempts = max(3, comp.policy.max_attempts)
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            if self.pending:
+                self.flush()
+            try:
+                out = json_roundtrip(comp.fn(comp.result), f"compensator of {comp.step_id!r}")
+            except Exception as exc:
+                last = exc
+                continue
+            self.record(ev.CompensationCompleted(step_id=comp.step_id, attempt=attempt,
+                                                 result=out))
+            return True
+        assert last is not None
+        self.record(ev.CompensationFailed(step_id=comp.step_id, attempt=attempts,
+                                          error=error_info(last, comp.step_id)))
+        return False
+
+
+def _failure_info(error: Exception) -> ev.ErrorInfo:
+    if isinstance(error, StepFailed):
+        return ev.ErrorInfo(type="StepFailed", message=str(error), step_id=error.step_id,
+                            details={"cause": error.error.model_dump(mode="json"),
+                                     "attempts": error.attempts})
+    return error_info(error)
+
+
+# ------------------------------------------------------------------------ claiming
+
+
+def wake_events(journal: Journal, now: Any, worker: str) -> list[ev.Event] | None:
+    """What the claim transaction appends before executing; None: nothing to do yet."""
+    state = journal.state
+    if state.status is RunStatus.PENDING:
+        return decide(state, Begin(worker=worker))
+    if state.status is not RunStatus.SUSPENDED:
+        return []
+    wp = state.waitpoint
+    if wp is None:
+        return decide(state, Wake(reason="resume"))
+    if wp.kind in ("sleep", "retry") and wp.wake_at is not None and wp.wake_at <= now:
+        fired: list[ev.Event] = [ev.TimerFired(name=wp.name)] if wp.kind == "sleep" else []
+        reason = "timer" if wp.kind == "sleep" else "retry"
+        return [*fired, *decide(state, Wake(reason=reason, name=wp.name))]
+    if wp.timeout_at is not None and wp.timeout_at <= now:
+        return [ev.WaitTimedOut(kind=wp.kind, name=wp.name),
+                *decide(state, Wake(reason="timeout", name=wp.name))]
+    return None
+
+
+def claim_next(engine: Engine) -> Claimed | Literal[False] | None:
+    """Lease the next due run and write what waking it means, in one transaction.
+
+    Returns the claimed run, None when nothing is due, False when the claimed
+    row needed no execution (re-parked or stale)."""
+    for _ in range(20):
+        try:
+            with engine.store.transaction() as tx:
+                now = engine.clock()
+                run_id = queue.claim(tx.conn, engine.worker_id, now, now + engine.lease)
+                if run_id is None:
+                    return None
+                journal = Journal.build(run_id, read_events(tx.conn, run_id))
+                if journal.state.is_terminal or journal.created is None:
+                    queue.remove(tx.conn, run_id)
+                    return False
+                wake = wake_events(journal, now, engine.worker_id)
+                if wake is None:
+                    wp = journal.state.waitpoint
+                    due = (wp.wake_at or wp.timeout_at) if wp is not None else None
+                    queue.park(tx.conn, run_id, due)
+                    return False
+                if wake:
+                    meta = event_metadata(journal.base_metadata, journal.last_event_id)
+                    for rec in tx.append(StreamAppend(
+                            run_id, [NewEvent(e, metadata=meta) for e in wake], journal.version)):
+                        journal.add_recorded(rec)
+        except ConcurrencyError:
+            continue
+        fault_point("run_claimed")
+        return Claimed(run_id, journal)
+    return False

@@ -1,0 +1,106 @@
+"""`Worker`: threads that claim and execute due runs, plus a heartbeat thread.
+
+Each thread loops: `engine.run_due(1)`; when nothing was due it waits for an
+in-process wake-up (a trigger, signal or child result in this process) or the
+poll interval, whichever comes first. The heartbeat thread extends the leases of
+this worker id every `lease / 3`. `stop(graceful=True)` lets each thread finish
+the step in hand (no new step starts), writes what they journaled, and gives
+their runs back (due now) so another worker continues them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from ledgerflow._engine import Engine
+
+log = logging.getLogger("ledgerflow.worker")
+
+
+class Worker:
+    """Runs due runs of `engine` on `threads` threads until stopped."""
+
+    def __init__(self, engine: Engine, threads: int = 4, poll_interval: float = 0.5) -> None:
+        if threads < 1:
+            raise ValueError(f"a worker needs at least one thread, got {threads}")
+        self.engine = engine
+        self.threads = threads
+        self.poll_interval = poll_interval
+        self._halt = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads) and not self._halt.is_set()
+
+    def start(self) -> Worker:
+        """Start the worker threads and the heartbeat thread; returns self."""
+        if self._threads:
+            raise RuntimeError("worker already started")
+        self.engine.request_stop(False)
+        for index in range(self.threads):
+            thread = threading.Thread(target=self._loop, name=f"ledgerflow-worker-{index}",
+                                      daemon=True)
+            self._threads.append(thread)
+        self._threads.append(threading.Thread(target=self._beat, name="ledgerflow-heartbeat",
+                                              daemon=True))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
+        """Stop: finish the step in hand (graceful) and release this worker's leases."""
+        self.engine.request_stop(True)
+        self._halt.set()
+        self.engine.wakeup.notify(len(self._threads) or 1)
+        if graceful:
+            for thread in self._threads:
+                thread.join(timeout)
+        try:
+            self.engine.release_leases()
+        except Exception:  # the database may be gone at shutdown; leases then expire
+            log.exception("could not release leases")
+        self._threads = []
+        self._stopped.set()
+
+    def run(self) -> None:
+        """Start, then block until `stop()` (or SIGTERM, after `install_signal_handlers`)."""
+        self.start()
+        while not self._halt.wait(0.2):
+            pass
+        if not self._stopped.is_set():
+            self.stop()
+
+    def install_signal_handlers(self) -> None:
+        """On SIGTERM / SIGINT, stop gracefully (call from the main thread)."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self._halt.set()
+            self.engine.request_stop(True)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _loop(self) -> None:
+        engine = self.engine
+        while not self._halt.is_set():
+            try:
+                result = engine.run_due(1)
+            except Exception:
+                log.exception("worker iteration failed")
+                self._halt.wait(self.poll_interval)
+                continue
+            if result.claimed == 0:
+                engine.wakeup.wait(self.poll_interval)
+
+    def _beat(self) -> None:
+        interval = max(self.engine.lease.total_seconds() / 3, 0.05)
+        while not self._halt.wait(interval):
+            try:
+                self.engine.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed")

@@ -1,0 +1,31 @@
+"""Engine fixtures: a fresh registry, a fake clock and an engine per backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import Engine as SAEngine
+
+from eventstore import EventStore
+from ledgerflow import Engine, WorkflowRegistry
+from ledgerflow._faults import disarm
+from ledgerflow.testing import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def registry() -> WorkflowRegistry:
+    return WorkflowRegistry()
+
+
+@pytest.fixture
+def engine(any_engine: SAEngine, registry: WorkflowRegistry,
+           clock: FakeClock) -> Iterator[Engine]:
+    """An engine on each backend with a fake clock."""
+    yield Engine(EventStore(any_engine, clock=clock), registry, clock=clock)
+    disarm()

@@ -1,0 +1,164 @@
+"""Children, cancel, rerun and resume."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from domain.errors import IllegalTransition, InvalidRequest
+from domain.lifecycle import RunStatus
+from ledgerflow import ChildFailed, Context, Engine, WorkflowRegistry
+from ledgerflow._queue import queue_row
+from ledgerflow.testing import FakeClock, run_to_completion
+
+
+def _child_workflows(registry: WorkflowRegistry) -> None:
+    @registry.workflow("remind")
+    def remind(ctx: Context, data: Any) -> Any:
+        if data.get("fail"):
+            ctx.step("boom", lambda: (_ for _ in ()).throw(RuntimeError("no reminder")))
+        return ctx.step("send", lambda: {"sent": data["id"]})
+
+    @registry.workflow("parent")
+    def parent(ctx: Context, data: Any) -> Any:
+        try:
+            return ctx.child("remind", "remind", data)
+        except ChildFailed as failure:
+            return {"childFailed": failure.status, "child": failure.child_run_id}
+
+
+def test_child_runs_are_linked_both_ways_and_return_results(
+        engine: Engine, registry: WorkflowRegistry) -> None:
+    _child_workflows(registry)
+    run = engine.trigger("parent", {"id": 7}, tenant_meta={"tenantId": "acme"}).run_id
+    state = run_to_completion(engine, run)
+    assert state.status is RunStatus.COMPLETED and state.result == {"sent": 7}
+    (child_id,) = state.children
+    child = engine.state(child_id)
+    assert child.parent_run_id == run and child.status is RunStatus.COMPLETED
+    assert engine.history(child_id)[0].metadata["correlation_id"] == run
+    assert engine.history(child_id)[0].metadata["tenant"] == "acme"
+    finished = [r for r in engine.history(run) if r.type == "ChildFinished"]
+    woken = [r for r in engine.history(run) if r.type == "RunWoken"]
+    assert len(finished) == 1 and woken[0].version == finished[0].version + 1
+
+
+def test_failed_child_raises_child_failed_in_parent(engine: Engine,
+                                                    registry: WorkflowRegistry) -> None:
+    _child_workflows(registry)
+    run = engine.trigger("parent", {"id": 1, "fail": True}).run_id
+    state = run_to_completion(engine, run)
+    assert state.result["childFailed"] == "failed"
+
+
+def test_canceled_child_raises_child_failed_in_parent(engine: Engine,
+                                                      registry: WorkflowRegistry) -> None:
+    @registry.workflow("waits")
+    def waits(ctx: Context, data: Any) -> Any:
+        return ctx.wait_for_signal("never")
+
+    @registry.workflow("p2")
+    def p2(ctx: Context, data: Any) -> Any:
+        try:
+            return ctx.child("c", "waits", None)
+        except ChildFailed as failure:
+            return failure.status
+
+    run = engine.trigger("p2", None).run_id
+    run_to_completion(engine, run)
+    (child,) = engine.state(run).children
+    engine.cancel(child, "no longer needed")
+    assert run_to_completion(engine, run).result == "canceled"
+
+
+def test_cancel_from_waiting_and_refused_when_terminal(engine: Engine,
+                                                       registry: WorkflowRegistry) -> None:
+    registry.register("sleepy", lambda ctx, data: ctx.sleep("s", timedelta(hours=1)))
+    run = engine.trigger("sleepy", None).run_id
+    engine.run_due()
+    engine.cancel(run, "user asked", actor="bob")
+    state = engine.state(run)
+    assert state.status is RunStatus.CANCELED
+    assert engine.history(run)[-1].metadata["actor"] == "bob"
+    with engine.store.engine.connect() as conn:
+        assert queue_row(conn, run) is None
+    with pytest.raises(IllegalTransition):
+        engine.cancel(run)
+    pending = engine.trigger("sleepy", None).run_id
+    engine.cancel(pending)
+    assert engine.run_due().claimed == 0
+    assert engine.state(pending).status is RunStatus.CANCELED
+
+
+def test_cancel_abandons_the_step_in_flight(engine: Engine, registry: WorkflowRegistry) -> None:
+    after: list[str] = []
+    holder: dict[str, str] = {}
+
+    def cancel_me() -> str:
+        engine.cancel(holder["run"], "mid-step")
+        return "side effect done"
+
+    @registry.workflow("inflight")
+    def inflight(ctx: Context, data: Any) -> Any:
+        ctx.step("one", cancel_me)
+        ctx.step("two", lambda: after.append("two"))
+        return "done"
+
+    holder["run"] = engine.trigger("inflight", None).run_id
+    result = engine.run_due()
+    assert result.abandoned == 1
+    assert after == []
+    assert engine.state(holder["run"]).status is RunStatus.CANCELED
+    assert "StepCompleted" not in [r.type for r in engine.history(holder["run"])]
+
+
+def test_rerun_starts_a_linked_run_with_the_same_input(engine: Engine,
+                                                       registry: WorkflowRegistry) -> None:
+    registry.register("echo", lambda ctx, data: data)
+    run = engine.trigger("echo", {"a": 1}, tags=["x"]).run_id
+    run_to_completion(engine, run)
+    again = engine.rerun(run)
+    assert again != run
+    assert run_to_completion(engine, again).result == {"a": 1}
+    created = engine.history(again)[0].event
+    assert created.rerun_of == run and created.tags == ["x"]  # type: ignore[attr-defined]
+
+
+def test_resume_seeds_completed_steps_before_the_resume_point(
+        engine: Engine, registry: WorkflowRegistry, clock: FakeClock) -> None:
+    calls: list[str] = []
+    broken = {"on": True}
+
+    def effect(name: str) -> str:
+        calls.append(name)
+        if name == "c" and broken["on"]:
+            raise RuntimeError("c is broken")
+        return name.upper()
+
+    @registry.workflow("abc")
+    def abc(ctx: Context, data: Any) -> Any:
+        return [ctx.step(n, effect, n) for n in ("a", "b", "c")]
+
+    run = engine.trigger("abc", None).run_id
+    assert run_to_completion(engine, run).status is RunStatus.FAILED
+    other = engine.trigger("abc", None).run_id
+    with pytest.raises(IllegalTransition):
+        engine.resume(other)
+    engine.cancel(other)
+    with pytest.raises(InvalidRequest, match="no step 'zz'"):
+        engine.resume(run, resume_from_step="zz")
+    with pytest.raises(InvalidRequest, match="seed_results"):
+        engine.resume(run, seed_results={"": 1})
+    broken["on"] = False
+    calls.clear()
+    resumed = engine.resume(run, resume_from_step="b")
+    state = run_to_completion(engine, resumed)
+    assert state.result == ["A", "B", "C"]
+    assert calls == ["b", "c"]
+    assert engine.history(resumed)[0].event.resumed_from == run  # type: ignore[attr-defined]
+    calls.clear()
+    seeded = engine.resume(run, seed_results={"a": "SEED-A", "b": "SEED-B"})
+    assert run_to_completion(engine, seeded).result == ["SEED-A", "SEED-B", "C"]
+    assert calls == ["c"]

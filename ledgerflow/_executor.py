@@ -200,6 +200,7 @@ class RunSession:
                 f"run {self.run_id!r} was rolling back, but its workflow now returns normally")
             return self.fail(error_info(error), "none")
         decision = decide(self.journal.state, Complete(result=result))
+        fault_point("run_finishing")
         self.flush(decision, self._ending("completed", result, None))
         self._nudge_parent()
         return "completed"

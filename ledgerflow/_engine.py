@@ -14,7 +14,9 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -118,6 +120,8 @@ class Engine:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.wakeup = Wakeup()
         self._stop = threading.Event()
+        self._done = threading.Condition()
+        self._finished: OrderedDict[str, None] = OrderedDict()
 
     @property
     def stopping(self) -> bool:
@@ -131,6 +135,33 @@ class Engine:
             self._stop.clear()
 
     # ------------------------------------------------------------------ queries
+
+    def mark_finished(self, run_id: str) -> None:
+        """Executor use: a run reached a terminal status in this process."""
+        with self._done:
+            self._finished[run_id] = None
+            while len(self._finished) > 10_000:
+                self._finished.popitem(last=False)
+            self._done.notify_all()
+
+    def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.5) -> RunState:
+        """Block until the run is terminal (woken in-process, else by polling); its state.
+
+        Raises `TimeoutError` if it is not terminal within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._done:
+                if self._finished.pop(run_id, 0) is None:
+                    return self.state(run_id)
+                left = deadline - time.monotonic()
+                self._done.wait(min(poll, max(left, 0)))
+                if self._finished.pop(run_id, 0) is None:
+                    return self.state(run_id)
+            state = self.state(run_id)
+            if state.is_terminal:
+                return state
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id!r} is still {state.status.value}")
 
     def history(self, run_id: str) -> list[RecordedEvent]:
         """The run's events in order (`UnknownRun` if it has none)."""
@@ -333,6 +364,7 @@ class Engine:
             self.notify_parent(tx, journal, "canceled", None, error)
 
         self._command(run_id, build, actor, also)
+        self.mark_finished(run_id)
         self.wakeup.notify()
 
     def _command(self, run_id: str,

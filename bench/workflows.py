@@ -1,0 +1,211 @@
+"""Workflow throughput and latency: ledgerflow vs DBOS Transact on the same PostgreSQL.
+
+A workflow of 3 trivial steps (each returns a small dict), run (a) N times one
+after another and (b) N times with 8 in flight (8 client threads, each
+trigger -> wait for result). ledgerflow writes events, run queue rows, outbox
+rows and inline projections; its worker has 8 threads in this process. DBOS runs
+the same workload against its own database on the same server, in the same run.
+
+Figures: workflows/s for both and ratios, p50/p90 trigger-to-result latency,
+statements and transactions per workflow (ledgerflow, counted by SQLAlchemy
+events), and process CPU per workflow (`time.process_time()` deltas over each
+phase / N: the client, the worker threads and the driver, as DBOS's is).
+
+Run: `bash bench/run workflows` (env WF_N overrides N=500).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+N = int(os.environ.get("WF_N", "500"))
+URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
+                     "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")
+DBOS_DB = "ledgerflow_bench_dbos"
+
+
+def step_a() -> dict[str, int]:
+    return {"a": 1}
+
+
+def step_b() -> dict[str, int]:
+    return {"b": 2}
+
+
+def step_c() -> dict[str, int]:
+    return {"c": 3}
+
+
+def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str, float]:
+    """Run `one(i)` N times with `concurrency` client threads; throughput, latency, CPU."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_thread = N // concurrency
+
+    def client(offset: int) -> None:
+        local = []
+        for i in range(per_thread):
+            t0 = time.perf_counter()
+            one(offset + i)
+            local.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(local)
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k * per_thread,))
+               for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    done = per_thread * concurrency
+    latencies.sort()
+    out = {"per_s": done / wall, "p50_ms": statistics.median(latencies) * 1000,
+           "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000, "cpu_ms": cpu / done * 1000}
+    print(f"{label:<28} {out['per_s']:8.1f} wf/s  p50 {out['p50_ms']:6.2f} ms  "
+          f"p90 {out['p90_ms']:6.2f} ms  cpu {out['cpu_ms']:6.2f} ms/wf")
+    return out
+
+
+# ------------------------------------------------------------------- ledgerflow
+
+
+def bench_ledgerflow() -> dict[str, dict[str, float]]:
+    from eventstore import EventStore, create_engine
+    from eventstore.schema import metadata
+    from ledgerflow import Context, Engine, Worker, WorkflowRegistry
+    from ledgerflow.migrations import upgrade_all
+    from outbox import OutboxWriter
+    from projections import InlineProjections
+
+    engine_sa = create_engine(URL, pool_size=20)
+    upgrade_all(engine_sa)
+    with engine_sa.begin() as conn:
+        names = [t.name for t in metadata.sorted_tables if t.name != "schema_migrations"]
+        existing = set(sa.inspect(conn).get_table_names())
+        conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names if n in existing)
+                             + " RESTART IDENTITY CASCADE"))
+    counts = {"stmts": 0, "tx": 0}
+
+    @sa.event.listens_for(engine_sa, "before_cursor_execute")
+    def _count(*_: Any) -> None:
+        counts["stmts"] += 1
+
+    @sa.event.listens_for(engine_sa, "commit")
+    def _commit(*_: Any) -> None:
+        counts["tx"] += 1
+
+    registry = WorkflowRegistry()
+
+    @registry.workflow("bench3")
+    def bench3(ctx: Context, data: Any) -> Any:
+        a = ctx.step("a", step_a)
+        b = ctx.step("b", step_b)
+        c = ctx.step("c", step_c)
+        return {**a, **b, **c}
+
+    store = EventStore(engine_sa, hooks=[OutboxWriter(), InlineProjections()])
+    engine = Engine(store, registry)
+    worker = Worker(engine, threads=8, poll_interval=1.0).start()
+
+    def one(i: int) -> None:
+        run = engine.trigger("bench3", {"i": i}).run_id
+        state = engine.wait(run)
+        assert state.result == {"a": 1, "b": 2, "c": 3}, state
+
+    for i in range(40):
+        one(i)
+    results: dict[str, dict[str, float]] = {}
+    for label, conc in (("seq", 1), ("conc8", 8)):
+        counts.update(stmts=0, tx=0)
+        results[label] = measure(f"ledgerflow {label}", one, conc)
+        results[label]["stmts"] = counts["stmts"] / N
+        results[label]["tx"] = counts["tx"] / N
+        print(f"{'':<28} {counts['stmts'] / N:.1f} statements, {counts['tx'] / N:.1f} "
+              "transactions per workflow")
+    worker.stop()
+    engine_sa.dispose()
+    return results
+
+
+# ------------------------------------------------------------------------ DBOS
+
+
+def bench_dbos() -> dict[str, dict[str, float]]:
+    from dbos import DBOS
+
+    server = sa.engine.make_url(URL)
+    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                            {"n": DBOS_DB}).first():
+            conn.execute(sa.text(f'CREATE DATABASE "{DBOS_DB}"'))
+    admin.dispose()
+    db_url = server.set(drivername="postgresql", database=DBOS_DB).render_as_string(
+        hide_password=False)
+    DBOS(config={"name": "ledgerflow-bench", "system_database_url": db_url,
+                 "log_level": "WARNING", "console_log_level": "WARNING"})
+
+    @DBOS.step()
+    def d_a() -> dict[str, int]:
+        return step_a()
+
+    @DBOS.step()
+    def d_b() -> dict[str, int]:
+        return step_b()
+
+    @DBOS.step()
+    def d_c() -> dict[str, int]:
+        return step_c()
+
+    @DBOS.workflow()
+    def d_bench3(i: int) -> dict[str, int]:
+        return {**d_a(), **d_b(), **d_c()}
+
+    DBOS.launch()
+
+    def one(i: int) -> None:
+        handle = DBOS.start_workflow(d_bench3, i)
+        assert handle.get_result() == {"a": 1, "b": 2, "c": 3}
+
+    for i in range(40):
+        one(i)
+    results = {label: measure(f"dbos {label}", one, conc)
+               for label, conc in (("seq", 1), ("conc8", 8))}
+    DBOS.destroy()
+    return results
+
+
+def main() -> None:
+    print(f"N={N} workflows of 3 steps per phase; PostgreSQL at {sa.engine.make_url(URL).host}")
+    lf = bench_ledgerflow()
+    db = bench_dbos()
+    print(f"conc8: ledgerflow {lf['conc8']['per_s']:.1f}/s vs DBOS {db['conc8']['per_s']:.1f}/s "
+          f"= {lf['conc8']['per_s'] / db['conc8']['per_s']:.2f}x")
+    print(f"seq:   ledgerflow {lf['seq']['per_s']:.1f}/s vs DBOS {db['seq']['per_s']:.1f}/s "
+          f"= {lf['seq']['per_s'] / db['seq']['per_s']:.2f}x")
+    figures = {
+        "wf_conc8_per_s": lf["conc8"]["per_s"],
+        "wf_conc8_vs_dbos": lf["conc8"]["per_s"] / db["conc8"]["per_s"],
+        "wf_seq_per_s": lf["seq"]["per_s"],
+        "wf_p50_ms": lf["seq"]["p50_ms"],
+        "wf_p50_vs_dbos": lf["seq"]["p50_ms"] / db["seq"]["p50_ms"],
+        "wf_cpu_ms": lf["seq"]["cpu_ms"],
+        "wf_cpu_vs_dbos": lf["seq"]["cpu_ms"] / db["seq"]["cpu_ms"],
+        "wf_tx_per_wf": lf["seq"]["tx"],
+        "wf_stmts_per_wf": lf["seq"]["stmts"],
+    }
+    for name, value in figures.items():
+        print(f"BENCH {name} {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`ledgerflow serve`: the API, worker threads, the outbox relay and the catch-up
+projector in one process, each switchable off; SIGTERM/SIGINT stop it gracefully
+(the API stops accepting, workers finish the step in hand, the relay finishes
+its batch), and the process exits 0."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+
+from ledgerflow._app import Ledgerflow
+from ledgerflow.api import create_app
+from projections import Projector, default_projections
+
+log = logging.getLogger("ledgerflow.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `serve` runs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 4
+    poll_interval: float = 0.5
+    api: bool = True
+    worker: bool = True
+    relay: bool = True
+    projector: bool = True
+
+
+class Services:
+    """The background parts of `serve` (worker, relay, projector) started and stopped together."""
+
+    def __init__(self, lf: Ledgerflow, options: ServeOptions) -> None:
+        self.lf, self.options = lf, options
+        self.stop_event = threading.Event()
+        self.worker = lf.worker(options.threads, options.poll_interval) if options.worker \
+            else None
+        self._threads: list[threading.Thread] = []
+        self._relay = lf.relay() if options.relay else None
+
+    def start(self) -> list[str]:
+        """Start what is switched on; returns their names."""
+        running = []
+        if self.worker is not None:
+            self.worker.start()
+            running.append(f"worker ({self.options.threads} threads)")
+        if self._relay is not None:
+            self._spawn("ledgerflow-relay", self._relay.run_forever, self.stop_event)
+            running.append("relay")
+        if self.options.projector:
+            self._spawn("ledgerflow-projector", self._project)
+            running.append("projector")
+        return running
+
+    def _spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _project(self) -> None:
+        """Keep every catch-up (not inline) projection current."""
+        projectors = [Projector(self.lf.store, p, clock=self.lf.clock)
+                      for p in default_projections() if not p.inline]
+        while not self.stop_event.is_set():
+            applied = 0
+            for projector in projectors:
+                try:
+                    applied += projector.run_once()
+                except Exception:
+                    log.exception("projector %s failed; retrying", projector.projection.name)
+            if applied == 0:
+                self.stop_event.wait(0.5)
+
+    def stop(self) -> None:
+        """Finish what is in hand and stop every part."""
+        self.stop_event.set()
+        if self.worker is not None:
+            self.worker.stop(graceful=True)
+        for thread in self._threads:
+            thread.join(30)
+        if self._relay is not None:
+            self._relay.publisher.close()
+
+
+def serve(lf: Ledgerflow, options: ServeOptions,
+          announce: Callable[[str], None] = print) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully."""
+    services = Services(lf, options)
+    running = services.start()
+    try:
+        if options.api:
+            config = uvicorn.Config(create_app(lf), host=options.host, port=options.port,
+                                    log_level="warning", access_log=False, lifespan="off")
+            server = uvicorn.Server(config)
+            announce(f"ledgerflow serving http://{options.host}:{options.port} "
+                     f"with {', '.join(['api', *running])}")
+            server.run()
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            announce(f"ledgerflow running {', '.join(running) or 'nothing'}")
+            while not stop.wait(0.5):
+                pass
+    finally:
+        services.stop()
+        lf.close()

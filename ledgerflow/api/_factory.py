@@ -1,0 +1,32 @@
+"""`create_app`: the FastAPI application over one `Ledgerflow`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from ledgerflow._app import Ledgerflow
+from ledgerflow.api import _admin, _runs
+from ledgerflow.api._errors import install_error_handlers
+from ledgerflow.api._gate import Gate
+from ledgerflow.settings import Settings
+
+DESCRIPTION = """Durable, event-sourced workflow runs: trigger, inspect, command, audit.
+
+Errors are JSON `{error, message, details?}`. With `LEDGERFLOW_API_TOKENS` set, every
+route but `/healthz` needs `Authorization: Bearer <token>`. POST routes accept an
+`Idempotency-Key` header: a retry with the same key and body gets the same response."""
+
+
+def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
+    """The HTTP API over `app`; auth and size limits come from `settings` (default:
+    the settings `app` was opened with)."""
+    settings = settings if settings is not None else app.settings
+    api = FastAPI(title="ledgerflow", version="1", description=DESCRIPTION)
+    api.state.ledgerflow = app
+    install_error_handlers(api)
+    api.include_router(_runs.router)
+    api.include_router(_admin.router)
+    api.include_router(_admin.health)
+    api.add_middleware(Gate, tokens=settings.token_tenants(),
+                       max_body_bytes=settings.max_body_bytes)
+    return api

@@ -1,0 +1,236 @@
+"""Routes under `/api/runs`: trigger, list, read, and the commands on one run.
+
+Routes are plain `def`s (FastAPI runs them on its thread pool): the engine and
+the queries are synchronous SQLAlchemy. Reads go to the inline projections, which
+commit with the events, so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
+
+from domain.errors import UnknownRun
+from ledgerflow._app import Ledgerflow
+from ledgerflow.api._errors import ApiError, json_response
+from ledgerflow.api._gate import Principal, principal
+from ledgerflow.api._idempotency import Outcome, idempotent
+from ledgerflow.api._models import (
+    MAX_ID,
+    CancelRequest,
+    ErrorBody,
+    EventRequest,
+    HistoryPage,
+    JournalPage,
+    Name,
+    RerunRequest,
+    ResumeRequest,
+    RunOut,
+    RunPage,
+    SignalRequest,
+    Status,
+    TokenRequest,
+    TriggerRequest,
+)
+from projections import queries
+
+_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+RunId = Annotated[str, Path(alias="id", min_length=1, max_length=MAX_ID, pattern=_ID_PATTERN)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_ID,
+                                       pattern=_ID_PATTERN)]
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def ledgerflow(request: Request) -> Ledgerflow:
+    """The composition root `create_app` was given."""
+    lf: Ledgerflow = request.app.state.ledgerflow
+    return lf
+
+
+App = Annotated[Ledgerflow, Depends(ledgerflow)]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    common = (401, 413, 422)
+    return {c: {"model": ErrorBody} for c in sorted({*codes, *common})}
+
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+def visible_run(lf: Ledgerflow, who: Principal, run_id: str) -> queries.RunRecord:
+    """The run's record if the caller may see it; 404 otherwise (also for other tenants)."""
+    with lf.db.connect() as conn:
+        record = queries.get_run(conn, run_id, tenant_id=who.tenant)
+    if record is None:
+        raise UnknownRun(run_id)
+    return record
+
+
+def _stamp_tenant(who: Principal, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    if who.tenant is None:
+        return meta
+    meta = dict(meta or {})
+    asked = meta.setdefault("tenantId", who.tenant)
+    if asked != who.tenant:
+        raise ApiError(403, "forbidden",
+                       f"this token is bound to tenant {who.tenant!r} and cannot trigger runs "
+                       f"for tenant {asked!r}", {"tenantId": asked})
+    return meta
+
+
+@router.post("", status_code=201, response_model=RunOut, responses=_errors(403, 404, 409),
+             summary="Trigger a run (200 when runId names an existing run)")
+def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
+            idempotency_key: IdemKey = None) -> Response:
+    def action() -> Outcome:
+        key = None if idempotency_key is None else f"api:{who.scope}:{idempotency_key}"
+        result = lf.engine.trigger(
+            body.workflow_id, body.input, workflow_version=body.workflow_version,
+            tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
+            run_id=body.run_id, idempotency_key=key)
+        with lf.db.connect() as conn:
+            record = queries.get_run(conn, result.run_id, tenant_id=who.tenant)
+        if record is None:
+            raise ApiError(409, "run_id_taken", f"run id {result.run_id!r} is already in use",
+                           {"runId": result.run_id})
+        return (201 if result.created else 200), record.to_wire()
+
+    return idempotent(lf.keys, request, who, idempotency_key, {}, body, action)
+
+
+@router.get("", response_model=RunPage, responses=_errors(403))
+def list_runs(
+    lf: App, who: Caller, status: Status | None = None,
+    workflow_id: Annotated[Name | None, Query(alias="workflowId")] = None,
+    tenant_id: Annotated[Name | None, Query(alias="tenantId")] = None,
+    tag: Name | None = None,
+    parent_run_id: Annotated[Name | None, Query(alias="parentRunId")] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000, pattern=_ID_PATTERN)] = None,
+) -> Response:
+    """Runs newest first; `nextCursor` pages on."""
+    if who.tenant is not None and tenant_id not in (None, who.tenant):
+        raise ApiError(403, "forbidden", f"this token is bound to tenant {who.tenant!r} and "
+                       f"cannot list tenant {tenant_id!r}", {"tenantId": tenant_id})
+    with lf.db.connect() as conn:
+        records, next_cursor = queries.list_runs(
+            conn, status=status, workflow_id=workflow_id, tenant_id=who.tenant or tenant_id,
+            tag=tag, parent_run_id=parent_run_id, limit=limit, cursor=cursor)
+    return json_response(200, {"data": [r.to_wire() for r in records],
+                               "nextCursor": next_cursor})
+
+
+@router.get("/{id}", response_model=RunOut, responses=_errors(404))
+def get_run(run_id: RunId, lf: App, who: Caller) -> Response:
+    """The run record."""
+    return json_response(200, visible_run(lf, who, run_id).to_wire())
+
+
+@router.get("/{id}/history", response_model=HistoryPage, responses=_errors(404))
+def get_history(run_id: RunId, lf: App, who: Caller) -> Response:
+    """Every event of the run, in order, with its metadata (the audit trail)."""
+    visible_run(lf, who, run_id)
+    entries = queries.history(lf.store, run_id)
+    return json_response(200, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+
+
+@router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404))
+def get_journal(run_id: RunId, lf: App, who: Caller) -> Response:
+    """The run's step journal, in the order the steps first ran."""
+    visible_run(lf, who, run_id)
+    with lf.db.connect() as conn:
+        entries = queries.get_journal(conn, run_id)
+    return json_response(200, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+
+
+def _after(lf: Ledgerflow, who: Principal, run_id: str, status: int = 200) -> Outcome:
+    return status, visible_run(lf, who, run_id).to_wire()
+
+
+@router.post("/{id}/signals", response_model=RunOut, responses=_errors(404, 409))
+def send_signal(run_id: RunId, body: SignalRequest, request: Request, lf: App, who: Caller,
+                idempotency_key: IdemKey = None) -> Response:
+    """Deliver a signal (buffered if the run does not wait for it yet)."""
+    def action() -> Outcome:
+        visible_run(lf, who, run_id)
+        lf.engine.signal(run_id, body.name, body.payload)
+        return _after(lf, who, run_id)
+
+    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+
+
+@router.post("/{id}/events", response_model=RunOut, responses=_errors(404, 409))
+def send_event(run_id: RunId, body: EventRequest, request: Request, lf: App, who: Caller,
+               idempotency_key: IdemKey = None) -> Response:
+    """Deliver an external event (buffered if the run does not wait for it yet)."""
+    def action() -> Outcome:
+        visible_run(lf, who, run_id)
+        lf.engine.send_event(run_id, body.event_type, body.payload)
+        return _after(lf, who, run_id)
+
+    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+
+
+@router.post("/{id}/tokens/{tokenId}", response_model=RunOut, responses=_errors(404, 409))
+def resolve_token(
+    run_id: RunId, token_id: Annotated[str, Path(alias="tokenId", max_length=MAX_ID,
+                                                 pattern=_ID_PATTERN)],
+    request: Request, lf: App, who: Caller, body: TokenRequest | None = None,
+    idempotency_key: IdemKey = None,
+) -> Response:
+    """Resolve the token the run waits on (409 if it does not wait on it)."""
+    def action() -> Outcome:
+        visible_run(lf, who, run_id)
+        lf.engine.resolve_token(run_id, token_id, body.payload if body else None)
+        return _after(lf, who, run_id)
+
+    return idempotent(lf.keys, request, who, idempotency_key,
+                      {"id": run_id, "tokenId": token_id}, body, action)
+
+
+@router.post("/{id}/cancel", response_model=RunOut, responses=_errors(404, 409))
+def cancel(run_id: RunId, request: Request, lf: App, who: Caller,
+           body: CancelRequest | None = None, idempotency_key: IdemKey = None) -> Response:
+    """Cancel a run that has not finished (409 if it has)."""
+    def action() -> Outcome:
+        visible_run(lf, who, run_id)
+        lf.engine.cancel(run_id, body.reason if body else None)
+        return _after(lf, who, run_id)
+
+    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+
+
+@router.post("/{id}/rerun", status_code=201, response_model=RunOut, responses=_errors(404))
+def rerun(run_id: RunId, request: Request, lf: App, who: Caller,
+          body: RerunRequest | None = None, idempotency_key: IdemKey = None) -> Response:
+    """A new run of the same workflow, with the same input unless one is given."""
+    def action() -> Outcome:
+        visible_run(lf, who, run_id)
+        options: dict[str, Any] = {"tags": body.tags if body else None}
+        if body is not None and "input" in body.model_fields_set:
+            options["input"] = body.input
+        new_id = lf.engine.rerun(run_id, **options)
+        return _after(lf, who, new_id, 201)
+
+    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+
+
+@router.post("/{id}/resume", status_code=201, response_model=RunOut,
+             responses=_errors(404, 409))
+def resume(run_id: RunId, request: Request, lf: App, who: Caller,
+           body: ResumeRequest | None = None, idempotency_key: IdemKey = None) -> Response:
+    """A new run linked to a failed one, its journal seeded with earlier results."""
+    b = body or ResumeRequest()
+
+    def action() -> Outcome:
+        visible_run(lf, who, run_id)
+        new_id = lf.engine.resume(
+            run_id, input=b.input, workflow_id=b.workflow_id,
+            resume_from_step=b.resume_from_step, seed_results=b.seed_results,
+            new_run_id=b.run_id, tags=b.tags, actor=b.triggered_by_user_id)
+        return _after(lf, who, new_id, 201)
+
+    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)

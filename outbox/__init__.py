@@ -19,6 +19,7 @@ from outbox._admin import (
 from outbox._publishers import (
     JsonlSinkPublisher,
     KafkaPublisher,
+    NotAttempted,
     OutboundMessage,
     Outcome,
     Publisher,
@@ -30,7 +31,8 @@ from outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, messag
 
 __all__ = [
     "DEAD", "DEFAULT_TOPIC", "MIGRATIONS", "PENDING", "PUBLISHED", "PUBLISHED_POINT",
-    "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "OutboundMessage",
+    "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
+    "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",
     "TopicLag", "claim", "dead_letters", "envelope", "inbox", "message_headers", "outbox",
     "publisher_from_settings", "purge_published", "replay_dead", "status",

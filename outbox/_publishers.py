@@ -34,8 +34,16 @@ Outcome = BaseException | None
 """`None` when the broker acknowledged the message, else why it was not."""
 
 
+class NotAttempted(Exception):
+    """Not sent: an earlier message of the same topic and key failed in this batch."""
+
+
 class Publisher(Protocol):
-    """Sends a batch and waits for the broker; one outcome per message, in order."""
+    """Sends a batch and waits for the broker; one outcome per message, in order.
+
+    Messages of one (topic, key) are sent in batch order; after one of them fails
+    at send time, the later ones of that key are not sent (`NotAttempted`).
+    """
 
     def publish(self, messages: Sequence[OutboundMessage]) -> list[Outcome]: ...
 
@@ -100,12 +108,18 @@ class KafkaPublisher:
 
     def _send_all(self, producer: Any, messages: Sequence[OutboundMessage]) -> list[Outcome]:
         pending: list[Any] = []
+        refused: set[tuple[str, str]] = set()
         for m in messages:
+            if m.key is not None and (m.topic, m.key) in refused:
+                pending.append(NotAttempted(f"an earlier message of key {m.key} failed"))
+                continue
             try:
                 pending.append(producer.send(m.topic, value=m.value, headers=m.headers,
                                              key=None if m.key is None else m.key.encode()))
             except Exception as exc:
                 pending.append(exc)
+                if m.key is not None:
+                    refused.add((m.topic, m.key))
         with contextlib.suppress(kafka_errors.KafkaTimeoutError):
             producer.flush(timeout=self.timeout_s)
         return [self._outcome(p) for p in pending]

@@ -56,18 +56,20 @@ _CLAIM_COLUMNS = (outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.key,
 
 
 def claim(conn: Connection, now: datetime, limit: int) -> list[Any]:
-    """Lock and return up to `limit` due rows, at most one per (topic, key), oldest first.
+    """Lock and return up to `limit` due rows, in id order, each key's rows as a prefix.
 
-    Ordering: a row is claimable only if no earlier row of its (topic, key) is still
-    pending, so a row waiting for its retry blocks its key while other keys flow,
-    and two relays can never hold two rows of one key at once: relay B skips the
-    row relay A has locked and the rows after it are not claimable while that row
-    is pending. A dead row is no longer pending, so its key moves on.
+    Heads: a row is a head if no earlier row of its (topic, key) is still pending.
+    Due heads are locked; a head waiting for its retry blocks its key while other
+    keys flow, and a dead row is no longer pending, so its key moves on.
+    Followers: the due rows after a locked head, of the same key, join the batch
+    without a lock of their own: no other relay can claim them while their head is
+    pending, because they are not heads. So two relays never hold rows of one key
+    at once, and a key's rows are sent in order by one producer.
 
-    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so relays take disjoint batches without
-    waiting; the `status = 'pending'` filter is re-checked on each locked row, so a
-    row another relay just published is not taken again. SQLite: the transaction
-    began with `BEGIN IMMEDIATE`, so it holds the database write lock; one relay
+    PostgreSQL: heads are taken `FOR UPDATE SKIP LOCKED`, so relays take disjoint
+    batches without waiting; `status = 'pending'` is re-checked on each locked row,
+    so a row another relay just published is not taken again. SQLite: the
+    transaction began with `BEGIN IMMEDIATE` and holds the write lock; one relay
     at a time.
     """
     earlier = outbox.alias("earlier")
@@ -79,7 +81,35 @@ def claim(conn: Connection, now: datetime, limit: int) -> list[Any]:
              .order_by(outbox.c.id).limit(limit))
     if is_postgres(conn):
         query = query.with_for_update(skip_locked=True, of=outbox)
-    return list(conn.execute(query))
+    heads = list(conn.execute(query))
+    if not heads or len(heads) >= limit:
+        return heads
+    return sorted(heads + _followers(conn, heads, now, limit - len(heads)),
+                  key=lambda row: row.id)
+
+
+def _followers(conn: Connection, heads: Sequence[Any], now: datetime,
+               limit: int) -> list[Any]:
+    """The due rows after each head, of its key, stopping at a key's first row not due."""
+    head_ids = {(h.topic, h.key): h.id for h in heads if h.key is not None}
+    keys = list(head_ids)
+    if not keys:
+        return []
+    rows = conn.execute(
+        sa.select(*_CLAIM_COLUMNS, outbox.c.next_attempt_at)
+        .where(outbox.c.status == PENDING, sa.tuple_(outbox.c.topic, outbox.c.key).in_(keys),
+               outbox.c.id > min(h.id for h in heads))
+        .order_by(outbox.c.topic, outbox.c.key, outbox.c.id).limit(limit + len(heads)))
+    followers: list[Any] = []
+    stopped: set[tuple[str, str]] = set()
+    for row in rows:
+        if row.id <= head_ids[(row.topic, row.key)]:
+            continue  # the head itself (the query's id bound is the lowest head's)
+        if row.next_attempt_at > now:
+            stopped.add((row.topic, row.key))
+        if (row.topic, row.key) not in stopped:
+            followers.append(row)
+    return followers[:limit]
 
 
 def to_message(row: Any, *, value: bytes | None = None) -> OutboundMessage:
@@ -172,11 +202,21 @@ class Relay:
     def _mark(self, conn: Connection, rows: Sequence[Any],
               outcomes: Sequence[Outcome]) -> RelayStats:
         now = self.clock()
-        published = [row.id for row, out in zip(rows, outcomes, strict=True) if out is None]
+        published: list[int] = []
+        failed: list[tuple[Any, BaseException]] = []
+        stopped: set[tuple[str, str | None]] = set()
+        for row, out in zip(rows, outcomes, strict=True):
+            if (row.topic, row.key) in stopped:
+                # after a failed row of its key: untouched, sent again after that row
+                continue
+            if out is None:
+                published.append(row.id)
+            else:
+                failed.append((row, out))
+                if row.key is not None:
+                    stopped.add((row.topic, row.key))
         if published:
             conn.execute(_MARK_PUBLISHED, {"ids": published, "now": now})
-        failed = [(row, out) for row, out in zip(rows, outcomes, strict=True)
-                  if out is not None]
         dead = [(row, out) for row, out in failed if row.attempts + 1 >= self.max_attempts]
         dlq_errors = self._dead_letter(dead, now) if dead else {}
         params = [self._failure(row, out, now, dlq_errors.get(row.id)) for row, out in failed]

@@ -104,8 +104,14 @@ class FailingFor:
         self.active = True
 
     def publish(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
-        poisoned = [self.active and not m.topic.endswith(".dlq")
-                    and ("event-type", self.event_type) in m.headers for m in messages]
+        poisoned: list[bool] = []
+        refused: set[str | None] = set()  # keeps the publisher contract: later rows wait
+        for m in messages:
+            bad = m.key in refused or (self.active and not m.topic.endswith(".dlq")
+                                       and ("event-type", self.event_type) in m.headers)
+            if bad:
+                refused.add(m.key)
+            poisoned.append(bad)
         passed = [m for m, bad in zip(messages, poisoned, strict=True) if not bad]
         results = iter(self.inner.publish(passed) if passed else [])
         return [RuntimeError("serializer refused this event type") if bad else next(results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import defaultdict
@@ -42,17 +43,22 @@ def _drain(relay: Relay, rounds: int = 100) -> None:
             return
 
 
-def test_claims_take_one_row_per_run_and_skip_what_another_relay_holds(
+def test_claims_are_key_prefixes_and_skip_what_another_relay_holds(
         pg_engine: Engine) -> None:
     store = EventStore(pg_engine, hooks=[OutboxWriter()])
-    runs = [append_run(store, run_history(steps=1))[0] for _ in range(3)]
+    runs = {append_run(store, run_history(steps=1))[0]: 4 for _ in range(3)}
 
     with pg_engine.begin() as first, pg_engine.begin() as second:
-        held = claim(first, utcnow(), limit=100)
-        assert sorted(row.key for row in held) == sorted(runs)  # only each run's first row
-        assert claim(second, utcnow(), limit=100) == []  # locked rows skipped, rest blocked
+        held = claim(first, utcnow(), limit=5)  # 3 heads, then 2 followers
+        versions: dict[str, list[int]] = defaultdict(list)
+        for row in held:
+            versions[row.key].append(json.loads(row.payload)["streamVersion"])
+        assert set(versions) == set(runs)
+        assert len(held) == 5
+        assert all(v == list(range(1, len(v) + 1)) for v in versions.values())  # prefixes
+        assert claim(second, utcnow(), limit=100) == []  # heads locked, the rest blocked
     with pg_engine.begin() as third:
-        assert len(claim(third, utcnow(), limit=100)) == 3  # the locks ended with the batch
+        assert len(claim(third, utcnow(), limit=100)) == 12  # locks ended with the batch
 
 
 def test_relay_creates_its_topic_and_publishes_with_headers(pg_engine: Engine,

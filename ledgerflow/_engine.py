@@ -121,7 +121,7 @@ class Engine:
         self.wakeup = Wakeup()
         self._stop = threading.Event()
         self._done = threading.Condition()
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished: OrderedDict[str, RunState | None] = OrderedDict()
 
     @property
     def stopping(self) -> bool:
@@ -136,10 +136,10 @@ class Engine:
 
     # ------------------------------------------------------------------ queries
 
-    def mark_finished(self, run_id: str) -> None:
-        """Executor use: a run reached a terminal status in this process."""
+    def mark_finished(self, run_id: str, state: RunState | None = None) -> None:
+        """Executor use: a run reached a terminal status (`state`) in this process."""
         with self._done:
-            self._finished[run_id] = None
+            self._finished[run_id] = state
             while len(self._finished) > 10_000:
                 self._finished.popitem(last=False)
             self._done.notify_all()
@@ -151,12 +151,11 @@ class Engine:
         deadline = time.monotonic() + timeout
         while True:
             with self._done:
-                if self._finished.pop(run_id, 0) is None:
-                    return self.state(run_id)
-                left = deadline - time.monotonic()
-                self._done.wait(min(poll, max(left, 0)))
-                if self._finished.pop(run_id, 0) is None:
-                    return self.state(run_id)
+                if run_id not in self._finished:
+                    self._done.wait(min(poll, max(deadline - time.monotonic(), 0)))
+                if run_id in self._finished:
+                    known = self._finished.pop(run_id)
+                    return known if known is not None else self.state(run_id)
             state = self.state(run_id)
             if state.is_terminal:
                 return state

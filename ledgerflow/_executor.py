@@ -213,7 +213,7 @@ class RunSession:
         return "failed"
 
     def _nudge_parent(self) -> None:
-        self.engine.mark_finished(self.run_id)
+        self.engine.mark_finished(self.run_id, self.journal.state)
         created = self.journal.created
         if created is not None and created.parent_run_id is not None:
             self.engine.wakeup.notify()

@@ -106,3 +106,14 @@ def test_replay_detects_renamed_step(engine: Engine, registry: WorkflowRegistry)
     assert state.status is RunStatus.FAILED and state.error is not None
     assert state.error.type == NonDeterminismError.__name__
     assert "'renamed'" in state.error.message and "'a'" in state.error.message
+
+
+def test_wait_returns_the_terminal_state(engine: Engine, registry: WorkflowRegistry) -> None:
+    registry.register("answer", lambda ctx, data: {"answer": 42})
+    run = engine.trigger("answer", None).run_id
+    engine.run_due()
+    assert engine.wait(run, timeout=5).result == {"answer": 42}
+    assert engine.wait(run, timeout=5).status is RunStatus.COMPLETED  # falls back to the store
+    pending = engine.trigger("answer", None).run_id
+    with pytest.raises(TimeoutError):
+        engine.wait(pending, timeout=0.2, poll=0.05)

@@ -34,6 +34,7 @@ BOOTSTRAP = os.environ.get("LEDGERFLOW_BENCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ROWS = int(os.environ.get("RELAY_BENCH_ROWS", "50000"))
 LAG_RATE = 1000  # events/s appended during the lag phase
 LAG_SECONDS = 10.0
+ROWS_PENDING = [0]
 
 
 def reset(engine: sa.Engine) -> None:
@@ -74,11 +75,13 @@ def bench_relay(engine: sa.Engine, topic: str) -> tuple[float, int]:
     relay = Relay(engine, publisher, batch_size=1000)
     started = time.perf_counter()
     published = 0
-    while True:
+    empty_rounds = 0
+    while published < ROWS_PENDING[0] and empty_rounds < 100:
         stats = relay.run_once()
-        if stats.claimed == 0:
-            break
         published += stats.published
+        empty_rounds = empty_rounds + 1 if stats.claimed == 0 else 0
+        if stats.claimed == 0:
+            time.sleep(0.01)
     elapsed = time.perf_counter() - started
     publisher.close()
     return published / elapsed, published
@@ -194,6 +197,7 @@ def main() -> None:
     fill(store, ROWS)
     messages = pending_messages(engine)
     print(f"{len(messages)} pending rows")
+    ROWS_PENDING[0] = len(messages)
 
     relay_eps, published = bench_relay(engine, f"bench-relay-{suffix}")
     print(f"relay: {published} events, {relay_eps:,.0f} events/s")

@@ -1,0 +1,81 @@
+"""The composition root: one `Ledgerflow` built from `Settings` at the edge.
+
+Every append goes through one `EventStore` whose hooks write, in the append
+transaction, the inline projections (run views, step journal) and the outbox rows.
+The engine, the relay, the worker, the HTTP API and the CLI all hang off it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine as SAEngine
+
+from eventstore import EventStore, IdempotencyKeys, create_engine
+from eventstore.store import Clock, utcnow
+from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow._engine import Engine
+from ledgerflow._worker import Worker
+from ledgerflow.migrations import upgrade_all
+from ledgerflow.settings import Settings
+from outbox import OutboxWriter, Relay, publisher_from_settings
+from projections import InlineProjections
+
+
+def build_store(db: SAEngine, settings: Settings, clock: Clock = utcnow) -> EventStore:
+    """The event store with the inline projections and the outbox writer as hooks."""
+    return EventStore(db, hooks=[InlineProjections(), OutboxWriter(topic=settings.topic)],
+                      clock=clock)
+
+
+def import_workflows(modules: Iterable[str]) -> list[str]:
+    """Import the modules that define workflows (`--workflows`, `LEDGERFLOW_WORKFLOWS`)."""
+    imported = []
+    for name in modules:
+        importlib.import_module(name)
+        imported.append(name)
+    return imported
+
+
+@dataclass
+class Ledgerflow:
+    """Everything one process needs, wired once from settings."""
+
+    settings: Settings
+    db: SAEngine
+    store: EventStore
+    engine: Engine
+    keys: IdempotencyKeys
+    clock: Clock = field(default=utcnow)
+
+    @classmethod
+    def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
+             clock: Clock = utcnow, upgrade: bool = True) -> Ledgerflow:
+        """Connect, (optionally) migrate, and wire store, hooks and engine."""
+        import_workflows(settings.workflow_modules())
+        db = create_engine(settings.database_url)
+        if upgrade:
+            upgrade_all(db)
+        store = build_store(db, settings, clock)
+        engine = Engine(store, registry if registry is not None else default_registry,
+                        clock=clock, lease=timedelta(seconds=settings.lease_seconds))
+        return cls(settings=settings, db=db, store=store, engine=engine,
+                   keys=IdempotencyKeys(db, clock=clock), clock=clock)
+
+    def relay(self, **overrides: object) -> Relay:
+        """An outbox relay to Kafka, or to the JSON-lines sink when no broker is set."""
+        options: dict[str, object] = {
+            "max_attempts": self.settings.outbox_max_attempts,
+            "dead_letter_topic": self.settings.dlq_topic, "clock": self.clock,
+        }
+        options.update(overrides)
+        return Relay(self.db, publisher_from_settings(self.settings), **options)  # type: ignore[arg-type]
+
+    def worker(self, threads: int = 4, poll_interval: float = 0.5) -> Worker:
+        return Worker(self.engine, threads=threads, poll_interval=poll_interval)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -104,6 +104,7 @@ def decode(type_name: str, schema_version: int, data: dict[str, JSON] | str | by
                 raise InvalidEvent(f"stored {type_name} v{schema_version} does not validate: "
                                    f"{exc}") from exc
         data = json.loads(data)
+    assert isinstance(data, dict)
     version = schema_version
     while version < cls.schema_version:
         step = UPCASTERS.get((type_name, version))

@@ -81,7 +81,7 @@ def read_all(engine: Engine, after: int, limit: int, wait: float) -> Sequence[Se
 
 def _read(raw: Any, after: int, limit: int, wait: float) -> Sequence[Sequence[Any]]:
     with raw.cursor(binary=True) as cur:
-        rows = cur.execute(_READ, {"after": after, "limit": limit}).fetchall()
+        rows: list[Sequence[Any]] = cur.execute(_READ, {"after": after, "limit": limit}).fetchall()
         raw.rollback()
         if not rows:
             return rows

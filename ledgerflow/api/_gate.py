@@ -1,8 +1,10 @@
 """The gate every request passes: bearer-token auth and the request body size limit.
 
-A plain ASGI middleware (no per-request task or stream copying) so it costs
-next to nothing on the hot routes. It puts the caller's `Principal` in the ASGI
-scope; routes read it with `principal(request)`.
+A plain ASGI middleware (no per-request task) so it costs next to nothing on the
+hot routes. A declared Content-Length over the limit is refused before anything is
+read; a streamed (chunked) body is read up to the limit and refused past it. It
+puts the caller's `Principal` in the ASGI scope; routes read it with
+`principal(request)`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def principal(request: Request) -> Principal:
 
 
 class BodyTooLarge(ApiError):
+    """413: the body is larger than `max_body_bytes`."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(413, "payload_too_large",
                          f"the request body is larger than {limit} bytes", {"maxBytes": limit})
@@ -85,7 +89,14 @@ class Gate:
                 err = BodyTooLarge(self.max_body)
                 await _reject(send, 413, err.code, str(err), err.details())
             return
-        await self.app(scope, self._counting(receive), send)
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            body = await self._read_capped(receive)
+            if body is None:
+                err = BodyTooLarge(self.max_body)
+                await _reject(send, 413, err.code, str(err), err.details())
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
 
     def _authenticate(self, header: bytes | None) -> Principal | None:
         if header is None:
@@ -99,19 +110,35 @@ class Gate:
                 return who
         return None
 
-    def _counting(self, receive: Receive) -> Receive:
-        limit, seen = self.max_body, 0
-
-        async def counted() -> Message:
-            nonlocal seen
+    async def _read_capped(self, receive: Receive) -> bytes | None:
+        """A streamed (chunked) body, read whole; None as soon as it passes the limit."""
+        parts: list[bytes] = []
+        seen = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(limit)
-            return message
+            if message["type"] != "http.request":
+                return b"".join(parts)
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body:
+                return None
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
 
-        return counted
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that first hands over `body` (read already), then the real channel."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _reject(send: Send, status: int, code: str, message: str,

@@ -92,23 +92,26 @@ class Services:
 def serve(lf: Ledgerflow, options: ServeOptions,
           announce: Callable[[str], None] = print) -> None:
     """Run until SIGTERM/SIGINT, then stop gracefully."""
+    # Our handlers first: uvicorn captures the signals while it serves, restores
+    # these afterwards and re-raises what it caught, which must land here (and not
+    # kill the process) so the worker and relay below still stop gracefully.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     services = Services(lf, options)
     running = services.start()
     try:
         if options.api:
             config = uvicorn.Config(create_app(lf), host=options.host, port=options.port,
                                     log_level="warning", access_log=False, lifespan="off")
-            server = uvicorn.Server(config)
             announce(f"ledgerflow serving http://{options.host}:{options.port} "
                      f"with {', '.join(['api', *running])}")
-            server.run()
+            uvicorn.Server(config).run()
         else:
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
             announce(f"ledgerflow running {', '.join(running) or 'nothing'}")
             while not stop.wait(0.5):
                 pass
     finally:
         services.stop()
         lf.close()
+    announce("ledgerflow stopped")

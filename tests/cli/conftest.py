@@ -1,0 +1,61 @@
+"""CLI fixtures: run `ledgerflow` as a subprocess against the session PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine as SAEngine
+
+from ledgerflow._app import Ledgerflow
+from ledgerflow.settings import Settings
+from tests.api._workflows import registry
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = "tests.api._workflows"
+
+
+class Cli:
+    """`ledgerflow ...` in a subprocess with the test's environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, ok: bool = True,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "ledgerflow.cli", *args], env=self.env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        if ok:
+            assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+
+def cli_env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
+    env.update(LEDGERFLOW_DATABASE_URL=database_url, LEDGERFLOW_WORKFLOWS=WORKFLOWS,
+               LEDGERFLOW_SINK_PATH=str(tmp_path / "events.jsonl"), COLUMNS="200",
+               PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+@pytest.fixture
+def cli(pg_engine: SAEngine, pg_url: str, tmp_path: Path) -> Cli:
+    return Cli(cli_env(pg_url, tmp_path))
+
+
+@pytest.fixture
+def lf(pg_engine: SAEngine, pg_url: str, tmp_path: Path) -> Iterator[Ledgerflow]:
+    """The same database in-process, to run what the CLI triggered."""
+    app = Ledgerflow.open(Settings(database_url=pg_url, sink_path=str(tmp_path / "x.jsonl")),
+                          registry=registry(), upgrade=False)
+    yield app
+    app.close()

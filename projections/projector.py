@@ -41,12 +41,17 @@ class Projector:
         self.clock = clock
         self.faults = faults
         self._tables = live_tables(projection)
+        self._ensured = False
 
     def position(self) -> int:
         """The checkpoint: every event up to it is in the live tables."""
-        with self.store.engine.begin() as conn:
-            _checkpoints.ensure(conn, [self.projection], self.clock())
-            return _checkpoints.load(conn, [self.projection.name])[self.projection.name].position
+        name = self.projection.name
+        if not self._ensured:
+            with self.store.engine.begin() as conn:
+                _checkpoints.ensure(conn, [self.projection], self.clock())
+            self._ensured = True
+        with self.store.engine.connect().execution_options(readonly=True) as conn:
+            return _checkpoints.load(conn, [name])[name].position
 
     def run_once(self) -> int:
         """Apply one batch; returns how many events it applied (0: caught up or not ours)."""

@@ -168,7 +168,10 @@ class _Run:
             self.progress(self.done, max(self.total, self.done))
 
     def _catch_up(self, position: int) -> int:
-        while True:
+        """Replay up to the store's end as of now (writers may outrun us; the swap
+        applies whatever arrives after, under its lock)."""
+        end = self.store.max_position()
+        while position < end:
             batch = self.store.read_all(position, self.batch_size)
             if not batch:
                 return position
@@ -179,6 +182,7 @@ class _Run:
                                                   self.lease):
                     raise RebuildInProgress(f"lost the rebuild lease of {self.names}")
             position = batch[-1].position
+        return position
 
     def _swap(self, conn: Connection, position: int) -> int:
         postgres = is_postgres(conn)

@@ -120,7 +120,7 @@ def test_rebuild_while_writers_append_loses_nothing(store: EventStore) -> None:
     late: list[str] = []
 
     def writer() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and len(written) < 300:
             written.append(_run(store, steps=1, tag="live"))
 
     def append_at_swap(point: str) -> None:

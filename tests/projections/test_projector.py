@@ -154,7 +154,7 @@ def test_version_bump_rebuilds_only_the_changed_projection(store: EventStore) ->
     _run(store)
     status(store, default_projections())  # the checkpoints as version 1 of the code left them
     reference = snapshot(store.engine)
-    projections = [RunViews(), _StepJournalV2()]
+    projections: list[Projection] = [RunViews(), _StepJournalV2()]
     stale = {s.name: s.stale for s in status(store, projections)}
     assert stale == {"run_views": False, "step_journal": True}
     report = rebuild_stale(store, projections)

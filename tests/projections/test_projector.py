@@ -15,6 +15,7 @@ from domain import events as ev
 from eventstore import EventStore, NewEvent, StreamAppend
 from eventstore.schema import metadata
 from projections import (
+    Projection,
     Projector,
     RunViews,
     StepJournal,

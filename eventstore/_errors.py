@@ -5,20 +5,41 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import exc as sa_exc
 
 from domain.errors import ConcurrencyError, DuplicateEventId, LedgerflowError, StoreUnavailable
 from eventstore.records import StreamAppend
 
 
-def _constraint(error: sa_exc.IntegrityError) -> str:
-    diag = getattr(error.orig, "diag", None)
+def _constraint(error: BaseException) -> str:
+    """The violated constraint's name (psycopg) or the driver's message (sqlite3)."""
+    orig = getattr(error, "orig", None) or error
+    diag = getattr(orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
-    return str(name) if name else str(error.orig)
+    return str(name) if name else str(orig)
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """A unique violation raised by the driver itself (a raw psycopg cursor)."""
+    return isinstance(error, psycopg.errors.UniqueViolation)
+
+
+def conflict(appends: Sequence[StreamAppend], actual: dict[str, int]) -> ConcurrencyError:
+    """The error for the first stream whose expected version is not its actual one."""
+    for append in appends:
+        if append.expected_version is not None and append.expected_version != actual.get(
+                append.stream_id, 0):
+            return ConcurrencyError(append.stream_id, append.expected_version,
+                                    actual.get(append.stream_id, 0))
+    first = appends[0]
+    found = actual.get(first.stream_id, 0)
+    return ConcurrencyError(first.stream_id, found if first.expected_version is None
+                            else first.expected_version, found)
 
 
 def integrity_error(
-    error: sa_exc.IntegrityError,
+    error: BaseException,
     appends: Sequence[StreamAppend],
     current_version: Callable[[str], int],
 ) -> LedgerflowError | None:
@@ -46,3 +67,5 @@ def translated() -> Iterator[None]:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
         raise StoreUnavailable(f"event store unavailable: {error.orig}") from error
+    except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+        raise StoreUnavailable(f"event store unavailable: {error}") from error

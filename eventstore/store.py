@@ -66,10 +66,44 @@ class Transaction:
         if not appends:
             return []
         store = self.store
-        actual = store._adapter.current_versions(self.conn, [a.stream_id for a in appends])
         now = store.clock()
+        if store.is_postgres:
+            recorded = self._append_postgres(appends, now)
+        else:
+            recorded = self._append_sqlite(appends, now)
+        for hook in store.hooks:
+            hook(self.conn, recorded)
+        self.recorded.extend(recorded)
+        return recorded
+
+    def _append_postgres(self, appends: Sequence[StreamAppend],
+                         now: datetime) -> list[RecordedEvent]:
+        encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json())
+                    for n in append.events] for append in appends]
+        try:
+            rows = postgres.insert_events(self.conn, appends, encoded, now)
+        except Exception as error:
+            if not _errors.is_unique_violation(error):
+                raise
+            translated = _errors.integrity_error(error, appends, self.store.stream_version)
+            raise (translated or error) from None
+        if rows is None:
+            ids = [a.stream_id for a in appends]
+            raise _errors.conflict(appends, postgres.current_versions(self.conn, ids))
+        pairs = iter(rows)
+        return [
+            RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
+                          schema_version, new.event, new.metadata, now)
+            for append, events in zip(appends, encoded, strict=True)
+            for new, (type_name, schema_version, _data), (position, version)
+            in zip(append.events, events, pairs, strict=False)  # pairs: one iterator for all
+        ]
+
+    def _append_sqlite(self, appends: Sequence[StreamAppend],
+                       now: datetime) -> list[RecordedEvent]:
+        actual = sqlite.current_versions(self.conn, [a.stream_id for a in appends])
         params: list[dict[str, Any]] = []
-        pending: list[tuple[StreamAppend, NewEvent, int, str, int, dict[str, Any]]] = []
+        pending: list[tuple[StreamAppend, NewEvent, int, str, int]] = []
         for append in appends:
             version = actual[append.stream_id]
             if append.expected_version is not None and append.expected_version != version:
@@ -83,24 +117,20 @@ class Transaction:
                     "schema_version": schema_version, "data": data,
                     "metadata": new.metadata, "recorded_at": now,
                 })
-                pending.append((append, new, version, type_name, schema_version, data))
+                pending.append((append, new, version, type_name, schema_version))
         try:
             positions = [row[0] for row in self.conn.execute(_INSERT, params)]
         except sa_exc.IntegrityError as error:
-            translated = _errors.integrity_error(error, appends, store.stream_version)
+            translated = _errors.integrity_error(error, appends, self.store.stream_version)
             if translated is None:
                 raise
             raise translated from None
-        recorded = [
+        return [
             RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
                           schema_version, new.event, new.metadata, now)
-            for position, (append, new, version, type_name, schema_version, _data)
+            for position, (append, new, version, type_name, schema_version)
             in zip(positions, pending, strict=True)
         ]
-        for hook in store.hooks:
-            hook(self.conn, recorded)
-        self.recorded.extend(recorded)
-        return recorded
 
 
 class EventStore(GlobalReader):

@@ -99,7 +99,11 @@ class StoreContract:
         assert count(engine) == before and store.stream_version(child) == 0
         recorded = store.append(StreamAppend(child, [created()], 0),
                                 StreamAppend(parent, [started()], 1))
-        assert {(r.stream_id, r.version) for r in recorded} == {(child, 1), (parent, 2)}
+        assert [(r.stream_id, r.version) for r in recorded] == [(child, 1), (parent, 2)]
+        read_back = {r.event_id: r for r in store.read_all(0, 100)}
+        for r in recorded:
+            assert (read_back[r.event_id].position, read_back[r.event_id].version) == (
+                r.position, r.version)
 
     def test_duplicate_event_id_is_refused_and_nothing_written(self, store: EventStore,
                                                                 engine: Engine) -> None:

@@ -195,12 +195,7 @@ class Engine:
     def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
                 key: str | None = None, delay: timedelta | None = None,
                 actor: str | None = None) -> TriggerResult:
-        fingerprint = hashlib.sha256(json.dumps(
-            [created.workflow_id, created.workflow_version, created.input, created.tenant_meta,
-             created.tags], sort_keys=True).encode()).hexdigest()
         run_id = run_id or str(uuid.uuid4())
-        if self.store.stream_version(run_id) > 0:
-            return TriggerResult(run_id, False)
         now = self.clock()
         due = now + delay if delay else now
         if delay:
@@ -211,11 +206,12 @@ class Engine:
         try:
             with self.store.transaction() as tx:
                 if key is not None:
-                    self._bind_key(tx, key, run_id, fingerprint, now)
+                    self._bind_key(tx, key, run_id, _fingerprint(created), now)
+                # expected version 0 is the existence check: no read before the write
                 tx.append(StreamAppend(run_id, [NewEvent(created, metadata=meta)], 0))
                 queue.enqueue(tx.conn, run_id, created.workflow_id, created.priority, due, now)
         except _KeyTaken as taken:
-            if taken.fingerprint != fingerprint:
+            if taken.fingerprint != _fingerprint(created):
                 raise IdempotencyConflict(key or "") from None
             return TriggerResult(taken.run_id, False)
         except ConcurrencyError:
@@ -425,6 +421,13 @@ class Engine:
         """Give back every run this worker id holds (due now)."""
         with self.store.engine.begin() as conn:
             return queue.release_owner(conn, self.worker_id, self.clock())
+
+
+def _fingerprint(created: ev.RunCreated) -> str:
+    """What an idempotency key binds: the same key with other content is a conflict."""
+    return hashlib.sha256(json.dumps(
+        [created.workflow_id, created.workflow_version, created.input, created.tenant_meta,
+         created.tags], sort_keys=True).encode()).hexdigest()
 
 
 def _tags(tags: list[str] | None) -> list[str]:

@@ -37,6 +37,7 @@ from projections import default_projections, rebuild  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench_proj"
 WAVE = 500
+BATCH = 5000  # events per read_all call, for the bare read and the rebuild alike
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -135,11 +136,11 @@ def measure() -> dict[str, float]:
     """Bare read_all with decoding, then a rebuild of every projection, in one process."""
     store = EventStore(create_engine(_url()))
     started, position, count = time.perf_counter(), 0, 0
-    while batch := store.read_all(position, 2000):
+    while batch := store.read_all(position, BATCH):
         count += len(batch)
         position = batch[-1].position
     read_s = time.perf_counter() - started
-    report = rebuild(store, default_projections(), batch_size=2000)
+    report = rebuild(store, default_projections(), batch_size=BATCH)
     return {"events": count, "read_eps": count / read_s, "rebuild_eps":
             report.events / report.seconds, "rebuild_s": report.seconds,
             "peak_rss_mb": _peak_rss_mb()}

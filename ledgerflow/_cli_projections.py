@@ -43,7 +43,7 @@ def _chosen(name: str | None) -> list[Projection]:
 @app.command("rebuild")
 def rebuild_command(
     name: Annotated[str | None, typer.Argument(help="One projection (default: all).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Events per replay transaction.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Events per replay transaction.")] = 5000,
 ) -> None:
     """Replay the whole store into fresh tables and swap them in (no downtime)."""
     projections = _chosen(name)

@@ -81,7 +81,7 @@ def shadow(table: Table) -> Table:
     return copy
 
 
-def rebuild(store: EventStore, projections: Sequence[Projection], *, batch_size: int = 2000,
+def rebuild(store: EventStore, projections: Sequence[Projection], *, batch_size: int = 5000,
             progress: Progress | None = None, faults: FaultHook = no_faults,
             clock: Clock = utcnow, lease: timedelta = timedelta(minutes=2)) -> RebuildReport:
     """Replay the store into fresh tables for `projections` and swap them in."""

@@ -15,7 +15,7 @@ import uvicorn
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api import create_app
-from projections import Projector, default_projections
+from projections import Projector, default_projections, rebuild_stale
 
 log = logging.getLogger("ledgerflow.serve")
 
@@ -65,7 +65,17 @@ class Services:
         self._threads.append(thread)
 
     def _project(self) -> None:
-        """Keep every catch-up (not inline) projection current."""
+        """Rebuild projections whose version changed, then keep catch-up ones current.
+
+        The rebuild runs here, in the background: the API keeps reading the old
+        tables and inline writes keep landing in them until the atomic swap.
+        """
+        try:
+            report = rebuild_stale(self.lf.store, default_projections(), clock=self.lf.clock)
+            if report is not None:
+                log.info("rebuilt stale projections: %s", report)
+        except Exception:
+            log.exception("background rebuild of stale projections failed")
         projectors = [Projector(self.lf.store, p, clock=self.lf.clock)
                       for p in default_projections() if not p.inline]
         while not self.stop_event.is_set():

@@ -6,10 +6,19 @@ trigger -> wait for result). ledgerflow writes events, run queue rows, outbox
 rows and inline projections; its worker has 8 threads in this process. DBOS runs
 the same workload against its own database on the same server, in the same run.
 
+ledgerflow triggers with `eager=True` (the run is started and leased to the
+in-process worker in the trigger transaction, as DBOS's start_workflow runs the
+workflow in the calling process) and uses the app's store (`build_store`: inline
+projections + outbox writer hooks). It uses its own database `ledgerflow_bench_wf`
+on the server of LEDGERFLOW_BENCH_DATABASE_URL (TRUNCATEd here), so other benches
+on `ledgerflow_bench` running at the same time cannot clear it.
+
 Figures: workflows/s for both and ratios, p50/p90 trigger-to-result latency,
-statements and transactions per workflow (ledgerflow, counted by SQLAlchemy
-events), and process CPU per workflow (`time.process_time()` deltas over each
-phase / N: the client, the worker threads and the driver, as DBOS's is).
+statements and transactions per workflow (ledgerflow; statements are counted at
+the driver, `psycopg.Cursor.execute`, so raw-cursor statements count too;
+transactions by SQLAlchemy commit events), and process CPU per workflow
+(`time.process_time()` deltas over each phase / N: the client, the worker
+threads and the driver, as DBOS's is).
 
 Run: `bash bench/run workflows` (env WF_N overrides N=500).
 """
@@ -18,17 +27,48 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+# bench/ is sys.path[0] when run as a script: its projections.py would shadow the package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 N = int(os.environ.get("WF_N", "500"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")
 DBOS_DB = "ledgerflow_bench_dbos"
+LF_DB = "ledgerflow_bench_wf"
+
+
+def ensure_database(name: str) -> sa.engine.URL:
+    """Create database `name` on the bench server if missing; its URL."""
+    server = sa.engine.make_url(URL)
+    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                            {"n": name}).first():
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server.set(database=name)
+
+
+def count_statements(counts: dict[str, int]) -> None:
+    """Count every statement the driver sends (SQLAlchemy's and raw cursors')."""
+    import psycopg
+
+    execute = psycopg.Cursor.execute
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["stmts"] += 1
+        return execute(self, *args, **kwargs)
+
+    psycopg.Cursor.execute = counted  # type: ignore[method-assign]
 
 
 def step_a() -> dict[str, int]:
@@ -79,14 +119,15 @@ def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str
 
 
 def bench_ledgerflow() -> dict[str, dict[str, float]]:
-    from eventstore import EventStore, create_engine
+    from eventstore import create_engine
     from eventstore.schema import metadata
     from ledgerflow import Context, Engine, Worker, WorkflowRegistry
+    from ledgerflow._app import build_store
     from ledgerflow.migrations import upgrade_all
-    from outbox import OutboxWriter
-    from projections import InlineProjections
+    from ledgerflow.settings import Settings
 
-    engine_sa = create_engine(URL, pool_size=20)
+    url = ensure_database(LF_DB).render_as_string(hide_password=False)
+    engine_sa = create_engine(url, pool_size=20)
     upgrade_all(engine_sa)
     with engine_sa.begin() as conn:
         names = [t.name for t in metadata.sorted_tables if t.name != "schema_migrations"]
@@ -94,10 +135,7 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names if n in existing)
                              + " RESTART IDENTITY CASCADE"))
     counts = {"stmts": 0, "tx": 0}
-
-    @sa.event.listens_for(engine_sa, "before_cursor_execute")
-    def _count(*_: Any) -> None:
-        counts["stmts"] += 1
+    count_statements(counts)
 
     @sa.event.listens_for(engine_sa, "commit")
     def _commit(*_: Any) -> None:
@@ -112,12 +150,12 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         c = ctx.step("c", step_c)
         return {**a, **b, **c}
 
-    store = EventStore(engine_sa, hooks=[OutboxWriter(), InlineProjections()])
+    store = build_store(engine_sa, Settings(database_url=url))
     engine = Engine(store, registry)
     worker = Worker(engine, threads=8, poll_interval=1.0).start()
 
     def one(i: int) -> None:
-        run = engine.trigger("bench3", {"i": i}).run_id
+        run = engine.trigger("bench3", {"i": i}, eager=True).run_id
         state = engine.wait(run)
         assert state.result == {"a": 1, "b": 2, "c": 3}, state
 
@@ -142,14 +180,7 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
 def bench_dbos() -> dict[str, dict[str, float]]:
     from dbos import DBOS
 
-    server = sa.engine.make_url(URL)
-    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                            {"n": DBOS_DB}).first():
-            conn.execute(sa.text(f'CREATE DATABASE "{DBOS_DB}"'))
-    admin.dispose()
-    db_url = server.set(drivername="postgresql", database=DBOS_DB).render_as_string(
+    db_url = ensure_database(DBOS_DB).set(drivername="postgresql").render_as_string(
         hide_password=False)
     DBOS(config={"name": "ledgerflow-bench", "system_database_url": db_url,
                  "log_level": "WARNING", "console_log_level": "WARNING"})

@@ -36,14 +36,14 @@ from domain.errors import (
 )
 from domain.lifecycle import RunStatus
 from domain.metadata import run_metadata
-from domain.state import Cancel, RunState, Wake, decide, fold
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend
+from domain.state import Begin, Cancel, RunState, Wake, decide, fold
+from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_event_id
 from eventstore.store import Clock, EventStore, Transaction, utcnow
 from ledgerflow import _queue as queue
 from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow._context import ChildSpec
-from ledgerflow._executor import RunSession, claim_next
-from ledgerflow._journal import Journal
+from ledgerflow._executor import Claimed, RunSession, Wakeup, claim_next
+from ledgerflow._journal import Journal, base_metadata
 from ledgerflow._streams import event_metadata, read_events
 
 _SAME: Any = object()
@@ -71,28 +71,6 @@ class TickResult:
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
-
-
-class Wakeup:
-    """In-process nudge: a worker waiting for work is woken when a run becomes due."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._pending = 0
-
-    def notify(self, n: int = 1) -> None:
-        with self._cond:
-            self._pending = min(self._pending + n, 1024)
-            self._cond.notify(n)
-
-    def wait(self, timeout: float) -> bool:
-        with self._cond:
-            if not self._pending:
-                self._cond.wait(timeout)
-            if self._pending:
-                self._pending -= 1
-                return True
-            return False
 
 
 def _json(value: Any, what: str) -> Any:
@@ -150,9 +128,10 @@ class Engine:
         Raises `TimeoutError` if it is not terminal within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            with self._done:
-                if run_id not in self._finished:
-                    self._done.wait(min(poll, max(deadline - time.monotonic(), 0)))
+            next_poll = min(time.monotonic() + poll, deadline)
+            with self._done:  # other runs finishing wake us too: read only every `poll`
+                while run_id not in self._finished and time.monotonic() < next_poll:
+                    self._done.wait(next_poll - time.monotonic())
                 if run_id in self._finished:
                     known = self._finished.pop(run_id)
                     return known if known is not None else self.state(run_id)
@@ -182,19 +161,28 @@ class Engine:
                 tenant_meta: dict[str, Any] | None = None, tags: list[str] | None = None,
                 run_id: str | None = None, idempotency_key: str | None = None,
                 priority: int = 0, delay: timedelta | None = None,
-                actor: str | None = None) -> TriggerResult:
-        """Create a run; the same idempotency key or run id returns the same run."""
+                actor: str | None = None, eager: bool | None = None) -> TriggerResult:
+        """Create a run; the same idempotency key or run id returns the same run.
+
+        Eager start: when this engine has a running `Worker` in this process and
+        `eager` is True (or None and one of its threads is idle), the trigger
+        transaction also writes RunStarted and leases the run to this worker, and
+        the run is handed to a worker thread in memory (no claim, no poll). If the
+        process dies first, the lease expires and any worker takes the run.
+        `eager=False` always leaves the run in the queue for any worker."""
         definition = self.registry.get(workflow_id, workflow_version)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
             input=_json(input, "input"), tenant_meta=_json(dict(tenant_meta or {}), "tenant_meta"),
             tags=_tags(tags), priority=int(priority))
+        leased = not delay and eager is not False and not self.stopping \
+            and self.wakeup.can_take(force=eager is True)
         return self._create(created, run_id=run_id, key=idempotency_key, delay=delay,
-                            actor=actor)
+                            actor=actor, leased=leased)
 
     def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
                 key: str | None = None, delay: timedelta | None = None,
-                actor: str | None = None) -> TriggerResult:
+                actor: str | None = None, leased: bool = False) -> TriggerResult:
         run_id = run_id or str(uuid.uuid4())
         now = self.clock()
         due = now + delay if delay else now
@@ -203,21 +191,43 @@ class Engine:
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
                             actor=actor, idempotency_key=key)
+        new = [NewEvent(created, new_event_id(), meta)]
+        if leased:
+            new += self._start_events(run_id, created, new[0])
         try:
             with self.store.transaction() as tx:
                 if key is not None:
                     self._bind_key(tx, key, run_id, _fingerprint(created), now)
                 # expected version 0 is the existence check: no read before the write
-                tx.append(StreamAppend(run_id, [NewEvent(created, metadata=meta)], 0))
-                queue.enqueue(tx.conn, run_id, created.workflow_id, created.priority, due, now)
+                recorded = tx.append(StreamAppend(run_id, new, 0))
+                queue.enqueue(tx.conn, run_id, created.workflow_id, created.priority, due, now,
+                              owner=self.worker_id if leased else None,
+                              until=now + self.lease if leased else None)
         except _KeyTaken as taken:
             if taken.fingerprint != _fingerprint(created):
                 raise IdempotencyConflict(key or "") from None
             return TriggerResult(taken.run_id, False)
         except ConcurrencyError:
             return TriggerResult(run_id, False)
-        self.wakeup.notify()
+        if not leased:
+            self.wakeup.notify()
+        elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, recorded))):
+            with self.store.engine.begin() as conn:  # the worker stopped meanwhile
+                queue.park(conn, run_id, now)
         return TriggerResult(run_id, True)
+
+    def _start_events(self, run_id: str, created: ev.RunCreated,
+                      first: NewEvent) -> list[NewEvent]:
+        """What a claim would append (RunStarted), caused by the RunCreated `first`."""
+        journal = Journal.build(run_id, ())
+        journal.add(created)
+        meta = event_metadata(base_metadata(first.metadata), first.event_id)
+        return [NewEvent(e, metadata=meta)
+                for e in decide(journal.state, Begin(worker=self.worker_id))]
+
+    def execute(self, claimed: Claimed) -> str:
+        """Execute a run leased to this worker (claimed, or handed over by a trigger)."""
+        return RunSession(self, claimed.journal).run()
 
     def _bind_key(self, tx: Transaction, key: str, run_id: str, fingerprint: str,
                   now: datetime) -> None:
@@ -396,8 +406,7 @@ class Engine:
             result.claimed += 1
             if claimed is False:
                 continue
-            session = RunSession(self, claimed.journal)
-            result.count(session.run())
+            result.count(self.execute(claimed))
         return result
 
     def tick(self, max_runs: int = 100) -> TickResult:

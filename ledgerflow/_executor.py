@@ -16,6 +16,8 @@ means the run is no longer ours: the execution is abandoned there.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +60,76 @@ class Claimed:
 
     run_id: str
     journal: Journal
+
+
+class Wakeup:
+    """In-process hand-over to worker threads: nudges (a run became due) and eagerly
+    started runs (already leased to this worker, executed without a claim)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._handed: deque[Claimed] = deque()
+        self._attached = 0
+        self._idle = 0
+
+    def notify(self, n: int = 1) -> None:
+        """A run became due (or the workers must look at their stop flag)."""
+        with self._cond:
+            self._pending = min(self._pending + n, 1024)
+            self._cond.notify(n)
+
+    def attach(self, threads: int) -> None:
+        """A worker with `threads` threads serves this engine: eager starts may go to it."""
+        with self._cond:
+            self._attached += threads
+
+    def detach(self, threads: int) -> list[Claimed]:
+        """The worker stops; returns the handed runs no thread took (still leased)."""
+        with self._cond:
+            self._attached = max(self._attached - threads, 0)
+            if self._attached:
+                return []
+            left = list(self._handed)
+            self._handed.clear()
+            return left
+
+    def can_take(self, force: bool = False) -> bool:
+        """Whether a trigger may hand a run over: a worker is attached and (unless
+        `force`) one of its threads is idle with nothing handed to it yet."""
+        with self._cond:
+            return self._attached > 0 and (force or self._idle > len(self._handed))
+
+    def hand(self, claimed: Claimed) -> bool:
+        """Give a leased run to the next free worker thread; False if no worker is
+        attached any more (it stopped meanwhile: the caller gives the lease back)."""
+        with self._cond:
+            if not self._attached:
+                return False
+            self._handed.append(claimed)
+            self._cond.notify()
+            return True
+
+    def take(self) -> Claimed | None:
+        """A handed run, if one is waiting (does not block)."""
+        with self._cond:
+            return self._handed.popleft() if self._handed else None
+
+    def wait(self, timeout: float) -> Claimed | bool:
+        """Block until a run is handed (returned), a nudge (True) or `timeout` (False)."""
+        with self._cond:
+            if not self._handed and not self._pending:
+                self._idle += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._idle -= 1
+            if self._handed:
+                return self._handed.popleft()
+            if self._pending:
+                self._pending -= 1
+                return True
+            return False
 
 
 class RunSession:

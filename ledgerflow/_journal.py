@@ -28,6 +28,12 @@ INPUT_EVENTS = (ev.SignalReceived, ev.EventReceived, ev.TokenResolved, ev.ChildF
 _ORDERED_WAITS = ("sleep", "token", "child")
 
 
+def base_metadata(first: dict[str, Any]) -> dict[str, Any]:
+    """A run's metadata for every later event: its first event's, minus who and why."""
+    return {k: v for k, v in first.items()
+            if k not in ("actor", "idempotency_key", "causation_id")}
+
+
 @dataclass
 class Item:
     """One entry of a signal's or event's list: a payload, or a timeout."""
@@ -79,8 +85,7 @@ class Journal:
 
     def add_recorded(self, rec: RecordedEvent) -> None:
         if rec.version == 1:
-            self.base_metadata = {k: v for k, v in rec.metadata.items()
-                                  if k not in ("actor", "idempotency_key", "causation_id")}
+            self.base_metadata = base_metadata(rec.metadata)
         self.last_event_id = rec.event_id
         self.add(rec.event)
 

@@ -93,10 +93,11 @@ _CLAIM = {True: _claim_statement(True), False: _claim_statement(False)}
 
 
 def enqueue(conn: Connection, run_id: str, workflow_id: str, priority: int,
-            due_at: datetime | None, now: datetime) -> None:
-    """Add a new run's row (due at `due_at`, unleased)."""
+            due_at: datetime | None, now: datetime, owner: str | None = None,
+            until: datetime | None = None) -> None:
+    """Add a new run's row (due at `due_at`; leased to `owner` until `until` if given)."""
     conn.execute(_INSERT, {"run_id": run_id, "workflow_id": workflow_id, "priority": priority,
-                           "due_at": due_at, "lease_owner": None, "lease_expires_at": None,
+                           "due_at": due_at, "lease_owner": owner, "lease_expires_at": until,
                            "created_at": now})
 
 

@@ -1,8 +1,13 @@
 """`Worker`: threads that claim and execute due runs, plus a heartbeat thread.
 
-Each thread loops: `engine.run_due(1)`; when nothing was due it waits for an
-in-process wake-up (a trigger, signal or child result in this process) or the
-poll interval, whichever comes first. The heartbeat thread extends the leases of
+Each thread loops: it executes a run a trigger in this process handed over
+(eager start: already leased to this worker, no claim), else claims due runs
+until none is left (`engine.run_due(1)`), then waits for a hand-over, an
+in-process nudge (a trigger, signal or child result in this process: one claim
+each, no trailing empty claim) or the poll interval (then it drains the queue
+again). The queue is drained at least every poll interval even while hand-overs
+keep the thread busy, so runs made due by other processes or timers are not
+starved. The heartbeat thread extends the leases of
 this worker id every `lease / 3`. `stop(graceful=True)` lets each thread finish
 the step in hand (no new step starts), writes what they journaled, and gives
 their runs back (due now) so another worker continues them at once.
@@ -13,9 +18,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from ledgerflow._engine import Engine
+from ledgerflow._executor import Claimed
+from ledgerflow._faults import fault_point
 
 log = logging.getLogger("ledgerflow.worker")
 
@@ -42,6 +50,7 @@ class Worker:
         if self._threads:
             raise RuntimeError("worker already started")
         self.engine.request_stop(False)
+        self.engine.wakeup.attach(self.threads)
         for index in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"ledgerflow-worker-{index}",
                                       daemon=True)
@@ -56,6 +65,8 @@ class Worker:
         """Stop: finish the step in hand (graceful) and release this worker's leases."""
         self.engine.request_stop(True)
         self._halt.set()
+        if self._threads:
+            self.engine.wakeup.detach(self.threads)  # handed, unstarted: released below
         self.engine.wakeup.notify(len(self._threads) or 1)
         if graceful:
             for thread in self._threads:
@@ -86,16 +97,32 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def _loop(self) -> None:
-        engine = self.engine
+        engine, wakeup = self.engine, self.engine.wakeup
+        drain, next_poll = True, 0.0
         while not self._halt.is_set():
             try:
-                result = engine.run_due(1)
+                handed = wakeup.take()
+                if handed is not None:
+                    self._execute(handed)
+                    continue
+                if drain or time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_interval
+                    drain = engine.run_due(1).claimed > 0
+                    continue
+                woken = wakeup.wait(self.poll_interval)
+                if self._halt.is_set():
+                    break
+                if isinstance(woken, Claimed):
+                    self._execute(woken)
+                elif woken:
+                    engine.run_due(1)
             except Exception:
                 log.exception("worker iteration failed")
                 self._halt.wait(self.poll_interval)
-                continue
-            if result.claimed == 0:
-                engine.wakeup.wait(self.poll_interval)
+
+    def _execute(self, handed: Claimed) -> None:
+        fault_point("run_handed")  # crash tests: the process dies holding a handed run
+        self.engine.execute(handed)
 
     def _beat(self) -> None:
         interval = max(self.engine.lease.total_seconds() / 3, 0.05)

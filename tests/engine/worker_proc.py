@@ -2,7 +2,9 @@
 
 `python -m tests.engine.worker_proc URL COUNTERS MODE [RUN_ID]`:
 - `until-done RUN_ID`: tick with a 1 s lease until the run is terminal;
-- `worker`: a `Worker` with SIGTERM handling, until stopped.
+- `worker`: a `Worker` with SIGTERM handling, until stopped;
+- `eager RUN_ID`: a `Worker` (30 s lease), then an eager trigger of "three-effects"
+  (tag "e") with that run id; the parent arms a fault point that ends the process.
 Fault points are armed through `LEDGERFLOW_FAULTS` by the parent test.
 """
 
@@ -67,11 +69,21 @@ def main(argv: list[str]) -> int:
             if engine.tick().claimed == 0:
                 time.sleep(0.05)
         return 0
+    if mode == "eager":
+        return _eager(url, argv[3])
     worker = Worker(engine, threads=2, poll_interval=0.05)
     worker.install_signal_handlers()
     (COUNTERS / f"ready-{os.getpid()}").write_text("1")
     worker.run()
     return 0
+
+
+def _eager(url: str, run_id: str) -> int:
+    engine = make_engine(url, lease=30.0)
+    Worker(engine, threads=1, poll_interval=0.05).start()
+    engine.trigger("three-effects", {"tag": "e"}, run_id=run_id, eager=True)
+    time.sleep(60)  # the armed fault point ends the process before this returns
+    return 3
 
 
 if __name__ == "__main__":

@@ -62,13 +62,19 @@ def count_statements(counts: dict[str, int]) -> None:
     """Count every statement the driver sends (SQLAlchemy's and raw cursors')."""
     import psycopg
 
-    execute = psycopg.Cursor.execute
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
         counts["stmts"] += 1
         return execute(self, *args, **kwargs)
 
+    def counted_many(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+        params_seq = list(params_seq)
+        counts["stmts"] += len(params_seq)  # one statement per parameter set (pipelined)
+        return executemany(self, query, params_seq, **kwargs)
+
     psycopg.Cursor.execute = counted  # type: ignore[method-assign]
+    psycopg.Cursor.executemany = counted_many  # type: ignore[method-assign]
 
 
 def step_a() -> dict[str, int]:

@@ -21,6 +21,7 @@ key names the run, as a given run id would).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Index, Integer, String, Table
@@ -91,36 +92,78 @@ def _claim_statement(postgres: bool) -> sa.Update:
 
 _CLAIM = {True: _claim_statement(True), False: _claim_statement(False)}
 
+# PostgreSQL: the hot statements as plain SQL on the connection's psycopg cursor (same
+# transaction), server-side prepared. SQLAlchemy's execution layer cost more client CPU
+# than the statement itself (measured ~83 us per Core execute vs ~34 us raw). SQLite
+# keeps the Core statements above (its paramstyle and datetime handling differ).
+_PG_ENQUEUE = (
+    "INSERT INTO run_queue (run_id, workflow_id, priority, due_at, lease_owner,"
+    " lease_expires_at, created_at) VALUES (%(run_id)s, %(workflow_id)s, %(priority)s,"
+    " %(due_at)s, %(lease_owner)s, %(lease_expires_at)s, %(created_at)s)")
+_PG_DELETE = "DELETE FROM run_queue WHERE run_id = %(rid)s"
+_PG_PARK = ("UPDATE run_queue SET due_at = %(due)s, lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE run_id = %(rid)s")
+_PG_WAKE = "UPDATE run_queue SET due_at = %(due)s WHERE run_id = %(rid)s"
+_PG_CLAIM = (
+    "UPDATE run_queue SET lease_owner = %(owner)s, lease_expires_at = %(until)s"
+    " WHERE run_id = (SELECT run_id FROM run_queue WHERE due_at <= %(now)s"
+    " AND (lease_expires_at IS NULL OR lease_expires_at < %(now)s)"
+    " ORDER BY priority DESC, due_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id")
+
+
+def _pg(conn: Connection, sql: str, params: dict[str, object]) -> Any:
+    """Run `sql` on the raw psycopg cursor of `conn` (in its transaction); the cursor."""
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    cursor.execute(sql, params, prepare=True)
+    return cursor
+
 
 def enqueue(conn: Connection, run_id: str, workflow_id: str, priority: int,
             due_at: datetime | None, now: datetime, owner: str | None = None,
             until: datetime | None = None) -> None:
     """Add a new run's row (due at `due_at`; leased to `owner` until `until` if given)."""
-    conn.execute(_INSERT, {"run_id": run_id, "workflow_id": workflow_id, "priority": priority,
-                           "due_at": due_at, "lease_owner": owner, "lease_expires_at": until,
-                           "created_at": now})
+    params = {"run_id": run_id, "workflow_id": workflow_id, "priority": priority,
+              "due_at": due_at, "lease_owner": owner, "lease_expires_at": until,
+              "created_at": now}
+    if is_postgres(conn):
+        _pg(conn, _PG_ENQUEUE, params).close()
+    else:
+        conn.execute(_INSERT, params)
 
 
 def claim(conn: Connection, owner: str, now: datetime, until: datetime) -> str | None:
     """Lease the most urgent due run to `owner` until `until`; None if nothing is due."""
-    row = conn.execute(_CLAIM[is_postgres(conn)], {"now": now, "owner": owner,
-                                                   "until": until}).first()
+    params = {"now": now, "owner": owner, "until": until}
+    if is_postgres(conn):
+        with _pg(conn, _PG_CLAIM, params) as cursor:
+            row = cursor.fetchone()
+    else:
+        row = conn.execute(_CLAIM[False], params).first()
     return None if row is None else str(row[0])
 
 
 def park(conn: Connection, run_id: str, due_at: datetime | None) -> None:
     """Release the lease; the run is due again at `due_at` (NULL: when woken)."""
-    conn.execute(_PARK, {"rid": run_id, "due": due_at})
+    _by_run(conn, _PG_PARK, _PARK, {"rid": run_id, "due": due_at})
 
 
 def wake(conn: Connection, run_id: str, now: datetime) -> None:
     """Make the run due now (a signal, token or child result arrived)."""
-    conn.execute(_WAKE, {"rid": run_id, "due": now})
+    _by_run(conn, _PG_WAKE, _WAKE, {"rid": run_id, "due": now})
 
 
 def remove(conn: Connection, run_id: str) -> None:
     """The run is terminal: it leaves the queue."""
-    conn.execute(_DELETE, {"rid": run_id})
+    _by_run(conn, _PG_DELETE, _DELETE, {"rid": run_id})
+
+
+def _by_run(conn: Connection, pg_sql: str, core: sa.Update | sa.Delete,
+            params: dict[str, object]) -> None:
+    if is_postgres(conn):
+        _pg(conn, pg_sql, params).close()
+    else:
+        conn.execute(core, params)
 
 
 def heartbeat(conn: Connection, owner: str, until: datetime) -> int:

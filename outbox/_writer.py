@@ -6,7 +6,6 @@ relay sends them as they are.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from domain import metadata as meta_keys
-from eventstore.database import is_postgres
+from eventstore import fastpath
 from eventstore.records import RecordedEvent
 from outbox._schema import PENDING, outbox
 
@@ -25,19 +24,10 @@ Router = Callable[[RecordedEvent], Sequence[str]]
 """Chooses the topic(s) of an event; an empty sequence leaves the event out of the outbox."""
 
 _INSERT = outbox.insert()
-_COLUMNS = ("event_id", "topic", "key", "payload", "headers", "status", "attempts",
-            "next_attempt_at", "created_at")
 
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_sql(rows: int) -> str:
-    """One INSERT of `rows` rows with positional parameters (psycopg)."""
-    one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    return f"INSERT INTO outbox ({', '.join(_COLUMNS)}) VALUES " + ", ".join([one] * rows)
 
 
 def envelope(recorded: RecordedEvent) -> dict[str, Any]:
@@ -111,15 +101,5 @@ class OutboxWriter:
         return rows
 
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        rows = self.rows(recorded)
-        if not rows:
-            return
-        if not is_postgres(conn):
-            conn.execute(_INSERT, rows)
-            return
-        # PostgreSQL: one prepared statement on the transaction's psycopg cursor; this
-        # hook runs on every append, and SQLAlchemy's executemany cost more than the SQL.
-        params = [row[column] for row in rows for column in _COLUMNS]
-        raw: Any = conn.connection.dbapi_connection
-        with raw.cursor() as cur:
-            cur.execute(_insert_sql(len(rows)), params, prepare=True)
+        # Runs on every append: the store's fast path (see eventstore/fastpath.py).
+        fastpath.execute(conn, _INSERT, self.rows(recorded))

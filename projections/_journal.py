@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from domain import events as ev
+from eventstore import fastpath
 from eventstore.records import RecordedEvent
 from projections._base import StatementCache, Tables
 from projections._schema import step_journal
@@ -118,7 +119,7 @@ class StepJournal:
         for columns, params in groups.items():
             statement = self._statements.get(
                 (dialect, table.name, columns), partial(_upsert, table, dialect, columns))
-            conn.execute(statement, params)
+            fastpath.execute(conn, statement, params)
 
 
 def _upsert(table: Table, dialect: str, columns: tuple[str, ...]) -> Any:

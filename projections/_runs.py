@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from domain import events as ev
+from eventstore import fastpath
 from eventstore.records import RecordedEvent
 from projections._base import StatementCache, Tables
 from projections._schema import run_tags, run_views
@@ -146,16 +147,17 @@ class RunViews:
                 params[f"p_child{index}"] = child
             updates.setdefault((columns, len(patch.children)), []).append(params)
         if inserts:
-            conn.execute(self._statements.get(("insert", views.name),
-                                              views.insert), inserts)
+            fastpath.execute(conn, self._statements.get(("insert", views.name),
+                                                        views.insert), inserts)
         if tag_rows:
-            conn.execute(self._statements.get(("insert", tags.name), tags.insert), tag_rows)
+            fastpath.execute(conn, self._statements.get(("insert", tags.name), tags.insert),
+                             tag_rows)
         dialect = conn.dialect.name
         for (columns, children), params_list in updates.items():
             key = ("update", dialect, views.name, columns, children)
             statement = self._statements.get(
                 key, partial(_update, views, dialect, columns, children))
-            conn.execute(statement, params_list)
+            fastpath.execute(conn, statement, params_list)
 
 
 def _update(table: Table, dialect: str, columns: tuple[str, ...], children: int) -> Any:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from ledgerflow._app import Ledgerflow
 from ledgerflow._serve import ServeOptions, Services
 from ledgerflow.settings import Settings
-from projections import default_projections, queries
+from projections import _checkpoints, default_projections, queries
 
 
 def test_serve_rebuilds_a_projection_built_by_an_older_version(sqlite_url: str) -> None:
@@ -23,8 +23,10 @@ def test_serve_rebuilds_a_projection_built_by_an_older_version(sqlite_url: str) 
     runs = [lf.engine.trigger("serve-rebuild.noop", {"n": n}).run_id for n in range(3)]
     run_views = next(p for p in default_projections() if p.name == "run_views")
     with lf.db.begin() as conn:  # as if the live tables were built by an older release
-        conn.execute(sa.text("UPDATE projection_checkpoints SET version = 0 "
-                             "WHERE name = 'run_views'"))
+        _checkpoints.ensure(conn, default_projections(), lf.clock())
+        updated = conn.execute(sa.text("UPDATE projection_checkpoints SET version = 0 "
+                                       "WHERE name = 'run_views'"))
+        assert updated.rowcount == 1
     services = Services(lf, ServeOptions(api=False, worker=False, relay=False))
     services.start()
     try:
@@ -34,7 +36,7 @@ def test_serve_rebuilds_a_projection_built_by_an_older_version(sqlite_url: str) 
             with lf.db.connect() as conn:
                 version = conn.execute(sa.text(
                     "SELECT version FROM projection_checkpoints WHERE name = 'run_views'"
-                )).scalar_one()
+                )).scalar_one_or_none() or 0
             if version == run_views.version:
                 break
             time.sleep(0.05)

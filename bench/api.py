@@ -70,17 +70,9 @@ def bare_app() -> Any:
 
 
 def fresh_database() -> str:
-    import sqlalchemy as sa
+    from eventstore.database import create_database
 
-    from eventstore import create_engine
-
-    url = sa.engine.make_url(create_engine(SERVER).url)
-    admin = create_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DBNAME}"'))
-    admin.dispose()
-    return url.set(database=DBNAME).render_as_string(hide_password=False)
+    return create_database(SERVER, DBNAME, replace=True)
 
 
 def free_port() -> int:

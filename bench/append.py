@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from domain import events as ev
 from domain.metadata import run_metadata
 from eventstore import EventStore, NewEvent, StreamAppend, create_engine
+from eventstore.database import create_database
 from eventstore.migrations import MIGRATIONS, upgrade
 
 SINGLE, BATCHES, BATCH, PER_WRITER, WRITERS = 2000, 500, 10, 500, 8
@@ -31,13 +32,7 @@ DBNAME = "ledgerflow_bench_append"
 
 
 def fresh_database() -> str:
-    url = sa.engine.make_url(create_engine(SERVER).url)
-    admin = create_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DBNAME}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{DBNAME}"'))
-    admin.dispose()
-    return url.set(database=DBNAME).render_as_string(hide_password=False)
+    return create_database(SERVER, DBNAME, replace=True)
 
 
 def step_event(i: int) -> NewEvent:

@@ -32,6 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from domain.metadata import run_metadata  # noqa: E402
 from eventstore import EventStore, create_engine  # noqa: E402
+from eventstore.database import create_database  # noqa: E402
 from ledgerflow.migrations import upgrade_all  # noqa: E402
 from projections import default_projections, rebuild  # noqa: E402
 
@@ -103,12 +104,7 @@ def _rows(events: int) -> Iterator[tuple[Any, ...]]:
 def load(events: int) -> None:
     """Fresh database, migrated, with `events` run events loaded by COPY."""
     url = sa.engine.make_url(_url())
-    admin = create_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
-    admin.dispose()
-    engine = create_engine(url.render_as_string(hide_password=False))
+    engine = create_engine(create_database(_url(), str(url.database), replace=True))
     upgrade_all(engine)
     raw = engine.raw_connection()
     try:

@@ -77,3 +77,35 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
 def is_postgres(engine: Engine | sa.Connection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def _admin(server_url: str) -> tuple[Engine, sa.engine.URL]:
+    url = sa.engine.make_url(normalize_url(server_url))
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    return admin, url
+
+
+def create_database(server_url: str, name: str, *, replace: bool = False) -> str:
+    """Create PostgreSQL database `name` on `server_url`'s server; return its URL.
+
+    For test sessions and benchmarks (`replace` drops an existing one first).
+    """
+    admin, url = _admin(server_url)
+    try:
+        with admin.connect() as conn:
+            if replace:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop PostgreSQL database `name`, disconnecting whoever is still on it."""
+    admin, _url = _admin(server_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from eventstore import create_engine
+from eventstore.database import create_database, drop_database
 from eventstore.schema import metadata
 from ledgerflow.migrations import upgrade_all
 
@@ -23,19 +24,13 @@ PG_SERVER = os.environ.get(
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """URL of a database created for this test session and dropped after it."""
-    server = sa.engine.make_url(create_engine(PG_SERVER).url)
     name = f"lf_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(str(server.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
+    url = create_database(PG_SERVER, name)
     engine = create_engine(url)
     upgrade_all(engine)
     engine.dispose()
     yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(PG_SERVER, name)
 
 
 def _truncate(engine: Engine) -> None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from eventstore import create_engine
+from eventstore.database import create_database, drop_database
 from eventstore.migrations import Migration, applied_versions, upgrade
 from eventstore.schema import metadata
 from ledgerflow.migrations import all_migrations, upgrade_all
@@ -24,17 +25,11 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[E
         yield engine
         engine.dispose()
         return
-    server = sa.engine.make_url(create_engine(PG_SERVER).url)
     name = f"lf_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(str(server.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(server.set(database=name).render_as_string(hide_password=False))
+    engine = create_engine(create_database(PG_SERVER, name))
     yield engine
     engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(PG_SERVER, name)
 
 
 def schema_of(engine: Engine) -> dict[str, object]:

@@ -100,6 +100,7 @@ class Engine:
         self._stop = threading.Event()
         self._done = threading.Condition()
         self._finished: OrderedDict[str, RunState | None] = OrderedDict()
+        self._waiting: dict[str, threading.Event] = {}
 
     @property
     def stopping(self) -> bool:
@@ -120,21 +121,30 @@ class Engine:
             self._finished[run_id] = state
             while len(self._finished) > 10_000:
                 self._finished.popitem(last=False)
-            self._done.notify_all()
+            waiting = self._waiting.pop(run_id, None)
+        if waiting is not None:
+            waiting.set()
 
     def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.5) -> RunState:
         """Block until the run is terminal (woken in-process, else by polling); its state.
 
-        Raises `TimeoutError` if it is not terminal within `timeout` seconds."""
+        Only this run finishing wakes the caller (not every run's); the stream is read
+        every `poll` seconds for runs finishing elsewhere. Raises `TimeoutError` if it
+        is not terminal within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            next_poll = min(time.monotonic() + poll, deadline)
-            with self._done:  # other runs finishing wake us too: read only every `poll`
-                while run_id not in self._finished and time.monotonic() < next_poll:
-                    self._done.wait(next_poll - time.monotonic())
-                if run_id in self._finished:
-                    known = self._finished.pop(run_id)
-                    return known if known is not None else self.state(run_id)
+            with self._done:
+                finished, known = run_id in self._finished, self._finished.pop(run_id, None)
+                if not finished:
+                    event = self._waiting.setdefault(run_id, threading.Event())
+            if not finished:
+                event.wait(max(min(poll, deadline - time.monotonic()), 0))
+                with self._done:
+                    finished, known = run_id in self._finished, self._finished.pop(run_id, None)
+                    if self._waiting.get(run_id) is event and not event.is_set():
+                        del self._waiting[run_id]
+            if known is not None:
+                return known
             state = self.state(run_id)
             if state.is_terminal:
                 return state

@@ -176,16 +176,19 @@ def main() -> None:
     total = store.max_position()
     with engine.begin() as conn:  # what autovacuum would have done by now on a live system
         conn.execute(sa.text("ANALYZE events"))
-    start = time.perf_counter()
-    after, decoded = 0, 0
-    while True:
-        chunk = store.read_all(after, 5000)
-        if not chunk:
-            break
-        decoded += len(chunk)
-        after = chunk[-1].position
-    read_s = time.perf_counter() - start
-    assert decoded == total, (decoded, total)
+    passes = []
+    for _ in range(3):  # best of three full passes: the first also warms the connection
+        start = time.perf_counter()
+        after, decoded = 0, 0
+        while True:
+            chunk = store.read_all(after, 5000)
+            if not chunk:
+                break
+            decoded += len(chunk)
+            after = chunk[-1].position
+        passes.append(time.perf_counter() - start)
+        assert decoded == total, (decoded, total)
+    read_s = min(passes)
 
     es_single, es_batch = eventsourcing_runs(eventsourcing_app(url))
 
@@ -199,7 +202,8 @@ def main() -> None:
     print(f"(b) {BATCHES} appends x {BATCH} events: ledgerflow {b_eps:,.0f}/s, raw {b_raw:,.0f}/s,"
           f" eventsourcing {es_batch:,.0f}/s")
     print(f"(c) {WRITERS} writers x {PER_WRITER}: ledgerflow {c_eps:,.0f}/s, raw {c_raw:,.0f}/s")
-    print(f"(d) read_all decoded: {decoded:,} events in {read_s:.2f}s")
+    print(f"(d) read_all decoded: {decoded:,} events; passes "
+          + ", ".join(f"{decoded / p:,.0f}/s" for p in passes))
     print(f"BENCH append_1w_eps {a_eps:.0f}")
     print(f"BENCH append_1w_vs_raw {a_eps / a_raw:.2f}")
     print(f"BENCH append_1w_vs_eventsourcing {a_eps / es_single:.2f}")

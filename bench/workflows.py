@@ -89,6 +89,22 @@ def step_c() -> dict[str, int]:
     return {"c": 3}
 
 
+def machine_cpu() -> tuple[float, float, float]:
+    """(all CPU seconds, idle seconds, CPU seconds of every postgres process) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    server = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1:text.rindex(")")].startswith("postgres"):
+            rest = text[text.rindex(")") + 2:].split()
+            server += int(rest[11]) + int(rest[12])
+    return sum(fields) / tick, (fields[3] + fields[4]) / tick, server / tick
+
+
 def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str, float]:
     """Run `one(i)` N times with `concurrency` client threads; throughput, latency, CPU."""
     latencies: list[float] = []
@@ -104,6 +120,7 @@ def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str
         with lock:
             latencies.extend(local)
 
+    all0, idle0, pg0 = machine_cpu()
     cpu0, t0 = time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=client, args=(k * per_thread,))
                for k in range(concurrency)]
@@ -112,12 +129,17 @@ def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str
     for t in threads:
         t.join()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    all1, idle1, pg1 = machine_cpu()
     done = per_thread * concurrency
     latencies.sort()
     out = {"per_s": done / wall, "p50_ms": statistics.median(latencies) * 1000,
            "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000, "cpu_ms": cpu / done * 1000}
     print(f"{label:<28} {out['per_s']:8.1f} wf/s  p50 {out['p50_ms']:6.2f} ms  "
           f"p90 {out['p90_ms']:6.2f} ms  cpu {out['cpu_ms']:6.2f} ms/wf")
+    busy = 1 - (idle1 - idle0) / max(all1 - all0, 1e-9)
+    print(f"{'':<28} machine {busy * 100:3.0f}% busy of {os.cpu_count()} cores; all postgres "
+          f"processes {(pg1 - pg0) / done * 1000:5.2f} ms CPU/wf; this process "
+          f"{cpu / wall * 100:3.0f}% of a core")
     return out
 
 

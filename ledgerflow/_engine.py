@@ -4,7 +4,9 @@ state and history queries, and `run_due` / `tick` for hosts without a worker.
 Every command folds the run's stream, decides with `domain.state.decide` (so the
 lifecycle machine validates it), and appends with the version it folded; a
 concurrent change makes it re-read and decide again. Queue rows change in the
-same transaction as the events.
+same transaction as the events. A trigger reads nothing first: RunCreated is
+appended with expected version 0, and a conflict means the run exists. With a
+worker in this process, a trigger can start the run eagerly (see `trigger`).
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ in-process nudge (a trigger, signal or child result in this process: one claim
 each, no trailing empty claim) or the poll interval (then it drains the queue
 again). The queue is drained at least every poll interval even while hand-overs
 keep the thread busy, so runs made due by other processes or timers are not
-starved. The heartbeat thread extends the leases of
-this worker id every `lease / 3`. `stop(graceful=True)` lets each thread finish
-the step in hand (no new step starts), writes what they journaled, and gives
-their runs back (due now) so another worker continues them at once.
+starved. A handed run passes the fault point `run_handed` before it executes (crash
+tests: the process dies holding a run its trigger already leased to it). The
+heartbeat thread extends the leases of this worker id every `lease / 3`.
+`stop(graceful=True)` lets each thread finish the step in hand (no new step
+starts), writes what they journaled, and gives their runs back (due now, handed
+runs no thread started included) so another worker continues them at once.
 """
 
 from __future__ import annotations

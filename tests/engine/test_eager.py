@@ -104,3 +104,28 @@ def test_eager_run_of_a_killed_process_is_completed_by_another_after_the_lease(
     assert completions == Counter({"a": 1, "b": 1, "c": 1})
     assert [count(tmp_path, f"e-{n}") for n in "abc"] == [1, 1, 1]
     assert _types(engine, run).count("RunStarted") == 1
+
+
+def test_graceful_stop_gives_back_a_handed_run_no_thread_started(
+        any_engine: SAEngine, tmp_path: Path) -> None:
+    worker_proc.COUNTERS = tmp_path
+    engine = worker_proc.make_engine(any_engine.url.render_as_string(hide_password=False),
+                                     lease=30)
+    worker = Worker(engine, threads=1, poll_interval=30).start()
+    busy = engine.trigger("slow-then-fast", None).run_id  # the only thread takes it
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "slow.started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    handed = engine.trigger("three-effects", {"tag": "g"}, eager=True).run_id
+    assert _lease_owner(any_engine, handed) == engine.worker_id
+    worker.stop()
+    assert _types(engine, handed) == ["RunCreated", "RunStarted"]
+    assert _lease_owner(any_engine, handed) is None  # due again at once, for any worker
+    assert _lease_owner(any_engine, busy) is None
+    other = worker_proc.make_engine(any_engine.url.render_as_string(hide_password=False))
+    while not (other.state(handed).is_terminal and other.state(busy).is_terminal):
+        assert time.monotonic() < deadline
+        other.tick()
+    assert other.state(handed).status is RunStatus.COMPLETED
+    assert [count(tmp_path, f"g-{n}") for n in "abc"] == [1, 1, 1]

@@ -181,7 +181,8 @@ class Engine:
         transaction also writes RunStarted and leases the run to this worker, and
         the run is handed to a worker thread in memory (no claim, no poll). If the
         process dies first, the lease expires and any worker takes the run.
-        `eager=False` always leaves the run in the queue for any worker."""
+        `eager=False` always leaves the run in the queue for any worker, as does a
+        `delay` (the run is not due yet) or a worker that is stopping."""
         definition = self.registry.get(workflow_id, workflow_version)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,

@@ -58,8 +58,9 @@ def ensure_database(name: str) -> sa.engine.URL:
     return server.set(database=name)
 
 
-def count_statements(counts: dict[str, int]) -> None:
-    """Count every statement the driver sends (SQLAlchemy's and raw cursors')."""
+def count_statements(counts: dict[str, int]) -> Callable[[], None]:
+    """Count every statement the driver sends (SQLAlchemy's and raw cursors'); returns
+    the function that stops counting (so DBOS's phase runs on the unwrapped driver)."""
     import psycopg
 
     execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
@@ -75,6 +76,12 @@ def count_statements(counts: dict[str, int]) -> None:
 
     psycopg.Cursor.execute = counted  # type: ignore[method-assign]
     psycopg.Cursor.executemany = counted_many  # type: ignore[method-assign]
+
+    def stop() -> None:
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
+
+    return stop
 
 
 def step_a() -> dict[str, int]:
@@ -163,7 +170,7 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names if n in existing)
                              + " RESTART IDENTITY CASCADE"))
     counts = {"stmts": 0, "tx": 0}
-    count_statements(counts)
+    stop_counting = count_statements(counts)
 
     @sa.event.listens_for(engine_sa, "commit")
     def _commit(*_: Any) -> None:
@@ -199,6 +206,7 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
               "transactions per workflow")
     worker.stop()
     engine_sa.dispose()
+    stop_counting()
     return results
 
 

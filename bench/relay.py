@@ -133,27 +133,36 @@ def bench_lag(engine: sa.Engine, store: EventStore) -> tuple[float, float, int]:
     thread = threading.Thread(target=relay.run_forever, args=(stop,))
     thread.start()
     committed: dict[str, float] = {}
+    lock = threading.Lock()
     meta = run_metadata("checkout", "1", "acme")
-    per_tx = 2
-    interval = per_tx / LAG_RATE
+    per_tx, appenders = 5, 4  # four appender threads, each on its own schedule
+    interval = per_tx * appenders / LAG_RATE
     started = time.monotonic()
-    tick = 0
-    run_id, version = str(uuid.uuid4()), 0
-    while time.monotonic() - started < LAG_SECONDS:
-        due = started + tick * interval
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        events = [NewEvent(StepCompleted(step_id=f"s{version + i}", result={"i": i}),
-                           metadata=meta) for i in range(per_tx)]
-        recorded = store.append(StreamAppend(run_id, events, version))
-        at = time.time()
-        for e in recorded:
-            committed[e.event_id] = at
-        version += per_tx
-        if version >= 20:
-            run_id, version = str(uuid.uuid4()), 0
-        tick += 1
+
+    def append_steadily() -> None:
+        tick = 0
+        run_id, version = str(uuid.uuid4()), 0
+        while time.monotonic() - started < LAG_SECONDS:
+            delay = started + tick * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            events = [NewEvent(StepCompleted(step_id=f"s{version + i}", result={"i": i}),
+                               metadata=meta) for i in range(per_tx)]
+            recorded = store.append(StreamAppend(run_id, events, version))
+            at = time.time()
+            with lock:
+                for e in recorded:
+                    committed[e.event_id] = at
+            version += per_tx
+            if version >= 20:
+                run_id, version = str(uuid.uuid4()), 0
+            tick += 1
+
+    writers = [threading.Thread(target=append_steadily) for _ in range(appenders)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
     deadline = time.monotonic() + 60
     while len(publisher.acked) < len(committed) and time.monotonic() < deadline:
         time.sleep(0.05)

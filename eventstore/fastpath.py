@@ -20,6 +20,7 @@ SQLAlchemy's execution context, which this path skips).
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 _Compiled = tuple[str, _Binds | None, SQLCompiler, dict[str, Callable[[Any], Any]]]
 _CACHE: dict[tuple[Executable, tuple[str, ...]], _Compiled] = {}
+_PARAM = re.compile(r"%\((\w+)\)s")
 _CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
@@ -101,3 +103,70 @@ def _cursor(conn: Connection) -> Any:
     if cur is None or cur.closed:
         cur = _CURSORS[raw] = raw.cursor()
     return cur
+
+
+Batch = tuple[Executable, Sequence[Mapping[str, Any]]]
+"""A statement and its rows, as `execute` takes them."""
+
+_Combined = tuple[str, tuple[tuple[str, _Binds], ...]]
+_COMBINED: dict[tuple[tuple[Executable, tuple[str, ...]], ...], _Combined | None] = {}
+
+
+def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
+    """Execute each batch in order, as `execute` does.
+
+    On PostgreSQL, when every batch is one row and the statements write distinct
+    tables, they go as ONE statement: all but the last as data-modifying CTEs
+    (`WITH s0 AS (...), s1 AS (...) <last>`), one round trip instead of several.
+    Sub-statements of one statement do not see each other's writes, hence the
+    distinct tables.
+    """
+    batches = [(statement, rows) for statement, rows in batches if rows]
+    combined = None
+    if (len(batches) > 1 and conn.dialect.name == "postgresql"
+            and all(len(rows) == 1 for _, rows in batches)):
+        shape = tuple((statement, tuple(rows[0])) for statement, rows in batches)
+        if shape not in _COMBINED:
+            _COMBINED[shape] = _combine(conn, shape)
+        combined = _COMBINED[shape]
+    if combined is None:
+        for statement, rows in batches:
+            execute(conn, statement, rows)
+        return
+    sql, parts = combined
+    params: dict[str, Any] = {}
+    for (prefix, binds), (_, rows) in zip(parts, batches, strict=True):
+        row = rows[0]
+        for name, process in binds:
+            params[prefix + name] = row[name] if process is None else process(row[name])
+    _cursor(conn).execute(sql, params, prepare=True)
+
+
+def _combine(conn: Connection, shape: tuple[tuple[Executable, tuple[str, ...]], ...]
+             ) -> _Combined | None:
+    """The one-statement form of `shape`, or None when it cannot be combined."""
+    tables = [getattr(statement, "table", None) for statement, _ in shape]
+    if None in tables or len(set(tables)) != len(tables):
+        return None
+    texts: list[str] = []
+    parts: list[tuple[str, _Binds]] = []
+    for index, (statement, keys) in enumerate(shape):
+        entry = _CACHE.get((statement, keys))
+        if entry is None:
+            entry = _CACHE[(statement, keys)] = _compile(conn, statement, keys)
+        sql, binds = entry[0], entry[1]
+        if binds is None or "%%" in sql or "RETURNING" in sql:
+            return None
+        prefix = f"s{index}_"
+        texts.append(_prefixed(sql, prefix, {name for name, _ in binds}))
+        parts.append((prefix, binds))
+    ctes = ", ".join(f"s{index} AS ({sql})" for index, sql in enumerate(texts[:-1]))
+    return f"WITH {ctes} {texts[-1]}", tuple(parts)
+
+
+def _prefixed(sql: str, prefix: str, names: set[str]) -> str:
+    """`sql` with each bind `%(name)s` of `names` renamed `%(<prefix>name)s`."""
+    def rename(match: re.Match[str]) -> str:
+        return f"%({prefix}{match[1]})s" if match[1] in names else match[0]
+
+    return _PARAM.sub(rename, sql)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from eventstore import fastpath
 from eventstore.records import RecordedEvent
 from projections._base import Projection, Tables, live_tables
 from projections._journal import StepJournal
@@ -31,5 +32,15 @@ class InlineProjections:
             (p, live_tables(p)) for p in chosen if p.inline]
 
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        # A projection with `batches` (the built-in ones) hands over its statements, so
+        # all of them go together: on PostgreSQL usually one statement per append.
+        pending: list[fastpath.Batch] = []
         for projection, tables in self._targets:
-            projection.apply(conn, recorded, tables)
+            batches = getattr(projection, "batches", None)
+            if batches is None:
+                fastpath.execute_all(conn, pending)
+                pending = []
+                projection.apply(conn, recorded, tables)
+            else:
+                pending.extend(batches(conn, recorded, tables))
+        fastpath.execute_all(conn, pending)

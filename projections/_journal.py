@@ -106,9 +106,15 @@ class StepJournal:
 
     def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
         """Upsert one row per (run, step) touched by `events`."""
+        for statement, rows in self.batches(conn, events, tables):
+            fastpath.execute(conn, statement, rows)
+
+    def batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                tables: Tables) -> list[fastpath.Batch]:
+        """What `apply` executes, in order: (statement, rows) pairs."""
         rows = fold(events)
         if not rows:
-            return
+            return []
         table = tables["step_journal"]
         groups: dict[tuple[str, ...], list[Row]] = {}
         for (run_id, step_id), values in rows.items():
@@ -116,10 +122,9 @@ class StepJournal:
             groups.setdefault(columns, []).append(
                 {**values, "run_id": run_id, "step_id": step_id})
         dialect = conn.dialect.name
-        for columns, params in groups.items():
-            statement = self._statements.get(
-                (dialect, table.name, columns), partial(_upsert, table, dialect, columns))
-            fastpath.execute(conn, statement, params)
+        return [(self._statements.get((dialect, table.name, columns),
+                                      partial(_upsert, table, dialect, columns)), params)
+                for columns, params in groups.items()]
 
 
 def _upsert(table: Table, dialect: str, columns: tuple[str, ...]) -> Any:

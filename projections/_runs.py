@@ -128,36 +128,42 @@ class RunViews:
 
     def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
         """Write the runs' patches: INSERT new runs, UPDATE the others by column set."""
+        for statement, rows in self.batches(conn, events, tables):
+            fastpath.execute(conn, statement, rows)
+
+    def batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                tables: Tables) -> list[fastpath.Batch]:
+        """What `apply` executes, in order: (statement, rows) pairs."""
         views, tags = tables["run_views"], tables["run_tags"]
-        patches = fold(events)
         inserts: list[Row] = []
         tag_rows: list[Row] = []
         updates: dict[tuple[tuple[str, ...], int], list[Row]] = {}
-        for run_id, patch in patches.items():
+        for run_id, patch in fold(events).items():
             if patch.created:
                 inserts.append({**patch.row, "run_id": run_id, "children": patch.children})
                 created = patch.row["created_at"]
                 tag_rows.extend({"run_id": run_id, "tag": tag, "created_at": created}
                                 for tag in patch.tags)
                 continue
-            columns = tuple(sorted(patch.row))
             params = {f"p_{name}": value for name, value in patch.row.items()}
             params["p_run_id"] = run_id
             for index, child in enumerate(patch.children):
                 params[f"p_child{index}"] = child
-            updates.setdefault((columns, len(patch.children)), []).append(params)
+            updates.setdefault((tuple(sorted(patch.row)), len(patch.children)),
+                               []).append(params)
+        batches: list[fastpath.Batch] = []
         if inserts:
-            fastpath.execute(conn, self._statements.get(("insert", views.name),
-                                                        views.insert), inserts)
+            batches.append((self._statements.get(("insert", views.name), views.insert),
+                            inserts))
         if tag_rows:
-            fastpath.execute(conn, self._statements.get(("insert", tags.name), tags.insert),
-                             tag_rows)
+            batches.append((self._statements.get(("insert", tags.name), tags.insert),
+                            tag_rows))
         dialect = conn.dialect.name
         for (columns, children), params_list in updates.items():
             key = ("update", dialect, views.name, columns, children)
-            statement = self._statements.get(
-                key, partial(_update, views, dialect, columns, children))
-            fastpath.execute(conn, statement, params_list)
+            batches.append((self._statements.get(
+                key, partial(_update, views, dialect, columns, children)), params_list))
+        return batches
 
 
 def _update(table: Table, dialect: str, columns: tuple[str, ...], children: int) -> Any:

@@ -1,0 +1,72 @@
+"""`eventstore.fastpath`: the hot statements write exactly what Core would write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from eventstore import fastpath
+from outbox._schema import outbox
+from projections._schema import step_journal
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _journal_row(step: str, **values: Any) -> dict[str, Any]:
+    return {"run_id": "run-1", "step_id": step, "status": "completed", "attempt": 1,
+            "result": {"n": 1}, "error": None, "started_at": T0,
+            "completed_at": T0 + timedelta(seconds=1), "first_position": 1, **values}
+
+
+def _rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            sa.select(step_journal).order_by(step_journal.c.step_id))]
+
+
+def test_execute_all_writes_every_batch_in_order(any_engine: Engine) -> None:
+    at = sa.bindparam("p_at", type_=step_journal.c.completed_at.type)
+    set_status = (sa.update(step_journal)
+                     .where(step_journal.c.step_id == sa.bindparam("p_step"))
+                     .values(status=sa.bindparam("p_status"), completed_at=at))
+    with any_engine.begin() as conn:
+        fastpath.execute_all(conn, [(step_journal.insert(), [_journal_row("a")]),
+                                    (step_journal.insert(), [_journal_row("b", result=None)])])
+    with any_engine.begin() as conn:  # same table twice: must run one after the other
+        fastpath.execute_all(conn, [
+            (set_status, [{"p_step": "a", "p_status": "failed", "p_at": T0}]),
+            (set_status, [{"p_step": "b", "p_status": "retrying", "p_at": None}])])
+    rows = _rows(any_engine)
+    assert [(r[1], r[2], r[4], r[7]) for r in rows] == [
+        ("a", "failed", {"n": 1}, T0), ("b", "retrying", None, None)]
+
+
+def test_execute_all_combines_distinct_tables_into_one_statement(
+        pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+
+    out = {"event_id": "e" * 36, "topic": "t", "key": "run-1", "payload": '{"x":1}',
+           "headers": "[]", "status": "pending", "attempts": 0, "next_attempt_at": T0,
+           "created_at": T0}
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counted(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(sql))
+        return execute(cur, sql, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    with pg_engine.begin() as conn:
+        fastpath.execute_all(conn, [(step_journal.insert(), [_journal_row("a")]),
+                                    (outbox.insert(), [out])])
+    monkeypatch.undo()
+    assert len(sent) == 1 and sent[0].startswith("WITH s0 AS (INSERT INTO step_journal")
+    assert [(r[1], r[4], r[6]) for r in _rows(pg_engine)] == [("a", {"n": 1}, T0)]
+    with pg_engine.connect() as conn:
+        stored = conn.execute(sa.select(outbox.c.event_id, outbox.c.payload,
+                                        outbox.c.next_attempt_at)).all()
+    assert [tuple(r) for r in stored] == [("e" * 36, '{"x":1}', T0)]

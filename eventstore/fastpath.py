@@ -33,6 +33,9 @@ _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 _Compiled = tuple[str, _Binds | None, SQLCompiler, dict[str, Callable[[Any], Any]]]
 _CACHE: dict[tuple[Executable, tuple[str, ...]], _Compiled] = {}
 _PARAM = re.compile(r"%\((\w+)\)s")
+_MAX_VALUES = 16
+_UNSET: Any = object()
+_MULTI: dict[tuple[Executable, tuple[str, ...], int], str | None] = {}
 _CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
@@ -56,6 +59,15 @@ def execute(conn: Connection, statement: Executable,
     if entry is None:
         entry = _CACHE[(statement, first)] = _compile(conn, statement, first)
     sql, binds, compiled, processors = entry
+    if binds is not None and 1 < len(rows) <= _MAX_VALUES:
+        many = _MULTI.get((statement, first, len(rows)), _UNSET)
+        if many is _UNSET:
+            many = _MULTI[(statement, first, len(rows))] = _multi_values(sql, binds, len(rows))
+        if isinstance(many, str):
+            _cursor(conn).execute(many, {
+                f"r{index}_{name}": row[name] if process is None else process(row[name])
+                for index, row in enumerate(rows) for name, process in binds}, prepare=True)
+            return
     if binds is not None:
         params = [{name: row[name] if process is None else process(row[name])
                    for name, process in binds} for row in rows]
@@ -85,6 +97,21 @@ def _compile(conn: Connection, statement: Executable, keys: tuple[str, ...]) -> 
     if not simple or compiled.escaped_bind_names:
         binds = None  # values from the statement itself: SQLAlchemy's own construct_params
     return compiled.string, binds, compiled, processors
+
+
+def _multi_values(sql: str, binds: _Binds, count: int) -> str | None:
+    """A plain `INSERT ... VALUES (...)` for `count` rows at once (binds `r<i>_<name>`).
+
+    One statement instead of an executemany pipeline; the rows' order is kept
+    (a serial key is drawn in VALUES order). None for any other statement.
+    """
+    head, sep, row = sql.partition(" VALUES (")
+    if (not sep or not head.startswith("INSERT INTO ") or not row.endswith(")")
+            or ")" in row[:-1].replace(")s", "") or "%%" in sql):
+        return None
+    names = {name for name, _ in binds}
+    values = ", ".join(_prefixed("(" + row, f"r{index}_", names) for index in range(count))
+    return f"{head} VALUES {values}"
 
 
 def _construct(compiled: SQLCompiler, processors: dict[str, Callable[[Any], Any]],

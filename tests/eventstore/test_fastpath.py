@@ -70,3 +70,19 @@ def test_execute_all_combines_distinct_tables_into_one_statement(
         stored = conn.execute(sa.select(outbox.c.event_id, outbox.c.payload,
                                         outbox.c.next_attempt_at)).all()
     assert [tuple(r) for r in stored] == [("e" * 36, '{"x":1}', T0)]
+
+
+def test_several_rows_of_an_insert_keep_their_order(any_engine: Engine) -> None:
+    """The outbox relays by id: rows inserted together get ids in the rows' order."""
+    rows = [{"event_id": f"{index:036d}", "topic": "t", "key": "run-1",
+             "payload": f'{{"n":{index}}}', "headers": "[]", "status": "pending",
+             "attempts": 0, "next_attempt_at": T0 + timedelta(seconds=index),
+             "created_at": T0} for index in (3, 1, 2)]
+    with any_engine.begin() as conn:
+        fastpath.execute(conn, outbox.insert(), rows)
+    with any_engine.connect() as conn:
+        stored = conn.execute(sa.select(outbox.c.payload, outbox.c.next_attempt_at)
+                              .order_by(outbox.c.id)).all()
+    assert [tuple(r) for r in stored] == [
+        ('{"n":3}', T0 + timedelta(seconds=3)), ('{"n":1}', T0 + timedelta(seconds=1)),
+        ('{"n":2}', T0 + timedelta(seconds=2))]

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from domain.errors import ConcurrencyError
 from domain.events import decode, encode
-from eventstore import _errors, postgres, sqlite
+from eventstore import _errors, fastpath, postgres, sqlite
 from eventstore.database import create_engine, is_postgres
 from eventstore.records import NewEvent, RecordedEvent, StreamAppend
 from eventstore.schema import events
@@ -34,7 +34,11 @@ def utcnow() -> datetime:
 
 
 class AppendHook(Protocol):
-    """Runs inside the append transaction, after the events are inserted."""
+    """Runs inside the append transaction, after the events are inserted.
+
+    A hook may also offer `batches(conn, recorded) -> list[fastpath.Batch]`; the store
+    then sends its statements together with the other such hooks' (see `_run_hooks`).
+    """
 
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
 
@@ -71,10 +75,24 @@ class Transaction:
             recorded = self._append_postgres(appends, now)
         else:
             recorded = self._append_sqlite(appends, now)
-        for hook in store.hooks:
-            hook(self.conn, recorded)
+        self._run_hooks(recorded)
         self.recorded.extend(recorded)
         return recorded
+
+    def _run_hooks(self, recorded: Sequence[RecordedEvent]) -> None:
+        """Run the hooks in order. Hooks that offer `batches(conn, recorded)` hand over
+        their statements instead, and consecutive ones go together through
+        `fastpath.execute_all`: on PostgreSQL one statement for outbox + projections."""
+        pending: list[fastpath.Batch] = []
+        for hook in self.store.hooks:
+            batches = getattr(hook, "batches", None)
+            if batches is None:
+                fastpath.execute_all(self.conn, pending)
+                pending = []
+                hook(self.conn, recorded)
+            else:
+                pending.extend(batches(self.conn, recorded))
+        fastpath.execute_all(self.conn, pending)
 
     def _append_postgres(self, appends: Sequence[StreamAppend],
                          now: datetime) -> list[RecordedEvent]:

@@ -103,3 +103,7 @@ class OutboxWriter:
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
         # Runs on every append: the store's fast path (see eventstore/fastpath.py).
         fastpath.execute(conn, _INSERT, self.rows(recorded))
+
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+        """The outbox insert for `recorded`, for the store to send with the projections'."""
+        return [(_INSERT, self.rows(recorded))]

@@ -32,8 +32,12 @@ class InlineProjections:
             (p, live_tables(p)) for p in chosen if p.inline]
 
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        # A projection with `batches` (the built-in ones) hands over its statements, so
-        # all of them go together: on PostgreSQL usually one statement per append.
+        fastpath.execute_all(conn, self.batches(conn, recorded))
+
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+        """The statements for `recorded`; the store sends them with other hooks' (one
+        statement per append on PostgreSQL, usually). A projection without `batches`
+        is applied here and now."""
         pending: list[fastpath.Batch] = []
         for projection, tables in self._targets:
             batches = getattr(projection, "batches", None)
@@ -43,4 +47,4 @@ class InlineProjections:
                 projection.apply(conn, recorded, tables)
             else:
                 pending.extend(batches(conn, recorded, tables))
-        fastpath.execute_all(conn, pending)
+        return pending

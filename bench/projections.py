@@ -24,17 +24,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# This file is named like the `projections` package: keep bench/ off the path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(
-    os.path.abspath(__file__))]
+import sqlalchemy as sa
 
-import sqlalchemy as sa  # noqa: E402
-
-from domain.metadata import run_metadata  # noqa: E402
-from eventstore import EventStore, create_engine  # noqa: E402
-from eventstore.database import create_database  # noqa: E402
-from ledgerflow.migrations import upgrade_all  # noqa: E402
-from projections import default_projections, rebuild  # noqa: E402
+from domain.metadata import run_metadata
+from eventstore import EventStore, create_engine
+from eventstore.database import create_database
+from ledgerflow.migrations import upgrade_all
+from projections import default_projections, rebuild
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench_proj"
 WAVE = 500

@@ -11,12 +11,17 @@ Also prints (as info, not a figure) the OutboxWriter's overhead per append.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -126,12 +131,8 @@ class AckTimes:
         self.inner.close()
 
 
-def bench_lag(engine: sa.Engine, store: EventStore) -> tuple[float, float, int]:
-    publisher = AckTimes(KafkaPublisher(BOOTSTRAP))
-    relay = Relay(engine, publisher, batch_size=500, idle_wait=0.01)
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run_forever, args=(stop,))
-    thread.start()
+def append_steadily(store: EventStore, seconds: float) -> dict[str, float]:
+    """Append LAG_RATE events/s for `seconds` from four threads; commit time by event id."""
     committed: dict[str, float] = {}
     lock = threading.Lock()
     meta = run_metadata("checkout", "1", "acme")
@@ -139,10 +140,10 @@ def bench_lag(engine: sa.Engine, store: EventStore) -> tuple[float, float, int]:
     interval = per_tx * appenders / LAG_RATE
     started = time.monotonic()
 
-    def append_steadily() -> None:
+    def appender() -> None:
         tick = 0
         run_id, version = str(uuid.uuid4()), 0
-        while time.monotonic() - started < LAG_SECONDS:
+        while time.monotonic() - started < seconds:
             delay = started + tick * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -158,11 +159,31 @@ def bench_lag(engine: sa.Engine, store: EventStore) -> tuple[float, float, int]:
                 run_id, version = str(uuid.uuid4()), 0
             tick += 1
 
-    writers = [threading.Thread(target=append_steadily) for _ in range(appenders)]
+    writers = [threading.Thread(target=appender) for _ in range(appenders)]
     for writer in writers:
         writer.start()
     for writer in writers:
         writer.join()
+    return committed
+
+
+def append_process(topic: str, out: str) -> None:
+    """`--append TOPIC FILE`: the application appending, in a process of its own."""
+    store = EventStore(create_engine(URL), hooks=[OutboxWriter(topic=topic)])
+    Path(out).write_text(json.dumps(append_steadily(store, LAG_SECONDS)))
+
+
+def bench_lag(engine: sa.Engine, topic: str) -> tuple[float, float, int]:
+    """Lag from append commit (in an appender process) to broker ack (relay, this one)."""
+    publisher = AckTimes(KafkaPublisher(BOOTSTRAP))
+    relay = Relay(engine, publisher, batch_size=500, idle_wait=0.01)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run_forever, args=(stop,))
+    thread.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "committed.json")
+        subprocess.run([sys.executable, __file__, "--append", topic, out], check=True)
+        committed: dict[str, float] = json.loads(Path(out).read_text())
     deadline = time.monotonic() + 60
     while len(publisher.acked) < len(committed) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -214,8 +235,7 @@ def main() -> None:
     print(f"bare kafka-python producer: {len(messages)} events, {bare_eps:,.0f} events/s")
 
     reset(engine)
-    store = EventStore(engine, hooks=[OutboxWriter(topic=f"bench-lag-{suffix}")])
-    p50, p99, missing = bench_lag(engine, store)
+    p50, p99, missing = bench_lag(engine, f"bench-lag-{suffix}")
     print(f"lag append commit -> broker ack: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
           f"{f', {missing} never acknowledged' if missing else ''}")
     reset(engine)
@@ -228,4 +248,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--append":
+        append_process(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,9 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-
-# bench/ is sys.path[0] when run as a script: its projections.py would shadow the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 N = int(os.environ.get("WF_N", "500"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",

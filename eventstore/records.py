@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.events import Event
 
@@ -36,9 +36,12 @@ class StreamAppend:
     expected_version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as stored: global position, stream version, ids, decoded event."""
+class RecordedEvent(NamedTuple):
+    """An event as stored: global position, stream version, ids, decoded event.
+
+    Immutable. A NamedTuple rather than a frozen dataclass: catch-up reads build
+    one per event, and a frozen dataclass's __init__ costs three times as much.
+    """
 
     position: int
     stream_id: str

@@ -134,7 +134,10 @@ def main() -> None:
     import httpx
 
     url = fresh_database()
-    env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url, "PYTHONPATH": str(HERE),
+    # bench/ for this module (the workflow and the bare app), after the repo root so
+    # the packages win over bench/'s same-named scripts (bench/projections.py).
+    env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url,
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)]),
            "LEDGERFLOW_WORKFLOWS": "api", "LEDGERFLOW_SINK_PATH": os.devnull}
     api_port, bare_port = free_port(), free_port()
     serve = start([sys.executable, "-m", "ledgerflow.cli", "serve", "--port", str(api_port),

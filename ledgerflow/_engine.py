@@ -53,10 +53,15 @@ _SAME: Any = object()
 
 @dataclass(frozen=True)
 class TriggerResult:
-    """The run a trigger names; `created` is False when it already existed."""
+    """The run a trigger names; `created` is False when it already existed.
+
+    `recorded`: the events this trigger appended (empty when it created nothing), so a
+    caller can show the new run as of the trigger's commit without reading it back.
+    """
 
     run_id: str
     created: bool
+    recorded: tuple[RecordedEvent, ...] = ()
 
 
 @dataclass
@@ -227,7 +232,7 @@ class Engine:
         elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, recorded))):
             with self.store.engine.begin() as conn:  # the worker stopped meanwhile
                 queue.park(conn, run_id, now)
-        return TriggerResult(run_id, True)
+        return TriggerResult(run_id, True, tuple(recorded))
 
     def _start_events(self, run_id: str, created: ev.RunCreated,
                       first: NewEvent) -> list[NewEvent]:

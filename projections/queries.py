@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from domain.errors import InvalidRequest
 from eventstore.records import RecordedEvent
 from eventstore.schema import UTCDateTime
 from eventstore.store import StreamReader
+from projections._runs import fold
 from projections._schema import run_tags, run_views, step_journal
 
 MAX_LIMIT = 500
@@ -136,6 +138,16 @@ def get_run(conn: Connection, run_id: str, *, tenant_id: str | None = None) -> R
         query = query.where(run_views.c.tenant_id == tenant_id)
     row = conn.execute(query).first()
     return None if row is None else RunRecord.from_row(row)
+
+
+def record_from_events(run_id: str, recorded: Sequence[RecordedEvent]) -> RunRecord | None:
+    """The run's record as the run-views projection builds it from `recorded`, which
+    must start with the run's RunCreated (a trigger's own events); None otherwise.
+    Equal to `get_run` right after those events commit (tested), without the read."""
+    patch = fold([r for r in recorded if r.stream_id == run_id]).get(run_id)
+    if patch is None or not patch.created:
+        return None
+    return RunRecord(run_id=run_id, children=list(patch.children), **patch.row)
 
 
 def list_runs(

@@ -91,8 +91,11 @@ def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
             body.workflow_id, body.input, workflow_version=body.workflow_version,
             tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
             run_id=body.run_id, idempotency_key=key)
-        with lf.db.connect() as conn:
-            record = queries.get_run(conn, result.run_id, tenant_id=who.tenant)
+        # A new run is shown as of the trigger's commit, from its own events (no read).
+        record = queries.record_from_events(result.run_id, result.recorded)
+        if record is None:
+            with lf.db.connect() as conn:
+                record = queries.get_run(conn, result.run_id, tenant_id=who.tenant)
         if record is None:
             raise ApiError(409, "run_id_taken", f"run id {result.run_id!r} is already in use",
                            {"runId": result.run_id})

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
+from eventstore import fastpath
 from eventstore.records import RecordedEvent
 
 Tables = Mapping[str, Table]
@@ -70,3 +71,26 @@ class StatementCache:
 def live_tables(projection: Projection) -> dict[str, Table]:
     """The mapping that points a projection at its live (canonical) tables."""
     return {table.name: table for table in projection.tables}
+
+
+class BatchProjection:
+    """A projection that writes through (statement, rows) batches: `batches` says what
+    to write for some events, `apply` writes it (inline hooks send the batches of
+    several projections together instead)."""
+
+    name: str
+    version: int
+    tables: tuple[Table, ...]
+
+    def __init__(self, *, inline: bool = True) -> None:
+        self.inline = inline
+        self._statements = StatementCache()
+
+    def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
+        for statement, rows in self.batches(conn, events, tables):
+            fastpath.execute(conn, statement, rows)
+
+    def batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                tables: Tables) -> list[fastpath.Batch]:
+        """What `apply` executes, in order: (statement, rows) pairs."""
+        raise NotImplementedError

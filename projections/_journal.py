@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from domain import events as ev
 from eventstore import fastpath
 from eventstore.records import RecordedEvent
-from projections._base import StatementCache, Tables
+from projections._base import BatchProjection, Tables
 from projections._schema import step_journal
 
 COMPENSATE_SUFFIX = ":compensate"
@@ -93,21 +93,12 @@ def fold(events: Sequence[RecordedEvent]) -> dict[Key, Row]:
     return rows
 
 
-class StepJournal:
+class StepJournal(BatchProjection):
     """The step journal projection (table `step_journal`)."""
 
     name = "step_journal"
     version = 1
     tables = (step_journal,)
-
-    def __init__(self, *, inline: bool = True) -> None:
-        self.inline = inline
-        self._statements = StatementCache()
-
-    def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
-        """Upsert one row per (run, step) touched by `events`."""
-        for statement, rows in self.batches(conn, events, tables):
-            fastpath.execute(conn, statement, rows)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
                 tables: Tables) -> list[fastpath.Batch]:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from domain import events as ev
 from eventstore import fastpath
 from eventstore.records import RecordedEvent
-from projections._base import StatementCache, Tables
+from projections._base import BatchProjection, Tables
 from projections._schema import run_tags, run_views
 
 Row = dict[str, Any]
@@ -115,21 +115,12 @@ def fold(events: Sequence[RecordedEvent]) -> dict[str, _Patch]:
     return patches
 
 
-class RunViews:
+class RunViews(BatchProjection):
     """The run views projection (tables `run_views`, `run_tags`)."""
 
     name = "run_views"
     version = 1
     tables = (run_views, run_tags)
-
-    def __init__(self, *, inline: bool = True) -> None:
-        self.inline = inline
-        self._statements = StatementCache()
-
-    def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
-        """Write the runs' patches: INSERT new runs, UPDATE the others by column set."""
-        for statement, rows in self.batches(conn, events, tables):
-            fastpath.execute(conn, statement, rows)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
                 tables: Tables) -> list[fastpath.Batch]:

@@ -36,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 
 N = int(os.environ.get("WF_N", "500"))
+WORKER_THREADS = int(os.environ.get("WF_WORKER_THREADS", "8"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")
 DBOS_DB = "ledgerflow_bench_dbos"
@@ -183,7 +184,7 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
 
     store = build_store(engine_sa, Settings(database_url=url))
     engine = Engine(store, registry)
-    worker = Worker(engine, threads=8, poll_interval=1.0).start()
+    worker = Worker(engine, threads=WORKER_THREADS, poll_interval=1.0).start()
 
     def one(i: int) -> None:
         run = engine.trigger("bench3", {"i": i}, eager=True).run_id

@@ -11,6 +11,7 @@ worker in this process, a trigger can start the run eagerly (see `trigger`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -377,7 +378,13 @@ class Engine:
         self._command(run_id, build, actor)
 
     def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
-        """Cancel a non-terminal run (`IllegalTransition` if terminal)."""
+        """Cancel a non-terminal run (`IllegalTransition` if terminal), then its children.
+
+        As Temporal's default parent-close policy: the run's unfinished children (and
+        theirs) are canceled too, each in its own transaction after the parent's.
+        """
+        children: list[str] = []
+
         def build(journal: Journal) -> tuple[list[ev.Event], bool]:
             return decide(journal.state, Cancel(reason=reason)), False
 
@@ -385,10 +392,14 @@ class Engine:
             queue.remove(tx.conn, run_id)
             error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
             self.notify_parent(tx, journal, "canceled", None, error)
+            children[:] = journal.state.children
 
         self._command(run_id, build, actor, also)
         self.mark_finished(run_id)
         self.wakeup.notify()
+        for child in children:
+            with contextlib.suppress(IllegalTransition):  # that child had finished already
+                self.cancel(child, f"parent run {run_id} was canceled", actor=actor)
 
     def _command(self, run_id: str,
                  build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,

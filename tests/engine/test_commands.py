@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from domain import events as ev
 from domain.errors import IllegalTransition, InvalidRequest
 from domain.lifecycle import RunStatus
 from ledgerflow import ChildFailed, Context, Engine, WorkflowRegistry
@@ -162,3 +163,42 @@ def test_resume_seeds_completed_steps_before_the_resume_point(
     seeded = engine.resume(run, seed_results={"a": "SEED-A", "b": "SEED-B"})
     assert run_to_completion(engine, seeded).result == ["SEED-A", "SEED-B", "C"]
     assert calls == ["c"]
+
+
+def test_cancel_cascades_to_unfinished_children(engine: Engine,
+                                                registry: WorkflowRegistry) -> None:
+    @registry.workflow("leaf")
+    def leaf(ctx: Context, data: Any) -> Any:
+        return ctx.wait_for_signal("never")
+
+    @registry.workflow("done-child")
+    def done_child(ctx: Context, data: Any) -> Any:
+        return "done"
+
+    @registry.workflow("middle")
+    def middle(ctx: Context, data: Any) -> Any:
+        return ctx.child("leaf", "leaf", None)
+
+    @registry.workflow("top")
+    def top(ctx: Context, data: Any) -> Any:
+        ctx.child("quick", "done-child", None)
+        return ctx.child("middle", "middle", None)
+
+    run = engine.trigger("top", None).run_id
+    for _ in range(10):
+        engine.run_due()
+    quick, middle_run = engine.state(run).children
+    (leaf_run,) = engine.state(middle_run).children
+    assert engine.state(leaf_run).status is RunStatus.SUSPENDED
+    assert engine.state(quick).status is RunStatus.COMPLETED
+
+    engine.cancel(run, "order withdrawn", actor="alice")
+
+    for child in (middle_run, leaf_run):
+        assert engine.state(child).status is RunStatus.CANCELED
+        canceled = engine.history(child)[-1]
+        assert isinstance(canceled.event, ev.RunCanceled)
+        assert canceled.event.reason is not None and "was canceled" in canceled.event.reason
+        assert canceled.metadata["actor"] == "alice"
+    assert engine.state(quick).status is RunStatus.COMPLETED  # finished children stay as they are
+    assert engine.state(run).status is RunStatus.CANCELED

@@ -49,14 +49,7 @@ def integrity_error(
         ids = [e.event_id for a in appends for e in a.events]
         return DuplicateEventId(ids)
     if "events_stream_version_key" in where or "events.stream_id, events.version" in where:
-        for append in appends:
-            actual = current_version(append.stream_id)
-            expected = actual if append.expected_version is None else append.expected_version
-            if actual != expected or append.expected_version is None:
-                return ConcurrencyError(append.stream_id, expected, actual)
-        first = appends[0]
-        return ConcurrencyError(first.stream_id, first.expected_version or 0,
-                                current_version(first.stream_id))
+        return conflict(appends, {a.stream_id: current_version(a.stream_id) for a in appends})
     return None
 
 

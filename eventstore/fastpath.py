@@ -136,26 +136,27 @@ Batch = tuple[Executable, Sequence[Mapping[str, Any]]]
 """A statement and its rows, as `execute` takes them."""
 
 _Combined = tuple[str, tuple[tuple[str, _Binds], ...]]
-_COMBINED: dict[tuple[tuple[Executable, tuple[str, ...]], ...], _Combined | None] = {}
+_Shape = tuple[tuple[Executable, tuple[str, ...], int], ...]
+_COMBINED: dict[_Shape, _Combined | None] = {}
 
 
 def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     """Execute each batch in order, as `execute` does.
 
-    On PostgreSQL, when every batch is one row and the statements write distinct
-    tables, they go as ONE statement: all but the last as data-modifying CTEs
-    (`WITH s0 AS (...), s1 AS (...) <last>`), one round trip instead of several.
-    Sub-statements of one statement do not see each other's writes, hence the
-    distinct tables.
+    On PostgreSQL, when the statements write distinct tables and each batch is one
+    row (or a plain INSERT of up to 16 rows, as one multi-row VALUES), they go as
+    ONE statement: all but the last as data-modifying CTEs (`WITH s0 AS (...),
+    s1 AS (...) <last>`), one round trip instead of several. Sub-statements of one
+    statement do not see each other's writes, hence the distinct tables.
     """
     batches = [(statement, rows) for statement, rows in batches if rows]
     combined = None
-    if (len(batches) > 1 and conn.dialect.name == "postgresql"
-            and all(len(rows) == 1 for _, rows in batches)):
-        shape = tuple((statement, tuple(rows[0])) for statement, rows in batches)
-        if shape not in _COMBINED:
-            _COMBINED[shape] = _combine(conn, shape)
-        combined = _COMBINED[shape]
+    if len(batches) > 1 and conn.dialect.name == "postgresql":
+        shape = _shape(batches)
+        if shape is not None:
+            if shape not in _COMBINED:
+                _COMBINED[shape] = _combine(conn, shape)
+            combined = _COMBINED[shape]
     if combined is None:
         for statement, rows in batches:
             execute(conn, statement, rows)
@@ -163,29 +164,53 @@ def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     sql, parts = combined
     params: dict[str, Any] = {}
     for (prefix, binds), (_, rows) in zip(parts, batches, strict=True):
-        row = rows[0]
-        for name, process in binds:
-            params[prefix + name] = row[name] if process is None else process(row[name])
+        if len(rows) == 1:
+            row = rows[0]
+            for name, process in binds:
+                params[prefix + name] = row[name] if process is None else process(row[name])
+            continue
+        for index, row in enumerate(rows):
+            for name, process in binds:
+                params[f"{prefix}r{index}_{name}"] = (
+                    row[name] if process is None else process(row[name]))
     _cursor(conn).execute(sql, params, prepare=True)
 
 
-def _combine(conn: Connection, shape: tuple[tuple[Executable, tuple[str, ...]], ...]
-             ) -> _Combined | None:
+def _shape(batches: Sequence[Batch]) -> _Shape | None:
+    """(statement, keys, row count) per batch; None if a batch's rows differ in keys
+    or are more than a multi-row VALUES takes."""
+    shape = []
+    for statement, rows in batches:
+        keys = tuple(rows[0])
+        if len(rows) > _MAX_VALUES or any(tuple(row) != keys for row in rows[1:]):
+            return None
+        shape.append((statement, keys, len(rows)))
+    return tuple(shape)
+
+
+def _combine(conn: Connection, shape: _Shape) -> _Combined | None:
     """The one-statement form of `shape`, or None when it cannot be combined."""
-    tables = [getattr(statement, "table", None) for statement, _ in shape]
+    tables = [getattr(statement, "table", None) for statement, _, _ in shape]
     if None in tables or len(set(tables)) != len(tables):
         return None
     texts: list[str] = []
     parts: list[tuple[str, _Binds]] = []
-    for index, (statement, keys) in enumerate(shape):
+    for index, (statement, keys, count) in enumerate(shape):
         entry = _CACHE.get((statement, keys))
         if entry is None:
             entry = _CACHE[(statement, keys)] = _compile(conn, statement, keys)
         sql, binds = entry[0], entry[1]
         if binds is None or "%%" in sql or "RETURNING" in sql:
             return None
+        names = {name for name, _ in binds}
+        if count > 1:
+            many = _multi_values(sql, binds, count)
+            if many is None:
+                return None
+            sql = many
+            names = {f"r{row}_{name}" for row in range(count) for name in names}
         prefix = f"s{index}_"
-        texts.append(_prefixed(sql, prefix, {name for name, _ in binds}))
+        texts.append(_prefixed(sql, prefix, names))
         parts.append((prefix, binds))
     ctes = ", ".join(f"s{index} AS ({sql})" for index, sql in enumerate(texts[:-1]))
     return f"WITH {ctes} {texts[-1]}", tuple(parts)

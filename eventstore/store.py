@@ -3,13 +3,13 @@
 Ports, narrowest first (as `eventsourcing`'s recorders): `StreamReader` reads one
 stream; `GlobalReader` reads every event by global position; `EventStore`
 appends, and lets other parts write in the same transaction through `AppendHook`s
-(outbox rows, inline projections) or through `Transaction.conn` (run queue,
-idempotency results).
+(outbox rows, inline projections), `Transaction.defer` (run queue) or
+`Transaction.conn` (idempotency results, reads).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Executable
 
 from domain.errors import ConcurrencyError
 from domain.events import decode, encode
@@ -57,12 +58,38 @@ _INSERT = events.insert().returning(events.c.position, sort_by_parameter_order=T
 
 
 class Transaction:
-    """One database transaction of the store; `append` may be called several times."""
+    """One database transaction of the store; `append` may be called several times.
+
+    Writes whose results nobody reads (the hooks' batches, `defer`) wait until the
+    transaction needs its connection again: the next append, any use of `conn`, or
+    the commit. Then they go out together through `fastpath.execute_all`, on
+    PostgreSQL as one statement where their tables allow: a step boundary costs the
+    append and one more round trip, however many tables it writes.
+    """
 
     def __init__(self, store: EventStore, conn: Connection) -> None:
         self.store = store
-        self.conn = conn
+        self._conn = conn
+        self._deferred: list[fastpath.Batch] = []
         self.recorded: list[RecordedEvent] = []
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection, with every deferred write sent (so what runs
+        on it sees them)."""
+        self.flush()
+        return self._conn
+
+    def defer(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write `rows` with `statement` (as `fastpath.execute`) before the transaction
+        next uses its connection; errors surface then, at the latest at commit."""
+        self._deferred.append((statement, rows))
+
+    def flush(self) -> None:
+        """Send the deferred writes now."""
+        if self._deferred:
+            batches, self._deferred = self._deferred, []
+            fastpath.execute_all(self._conn, batches)
 
     def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
         """Append events to one or more streams; checks every expected version."""
@@ -81,18 +108,14 @@ class Transaction:
 
     def _run_hooks(self, recorded: Sequence[RecordedEvent]) -> None:
         """Run the hooks in order. Hooks that offer `batches(conn, recorded)` hand over
-        their statements instead, and consecutive ones go together through
-        `fastpath.execute_all`: on PostgreSQL one statement for outbox + projections."""
-        pending: list[fastpath.Batch] = []
+        their statements instead: deferred, they go out with the transaction's other
+        deferred writes (on PostgreSQL one statement for outbox + projections + queue)."""
         for hook in self.store.hooks:
             batches = getattr(hook, "batches", None)
             if batches is None:
-                fastpath.execute_all(self.conn, pending)
-                pending = []
                 hook(self.conn, recorded)
             else:
-                pending.extend(batches(self.conn, recorded))
-        fastpath.execute_all(self.conn, pending)
+                self._deferred.extend(batches(self._conn, recorded))
 
     def _append_postgres(self, appends: Sequence[StreamAppend],
                          now: datetime) -> list[RecordedEvent]:
@@ -183,7 +206,9 @@ class EventStore(GlobalReader):
     def transaction(self) -> Iterator[Transaction]:
         """A write transaction: everything in it commits together or not at all."""
         with _errors.translated(), self.engine.begin() as conn:
-            yield Transaction(self, conn)
+            tx = Transaction(self, conn)
+            yield tx
+            tx.flush()
 
     def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
         """Append in a transaction of its own."""

@@ -219,7 +219,7 @@ class Engine:
                     self._bind_key(tx, key, run_id, _fingerprint(created), now)
                 # expected version 0 is the existence check: no read before the write
                 recorded = tx.append(StreamAppend(run_id, new, 0))
-                queue.enqueue(tx.conn, run_id, created.workflow_id, created.priority, due, now,
+                queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
                               owner=self.worker_id if leased else None,
                               until=now + self.lease if leased else None)
         except _KeyTaken as taken:
@@ -274,7 +274,7 @@ class Engine:
                             causation_id=parent.last_event_id)
         now = self.clock()
         tx.append(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
-        queue.enqueue(tx.conn, spec.run_id, definition.name, created.priority, now, now)
+        queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now)
 
     def notify_parent(self, tx: Transaction, child: Journal, status: str, result: Any,
                       error: ev.ErrorInfo | None) -> None:
@@ -292,7 +292,7 @@ class Engine:
         if parent.state.status is RunStatus.SUSPENDED and wp is not None \
                 and wp.kind == "child" and wp.name == step_id:
             events += decide(parent.state, Wake(reason="child", name=step_id))
-            queue.wake(tx.conn, parent_id, self.clock())
+            queue.wake(tx, parent_id, self.clock())
         meta = event_metadata(parent.base_metadata, child.last_event_id)
         tx.append(StreamAppend(parent_id, [NewEvent(e, metadata=meta) for e in events],
                                parent.version))
@@ -389,7 +389,7 @@ class Engine:
             return decide(journal.state, Cancel(reason=reason)), False
 
         def also(tx: Transaction, journal: Journal) -> None:
-            queue.remove(tx.conn, run_id)
+            queue.remove(tx, run_id)
             error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
             self.notify_parent(tx, journal, "canceled", None, error)
             children[:] = journal.state.children
@@ -413,7 +413,7 @@ class Engine:
                     tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
                                            journal.version))
                     if wake:
-                        queue.wake(tx.conn, run_id, self.clock())
+                        queue.wake(tx, run_id, self.clock())
                     if also is not None:
                         also(tx, journal)
             except ConcurrencyError:

@@ -240,7 +240,7 @@ class RunSession:
         except Park as park:
             return self.park(park)
         except StopRequested:
-            self.flush(also=lambda tx: queue.park(tx.conn, self.run_id, self.clock()))
+            self.flush(also=lambda tx: queue.park(tx, self.run_id, self.clock()))
             return "released"
         except NonDeterminismError as error:
             return self.fail(error_info(error), "none")
@@ -257,7 +257,7 @@ class RunSession:
         child = park.child
 
         def also(tx: Transaction) -> None:
-            queue.park(tx.conn, self.run_id, park.due_at)
+            queue.park(tx, self.run_id, park.due_at)
             if child is not None:
                 self.engine.create_child(tx, self.journal, child)
 
@@ -292,7 +292,7 @@ class RunSession:
 
     def _ending(self, status: str, result: Any, error: ev.ErrorInfo | None) -> Also:
         def also(tx: Transaction) -> None:
-            queue.remove(tx.conn, self.run_id)
+            queue.remove(tx, self.run_id)
             self.engine.notify_parent(tx, self.journal, status, result, error)
 
         return also
@@ -386,13 +386,13 @@ def claim_next(engine: Engine) -> Claimed | Literal[False] | None:
                     return None
                 journal = Journal.build(run_id, read_events(tx.conn, run_id))
                 if journal.state.is_terminal or journal.created is None:
-                    queue.remove(tx.conn, run_id)
+                    queue.remove(tx, run_id)
                     return False
                 wake = wake_events(journal, now, engine.worker_id)
                 if wake is None:
                     wp = journal.state.waitpoint
                     due = (wp.wake_at or wp.timeout_at) if wp is not None else None
-                    queue.park(tx.conn, run_id, due)
+                    queue.park(tx, run_id, due)
                     return False
                 if wake:
                     meta = event_metadata(journal.base_metadata, journal.last_event_id)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -24,6 +25,7 @@ from eventstore import (
     Replay,
     StreamAppend,
 )
+from eventstore.schema import idempotency_keys
 
 
 def created() -> NewEvent:
@@ -147,6 +149,44 @@ class StoreContract:
             tx.append(StreamAppend(a, [created()], 0))
             tx.append(StreamAppend(a, [started()], 1))
         assert store.stream_version(a) == 2
+
+    def test_deferred_writes_are_seen_in_the_transaction_and_commit_with_it(
+            self, store: EventStore, engine: Engine) -> None:
+        keys = idempotency_keys
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+
+        def row(key: str) -> dict[str, object]:
+            return {"scope": "s", "key": key, "fingerprint": "f", "status": "completed",
+                    "result": {"k": key}, "locked_until": None, "expires_at": now,
+                    "created_at": now}
+
+        stream = sid()
+        with store.transaction() as tx:
+            tx.append(StreamAppend(stream, [created()], 0))
+            tx.defer(keys.insert(), [row("a"), row("b")])
+            seen = tx.conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one()
+            tx.defer(keys.insert(), [row("c")])
+        assert seen == 2
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(keys.c.key, keys.c.result, keys.c.expires_at)
+                                  .order_by(keys.c.key)).all()
+        assert [tuple(r) for r in stored] == [
+            ("a", {"k": "a"}, now), ("b", {"k": "b"}, now), ("c", {"k": "c"}, now)]
+
+        other = sid()  # a deferred write that fails at commit takes the append with it
+        with pytest.raises(sa.exc.IntegrityError if engine.dialect.name == "sqlite"
+                           else psycopg.errors.UniqueViolation), store.transaction() as tx:
+            tx.append(StreamAppend(other, [created()], 0))
+            tx.defer(keys.insert(), [row("a")])
+        assert store.stream_version(other) == 0
+
+        with pytest.raises(ZeroDivisionError), store.transaction() as tx:
+            tx.append(StreamAppend(other, [created()], 0))
+            tx.defer(keys.insert(), [row("d")])
+            raise ZeroDivisionError
+        assert store.stream_version(other) == 0
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one() == 3
 
     def test_read_all_in_position_order_with_after_and_limit(self, store: EventStore) -> None:
         streams = [sid() for _ in range(5)]

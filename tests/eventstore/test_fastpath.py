@@ -86,3 +86,41 @@ def test_several_rows_of_an_insert_keep_their_order(any_engine: Engine) -> None:
     assert [tuple(r) for r in stored] == [
         ('{"n":3}', T0 + timedelta(seconds=3)), ('{"n":1}', T0 + timedelta(seconds=1)),
         ('{"n":2}', T0 + timedelta(seconds=2))]
+
+
+def test_execute_all_combines_multi_row_inserts_and_one_row_writes(
+        pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outbox rows of a two-event append + a projection row + an update: one statement."""
+    def out(index: int) -> dict[str, Any]:
+        return {"event_id": f"m{index:035d}", "topic": "t", "key": "run-m",
+                "payload": f'{{"n":{index}}}', "headers": "[]", "status": "pending",
+                "attempts": 0, "next_attempt_at": T0 + timedelta(seconds=index),
+                "created_at": T0}
+
+    with pg_engine.begin() as conn:
+        fastpath.execute(conn, step_journal.insert(), [_journal_row("m", run_id="run-m")])
+    set_status = (sa.update(step_journal)
+                  .where(step_journal.c.run_id == sa.bindparam("p_run"))
+                  .values(status=sa.bindparam("p_status")))
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counted(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(sql))
+        return execute(cur, sql, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    with pg_engine.begin() as conn:
+        fastpath.execute_all(conn, [(outbox.insert(), [out(2), out(1), out(3)]),
+                                    (set_status, [{"p_run": "run-m", "p_status": "failed"}])])
+    monkeypatch.undo()
+    assert len(sent) == 1 and sent[0].startswith("WITH s0 AS (INSERT INTO outbox")
+    with pg_engine.connect() as conn:
+        stored = conn.execute(sa.select(outbox.c.payload, outbox.c.next_attempt_at)
+                              .where(outbox.c.key == "run-m").order_by(outbox.c.id)).all()
+        status = conn.execute(sa.select(step_journal.c.status)
+                              .where(step_journal.c.run_id == "run-m")).scalar_one()
+    assert [tuple(r) for r in stored] == [
+        ('{"n":2}', T0 + timedelta(seconds=2)), ('{"n":1}', T0 + timedelta(seconds=1)),
+        ('{"n":3}', T0 + timedelta(seconds=3))]
+    assert status == "failed"

@@ -8,6 +8,7 @@ of an older schema version is upcast step by step (N -> N+1) before validation.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
@@ -80,6 +81,16 @@ def upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster
         return fn
 
     return deco
+
+
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def nul_in_json(text: str) -> bool:
+    """Whether JSON text holds a NUL character (the escape `\\u0000`, not an escaped
+    backslash before `u0000`). PostgreSQL's jsonb cannot store one, so no backend
+    takes it: the same input must not pass on SQLite and fail on PostgreSQL."""
+    return "\\u0000" in text and _NUL.search(text) is not None
 
 
 def encode(event: Event) -> tuple[str, int, dict[str, JSON]]:

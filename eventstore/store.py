@@ -9,6 +9,7 @@ appends, and lets other parts write in the same transaction through `AppendHook`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,8 +21,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Executable
 
-from domain.errors import ConcurrencyError
-from domain.events import decode, encode
+from domain.errors import ConcurrencyError, InvalidEvent
+from domain.events import decode, encode, nul_in_json
 from eventstore import _errors, fastpath, postgres, sqlite
 from eventstore.database import create_engine, is_postgres
 from eventstore.records import NewEvent, RecordedEvent, StreamAppend
@@ -121,6 +122,9 @@ class Transaction:
                          now: datetime) -> list[RecordedEvent]:
         encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json())
                     for n in append.events] for append in appends]
+        for append, texts in zip(appends, encoded, strict=True):
+            for type_name, _version, data in texts:
+                _refuse_nul(append, type_name, data)
         try:
             rows = postgres.insert_events(self.conn, appends, encoded, now)
         except Exception as error:
@@ -152,6 +156,7 @@ class Transaction:
             for new in append.events:
                 version += 1
                 type_name, schema_version, data = encode(new.event)
+                _refuse_nul(append, type_name, orjson.dumps(data).decode())
                 params.append({
                     "stream_id": append.stream_id, "version": version,
                     "event_id": new.event_id, "type": type_name,
@@ -174,6 +179,14 @@ class Transaction:
         ]
 
 
+def _refuse_nul(append: StreamAppend, type_name: str, data: str) -> None:
+    if nul_in_json(data):
+        raise InvalidEvent(
+            f"{type_name} for stream {append.stream_id!r} holds a NUL character (\\u0000) "
+            "in its data, which the store cannot keep (PostgreSQL's jsonb refuses it); "
+            "nothing was appended")
+
+
 class EventStore(GlobalReader):
     """Append-only event store on SQLAlchemy Core, for PostgreSQL and SQLite."""
 
@@ -190,6 +203,7 @@ class EventStore(GlobalReader):
         self.clock = clock
         self.read_wait = read_wait
         self._adapter = postgres if is_postgres(engine) else sqlite
+        self._held = threading.local()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> EventStore:
@@ -204,11 +218,39 @@ class EventStore(GlobalReader):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """A write transaction: everything in it commits together or not at all."""
-        with _errors.translated(), self.engine.begin() as conn:
-            tx = Transaction(self, conn)
-            yield tx
-            tx.flush()
+        """A write transaction: everything in it commits together or not at all.
+
+        On the connection this thread holds (see `held_connection`), else on one from
+        the pool."""
+        held: Connection | None = getattr(self._held, "conn", None)
+        with _errors.translated():
+            if held is None or held.in_transaction():
+                with self.engine.begin() as conn:
+                    tx = Transaction(self, conn)
+                    yield tx
+                    tx.flush()
+            else:
+                with held.begin():
+                    tx = Transaction(self, held)
+                    yield tx
+                    tx.flush()
+
+    @contextmanager
+    def held_connection(self) -> Iterator[None]:
+        """Within the block, this thread's transactions run one after another on one
+        connection (an executing run's: several transactions in a row). Spares a pool
+        checkout and check-in per transaction, ~50 us of client CPU each here."""
+        if getattr(self._held, "conn", None) is not None:
+            yield
+            return
+        with _errors.translated():
+            conn = self.engine.connect()
+        self._held.conn = conn
+        try:
+            yield
+        finally:
+            self._held.conn = None
+            conn.close()
 
     def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
         """Append in a transaction of its own."""

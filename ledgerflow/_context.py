@@ -78,16 +78,22 @@ class Compensation:
 def json_roundtrip(value: Any, what: str) -> Any:
     """`value` as it will read back from the journal, or `NotSerializable`."""
     try:
-        return json.loads(json.dumps(value))
+        text = json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise NotSerializable(
             f"{what} is a {type(value).__name__}, which is not JSON-serialisable ({exc}); "
             "return dicts, lists, strings, numbers, booleans or None") from None
+    if ev.nul_in_json(text):
+        raise NotSerializable(f"{what} holds a NUL character (\\u0000), which the event "
+                              "store cannot keep")
+    return json.loads(text)
 
 
 def error_info(exc: BaseException, step_id: str | None = None) -> ev.ErrorInfo:
     """The journaled form of an exception."""
-    return ev.ErrorInfo(type=type(exc).__name__, message=str(exc), step_id=step_id)
+    # A NUL cannot be stored (see domain.events.nul_in_json); in a message it is shown.
+    message = str(exc).replace("\x00", "\\x00")
+    return ev.ErrorInfo(type=type(exc).__name__, message=message, step_id=step_id)
 
 
 def token_id_for(run_id: str, op: str) -> str:

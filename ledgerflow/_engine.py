@@ -40,7 +40,7 @@ from domain.errors import (
 from domain.lifecycle import RunStatus
 from domain.metadata import run_metadata
 from domain.state import Begin, Cancel, RunState, Wake, decide, fold
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_event_id
+from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_event_id, new_id
 from eventstore.store import Clock, EventStore, Transaction, utcnow
 from ledgerflow import _queue as queue
 from ledgerflow._authoring import WorkflowRegistry, default_registry
@@ -83,9 +83,13 @@ class TickResult:
 
 def _json(value: Any, what: str) -> Any:
     try:
-        return json.loads(json.dumps(value))
+        text = json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"{what} is not JSON-serialisable: {exc}") from None
+    if ev.nul_in_json(text):
+        raise InvalidRequest(f"{what} holds a NUL character (\\u0000), which the event "
+                             "store cannot keep")
+    return json.loads(text)
 
 
 class _KeyTaken(Exception):
@@ -202,7 +206,7 @@ class Engine:
     def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
                 key: str | None = None, delay: timedelta | None = None,
                 actor: str | None = None, leased: bool = False) -> TriggerResult:
-        run_id = run_id or str(uuid.uuid4())
+        run_id = run_id or new_id()
         now = self.clock()
         due = now + delay if delay else now
         if delay:
@@ -246,7 +250,8 @@ class Engine:
 
     def execute(self, claimed: Claimed) -> str:
         """Execute a run leased to this worker (claimed, or handed over by a trigger)."""
-        return RunSession(self, claimed.journal).run()
+        with self.store.held_connection():
+            return RunSession(self, claimed.journal).run()
 
     def _bind_key(self, tx: Transaction, key: str, run_id: str, fingerprint: str,
                   now: datetime) -> None:
@@ -428,14 +433,15 @@ class Engine:
     def run_due(self, max_runs: int = 100) -> TickResult:
         """Claim and execute due runs (at most `max_runs`) in this thread."""
         result = TickResult()
-        while result.claimed < max_runs:
-            claimed = claim_next(self)
-            if claimed is None:
-                break
-            result.claimed += 1
-            if claimed is False:
-                continue
-            result.count(self.execute(claimed))
+        with self.store.held_connection():
+            while result.claimed < max_runs:
+                claimed = claim_next(self)
+                if claimed is None:
+                    break
+                result.claimed += 1
+                if claimed is False:
+                    continue
+                result.count(self.execute(claimed))
         return result
 
     def tick(self, max_runs: int = 100) -> TickResult:

@@ -87,6 +87,30 @@ def test_non_json_input_and_result_are_refused_clearly(engine: Engine,
     assert "not JSON-serialisable" in state.error.message and "'s'" in state.error.message
 
 
+def test_nul_characters_are_refused_clearly_on_every_backend(
+        engine: Engine, registry: WorkflowRegistry) -> None:
+    """PostgreSQL's jsonb cannot store U+0000: refused at the door, on SQLite too."""
+    @registry.workflow("nul")
+    def nul(ctx: Context, data: Any) -> Any:
+        ctx.step("s", lambda: {"text": "a\x00b"})
+        return "unreached"
+
+    @registry.workflow("fine")
+    def fine(ctx: Context, data: Any) -> Any:
+        return data
+
+    with pytest.raises(InvalidRequest, match=r"input holds a NUL character"):
+        engine.trigger("fine", {"name": "x\x00"}, run_id="refused")
+    with pytest.raises(UnknownRun):
+        engine.history("refused")
+    literal = engine.trigger("fine", "a\\u0000b").run_id  # an escaped backslash: kept
+    assert run_to_completion(engine, literal).result == "a\\u0000b"
+    run = engine.trigger("nul", {}).run_id
+    state = run_to_completion(engine, run)
+    assert state.status is RunStatus.FAILED and state.error is not None
+    assert "the result of step 's' holds a NUL character" in state.error.message
+
+
 def test_replay_detects_renamed_step(engine: Engine, registry: WorkflowRegistry) -> None:
     version = {"name": "a"}
 

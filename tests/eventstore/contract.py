@@ -14,7 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from domain import events as ev
-from domain.errors import ConcurrencyError, DuplicateEventId, IdempotencyConflict
+from domain.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    IdempotencyConflict,
+    InvalidEvent,
+)
 from eventstore import (
     Acquired,
     EventStore,
@@ -187,6 +192,14 @@ class StoreContract:
         assert store.stream_version(other) == 0
         with engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one() == 3
+
+    def test_nul_in_event_data_is_refused_and_nothing_written(self, store: EventStore,
+                                                               engine: Engine) -> None:
+        before = count(engine)
+        bad = NewEvent(ev.RunCreated(workflow_id="w", workflow_version="1", input="a\x00"))
+        with pytest.raises(InvalidEvent, match="NUL character"):
+            store.append(StreamAppend(sid(), [created()], 0), StreamAppend(sid(), [bad], 0))
+        assert count(engine) == before
 
     def test_read_all_in_position_order_with_after_and_limit(self, store: EventStore) -> None:
         streams = [sid() for _ in range(5)]

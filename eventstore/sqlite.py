@@ -8,13 +8,15 @@ positions become visible in commit order and a plain ordered read never skips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from eventstore.schema import events
+
+T = TypeVar("T")
 
 _COLUMNS = ("position, stream_id, version, event_id, type, schema_version, data, metadata,"
             " recorded_at")
@@ -38,6 +40,7 @@ _READ = sa.text(
 ).columns(*_TYPED)
 
 
-def read_all(engine: Engine, after: int, limit: int, wait: float) -> Sequence[Sequence[Any]]:
+def read_all(engine: Engine, after: int, limit: int, wait: float,
+             decode: Callable[[Sequence[Any]], T]) -> list[T]:
     with engine.connect().execution_options(readonly=True) as conn:
-        return conn.execute(_READ, {"after": after, "limit": limit}).all()
+        return [decode(row) for row in conn.execute(_READ, {"after": after, "limit": limit})]

@@ -275,8 +275,9 @@ class EventStore(GlobalReader):
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after `after_position` in position order; never skips a late commit."""
         with _errors.translated():
-            rows = self._adapter.read_all(self.engine, after_position, limit, self.read_wait)
-        return [_decode_row(row) for row in rows]
+            recorded: list[RecordedEvent] = self._adapter.read_all(
+                self.engine, after_position, limit, self.read_wait, _decode_row)
+        return recorded
 
     def iter_all(self, after_position: int = 0, batch: int = 1000) -> Iterator[RecordedEvent]:
         """Every event after `after_position`, read in batches (the store's present end)."""

@@ -1,5 +1,6 @@
-"""`Engine`: the commands (trigger, signal, event, token, cancel, rerun, resume),
-state and history queries, and `run_due` / `tick` for hosts without a worker.
+"""`Engine`: creating runs (trigger, rerun, resume, children), state and history
+queries, and `run_due` / `tick` for hosts without a worker; the commands on an
+existing run (signal, event, token, cancel) come from `_delivery.RunCommands`.
 
 Every command folds the run's stream, decides with `domain.state.decide` (so the
 lifecycle machine validates it), and appends with the version it folded; a
@@ -11,16 +12,15 @@ worker in this process, a trigger can start the run eagerly (see `trigger`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,22 +34,23 @@ from domain.errors import (
     IdempotencyConflict,
     IllegalTransition,
     InvalidRequest,
-    NotAwaited,
     UnknownRun,
 )
 from domain.lifecycle import RunStatus
 from domain.metadata import run_metadata
-from domain.state import Begin, Cancel, RunState, Wake, decide, fold
+from domain.state import Begin, RunState, Wake, decide, fold
 from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_event_id, new_id
 from eventstore.store import Clock, EventStore, Transaction, utcnow
 from ledgerflow import _queue as queue
 from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow._context import ChildSpec
+from ledgerflow._delivery import RunCommands, json_value
 from ledgerflow._executor import Claimed, RunSession, Wakeup, claim_next
 from ledgerflow._journal import Journal, base_metadata
 from ledgerflow._streams import event_metadata, read_events
 
 _SAME: Any = object()
+log = logging.getLogger("ledgerflow.engine")
 
 
 @dataclass(frozen=True)
@@ -81,23 +82,12 @@ class TickResult:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
 
-def _json(value: Any, what: str) -> Any:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"{what} is not JSON-serialisable: {exc}") from None
-    if ev.nul_in_json(text):
-        raise InvalidRequest(f"{what} holds a NUL character (\\u0000), which the event "
-                             "store cannot keep")
-    return json.loads(text)
-
-
 class _KeyTaken(Exception):
     def __init__(self, run_id: str, fingerprint: str) -> None:
         self.run_id, self.fingerprint = run_id, fingerprint
 
 
-class Engine:
+class Engine(RunCommands):
     """The workflow engine over one event store."""
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
@@ -196,7 +186,8 @@ class Engine:
         definition = self.registry.get(workflow_id, workflow_version)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
-            input=_json(input, "input"), tenant_meta=_json(dict(tenant_meta or {}), "tenant_meta"),
+            input=json_value(input, "input"),
+            tenant_meta=json_value(dict(tenant_meta or {}), "tenant_meta"),
             tags=_tags(tags), priority=int(priority))
         leased = not delay and eager is not False and not self.stopping \
             and self.wakeup.can_take(force=eager is True)
@@ -310,7 +301,7 @@ class Engine:
         assert old is not None
         created = ev.RunCreated(
             workflow_id=old.workflow_id, workflow_version=old.workflow_version,
-            input=old.input if input is _SAME else _json(input, "input"),
+            input=old.input if input is _SAME else json_value(input, "input"),
             tenant_meta=dict(old.tenant_meta), tags=_tags(tags) if tags is not None else
             list(old.tags), rerun_of=run_id, priority=old.priority)
         return self._create(created, actor=actor).run_id
@@ -332,117 +323,54 @@ class Engine:
             definition = self.registry.get(workflow_id)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
-            input=old.input if input is None else _json(input, "input"),
+            input=old.input if input is None else json_value(input, "input"),
             tenant_meta=dict(old.tenant_meta),
             tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
         return self._create(created, run_id=new_run_id, actor=actor).run_id
 
-    # ----------------------------------------------------------------- delivering
-
-    def signal(self, run_id: str, name: str, payload: Any = None, *,
-               actor: str | None = None) -> None:
-        """Deliver signal `name`; buffered when the run is not waiting for it yet."""
-        data = _json(payload, "signal payload")
-        self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data), actor)
-
-    def send_event(self, run_id: str, event_type: str, payload: Any = None, *,
-                   actor: str | None = None) -> None:
-        """Deliver an external event; buffered when the run is not waiting for it yet."""
-        data = _json(payload, "event payload")
-        self._deliver(run_id, "event", event_type,
-                      ev.EventReceived(event_type=event_type, payload=data), actor)
-
-    def _deliver(self, run_id: str, kind: str, name: str, event: ev.Event,
-                 actor: str | None) -> None:
-        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
-            state = journal.state
-            if state.is_terminal:
-                raise NotAwaited(run_id, kind, name)
-            wp = state.waitpoint
-            if state.status is RunStatus.SUSPENDED and wp is not None and wp.kind == kind \
-                    and wp.name == name:
-                return [event, *decide(state, Wake(reason=kind, name=name))], True
-            return [event], False
-
-        self._command(run_id, build, actor)
-
-    def resolve_token(self, run_id: str, token_id: str, payload: Any = None, *,
-                      actor: str | None = None) -> None:
-        """Resolve the token the run waits on (`NotAwaited` if it is not waiting on it)."""
-        data = _json(payload, "token payload")
-
-        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
-            state, wp = journal.state, journal.state.waitpoint
-            if state.status is not RunStatus.SUSPENDED or wp is None or wp.kind != "token" \
-                    or wp.token_id != token_id:
-                raise NotAwaited(run_id, "token", token_id)
-            return [ev.TokenResolved(token_id=token_id, payload=data),
-                    *decide(state, Wake(reason="token", name=wp.name))], True
-
-        self._command(run_id, build, actor)
-
-    def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
-        """Cancel a non-terminal run (`IllegalTransition` if terminal), then its children.
-
-        As Temporal's default parent-close policy: the run's unfinished children (and
-        theirs) are canceled too, each in its own transaction after the parent's.
-        """
-        children: list[str] = []
-
-        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
-            return decide(journal.state, Cancel(reason=reason)), False
-
-        def also(tx: Transaction, journal: Journal) -> None:
-            queue.remove(tx, run_id)
-            error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
-            self.notify_parent(tx, journal, "canceled", None, error)
-            children[:] = journal.state.children
-
-        self._command(run_id, build, actor, also)
-        self.mark_finished(run_id)
-        self.wakeup.notify()
-        for child in children:
-            with contextlib.suppress(IllegalTransition):  # that child had finished already
-                self.cancel(child, f"parent run {run_id} was canceled", actor=actor)
-
-    def _command(self, run_id: str,
-                 build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
-                 also: Callable[[Transaction, Journal], None] | None = None) -> None:
-        for _ in range(50):
-            journal = self._journal(run_id)
-            events, wake = build(journal)
-            meta = event_metadata(journal.base_metadata, journal.last_event_id, actor)
-            try:
-                with self.store.transaction() as tx:
-                    tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
-                                           journal.version))
-                    if wake:
-                        queue.wake(tx, run_id, self.clock())
-                    if also is not None:
-                        also(tx, journal)
-            except ConcurrencyError:
-                continue
-            if wake:
-                self.wakeup.notify()
-            return
-        raise ConcurrencyError(run_id, -1, -1)
-
     # ------------------------------------------------------------------ running
 
-    def run_due(self, max_runs: int = 100) -> TickResult:
-        """Claim and execute due runs (at most `max_runs`) in this thread."""
+    def run_due(self, max_runs: int = 100, *, heartbeat: bool = True) -> TickResult:
+        """Claim and execute due runs (at most `max_runs`) in this thread.
+
+        From the first claim on, a heartbeat thread renews this engine's leases every
+        lease / 3 until the call returns, so a run that takes longer than the lease is
+        not taken over by another host meanwhile (`Worker` threads pass
+        `heartbeat=False`: the worker has a heartbeat thread of its own)."""
         result = TickResult()
-        with self.store.held_connection():
-            while result.claimed < max_runs:
-                claimed = claim_next(self)
-                if claimed is None:
-                    break
-                result.claimed += 1
-                if claimed is False:
-                    continue
-                result.count(self.execute(claimed))
+        beating: threading.Event | None = None
+        try:
+            with self.store.held_connection():
+                while result.claimed < max_runs:
+                    claimed = claim_next(self)
+                    if claimed is None:
+                        break
+                    if heartbeat and beating is None:
+                        beating = self._beat_until_set()
+                    result.claimed += 1
+                    if claimed is False:
+                        continue
+                    result.count(self.execute(claimed))
+        finally:
+            if beating is not None:
+                beating.set()
         return result
+
+    def _beat_until_set(self) -> threading.Event:
+        """Renew this engine's leases every lease / 3 until the returned event is set."""
+        done = threading.Event()
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+
+        def beat() -> None:
+            while not done.wait(interval):
+                try:
+                    self.heartbeat()
+                except Exception:  # the next beat retries; the lease has slack for two
+                    log.exception("heartbeat failed")
+
+        threading.Thread(target=beat, name="ledgerflow-run-due-heartbeat", daemon=True).start()
+        return done
 
     def tick(self, max_runs: int = 100) -> TickResult:
         """For cron / serverless hosts: reap stale leases, then `run_due`."""
@@ -505,5 +433,5 @@ def _seeds(journal: Journal, resume_from_step: str | None,
             raise InvalidRequest(
                 f"seed_results names {', '.join(not_steps)}, which in run {journal.run_id!r} "
                 "are not steps (sleeps, waits, children or values cannot be seeded)")
-        seeds.update(_json(seed_results, "seed_results"))
+        seeds.update(json_value(seed_results, "seed_results"))
     return seeds

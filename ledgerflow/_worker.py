@@ -109,7 +109,7 @@ class Worker:
                     continue
                 if drain or time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.poll_interval
-                    drain = engine.run_due(1).claimed > 0
+                    drain = engine.run_due(1, heartbeat=False).claimed > 0
                     continue
                 woken = wakeup.wait(self.poll_interval)
                 if self._halt.is_set():
@@ -117,7 +117,7 @@ class Worker:
                 if isinstance(woken, Claimed):
                     self._execute(woken)
                 elif woken:
-                    engine.run_due(1)
+                    engine.run_due(1, heartbeat=False)
             except Exception:
                 log.exception("worker iteration failed")
                 self._halt.wait(self.poll_interval)

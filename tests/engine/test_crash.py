@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -146,3 +147,38 @@ def test_sigterm_finishes_the_step_in_hand_and_releases_the_lease(
     assert row is not None and row["lease_owner"] is None
     assert engine.tick().completed == 1
     assert count(tmp_path, "slow") == 1 and count(tmp_path, "fast") == 1
+
+
+def test_run_due_renews_its_leases_while_a_step_outlasts_the_lease(
+        any_engine: SAEngine) -> None:
+    """A cron host's `tick` keeps its run: another host cannot take it mid-step."""
+    from eventstore import EventStore
+    from ledgerflow import Context, TickResult, WorkflowRegistry
+
+    registry = WorkflowRegistry()
+    calls: Counter[str] = Counter()
+    in_step = threading.Event()
+
+    @registry.workflow("slow")
+    def slow(ctx: Context, data: object) -> object:
+        def work() -> str:
+            calls["work"] += 1
+            in_step.set()
+            time.sleep(3.0)  # twice the lease
+            return "done"
+        return ctx.step("work", work)
+
+    store = EventStore(any_engine)
+    lease = timedelta(seconds=1.5)
+    cron = Engine(store, registry, lease=lease, worker_id="cron-a")
+    other = Engine(store, registry, lease=lease, worker_id="cron-b")
+    run = cron.trigger("slow", {}).run_id
+    ticked: list[TickResult] = []
+    host = threading.Thread(target=lambda: ticked.append(cron.tick()))
+    host.start()
+    assert in_step.wait(10)
+    time.sleep(2.0)  # the first lease has run out; renewed ones have not
+    assert other.tick().claimed == 0
+    host.join(30)
+    assert calls["work"] == 1 and cron.state(run).status is RunStatus.COMPLETED
+    assert len(ticked) == 1 and ticked[0].completed == 1

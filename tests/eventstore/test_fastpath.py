@@ -29,6 +29,19 @@ def _rows(engine: Engine) -> list[tuple[Any, ...]]:
             sa.select(step_journal).order_by(step_journal.c.step_id))]
 
 
+def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of every statement psycopg sends from now on (until monkeypatch.undo)."""
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counted(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(sql))
+        return execute(cur, sql, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    return sent
+
+
 def test_execute_all_writes_every_batch_in_order(any_engine: Engine) -> None:
     at = sa.bindparam("p_at", type_=step_journal.c.completed_at.type)
     set_status = (sa.update(step_journal)
@@ -52,14 +65,7 @@ def test_execute_all_combines_distinct_tables_into_one_statement(
     out = {"event_id": "e" * 36, "topic": "t", "key": "run-1", "payload": '{"x":1}',
            "headers": "[]", "status": "pending", "attempts": 0, "next_attempt_at": T0,
            "created_at": T0}
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counted(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(sql))
-        return execute(cur, sql, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    sent = _record_statements(monkeypatch)
     with pg_engine.begin() as conn:
         fastpath.execute_all(conn, [(step_journal.insert(), [_journal_row("a")]),
                                     (outbox.insert(), [out])])
@@ -102,14 +108,7 @@ def test_execute_all_combines_multi_row_inserts_and_one_row_writes(
     set_status = (sa.update(step_journal)
                   .where(step_journal.c.run_id == sa.bindparam("p_run"))
                   .values(status=sa.bindparam("p_status")))
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counted(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(sql))
-        return execute(cur, sql, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    sent = _record_statements(monkeypatch)
     with pg_engine.begin() as conn:
         fastpath.execute_all(conn, [(outbox.insert(), [out(2), out(1), out(3)]),
                                     (set_status, [{"p_run": "run-m", "p_status": "failed"}])])

@@ -1,0 +1,145 @@
+"""The commands that act on a run that exists: signal, event, token, cancel.
+
+Each folds the run's stream, decides what the command means in the state it
+finds (through `domain.state.decide` where the lifecycle changes), and appends
+with the version it folded; a concurrent change makes it read and decide again.
+A command that wakes a suspended run makes its queue row due in the same
+transaction. `Engine` inherits them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from domain import events as ev
+from domain.errors import ConcurrencyError, IllegalTransition, InvalidRequest, NotAwaited
+from domain.lifecycle import RunStatus
+from domain.state import Cancel, RunState, Wake, decide
+from eventstore.records import NewEvent, StreamAppend
+from eventstore.store import Clock, EventStore, Transaction
+from ledgerflow import _queue as queue
+from ledgerflow._executor import Wakeup
+from ledgerflow._journal import Journal
+from ledgerflow._streams import event_metadata
+
+
+def json_value(value: Any, what: str) -> Any:
+    """`value` as the store will keep it, or `InvalidRequest` saying why it cannot."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"{what} is not JSON-serialisable: {exc}") from None
+    if ev.nul_in_json(text):
+        raise InvalidRequest(f"{what} holds a NUL character (\\u0000), which the event "
+                             "store cannot keep")
+    return json.loads(text)
+
+
+
+class RunCommands:
+    """Signal, event, token and cancel; mixed into `Engine`, which provides the rest."""
+
+    store: EventStore
+    clock: Clock
+    wakeup: Wakeup
+
+    def _journal(self, run_id: str) -> Journal:
+        raise NotImplementedError
+
+    def notify_parent(self, tx: Transaction, child: Journal, status: str, result: Any,
+                      error: ev.ErrorInfo | None) -> None:
+        raise NotImplementedError
+
+    def mark_finished(self, run_id: str, state: RunState | None = None) -> None:
+        raise NotImplementedError
+
+    def signal(self, run_id: str, name: str, payload: Any = None, *,
+               actor: str | None = None) -> None:
+        """Deliver signal `name`; buffered when the run is not waiting for it yet."""
+        data = json_value(payload, "signal payload")
+        self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data), actor)
+
+    def send_event(self, run_id: str, event_type: str, payload: Any = None, *,
+                   actor: str | None = None) -> None:
+        """Deliver an external event; buffered when the run is not waiting for it yet."""
+        data = json_value(payload, "event payload")
+        self._deliver(run_id, "event", event_type,
+                      ev.EventReceived(event_type=event_type, payload=data), actor)
+
+    def _deliver(self, run_id: str, kind: str, name: str, event: ev.Event,
+                 actor: str | None) -> None:
+        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
+            state = journal.state
+            if state.is_terminal:
+                raise NotAwaited(run_id, kind, name)
+            wp = state.waitpoint
+            if state.status is RunStatus.SUSPENDED and wp is not None and wp.kind == kind \
+                    and wp.name == name:
+                return [event, *decide(state, Wake(reason=kind, name=name))], True
+            return [event], False
+
+        self._command(run_id, build, actor)
+
+    def resolve_token(self, run_id: str, token_id: str, payload: Any = None, *,
+                      actor: str | None = None) -> None:
+        """Resolve the token the run waits on (`NotAwaited` if it is not waiting on it)."""
+        data = json_value(payload, "token payload")
+
+        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
+            state, wp = journal.state, journal.state.waitpoint
+            if state.status is not RunStatus.SUSPENDED or wp is None or wp.kind != "token" \
+                    or wp.token_id != token_id:
+                raise NotAwaited(run_id, "token", token_id)
+            return [ev.TokenResolved(token_id=token_id, payload=data),
+                    *decide(state, Wake(reason="token", name=wp.name))], True
+
+        self._command(run_id, build, actor)
+
+    def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
+        """Cancel a non-terminal run (`IllegalTransition` if terminal), then its children.
+
+        As Temporal's default parent-close policy: the run's unfinished children (and
+        theirs) are canceled too, each in its own transaction after the parent's.
+        """
+        children: list[str] = []
+
+        def build(journal: Journal) -> tuple[list[ev.Event], bool]:
+            return decide(journal.state, Cancel(reason=reason)), False
+
+        def also(tx: Transaction, journal: Journal) -> None:
+            queue.remove(tx, run_id)
+            error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
+            self.notify_parent(tx, journal, "canceled", None, error)
+            children[:] = journal.state.children
+
+        self._command(run_id, build, actor, also)
+        self.mark_finished(run_id)
+        self.wakeup.notify()
+        for child in children:
+            with contextlib.suppress(IllegalTransition):  # that child had finished already
+                self.cancel(child, f"parent run {run_id} was canceled", actor=actor)
+
+    def _command(self, run_id: str,
+                 build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
+                 also: Callable[[Transaction, Journal], None] | None = None) -> None:
+        for _ in range(50):
+            journal = self._journal(run_id)
+            events, wake = build(journal)
+            meta = event_metadata(journal.base_metadata, journal.last_event_id, actor)
+            try:
+                with self.store.transaction() as tx:
+                    tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
+                                           journal.version))
+                    if wake:
+                        queue.wake(tx, run_id, self.clock())
+                    if also is not None:
+                        also(tx, journal)
+            except ConcurrencyError:
+                continue
+            if wake:
+                self.wakeup.notify()
+            return
+        raise ConcurrencyError(run_id, -1, -1)

@@ -56,6 +56,8 @@ class GlobalReader(StreamReader, Protocol):
 
 
 _INSERT = events.insert().returning(events.c.position, sort_by_parameter_order=True)
+_NOTIFY = sa.select(sa.func.pg_notify(sa.bindparam("channel", type_=sa.String),
+                                      sa.bindparam("payload", type_=sa.String)))
 
 
 class Transaction:
@@ -72,6 +74,7 @@ class Transaction:
         self.store = store
         self._conn = conn
         self._deferred: list[fastpath.Batch] = []
+        self._notices: dict[tuple[str, str], None] = {}
         self.recorded: list[RecordedEvent] = []
 
     @property
@@ -91,6 +94,21 @@ class Transaction:
         if self._deferred:
             batches, self._deferred = self._deferred, []
             fastpath.execute_all(self._conn, batches)
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """PostgreSQL: `pg_notify(channel, payload)` in this transaction, so listeners
+        hear it when (and only if) it commits; the same notice twice is sent once.
+        Nothing on SQLite, which has no notifications (its workers poll)."""
+        if self.store.is_postgres:
+            self._notices[(channel, payload)] = None
+
+    def _finish(self) -> None:
+        """Before the commit: the deferred writes, then the notices."""
+        self.flush()
+        if self._notices:
+            fastpath.execute(self._conn, _NOTIFY, [
+                {"channel": channel, "payload": payload} for channel, payload in self._notices])
+            self._notices.clear()
 
     def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
         """Append events to one or more streams; checks every expected version."""
@@ -228,12 +246,12 @@ class EventStore(GlobalReader):
                 with self.engine.begin() as conn:
                     tx = Transaction(self, conn)
                     yield tx
-                    tx.flush()
+                    tx._finish()
             else:
                 with held.begin():
                     tx = Transaction(self, held)
                     yield tx
-                    tx.flush()
+                    tx._finish()
 
     @contextmanager
     def held_connection(self) -> Iterator[None]:

@@ -23,6 +23,7 @@ from eventstore.store import Clock, EventStore, Transaction
 from ledgerflow import _queue as queue
 from ledgerflow._executor import Wakeup
 from ledgerflow._journal import Journal
+from ledgerflow._listen import announce
 from ledgerflow._streams import event_metadata
 
 
@@ -45,6 +46,7 @@ class RunCommands:
     store: EventStore
     clock: Clock
     wakeup: Wakeup
+    worker_id: str
 
     def _journal(self, run_id: str) -> Journal:
         raise NotImplementedError
@@ -135,6 +137,7 @@ class RunCommands:
                                            journal.version))
                     if wake:
                         queue.wake(tx, run_id, self.clock())
+                        announce(tx, self.worker_id)
                     if also is not None:
                         also(tx, journal)
             except ConcurrencyError:

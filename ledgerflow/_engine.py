@@ -47,6 +47,7 @@ from ledgerflow._context import ChildSpec
 from ledgerflow._delivery import RunCommands, json_value
 from ledgerflow._executor import Claimed, RunSession, Wakeup, claim_next
 from ledgerflow._journal import Journal, base_metadata
+from ledgerflow._listen import announce
 from ledgerflow._streams import event_metadata, read_events
 
 _SAME: Any = object()
@@ -217,6 +218,8 @@ class Engine(RunCommands):
                 queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
                               owner=self.worker_id if leased else None,
                               until=now + self.lease if leased else None)
+                if not leased and not delay:
+                    announce(tx, self.worker_id)
         except _KeyTaken as taken:
             if taken.fingerprint != _fingerprint(created):
                 raise IdempotencyConflict(key or "") from None
@@ -226,8 +229,9 @@ class Engine(RunCommands):
         if not leased:
             self.wakeup.notify()
         elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, recorded))):
-            with self.store.engine.begin() as conn:  # the worker stopped meanwhile
-                queue.park(conn, run_id, now)
+            with self.store.transaction() as tx:  # the worker stopped meanwhile
+                queue.park(tx, run_id, now)
+                announce(tx, self.worker_id)
         return TriggerResult(run_id, True, tuple(recorded))
 
     def _start_events(self, run_id: str, created: ev.RunCreated,
@@ -289,6 +293,7 @@ class Engine(RunCommands):
                 and wp.kind == "child" and wp.name == step_id:
             events += decide(parent.state, Wake(reason="child", name=step_id))
             queue.wake(tx, parent_id, self.clock())
+            announce(tx, self.worker_id)
         meta = event_metadata(parent.base_metadata, child.last_event_id)
         tx.append(StreamAppend(parent_id, [NewEvent(e, metadata=meta) for e in events],
                                parent.version))
@@ -391,8 +396,11 @@ class Engine(RunCommands):
 
     def release_leases(self) -> int:
         """Give back every run this worker id holds (due now)."""
-        with self.store.engine.begin() as conn:
-            return queue.release_owner(conn, self.worker_id, self.clock())
+        with self.store.transaction() as tx:
+            released = queue.release_owner(tx.conn, self.worker_id, self.clock())
+            if released:
+                announce(tx, self.worker_id)
+        return released
 
 
 def _fingerprint(created: ev.RunCreated) -> str:

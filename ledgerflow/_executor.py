@@ -33,6 +33,7 @@ from ledgerflow._authoring import StepFailed
 from ledgerflow._context import Compensation, Context, Park, error_info, json_roundtrip
 from ledgerflow._faults import fault_point
 from ledgerflow._journal import INPUT_EVENTS, Journal
+from ledgerflow._listen import announce
 from ledgerflow._streams import event_metadata, read_events
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class RunSession:
         except Park as park:
             return self.park(park)
         except StopRequested:
-            self.flush(also=lambda tx: queue.park(tx, self.run_id, self.clock()))
+            self.flush(also=self._give_back)
             return "released"
         except NonDeterminismError as error:
             return self.fail(error_info(error), "none")
@@ -251,6 +252,11 @@ class RunSession:
         if ctx.diverged is not None:
             return self.fail(error_info(ctx.diverged), "none")
         return self.complete(result)
+
+    def _give_back(self, tx: Transaction) -> None:
+        """The worker stops: the run is due again at once, for any worker."""
+        queue.park(tx, self.run_id, self.clock())
+        announce(tx, self.engine.worker_id)
 
     def park(self, park: Park) -> str:
         decision = [*park.facts, *decide(self.journal.state, Suspend(waitpoint=park.waitpoint))]

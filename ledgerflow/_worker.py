@@ -9,7 +9,9 @@ again). The queue is drained at least every poll interval even while hand-overs
 keep the thread busy, so runs made due by other processes or timers are not
 starved. A handed run passes the fault point `run_handed` before it executes (crash
 tests: the process dies holding a run its trigger already leased to it). The
-heartbeat thread extends the leases of this worker id every `lease / 3`.
+heartbeat thread extends the leases of this worker id every `lease / 3`. On
+PostgreSQL a listener thread (`_listen.Listener`) nudges a thread when another
+process announces a run it made due, so it is claimed without waiting for a poll.
 `stop(graceful=True)` lets each thread finish the step in hand (no new step
 starts), writes what they journaled, and gives their runs back (due now, handed
 runs no thread started included) so another worker continues them at once.
@@ -26,6 +28,7 @@ from types import FrameType
 from ledgerflow._engine import Engine
 from ledgerflow._executor import Claimed
 from ledgerflow._faults import fault_point
+from ledgerflow._listen import Listener
 
 log = logging.getLogger("ledgerflow.worker")
 
@@ -42,6 +45,7 @@ class Worker:
         self._halt = threading.Event()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.listener: Listener | None = None
 
     @property
     def running(self) -> bool:
@@ -61,12 +65,18 @@ class Worker:
                                               daemon=True))
         for thread in self._threads:
             thread.start()
+        if self.engine.store.is_postgres:
+            self.listener = Listener(self.engine.store.engine, self.engine.worker_id,
+                                     self.engine.wakeup.notify).start()
         return self
 
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         """Stop: finish the step in hand (graceful) and release this worker's leases."""
         self.engine.request_stop(True)
         self._halt.set()
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
         if self._threads:
             self.engine.wakeup.detach(self.threads)  # handed, unstarted: released below
         self.engine.wakeup.notify(len(self._threads) or 1)

@@ -1,0 +1,82 @@
+"""PostgreSQL notifications: a run made due by another process is claimed at once,
+not at the next poll (the workers here poll once a minute)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine as SAEngine
+
+from domain.lifecycle import RunStatus
+from eventstore import EventStore
+from ledgerflow import Context, Engine, Worker, WorkflowRegistry
+from ledgerflow._listen import RUNS_CHANNEL, Listener, announce
+
+SLOW_POLL = 60.0
+
+
+def _registry() -> WorkflowRegistry:
+    registry = WorkflowRegistry()
+
+    @registry.workflow("echo")
+    def echo(ctx: Context, data: Any) -> Any:
+        return ctx.step("echo", lambda: data)
+
+    @registry.workflow("approve")
+    def approve(ctx: Context, data: Any) -> Any:
+        return ctx.wait_for_signal("approved")
+
+    return registry
+
+
+def test_runs_made_due_by_another_process_start_without_waiting_for_a_poll(
+        pg_engine: SAEngine) -> None:
+    registry = _registry()
+    store = EventStore(pg_engine)
+    here = Engine(store, registry, worker_id="worker-here")
+    elsewhere = Engine(store, registry, worker_id="api-elsewhere")  # no worker of its own
+    worker = Worker(here, threads=2, poll_interval=SLOW_POLL).start()
+    try:
+        assert worker.listener is not None and worker.listener.wait_listening(10)
+        run = elsewhere.trigger("echo", {"n": 1}).run_id
+        assert elsewhere.wait(run, timeout=15, poll=0.05).result == {"n": 1}
+
+        waiting = elsewhere.trigger("approve", {}).run_id
+        deadline = time.monotonic() + 15
+        while elsewhere.state(waiting).status is not RunStatus.SUSPENDED:
+            assert time.monotonic() < deadline, elsewhere.state(waiting)
+            time.sleep(0.05)
+        elsewhere.signal(waiting, "approved", {"by": "ops"})
+        assert elsewhere.wait(waiting, timeout=15, poll=0.05).result == {"by": "ops"}
+    finally:
+        worker.stop()
+
+
+def test_listener_hears_committed_notices_of_other_senders_only(pg_engine: SAEngine) -> None:
+    heard = threading.Semaphore(0)
+    count = {"n": 0}
+
+    def nudge() -> None:
+        count["n"] += 1
+        heard.release()
+
+    store = EventStore(pg_engine)
+    listener = Listener(pg_engine, "me", nudge).start()
+    try:
+        assert listener.wait_listening(10)
+        with store.transaction() as tx:
+            announce(tx, "me")  # this process's own notice: nudged in memory instead
+        with pytest.raises(ZeroDivisionError), store.transaction() as tx:
+            announce(tx, "other")
+            raise ZeroDivisionError  # rolled back: never delivered
+        with store.transaction() as tx:
+            announce(tx, "other")
+            tx.notify(RUNS_CHANNEL, "other")  # the same notice twice: sent once
+        assert heard.acquire(timeout=10)
+        assert not heard.acquire(timeout=0.5)
+        assert count["n"] == 1
+    finally:
+        listener.stop()

@@ -205,7 +205,11 @@ class RunSession:
             raise Replay()
 
     def _reconcile(self) -> None:
-        recs = self.engine.store.read_stream(self.run_id)
+        # Through a transaction: on the connection this thread holds while it executes
+        # the run, so a run never needs a second pooled connection (a pool full of
+        # held connections, each waiting for another, would deadlock).
+        with self.engine.store.transaction() as tx:
+            recs = read_events(tx.conn, self.run_id)
         for rec in recs:
             if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
                 raise Abandon()

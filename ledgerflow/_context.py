@@ -193,28 +193,29 @@ class Context:
         times, not sleeps); the last failure raises `StepFailed`. `compensate(result)`
         runs if the run later rolls back.
         """
-        policy = RetryPolicy(max_attempts, backoff, initial_delay, max_delay)
+        rules = _Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
+                       retry_on, non_retryable)
         op = self._op(name)
         self._enter(op, "step")
         j = self._j
-        if op not in j.results and op not in j.failures and op not in j.attempts \
-                and op in j.seeds:
+        self._seed(op)
+        while True:  # the journal says where the step is; run an attempt if it is due
+            if op in j.results:
+                return self._completed(op, j.results[op], compensate, rules.policy)
+            if op in j.failures:
+                failed = j.failures[op]
+                raise StepFailed(op, failed.error, failed.attempt)
+            due = j.retry_due.get(op)
+            if due is not None and due > self._session.clock():
+                raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+            self._session.before_step()
+            self._attempt(op, lambda: _call(fn, args, timeout), rules)
+
+    def _seed(self, op: str) -> None:
+        """A step of a resumed run with a seeded result: journal the seed, do not run."""
+        j = self._j
+        if op not in j.attempts and op not in j.results and op in j.seeds:
             self._record(ev.StepCompleted(step_id=op, result=j.seeds[op], attempt=0))
-        if op in j.results:
-            return self._completed(op, j.results[op], compensate, policy)
-        if op in j.failures:
-            failed = j.failures[op]
-            raise StepFailed(op, failed.error, failed.attempt)
-        due = j.retry_due.get(op)
-        if due is not None and due > self._session.clock():
-            raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
-        attempt = j.attempts.get(op, 0) + 1
-        while True:
-            result = self._attempt(op, fn, args, attempt, policy, timeout, retry_on,
-                                   non_retryable)
-            if result is not _RETRY:
-                return self._completed(op, result, compensate, policy)
-            attempt += 1
 
     def _completed(self, op: str, result: Any, compensate: Callable[[Any], Any] | None,
                    policy: RetryPolicy) -> Any:
@@ -222,54 +223,69 @@ class Context:
             self.compensations.append(Compensation(op, compensate, result, policy))
         return result
 
-    def _attempt(self, op: str, fn: Callable[..., Any], args: tuple[Any, ...], attempt: int,
-                 policy: RetryPolicy, timeout: timedelta | None,
-                 retry_on: tuple[type[BaseException], ...],
-                 non_retryable: tuple[type[BaseException], ...]) -> Any:
-        session = self._session
-        session.before_step()
-        started = session.clock()
+    def _attempt(self, op: str, call: Callable[[], Any], rules: _Rules) -> None:
+        """One attempt of step `op`, journaled: StepCompleted, or StepFailed (final, or
+        with RetryScheduled for the next attempt). The caller reads the journal."""
+        started = self._session.clock()
         try:
-            result = json_roundtrip(_call(fn, args, timeout), f"the result of step {op!r}")
+            result = json_roundtrip(call(), f"the result of step {op!r}")
         except Exception as exc:
-            retryable = (isinstance(exc, retry_on) and not isinstance(exc, non_retryable)
-                         and not isinstance(exc, NotSerializable))
-            final = not retryable or attempt >= policy.max_attempts
-            info = error_info(exc, op)
-            self._record(ev.StepFailed(step_id=op, attempt=attempt, error=info, final=final,
-                                       started_at=started))
-            if final:
-                raise StepFailed(op, info, attempt) from exc
-            delay = policy.delay_after(attempt)
-            if delay <= timedelta(0):
-                return _RETRY
-            due = session.clock() + delay
-            self._record(ev.RetryScheduled(step_id=op, attempt=attempt + 1, due_at=due))
-            raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due) from None
+            self._failed(op, exc, rules, started)
+            return
         fault_point("step_executed")
-        self._record(ev.StepCompleted(step_id=op, result=result, attempt=attempt,
+        self._record(ev.StepCompleted(step_id=op, result=result,
+                                      attempt=self._j.attempts.get(op, 0) + 1,
                                       started_at=started))
-        return result
 
-    def parallel(self, name: str, branches: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+    def _failed(self, op: str, exc: Exception, rules: _Rules, started: datetime) -> None:
+        attempt = self._j.attempts.get(op, 0) + 1
+        final = not rules.retryable(exc) or attempt >= rules.policy.max_attempts
+        self._record(ev.StepFailed(step_id=op, attempt=attempt, error=error_info(exc, op),
+                                   final=final, started_at=started))
+        delay = rules.policy.delay_after(attempt)
+        if not final and delay > timedelta(0):  # no delay: the caller retries at once
+            due = self._session.clock() + delay
+            self._record(ev.RetryScheduled(step_id=op, attempt=attempt + 1, due_at=due))
+
+    def parallel(self, name: str, branches: Mapping[str, Callable[[], Any]], *,
+                 max_attempts: int = 1, backoff: Backoff = "exponential",
+                 initial_delay: timedelta = timedelta(seconds=1),
+                 max_delay: timedelta = timedelta(minutes=5), timeout: timedelta | None = None,
+                 retry_on: tuple[type[BaseException], ...] = (Exception,),
+                 non_retryable: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
         """Run each branch (a no-argument callable) concurrently, each journaled as step
-        `name/branch`; returns `{branch: result}`. A failed branch raises `StepFailed`
-        after the others are journaled."""
+        `name/branch` with `ctx.step`'s retry options; returns `{branch: result}`.
+
+        Each round runs the branches that are due at once; failed ones with attempts
+        left are retried in a later round (after a back-off: the run parks until the
+        earliest). A branch's last failure raises `StepFailed` once its round is
+        journaled (pending retries of the others are then dropped).
+        """
+        rules = _Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
+                       retry_on, non_retryable)
         op = self._op(name)
         ids = {branch: f"{op}/{branch}" for branch in branches}
         j = self._j
-        recorded = [i for i in ids.values() if i in j.results or i in j.failures]
+        recorded = {i for i in ids.values() if i in j.attempts}
         for _ in recorded:
-            self._enter_any(set(recorded), f"parallel {op!r} branch")
-        todo = {b: i for b, i in ids.items() if i not in j.results and i not in j.failures}
-        if todo:
-            self._session.before_step()
-            self._run_branches(todo, branches)
+            self._enter_any(recorded, f"parallel {op!r} branch")
         for step_id in ids.values():
-            if step_id in j.failures:
-                failed = j.failures[step_id]
-                raise StepFailed(step_id, failed.error, failed.attempt)
-        return {branch: j.results[step_id] for branch, step_id in ids.items()}
+            self._seed(step_id)
+        while True:
+            for step_id in ids.values():
+                if step_id in j.failures:
+                    failed = j.failures[step_id]
+                    raise StepFailed(step_id, failed.error, failed.attempt)
+            todo = {b: i for b, i in ids.items() if i not in j.results}
+            if not todo:
+                return {branch: j.results[step_id] for branch, step_id in ids.items()}
+            now = self._session.clock()
+            ready = {b: i for b, i in todo.items() if j.retry_due.get(i, now) <= now}
+            if not ready:
+                due = min(j.retry_due[i] for i in todo.values())
+                raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+            self._session.before_step()
+            self._run_branches(ready, branches, rules)
 
     def _enter_any(self, allowed: set[str], what: str) -> None:
         order = self._j.order
@@ -278,25 +294,26 @@ class Context:
                 f"replay reached {what} but history has {order[self._cursor]!r} at that point")
         self._cursor += 1
 
-    def _run_branches(self, todo: dict[str, str],
-                      branches: Mapping[str, Callable[[], Any]]) -> None:
+    def _run_branches(self, ready: dict[str, str], branches: Mapping[str, Callable[[], Any]],
+                      rules: _Rules) -> None:
+        """One attempt of each ready branch, concurrently; journaled in branch order."""
         started = self._session.clock()
-        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-            futures = {b: pool.submit(branches[b]) for b in todo}
+        with ThreadPoolExecutor(max_workers=len(ready)) as pool:
+            futures = {b: pool.submit(_call, branches[b], (), rules.timeout) for b in ready}
             outcomes: dict[str, Any] = {}
             for branch, future in futures.items():
                 try:
                     outcomes[branch] = json_roundtrip(future.result(),
-                                                      f"branch {todo[branch]!r}")
+                                                      f"branch {ready[branch]!r}")
                 except Exception as exc:
                     outcomes[branch] = exc
-        for branch, step_id in todo.items():
+        for branch, step_id in ready.items():
             out = outcomes[branch]
             if isinstance(out, Exception):
-                self._record(ev.StepFailed(step_id=step_id, attempt=1, final=True,
-                                           error=error_info(out, step_id), started_at=started))
+                self._failed(step_id, out, rules, started)
             else:
-                self._record(ev.StepCompleted(step_id=step_id, result=out, started_at=started))
+                self._record(ev.StepCompleted(step_id=step_id, result=out, started_at=started,
+                                              attempt=self._j.attempts.get(step_id, 0) + 1))
 
     # --------------------------------------------------------------------- waits
 
@@ -393,7 +410,18 @@ class Context:
         raise Park(wp, None, [started], spec)
 
 
-_RETRY = object()
+@dataclass(frozen=True)
+class _Rules:
+    """How a step's attempts go: retry policy, per-attempt timeout, what is retried."""
+
+    policy: RetryPolicy
+    timeout: timedelta | None
+    retry_on: tuple[type[BaseException], ...]
+    non_retryable: tuple[type[BaseException], ...]
+
+    def retryable(self, exc: Exception) -> bool:
+        return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
+                and not isinstance(exc, NotSerializable))
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: timedelta | None) -> Any:

@@ -135,3 +135,50 @@ def test_step_timeout_counts_as_a_failed_attempt(engine: Engine,
     run = engine.trigger("slow", None).run_id
     assert run_to_completion(engine, run).result == "StepTimeout"
     release.set()
+
+
+def test_parallel_branches_retry_with_durable_back_off(engine: Engine,
+                                                      registry: WorkflowRegistry,
+                                                      clock: FakeClock) -> None:
+    flaky, steady = Flaky(2), Flaky(0)
+
+    @registry.workflow("fan")
+    def fan(ctx: Context, data: Any) -> Any:
+        return ctx.parallel("p", {"flaky": flaky, "steady": steady}, max_attempts=3,
+                            initial_delay=timedelta(seconds=10))
+
+    run = engine.trigger("fan", None).run_id
+    engine.run_due()
+    state = engine.state(run)
+    assert state.waitpoint is not None and state.waitpoint.kind == "retry"
+    assert state.waitpoint.wake_at == clock() + timedelta(seconds=10)
+    assert engine.run_due().claimed == 0  # not due yet: no sleep in a thread
+    clock.advance(timedelta(seconds=10))
+    engine.run_due()
+    assert engine.state(run).waitpoint.wake_at == clock() + timedelta(seconds=20)  # type: ignore[union-attr]
+    clock.advance(timedelta(seconds=20))
+    state = run_to_completion(engine, run)
+    assert state.status is RunStatus.COMPLETED
+    assert state.result == {"flaky": "ok", "steady": "ok"}
+    assert (flaky.calls, steady.calls) == (3, 1)  # the branch that succeeded ran once
+    outcomes = [(r.type, r.event.step_id, r.event.attempt)  # type: ignore[attr-defined]
+                for r in engine.history(run) if r.type in ("StepCompleted", "StepFailed")]
+    assert outcomes == [("StepFailed", "p/flaky", 1), ("StepCompleted", "p/steady", 1),
+                        ("StepFailed", "p/flaky", 2), ("StepCompleted", "p/flaky", 3)]
+
+
+def test_parallel_branch_that_keeps_failing_fails_the_run_naming_it(
+        engine: Engine, registry: WorkflowRegistry) -> None:
+    broken, steady = Flaky(99), Flaky(0)
+
+    @registry.workflow("fan-broken")
+    def fan(ctx: Context, data: Any) -> Any:
+        return ctx.parallel("p", {"broken": broken, "steady": steady}, max_attempts=3,
+                            initial_delay=timedelta(0))  # no delay: retried at once
+
+    run = engine.trigger("fan-broken", None).run_id
+    state = run_to_completion(engine, run)
+    assert state.status is RunStatus.FAILED and state.error is not None
+    assert state.error.step_id == "p/broken" and "attempt 3 failed" in state.error.message
+    assert (broken.calls, steady.calls) == (3, 1)
+    assert not [r for r in engine.history(run) if r.type == "RunSuspended"]

@@ -20,7 +20,10 @@ transactions by SQLAlchemy commit events), and process CPU per workflow
 (`time.process_time()` deltas over each phase / N: the client, the worker
 threads and the driver, as DBOS's is).
 
-Run: `bash bench/run workflows` (env WF_N overrides N=500).
+Each phase runs WF_REPEATS times (3) and the median of each figure is used, for
+both engines alike.
+
+Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 
 N = int(os.environ.get("WF_N", "500"))
+REPEATS = int(os.environ.get("WF_REPEATS", "3"))
 WORKER_THREADS = int(os.environ.get("WF_WORKER_THREADS", "8"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")
@@ -107,6 +111,24 @@ def machine_cpu() -> tuple[float, float, float]:
             rest = text[text.rindex(")") + 2:].split()
             server += int(rest[11]) + int(rest[12])
     return sum(fields) / tick, (fields[3] + fields[4]) / tick, server / tick
+
+
+def measure_median(label: str, one: Callable[[int], Any], concurrency: int,
+                   counts: dict[str, int] | None = None) -> dict[str, float]:
+    """`measure` REPEATS times; the median of each figure (this VM's load drifts by
+    +-10% within a minute: one phase is one sample, for both engines alike)."""
+    runs = []
+    for _ in range(REPEATS):
+        if counts is not None:
+            counts.update(stmts=0, tx=0)
+        out = measure(label, one, concurrency)
+        if counts is not None:
+            out["stmts"], out["tx"] = counts["stmts"] / N, counts["tx"] / N
+        runs.append(out)
+    median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    print(f"{label + ' median':<28} {median['per_s']:8.1f} wf/s  p50 {median['p50_ms']:6.2f} ms"
+          f"  p90 {median['p90_ms']:6.2f} ms  cpu {median['cpu_ms']:6.2f} ms/wf")
+    return median
 
 
 def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str, float]:
@@ -195,12 +217,9 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         one(i)
     results: dict[str, dict[str, float]] = {}
     for label, conc in (("seq", 1), ("conc8", 8)):
-        counts.update(stmts=0, tx=0)
-        results[label] = measure(f"ledgerflow {label}", one, conc)
-        results[label]["stmts"] = counts["stmts"] / N
-        results[label]["tx"] = counts["tx"] / N
-        print(f"{'':<28} {counts['stmts'] / N:.1f} statements, {counts['tx'] / N:.1f} "
-              "transactions per workflow")
+        results[label] = measure_median(f"ledgerflow {label}", one, conc, counts)
+        print(f"{'':<28} {results[label]['stmts']:.1f} statements, "
+              f"{results[label]['tx']:.1f} transactions per workflow")
     worker.stop()
     engine_sa.dispose()
     stop_counting()
@@ -242,7 +261,7 @@ def bench_dbos() -> dict[str, dict[str, float]]:
 
     for i in range(40):
         one(i)
-    results = {label: measure(f"dbos {label}", one, conc)
+    results = {label: measure_median(f"dbos {label}", one, conc)
                for label, conc in (("seq", 1), ("conc8", 8))}
     DBOS.destroy()
     return results

@@ -218,6 +218,9 @@ def main() -> None:
     d_eps = rate(decoded, read_s)
     print(f"(a) {SINGLE} single-event appends, 1 writer: ledgerflow {a_eps:,.0f}/s, "
           f"raw {a_raw:,.0f}/s, eventsourcing {es_single:,.0f}/s")
+    print(f"    4x eventsourcing would be {4 * es_single:,.0f}/s: "
+          f"{4 * es_single / a_raw:.1f}x the raw single-writer ceiling measured here "
+          "(one commit per event; no store can pass it)")
     print(f"(b) {BATCHES} appends x {BATCH} events: ledgerflow {b_eps:,.0f}/s, raw {b_raw:,.0f}/s,"
           f" eventsourcing {es_batch:,.0f}/s")
     print(f"(c) {WRITERS} writers x {PER_WRITER}: ledgerflow {c_eps:,.0f}/s, raw {c_raw:,.0f}/s")

@@ -80,3 +80,27 @@ def test_listener_hears_committed_notices_of_other_senders_only(pg_engine: SAEng
         assert count["n"] == 1
     finally:
         listener.stop()
+
+
+def test_listener_reconnects_after_its_connection_is_killed(pg_engine: SAEngine) -> None:
+    heard = threading.Semaphore(0)
+    store = EventStore(pg_engine)
+    listener = Listener(pg_engine, "me", heard.release, retry=0.1).start()
+    try:
+        assert listener.wait_listening(10)
+        with pg_engine.connect() as conn:  # the server drops the listening session
+            killed = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                f" WHERE query = 'LISTEN {RUNS_CHANNEL}' AND pid <> pg_backend_pid()"
+                " AND datname = current_database()"
+            ).scalar_one()
+        assert killed == 1
+        deadline = time.monotonic() + 15
+        while True:  # notices sent while it was away are lost; polling covers those
+            with store.transaction() as tx:
+                announce(tx, "other")
+            if heard.acquire(timeout=0.2):
+                break
+            assert time.monotonic() < deadline, "the listener did not come back"
+    finally:
+        listener.stop()

@@ -7,7 +7,9 @@ and migrations create them from these `Table` objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -43,6 +45,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError(f"naive datetime {value!r}: ledgerflow stores aware UTC times")
         return value.astimezone(UTC) if dialect.name != "sqlite" else \
             value.astimezone(UTC).replace(tzinfo=None)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On PostgreSQL one plain function (binds run ~30 times per workflow; the
+        generic TypeDecorator chain around `process_bind_param` cost twice as much)."""
+        if dialect.name == "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> datetime | None:
+            if value is None or value.tzinfo is UTC:
+                return value
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}: ledgerflow stores aware UTC times")
+            return value.astimezone(UTC)
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:

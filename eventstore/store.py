@@ -197,6 +197,28 @@ class Transaction:
         ]
 
 
+def _on_held_postgres(store: EventStore, held: Connection) -> Iterator[Transaction]:
+    """A transaction on a held PostgreSQL connection, committed on the driver when only
+    the driver was used (the hot path: fastpath statements): psycopg begins it at the
+    first statement; SQLAlchemy's transaction object is made only if Core runs
+    something in it (then SQLAlchemy commits). Spares ~20 us per transaction."""
+    raw: Any = held.connection.dbapi_connection
+    tx = Transaction(store, held)
+    try:
+        yield tx
+        tx._finish()
+    except BaseException:
+        if held.in_transaction():
+            held.rollback()
+        else:
+            raw.rollback()
+        raise
+    if held.in_transaction():
+        held.commit()
+    else:
+        raw.commit()
+
+
 def _refuse_nul(append: StreamAppend, type_name: str, data: str) -> None:
     if nul_in_json(data):
         raise InvalidEvent(
@@ -242,16 +264,23 @@ class EventStore(GlobalReader):
         the pool."""
         held: Connection | None = getattr(self._held, "conn", None)
         with _errors.translated():
-            if held is None or held.in_transaction():
+            if held is None or self._held.busy:  # none held, or nested: its own connection
                 with self.engine.begin() as conn:
                     tx = Transaction(self, conn)
                     yield tx
                     tx._finish()
-            else:
-                with held.begin():
-                    tx = Transaction(self, held)
-                    yield tx
-                    tx._finish()
+                return
+            self._held.busy = True
+            try:
+                if self.is_postgres:
+                    yield from _on_held_postgres(self, held)
+                else:
+                    with held.begin():
+                        tx = Transaction(self, held)
+                        yield tx
+                        tx._finish()
+            finally:
+                self._held.busy = False
 
     @contextmanager
     def held_connection(self) -> Iterator[None]:
@@ -263,7 +292,7 @@ class EventStore(GlobalReader):
             return
         with _errors.translated():
             conn = self.engine.connect()
-        self._held.conn = conn
+        self._held.conn, self._held.busy = conn, False
         try:
             yield
         finally:

@@ -18,3 +18,23 @@ class TestPostgresIdempotency(IdempotencyContract):
     @pytest.fixture
     def engine(self, pg_engine: Engine) -> Engine:
         return pg_engine
+
+
+def test_a_nested_transaction_on_a_held_connection_is_a_transaction_of_its_own(
+        pg_engine: Engine) -> None:
+    """A hook or step that appends while the thread's held transaction is open must
+    not join it: its commit would commit the outer work, and the outer rollback
+    would not undo it."""
+    from eventstore import EventStore, StreamAppend
+    from tests.eventstore.contract import created, sid
+
+    store = EventStore(pg_engine)
+    outer, inner = sid(), sid()
+    with store.held_connection():
+        with pytest.raises(ZeroDivisionError), store.transaction() as tx:
+            tx.append(StreamAppend(outer, [created()], 0))
+            store.append(StreamAppend(inner, [created()], 0))
+            raise ZeroDivisionError
+        assert store.stream_version(outer) == 0 and store.stream_version(inner) == 1
+        store.append(StreamAppend(outer, [created()], 0))  # the held connection goes on
+    assert store.stream_version(outer) == 1

@@ -16,7 +16,7 @@ on `ledgerflow_bench` running at the same time cannot clear it.
 Figures: workflows/s for both and ratios, p50/p90 trigger-to-result latency,
 statements and transactions per workflow (ledgerflow; statements are counted at
 the driver, `psycopg.Cursor.execute`, so raw-cursor statements count too;
-transactions by SQLAlchemy commit events), and process CPU per workflow
+transactions as commits at the driver, `psycopg.Connection.commit`), and process CPU per workflow
 (`time.process_time()` deltas over each phase / N: the client, the worker
 threads and the driver, as DBOS's is).
 
@@ -60,8 +60,9 @@ def ensure_database(name: str) -> sa.engine.URL:
 
 
 def count_statements(counts: dict[str, int]) -> Callable[[], None]:
-    """Count every statement the driver sends (SQLAlchemy's and raw cursors'); returns
-    the function that stops counting (so DBOS's phase runs on the unwrapped driver)."""
+    """Count every statement and commit the driver sends (SQLAlchemy's and raw
+    cursors'); returns the function that stops counting (so DBOS's phase runs on the
+    unwrapped driver)."""
     import psycopg
 
     execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
@@ -75,12 +76,20 @@ def count_statements(counts: dict[str, int]) -> Callable[[], None]:
         counts["stmts"] += len(params_seq)  # one statement per parameter set (pipelined)
         return executemany(self, query, params_seq, **kwargs)
 
+    commit = psycopg.Connection.commit
+
+    def counted_commit(self: Any) -> None:
+        counts["tx"] += 1
+        commit(self)
+
     psycopg.Cursor.execute = counted  # type: ignore[method-assign]
     psycopg.Cursor.executemany = counted_many  # type: ignore[method-assign]
+    psycopg.Connection.commit = counted_commit  # type: ignore[method-assign]
 
     def stop() -> None:
         psycopg.Cursor.execute = execute  # type: ignore[method-assign]
         psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
+        psycopg.Connection.commit = commit  # type: ignore[method-assign]
 
     return stop
 
@@ -190,10 +199,6 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
                              + " RESTART IDENTITY CASCADE"))
     counts = {"stmts": 0, "tx": 0}
     stop_counting = count_statements(counts)
-
-    @sa.event.listens_for(engine_sa, "commit")
-    def _commit(*_: Any) -> None:
-        counts["tx"] += 1
 
     registry = WorkflowRegistry()
 

@@ -64,7 +64,7 @@ def execute(conn: Connection, statement: Executable,
         if many is _UNSET:
             many = _MULTI[(statement, first, len(rows))] = _multi_values(sql, binds, len(rows))
         if isinstance(many, str):
-            _cursor(conn).execute(many, {
+            cursor(conn).execute(many, {
                 f"r{index}_{name}": row[name] if process is None else process(row[name])
                 for index, row in enumerate(rows) for name, process in binds}, prepare=True)
             return
@@ -73,7 +73,7 @@ def execute(conn: Connection, statement: Executable,
                    for name, process in binds} for row in rows]
     else:
         params = [_construct(compiled, processors, row) for row in rows]
-    cur = _cursor(conn)
+    cur = cursor(conn)
     if len(params) == 1:
         cur.execute(sql, params[0], prepare=True)
     else:
@@ -123,8 +123,9 @@ def _construct(compiled: SQLCompiler, processors: dict[str, Callable[[Any], Any]
     return values
 
 
-def _cursor(conn: Connection) -> Any:
-    """The reused psycopg cursor of `conn`'s DBAPI connection."""
+def cursor(conn: Connection) -> Any:
+    """The reused psycopg cursor of `conn`'s DBAPI connection (for statements whose
+    results are read before the next statement runs)."""
     raw: Any = conn.connection.dbapi_connection
     cur = _CURSORS.get(raw)
     if cur is None or cur.closed:
@@ -173,7 +174,7 @@ def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
             for name, process in binds:
                 params[f"{prefix}r{index}_{name}"] = (
                     row[name] if process is None else process(row[name]))
-    _cursor(conn).execute(sql, params, prepare=True)
+    cursor(conn).execute(sql, params, prepare=True)
 
 
 def _shape(batches: Sequence[Batch]) -> _Shape | None:

@@ -40,6 +40,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from eventstore import fastpath
 from eventstore.records import StreamAppend
 
 T = TypeVar("T")
@@ -128,10 +129,8 @@ def insert_events(conn: Connection, appends: Sequence[StreamAppend],
             params += (append.stream_id, n, new.event_id, type_name, schema_version, data,
                        orjson.dumps(new.metadata).decode(), now)
             count += 1
-    raw: Any = conn.connection.dbapi_connection
-    with raw.cursor() as cur:
-        rows: list[tuple[int, int]] = cur.execute(
-            _append_sql(len(appends), count), params, prepare=True).fetchall()
+    rows: list[tuple[int, int]] = fastpath.cursor(conn).execute(
+        _append_sql(len(appends), count), params, prepare=True).fetchall()
     return rows or None
 
 

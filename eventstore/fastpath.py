@@ -34,6 +34,9 @@ _Compiled = tuple[str, _Binds | None, SQLCompiler, dict[str, Callable[[Any], Any
 _CACHE: dict[tuple[Executable, tuple[str, ...]], _Compiled] = {}
 _PARAM = re.compile(r"%\((\w+)\)s")
 _MAX_VALUES = 16
+_COPY_ROWS = 64
+_COPY: dict[tuple[Executable, tuple[str, ...]], tuple[str, _Binds] | None] = {}
+_VALUE = re.compile(r"%\((\w+)\)s(?:::[A-Z][A-Z ]*)?")
 _UNSET: Any = object()
 _MULTI: dict[tuple[Executable, tuple[str, ...], int], str | None] = {}
 _CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -68,6 +71,17 @@ def execute(conn: Connection, statement: Executable,
                 f"r{index}_{name}": row[name] if process is None else process(row[name])
                 for index, row in enumerate(rows) for name, process in binds}, prepare=True)
             return
+    if binds is not None and len(rows) >= _COPY_ROWS:
+        copy = _COPY.get((statement, first), _UNSET)
+        if copy is _UNSET:
+            copy = _COPY[(statement, first)] = _copy_form(sql, binds)
+        if copy is not None:
+            command, ordered = copy
+            with cursor(conn).copy(command) as out:
+                for row in rows:
+                    out.write_row([row[name] if process is None else process(row[name])
+                                   for name, process in ordered])
+            return
     if binds is not None:
         params = [{name: row[name] if process is None else process(row[name])
                    for name, process in binds} for row in rows]
@@ -97,6 +111,26 @@ def _compile(conn: Connection, statement: Executable, keys: tuple[str, ...]) -> 
     if not simple or compiled.escaped_bind_names:
         binds = None  # values from the statement itself: SQLAlchemy's own construct_params
     return compiled.string, binds, compiled, processors
+
+
+def _copy_form(sql: str, binds: _Binds) -> tuple[str, _Binds] | None:
+    """`COPY table (columns) FROM STDIN` for a plain `INSERT ... VALUES (binds)`, with
+    the binds in column order; None for any other statement.
+
+    Many rows of a plain INSERT (a rebuild's batches) go through COPY: the same rows,
+    defaults and constraints, in the rows' order, at a fraction of an executemany's
+    client CPU."""
+    head, sep, row = sql.partition(" VALUES (")
+    if not sep or not head.startswith("INSERT INTO ") or not row.endswith(")"):
+        return None
+    by_name = dict(binds)
+    ordered: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for item in row[:-1].split(", "):
+        match = _VALUE.fullmatch(item)
+        if match is None or match[1] not in by_name:
+            return None
+        ordered.append((match[1], by_name[match[1]]))
+    return f"COPY {head[len('INSERT INTO '):]} FROM STDIN", tuple(ordered)
 
 
 def _multi_values(sql: str, binds: _Binds, count: int) -> str | None:

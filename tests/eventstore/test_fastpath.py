@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,16 +30,17 @@ def _rows(engine: Engine) -> list[tuple[Any, ...]]:
             sa.select(step_journal).order_by(step_journal.c.step_id))]
 
 
-def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The SQL of every statement psycopg sends from now on (until monkeypatch.undo)."""
+def _record_statements(monkeypatch: pytest.MonkeyPatch, method: str = "execute") -> list[str]:
+    """The SQL of every `psycopg.Cursor.<method>` call from now on (until
+    monkeypatch.undo)."""
     sent: list[str] = []
-    execute = psycopg.Cursor.execute
+    original = getattr(psycopg.Cursor, method)
 
-    def counted(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
+    def recorded(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
         sent.append(str(sql))
-        return execute(cur, sql, *args, **kwargs)
+        return original(cur, sql, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    monkeypatch.setattr(psycopg.Cursor, method, recorded)
     return sent
 
 
@@ -123,3 +125,41 @@ def test_execute_all_combines_multi_row_inserts_and_one_row_writes(
         ('{"n":2}', T0 + timedelta(seconds=2)), ('{"n":1}', T0 + timedelta(seconds=1)),
         ('{"n":3}', T0 + timedelta(seconds=3))]
     assert status == "failed"
+
+
+def test_many_rows_of_a_plain_insert_go_by_copy_with_the_same_values(
+        pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild's batches: COPY instead of one INSERT per row, same rows, same order."""
+    tricky = ["tab\there", "new\nline", "back\\slash", "quote'\"", "ünï€", "", "\\N", None]
+    rows = [{"event_id": f"{index:036d}", "topic": "t", "key": tricky[index % len(tricky)],
+             "payload": json.dumps({"n": index, "s": tricky[index % 7]}),
+             "headers": "[]", "status": "pending", "attempts": index,
+             "next_attempt_at": T0 + timedelta(microseconds=index),
+             "created_at": T0} for index in (range(99, -1, -1))]
+    sent = _record_statements(monkeypatch)
+    copied = _record_statements(monkeypatch, "copy")
+    with pg_engine.begin() as conn:
+        fastpath.execute(conn, outbox.insert(), rows)
+    monkeypatch.undo()
+    assert sent == [] and len(copied) == 1 and copied[0].startswith("COPY outbox (")
+    with pg_engine.connect() as conn:
+        stored = conn.execute(sa.select(outbox.c.event_id, outbox.c.key, outbox.c.payload,
+                                        outbox.c.attempts, outbox.c.next_attempt_at)
+                              .order_by(outbox.c.id)).all()
+    assert [tuple(r) for r in stored] == [
+        (r["event_id"], r["key"], r["payload"], r["attempts"], r["next_attempt_at"])
+        for r in rows]
+
+
+def test_copy_takes_json_columns_as_the_insert_does(pg_engine: Engine) -> None:
+    def journal_row(index: int) -> dict[str, Any]:
+        return _journal_row(f"s{index:03d}", result={"text": "a\tb\\c\n\"d\"", "n": index,
+                                                     "none": None},
+                            error=None if index % 2 else {"type": "E", "message": "x"})
+
+    with pg_engine.begin() as conn:
+        fastpath.execute(conn, step_journal.insert(), [journal_row(i) for i in range(70)])
+    rows = _rows(pg_engine)
+    assert len(rows) == 70
+    assert rows[5][4] == {"text": "a\tb\\c\n\"d\"", "n": 5, "none": None}
+    assert rows[5][5] is None and rows[4][5] == {"type": "E", "message": "x"}

@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -111,7 +110,7 @@ def _append_sql(streams: int, rows: int) -> str:
 
 
 def insert_events(conn: Connection, appends: Sequence[StreamAppend],
-                  encoded: Sequence[Sequence[tuple[str, int, str]]], now: datetime,
+                  encoded: Sequence[Sequence[tuple[str, int, str, str]]], now: datetime,
                   ) -> list[tuple[int, int]] | None:
     """Check versions and insert; (position, version) per event, or None on a conflict.
 
@@ -124,10 +123,10 @@ def insert_events(conn: Connection, appends: Sequence[StreamAppend],
         params += (append.stream_id, append.expected_version)
     count = 0
     for append, events in zip(appends, encoded, strict=True):
-        for n, (new, (type_name, schema_version, data)) in enumerate(
+        for n, (new, (type_name, schema_version, data, meta)) in enumerate(
                 zip(append.events, events, strict=True), 1):
             params += (append.stream_id, n, new.event_id, type_name, schema_version, data,
-                       orjson.dumps(new.metadata).decode(), now)
+                       meta, now)
             count += 1
     rows: list[tuple[int, int]] = fastpath.cursor(conn).execute(
         _append_sql(len(appends), count), params, prepare=True).fetchall()

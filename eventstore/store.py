@@ -138,11 +138,12 @@ class Transaction:
 
     def _append_postgres(self, appends: Sequence[StreamAppend],
                          now: datetime) -> list[RecordedEvent]:
-        encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json())
-                    for n in append.events] for append in appends]
+        encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json(),
+                     orjson.dumps(n.metadata).decode()) for n in append.events]
+                   for append in appends]
         for append, texts in zip(appends, encoded, strict=True):
-            for type_name, _version, data in texts:
-                _refuse_nul(append, type_name, data)
+            for new, (type_name, _version, data, meta) in zip(append.events, texts, strict=True):
+                _refuse_nul(append, new, type_name, data, meta)
         try:
             rows = postgres.insert_events(self.conn, appends, encoded, now)
         except Exception as error:
@@ -158,7 +159,7 @@ class Transaction:
             RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
                           schema_version, new.event, new.metadata, now)
             for append, events in zip(appends, encoded, strict=True)
-            for new, (type_name, schema_version, _data), (position, version)
+            for new, (type_name, schema_version, _data, _meta), (position, version)
             in zip(append.events, events, pairs, strict=False)  # pairs: one iterator for all
         ]
 
@@ -174,7 +175,8 @@ class Transaction:
             for new in append.events:
                 version += 1
                 type_name, schema_version, data = encode(new.event)
-                _refuse_nul(append, type_name, orjson.dumps(data).decode())
+                _refuse_nul(append, new, type_name, orjson.dumps(data).decode(),
+                            orjson.dumps(new.metadata).decode())
                 params.append({
                     "stream_id": append.stream_id, "version": version,
                     "event_id": new.event_id, "type": type_name,
@@ -219,11 +221,18 @@ def _on_held_postgres(store: EventStore, held: Connection) -> Iterator[Transacti
         raw.commit()
 
 
-def _refuse_nul(append: StreamAppend, type_name: str, data: str) -> None:
-    if nul_in_json(data):
+def _refuse_nul(append: StreamAppend, new: NewEvent, type_name: str, data: str,
+                meta: str) -> None:
+    """A NUL character (U+0000) cannot be stored by PostgreSQL (text or jsonb); refused
+    on both backends alike, before anything is written."""
+    where = ("its stream id" if "\x00" in append.stream_id else
+             "its event id" if "\x00" in new.event_id else
+             "its data" if nul_in_json(data) else
+             "its metadata" if nul_in_json(meta) else None)
+    if where is not None:
         raise InvalidEvent(
             f"{type_name} for stream {append.stream_id!r} holds a NUL character (\\u0000) "
-            "in its data, which the store cannot keep (PostgreSQL's jsonb refuses it); "
+            f"in {where}, which the store cannot keep (PostgreSQL refuses it); "
             "nothing was appended")
 
 

@@ -197,8 +197,13 @@ class StoreContract:
                                                                engine: Engine) -> None:
         before = count(engine)
         bad = NewEvent(ev.RunCreated(workflow_id="w", workflow_version="1", input="a\x00"))
-        with pytest.raises(InvalidEvent, match="NUL character"):
+        with pytest.raises(InvalidEvent, match="NUL character .* in its data"):
             store.append(StreamAppend(sid(), [created()], 0), StreamAppend(sid(), [bad], 0))
+        with pytest.raises(InvalidEvent, match="in its metadata"):
+            store.append(StreamAppend(sid(), [NewEvent(ev.RunStarted(worker="w"),
+                                                       metadata={"actor": "a\x00"})], 0))
+        with pytest.raises(InvalidEvent, match="in its stream id"):
+            store.append(StreamAppend("run\x00", [created()], 0))
         assert count(engine) == before
 
     def test_read_all_in_position_order_with_after_and_limit(self, store: EventStore) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
@@ -209,6 +210,9 @@ def _on_held_postgres(store: EventStore, held: Connection) -> Iterator[Transacti
     try:
         yield tx
         tx._finish()
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        held.invalidate()  # the server or the socket is gone: the next use reconnects
+        raise
     except BaseException:
         if held.in_transaction():
             held.rollback()

@@ -197,7 +197,7 @@ class StoreContract:
                                                                engine: Engine) -> None:
         before = count(engine)
         bad = NewEvent(ev.RunCreated(workflow_id="w", workflow_version="1", input="a\x00"))
-        with pytest.raises(InvalidEvent, match="NUL character .* in its data"):
+        with pytest.raises(InvalidEvent, match=r"NUL character .* in its data"):
             store.append(StreamAppend(sid(), [created()], 0), StreamAppend(sid(), [bad], 0))
         with pytest.raises(InvalidEvent, match="in its metadata"):
             store.append(StreamAppend(sid(), [NewEvent(ev.RunStarted(worker="w"),

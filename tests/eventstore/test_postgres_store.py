@@ -38,3 +38,24 @@ def test_a_nested_transaction_on_a_held_connection_is_a_transaction_of_its_own(
         assert store.stream_version(outer) == 0 and store.stream_version(inner) == 1
         store.append(StreamAppend(outer, [created()], 0))  # the held connection goes on
     assert store.stream_version(outer) == 1
+
+
+def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine) -> None:
+    from domain.errors import StoreUnavailable
+    from eventstore import EventStore, StreamAppend
+    from tests.eventstore.contract import created, sid
+
+    store = EventStore(pg_engine)
+    with store.held_connection():
+        with store.transaction() as tx:
+            tx.append(StreamAppend(sid(), [created()], 0))
+            pid = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with pg_engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        lost = sid()
+        with pytest.raises(StoreUnavailable), store.transaction() as tx:
+            tx.append(StreamAppend(lost, [created()], 0))
+        kept = sid()
+        with store.transaction() as tx:  # the same held slot, on a new connection
+            tx.append(StreamAppend(kept, [created()], 0))
+    assert store.stream_version(lost) == 0 and store.stream_version(kept) == 1

@@ -41,6 +41,9 @@ class AppendHook(Protocol):
 
     A hook may also offer `batches(conn, recorded) -> list[fastpath.Batch]`; the store
     then sends its statements together with the other such hooks' (see `_run_hooks`).
+    `batches` only builds statements: it must not read through `conn`, where writes
+    the transaction deferred may not have been sent yet (a hook that reads is a plain
+    callable: it gets the connection with everything sent).
     """
 
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...

@@ -76,35 +76,32 @@ def _wait_terminal(lf: Ledgerflow, run_id: str, seconds: float) -> None:
 def signal(ctx: typer.Context, run_id: str, name: str, payload: Payload = None,
            actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Send signal NAME to a run (buffered until the run waits for it)."""
-    data = parse_json(payload, "--payload")
-
-    def action(lf: Ledgerflow) -> None:
-        lf.engine.signal(run_id, name, data, actor=actor)
-        _report(lf, run_id, f"signal {name!r} sent to", as_json)
-
-    _with_app(ctx, action)
+    _deliver(ctx, run_id, payload, as_json, f"signal {name!r} sent to",
+             lambda lf, data: lf.engine.signal(run_id, name, data, actor=actor))
 
 
 def event(ctx: typer.Context, run_id: str, event_type: str, payload: Payload = None,
           actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Deliver an external event of EVENT_TYPE to a run."""
-    data = parse_json(payload, "--payload")
-
-    def action(lf: Ledgerflow) -> None:
-        lf.engine.send_event(run_id, event_type, data, actor=actor)
-        _report(lf, run_id, f"event {event_type!r} sent to", as_json)
-
-    _with_app(ctx, action)
+    _deliver(ctx, run_id, payload, as_json, f"event {event_type!r} sent to",
+             lambda lf, data: lf.engine.send_event(run_id, event_type, data, actor=actor))
 
 
 def token(ctx: typer.Context, run_id: str, token_id: str, payload: Payload = None,
           actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Resolve the token a run waits on (its waitpoint's tokenId)."""
+    _deliver(ctx, run_id, payload, as_json, "token resolved for",
+             lambda lf, data: lf.engine.resolve_token(run_id, token_id, data, actor=actor))
+
+
+def _deliver(ctx: typer.Context, run_id: str, payload: str | None, as_json: bool, done: str,
+             send: Callable[[Ledgerflow, Any], None]) -> None:
+    """Parse `--payload`, send it to the run, report the run afterwards."""
     data = parse_json(payload, "--payload")
 
     def action(lf: Ledgerflow) -> None:
-        lf.engine.resolve_token(run_id, token_id, data, actor=actor)
-        _report(lf, run_id, "token resolved for", as_json)
+        send(lf, data)
+        _report(lf, run_id, done, as_json)
 
     _with_app(ctx, action)
 

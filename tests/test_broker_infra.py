@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from tests._broker import TansuBroker, _list_topics, create_topics
+from tests._broker import TansuBroker, _list_topics, create_topics, read_topic
 
 
 def _topic(prefix: str) -> str:
@@ -25,37 +24,12 @@ def _producer(bootstrap: str) -> Any:
     )
 
 
-def _read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 5.0) -> list[Any]:
-    """Read partition 0 from the beginning until ``expected`` records or timeout.
-
-    Reads a little past ``expected`` so that extra records would be noticed.
-    """
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        allow_auto_create_topics=False,
-        auto_offset_reset="earliest",
-        request_timeout_ms=5000,
-    )
-    records: list[Any] = []
+def _send(bootstrap: str, topic: str, value: bytes) -> None:
+    producer = _producer(bootstrap)
     try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=200)
-            for part_records in batch.values():
-                records.extend(part_records)
-            if len(records) >= expected:
-                # One more short poll: anything else here is a bug.
-                for part_records in consumer.poll(timeout_ms=300).values():
-                    records.extend(part_records)
-                break
+        producer.send(topic, key=b"k", value=value).get(timeout=5)
     finally:
-        consumer.close()
-    return records
+        producer.close(timeout=5)
 
 
 def test_produce_and_consume_roundtrip(kafka_bootstrap: str) -> None:
@@ -78,7 +52,7 @@ def test_produce_and_consume_roundtrip(kafka_bootstrap: str) -> None:
     finally:
         producer.close(timeout=5)
 
-    records = _read_all(kafka_bootstrap, topic, expected=5)
+    records = read_topic(kafka_bootstrap, topic, 5, timeout_s=5.0)
     assert [r.key for r in records] == [b"run-42"] * 5
     assert [r.value for r in records] == [f"event-{i}".encode() for i in range(5)]
     assert [list(r.headers) for r in records] == [
@@ -93,12 +67,9 @@ def test_restart_empties_storage(tansu: TansuBroker, kafka_bootstrap: str) -> No
     topic = _topic("infra-restart")
     create_topics(tansu.bootstrap, [topic])
 
-    producer = _producer(tansu.bootstrap)
-    try:
-        producer.send(topic, key=b"k", value=b"before-restart").get(timeout=5)
-    finally:
-        producer.close(timeout=5)
-    assert [r.value for r in _read_all(tansu.bootstrap, topic, expected=1)] == [b"before-restart"]
+    _send(tansu.bootstrap, topic, b"before-restart")
+    before = read_topic(tansu.bootstrap, topic, 1, timeout_s=5.0)
+    assert [r.value for r in before] == [b"before-restart"]
 
     old_pid, old_port = tansu.pid, tansu.port
     tansu.restart()
@@ -109,12 +80,8 @@ def test_restart_empties_storage(tansu: TansuBroker, kafka_bootstrap: str) -> No
     assert topic not in _list_topics(tansu.bootstrap)
 
     create_topics(tansu.bootstrap, [topic])
-    producer = _producer(tansu.bootstrap)
-    try:
-        producer.send(topic, key=b"k", value=b"after-restart").get(timeout=5)
-    finally:
-        producer.close(timeout=5)
+    _send(tansu.bootstrap, topic, b"after-restart")
 
-    records = _read_all(tansu.bootstrap, topic, expected=1)
+    records = read_topic(tansu.bootstrap, topic, 1, timeout_s=5.0)
     assert [r.value for r in records] == [b"after-restart"]
     assert records[0].offset == 0

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
 
-from tests._broker import create_topics, free_port
+from tests._broker import create_topics, free_port, read_topic
 from tests.cli.conftest import ROOT, cli_env
-from tests.outbox._support import header, read_topic
+from tests.outbox._support import header
 
 
 class Served:

@@ -121,29 +121,6 @@ class FailingFor:
         self.inner.close()
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
-    """Every record of partition 0 from the beginning, reading until `expected` arrived."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                             enable_auto_commit=False, allow_auto_create_topics=False,
-                             auto_offset_reset="earliest", request_timeout_ms=5000)
-    records: list[Any] = []
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(records) < expected:
-            for part in consumer.poll(timeout_ms=200).values():
-                records.extend(part)
-        for part in consumer.poll(timeout_ms=300).values():  # anything extra is noticed
-            records.extend(part)
-    finally:
-        consumer.close()
-    return records
-
-
 def header(record: Any, name: str) -> str:
     for key, value in record.headers:
         if key == name:

@@ -15,12 +15,11 @@ from sqlalchemy.engine import Engine
 from eventstore import EventStore
 from outbox import KafkaPublisher, OutboxWriter, Relay
 from outbox.consumer import InboxConsumer
-from tests._broker import TansuBroker
+from tests._broker import TansuBroker, read_topic
 from tests.outbox._support import (
     append_run,
     header,
     outbox_rows,
-    read_topic,
     run_history,
     status_counts,
     wait_until,

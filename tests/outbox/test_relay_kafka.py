@@ -22,11 +22,11 @@ from outbox import (
     dead_letters,
     replay_dead,
 )
+from tests._broker import read_topic
 from tests.outbox._support import (
     append_run,
     header,
     outbox_rows,
-    read_topic,
     run_history,
     status_counts,
     wait_until,

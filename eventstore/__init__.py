@@ -3,7 +3,7 @@
 from eventstore.database import DEFAULT_URL, create_engine, normalize_url
 from eventstore.idempotency import Acquired, IdempotencyKeys, InProgress, Outcome, Replay
 from eventstore.migrations import MIGRATIONS, Migration, create_tables, upgrade
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_event_id
+from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
 from eventstore.schema import JSONType, UTCDateTime, metadata
 from eventstore.store import (
     AppendHook,
@@ -19,6 +19,6 @@ __all__ = [
     "DEFAULT_URL", "MIGRATIONS", "Acquired", "AppendHook", "Clock", "EventStore",
     "GlobalReader", "IdempotencyKeys", "InProgress", "JSONType", "Migration", "NewEvent",
     "Outcome", "RecordedEvent", "Replay", "StreamAppend", "StreamReader", "Transaction",
-    "UTCDateTime", "create_engine", "create_tables", "metadata", "new_event_id",
+    "UTCDateTime", "create_engine", "create_tables", "metadata", "new_id",
     "normalize_url", "upgrade", "utcnow",
 ]

@@ -25,15 +25,13 @@ def new_id() -> str:
     return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
 
 
-new_event_id = new_id
-
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event to append, with its id and metadata (correlation, causation, actor ...)."""
 
     event: Event
-    event_id: str = field(default_factory=new_event_id)
+    event_id: str = field(default_factory=new_id)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

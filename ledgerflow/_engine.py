@@ -39,7 +39,7 @@ from domain.errors import (
 from domain.lifecycle import RunStatus
 from domain.metadata import run_metadata
 from domain.state import Begin, RunState, Wake, decide, fold
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_event_id, new_id
+from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
 from eventstore.store import Clock, EventStore, Transaction, utcnow
 from ledgerflow import _queue as queue
 from ledgerflow._authoring import WorkflowRegistry, default_registry
@@ -206,7 +206,7 @@ class Engine(RunCommands):
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
                             actor=actor, idempotency_key=key)
-        new = [NewEvent(created, new_event_id(), meta)]
+        new = [NewEvent(created, new_id(), meta)]
         if leased:
             new += self._start_events(run_id, created, new[0])
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
 
 import psycopg
 from sqlalchemy.engine import Engine as SAEngine
@@ -36,7 +36,8 @@ class Listener:
     """A thread that LISTENs on RUNS_CHANNEL and calls `nudge()` per notice from
     another sender than `own` (this process's own notices are nudged in memory)."""
 
-    def __init__(self, db: SAEngine, own: str, nudge: Any, retry: float = 1.0) -> None:
+    def __init__(self, db: SAEngine, own: str, nudge: Callable[[], object],
+                 retry: float = 1.0) -> None:
         self._db, self._own, self._nudge, self._retry = db, own, nudge, retry
         self._halt = threading.Event()
         self._listening = threading.Event()

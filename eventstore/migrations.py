@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from eventstore.database import is_postgres
-from eventstore.schema import metadata, schema_migrations
+from eventstore.schema import VERSION_CONFLICT_FUNCTION, events, metadata, schema_migrations
 
 MIGRATION_LOCK_KEY = 0x1ED6E7F1  # advisory lock id, any constant unique to ledgerflow
 
@@ -104,5 +104,7 @@ def _check_numbering(migrations: Sequence[Migration]) -> None:
 MIGRATIONS: list[Migration] = [
     Migration("eventstore", 1, "events, idempotency keys", create_tables("events",
                                                                            "idempotency_keys")),
+    Migration("eventstore", 2, "PostgreSQL: ledgerflow_version_conflict() for one-statement "
+              "appends", lambda conn: VERSION_CONFLICT_FUNCTION(events, conn)),
 ]
 """The event store's own migrations."""

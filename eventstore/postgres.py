@@ -118,6 +118,16 @@ def insert_events(conn: Connection, appends: Sequence[StreamAppend],
     append is the hottest statement of the product, and SQLAlchemy's execution
     layer cost more CPU than the statement itself.
     """
+    params, count = _values(appends, encoded, now)
+    rows: list[tuple[int, int]] = fastpath.cursor(conn).execute(
+        _append_sql(len(appends), count), params, prepare=True).fetchall()
+    return rows or None
+
+
+def _values(appends: Sequence[StreamAppend],
+            encoded: Sequence[Sequence[tuple[str, int, str, str]]],
+            now: datetime) -> tuple[list[Any], int]:
+    """The append's parameters in placeholder order, and how many events."""
     params: list[Any] = []
     for append in appends:
         params += (append.stream_id, append.expected_version)
@@ -128,9 +138,61 @@ def insert_events(conn: Connection, appends: Sequence[StreamAppend],
             params += (append.stream_id, n, new.event_id, type_name, schema_version, data,
                        meta, now)
             count += 1
-    rows: list[tuple[int, int]] = fastpath.cursor(conn).execute(
-        _append_sql(len(appends), count), params, prepare=True).fetchall()
-    return rows or None
+    return params, count
+
+
+# The append as the head of one statement that also carries the transaction's other
+# writes (`fastpath.statement_with`), sent in autocommit: one round trip for the whole
+# transaction. Every stream has an expected version; a stream not at it raises
+# LF409 (`ledgerflow_version_conflict`), which aborts the statement and with it every
+# other write in it (the CTEs of one statement succeed or fail together). `ins` returns
+# each event's position for the writes that need it (`fastpath.Position`).
+_HEAD = """v AS (
+    SELECT s.id, s.expected, pg_current_xact_id() AS xid,
+           COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0) AS actual
+    FROM (VALUES {streams}) AS s(id, expected)
+), ins AS (
+    INSERT INTO events (stream_id, version, event_id, type, schema_version, data, metadata,
+                        recorded_at)
+    SELECT r.stream_id, v.actual + r.n, r.event_id, r.type, r.sv, r.data, r.meta, r.at
+    FROM (VALUES {rows}) AS r(stream_id, n, event_id, type, sv, data, meta, at, ord)
+    JOIN v ON v.id = r.stream_id
+    WHERE v.xid IS NOT NULL
+      AND CASE WHEN v.expected = v.actual THEN true
+               ELSE ledgerflow_version_conflict(v.id, v.expected, v.actual) END
+    ORDER BY r.ord
+    RETURNING position, event_id
+)"""
+
+HEAD_TAIL = "SELECT position FROM ins ORDER BY position"
+"""The main query after `insert_head`: the new events' positions, in append order."""
+HEAD_TAIL_NOTIFY = ("SELECT ins.position FROM ins, (SELECT count(*) FROM n) AS sent"
+                    " ORDER BY ins.position")
+"""`HEAD_TAIL` when the head ends with the notices' CTE `n` (read here, so it runs)."""
+UNDEFINED_FUNCTION = "42883"
+
+
+@functools.lru_cache(maxsize=256)
+def _head(streams: int, rows: int) -> tuple[str, tuple[str, ...]]:
+    stream = "(%(v{0}_i)s::text, %(v{0}_x)s::int)"
+    row = ("(%(r{0}_s)s::text, %(r{0}_n)s::int, %(r{0}_e)s::text, %(r{0}_t)s::text,"
+           " %(r{0}_v)s::int2, %(r{0}_d)s::jsonb, %(r{0}_m)s::jsonb, %(r{0}_a)s::timestamptz,"
+           " {0}::int)")
+    sql = _HEAD.format(streams=", ".join(stream.format(i) for i in range(streams)),
+                       rows=", ".join(row.format(i) for i in range(rows)))
+    names = [name for i in range(streams) for name in (f"v{i}_i", f"v{i}_x")]
+    names += [f"r{i}_{c}" for i in range(rows) for c in "snetvdma"]
+    return sql, tuple(names)
+
+
+def insert_head(appends: Sequence[StreamAppend],
+                encoded: Sequence[Sequence[tuple[str, int, str, str]]],
+                now: datetime) -> tuple[tuple[int, int], str, dict[str, Any]]:
+    """The append as a CTE head for `fastpath.statement_with`: (shape key, CTE text,
+    named parameters). Every append must have an expected version."""
+    values, count = _values(appends, encoded, now)
+    sql, names = _head(len(appends), count)
+    return (len(appends), count), sql, dict(zip(names, values, strict=True))
 
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Column,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -88,6 +90,23 @@ events = Table(
     UniqueConstraint("stream_id", "version", name="events_stream_version_key"),
     sqlite_autoincrement=True,
 )
+
+VERSION_CONFLICT = "LF409"
+"""SQLSTATE of `ledgerflow_version_conflict`: a stream was not at its expected version."""
+
+VERSION_CONFLICT_FUNCTION = DDL(f"""
+CREATE OR REPLACE FUNCTION ledgerflow_version_conflict(stream text, expected integer,
+                                                       actual integer)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'stream %% is at version %%, not at the expected %%', stream, actual,
+        expected USING ERRCODE = '{VERSION_CONFLICT}';
+END
+$$""").execute_if(dialect="postgresql")  # type: ignore[no-untyped-call]
+"""PostgreSQL: the function that aborts a one-statement append whose stream is not at
+its expected version (see `eventstore.postgres.insert_head`)."""
+
+sa_event.listen(events, "after_create", VERSION_CONFLICT_FUNCTION)
 
 idempotency_keys = Table(
     "idempotency_keys",

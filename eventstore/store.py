@@ -22,12 +22,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Executable
 
-from domain.errors import ConcurrencyError, InvalidEvent
+from domain.errors import ConcurrencyError, InvalidEvent, StoreUnavailable
 from domain.events import decode, encode, nul_in_json
 from eventstore import _errors, fastpath, postgres, sqlite
 from eventstore.database import create_engine, is_postgres
 from eventstore.records import NewEvent, RecordedEvent, StreamAppend
-from eventstore.schema import events
+from eventstore.schema import VERSION_CONFLICT, events
 
 Clock = Callable[[], datetime]
 
@@ -44,6 +44,12 @@ class AppendHook(Protocol):
     `batches` only builds statements: it must not read through `conn`, where writes
     the transaction deferred may not have been sent yet (a hook that reads is a plain
     callable: it gets the connection with everything sent).
+
+    And `staged(conn, recorded) -> list[fastpath.Batch] | None`: the same statements
+    for events whose positions are not known yet (their `position` is 0), with a
+    `fastpath.Position` wherever a value depends on one; None when it cannot. The
+    store then writes them in the statement that appends the events (see
+    `Transaction.append_deferred`). Without `staged` on every hook, it never does.
     """
 
     def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
@@ -62,6 +68,26 @@ class GlobalReader(StreamReader, Protocol):
 _INSERT = events.insert().returning(events.c.position, sort_by_parameter_order=True)
 _NOTIFY = sa.select(sa.func.pg_notify(sa.bindparam("channel", type_=sa.String),
                                       sa.bindparam("payload", type_=sa.String)))
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+Encoded = list[list[tuple[str, int, str, str]]]
+
+
+class PendingAppend:
+    """What `Transaction.append_deferred` will append; `recorded` once it is written
+    (at the latest when the transaction commits)."""
+
+    __slots__ = ("_recorded", "appends")
+
+    def __init__(self, appends: tuple[StreamAppend, ...]) -> None:
+        self.appends = appends
+        self._recorded: list[RecordedEvent] | None = None if appends else []
+
+    @property
+    def recorded(self) -> list[RecordedEvent]:
+        if self._recorded is None:
+            raise RuntimeError("these events are not appended yet: they are written when "
+                               "the transaction next uses its connection or commits")
+        return self._recorded
 
 
 class Transaction:
@@ -78,6 +104,7 @@ class Transaction:
         self.store = store
         self._conn = conn
         self._deferred: list[fastpath.Batch] = []
+        self._staged: list[PendingAppend] = []
         self._notices: dict[tuple[str, str], None] = {}
         self.recorded: list[RecordedEvent] = []
 
@@ -93,8 +120,29 @@ class Transaction:
         next uses its connection; errors surface then, at the latest at commit."""
         self._deferred.append((statement, rows))
 
+    def append_deferred(self, *appends: StreamAppend) -> PendingAppend:
+        """Append `appends` (as `append` does) when the transaction next uses its
+        connection, at the latest before it commits; their recorded events are then in
+        the result's `recorded`.
+
+        On PostgreSQL a transaction that sent nothing before its commit (only deferred
+        appends, deferred writes and notices) goes as ONE statement in autocommit:
+        the append, the hooks' rows, the deferred writes and the notices, one round
+        trip instead of four (BEGIN, append, writes, COMMIT). That takes an expected
+        version on every append, one append per stream, and `staged` on every hook;
+        otherwise the events are written as `append` writes them.
+        """
+        pending = PendingAppend(tuple(a for a in appends if a.events))
+        if pending.appends:
+            self._staged.append(pending)
+        return pending
+
     def flush(self) -> None:
-        """Send the deferred writes now."""
+        """Send the deferred appends and writes now."""
+        if self._staged:
+            staged, self._staged = self._staged, []
+            for pending in staged:
+                pending._recorded = self._append(pending.appends)
         if self._deferred:
             batches, self._deferred = self._deferred, []
             fastpath.execute_all(self._conn, batches)
@@ -107,7 +155,9 @@ class Transaction:
             self._notices[(channel, payload)] = None
 
     def _finish(self) -> None:
-        """Before the commit: the deferred writes, then the notices."""
+        """Before the commit: the deferred appends and writes, then the notices."""
+        if self._staged and self.store.is_postgres and self._as_one_statement():
+            return
         self.flush()
         if self._notices:
             fastpath.execute(self._conn, _NOTIFY, [
@@ -119,6 +169,11 @@ class Transaction:
         appends = tuple(a for a in appends if a.events)
         if not appends:
             return []
+        self.flush()
+        return self._append(appends)
+
+    def _append(self, appends: Sequence[StreamAppend]) -> list[RecordedEvent]:
+        """Write `appends` now (the deferred writes before them are sent already)."""
         store = self.store
         now = store.clock()
         if store.is_postgres:
@@ -142,14 +197,9 @@ class Transaction:
 
     def _append_postgres(self, appends: Sequence[StreamAppend],
                          now: datetime) -> list[RecordedEvent]:
-        encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json(),
-                     orjson.dumps(n.metadata).decode()) for n in append.events]
-                   for append in appends]
-        for append, texts in zip(appends, encoded, strict=True):
-            for new, (type_name, _version, data, meta) in zip(append.events, texts, strict=True):
-                _refuse_nul(append, new, type_name, data, meta)
+        encoded = _encode(appends)
         try:
-            rows = postgres.insert_events(self.conn, appends, encoded, now)
+            rows = postgres.insert_events(self._conn, appends, encoded, now)
         except Exception as error:
             if not _errors.is_unique_violation(error):
                 raise
@@ -157,7 +207,7 @@ class Transaction:
             raise (translated or error) from None
         if rows is None:
             ids = [a.stream_id for a in appends]
-            raise _errors.conflict(appends, postgres.current_versions(self.conn, ids))
+            raise _errors.conflict(appends, postgres.current_versions(self._conn, ids))
         pairs = iter(rows)
         return [
             RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
@@ -167,9 +217,87 @@ class Transaction:
             in zip(append.events, events, pairs, strict=False)  # pairs: one iterator for all
         ]
 
+    def _as_one_statement(self) -> bool:
+        """Write the deferred appends, their hooks' rows, the deferred writes and the
+        notices as one statement in autocommit (see `append_deferred`); False, with
+        nothing sent, when this transaction cannot."""
+        appends = [append for pending in self._staged for append in pending.appends]
+        if any(a.expected_version is None for a in appends) \
+                or len({a.stream_id for a in appends}) != len(appends):
+            return False
+        raw: Any = self._conn.connection.dbapi_connection
+        if raw.info.transaction_status != _IDLE or raw.isolation_level is not None:
+            return False  # a statement ran already, or BEGIN sets an isolation level
+        stagers = [getattr(hook, "staged", None) for hook in self.store.hooks]
+        if None in stagers:
+            return False
+        now = self.store.clock()
+        encoded = _encode(appends)
+        provisional = [
+            RecordedEvent(0, append.stream_id, append.expected_version + n, new.event_id,
+                          type_name, schema_version, new.event, new.metadata, now)
+            for append, texts in zip(appends, encoded, strict=True)
+            for n, (new, (type_name, schema_version, _data, _meta))
+            in enumerate(zip(append.events, texts, strict=True), 1)
+            if append.expected_version is not None]
+        batches: list[fastpath.Batch] = []
+        for staged in stagers:
+            found = staged(self._conn, provisional) if staged is not None else None
+            if found is None:
+                return False
+            batches.extend(found)
+        batches.extend(self._deferred)
+        key, head, params = postgres.insert_head(appends, encoded, now)
+        tail = postgres.HEAD_TAIL
+        if self._notices:
+            head += ", n AS (SELECT pg_notify(x.c, x.p) FROM (VALUES {}) AS x(c, p))".format(
+                ", ".join(f"(%(n{i}_c)s::text, %(n{i}_p)s::text)"
+                          for i in range(len(self._notices))))
+            for i, (channel, payload) in enumerate(self._notices):
+                params[f"n{i}_c"], params[f"n{i}_p"] = channel, payload
+            tail = postgres.HEAD_TAIL_NOTIFY
+        built = fastpath.statement_with(self._conn, (key, len(self._notices)), head, params,
+                                        batches, tail)
+        if built is None:
+            return False
+        sql, values = built
+        autocommit = raw.autocommit
+        raw.autocommit = True
+        try:
+            rows = fastpath.raw_cursor(self._conn).execute(sql, values,
+                                                           prepare=True).fetchall()
+        except psycopg.Error as error:
+            raw.autocommit = autocommit
+            raise self._statement_error(error, appends) from None
+        raw.autocommit = autocommit
+        positions = iter(rows)
+        for pending in self._staged:
+            count = sum(len(append.events) for append in pending.appends)
+            pending._recorded = [rec._replace(position=row[0])
+                                 for rec, row in zip(provisional[:count], positions, strict=False)]
+            provisional = provisional[count:]
+            self.recorded.extend(pending._recorded)
+        self._staged, self._deferred = [], []
+        self._notices.clear()
+        return True
+
+    def _statement_error(self, error: psycopg.Error,
+                         appends: Sequence[StreamAppend]) -> BaseException:
+        """What a failed one-statement transaction raises (nothing of it was written)."""
+        if error.sqlstate == VERSION_CONFLICT:
+            ids = [a.stream_id for a in appends]
+            return _errors.conflict(appends, postgres.current_versions(self._conn, ids))
+        if error.sqlstate == postgres.UNDEFINED_FUNCTION and "ledgerflow_" in str(error):
+            return StoreUnavailable(
+                f"the database schema is older than this ledgerflow ({error}): "
+                "run `ledgerflow db upgrade`; nothing was appended")
+        if _errors.is_unique_violation(error):
+            return _errors.integrity_error(error, appends, self.store.stream_version) or error
+        return error
+
     def _append_sqlite(self, appends: Sequence[StreamAppend],
                        now: datetime) -> list[RecordedEvent]:
-        actual = sqlite.current_versions(self.conn, [a.stream_id for a in appends])
+        actual = sqlite.current_versions(self._conn, [a.stream_id for a in appends])
         params: list[dict[str, Any]] = []
         pending: list[tuple[StreamAppend, NewEvent, int, str, int]] = []
         for append in appends:
@@ -189,7 +317,7 @@ class Transaction:
                 })
                 pending.append((append, new, version, type_name, schema_version))
         try:
-            positions = [row[0] for row in self.conn.execute(_INSERT, params)]
+            positions = [row[0] for row in self._conn.execute(_INSERT, params)]
         except sa_exc.IntegrityError as error:
             translated = _errors.integrity_error(error, appends, self.store.stream_version)
             if translated is None:
@@ -226,6 +354,17 @@ def _on_held_postgres(store: EventStore, held: Connection) -> Iterator[Transacti
         held.commit()
     else:
         raw.commit()
+
+
+def _encode(appends: Sequence[StreamAppend]) -> Encoded:
+    """(type, schema version, data JSON, metadata JSON) of each event; refuses NULs."""
+    encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json(),
+                 orjson.dumps(n.metadata).decode()) for n in append.events]
+               for append in appends]
+    for append, texts in zip(appends, encoded, strict=True):
+        for new, (type_name, _version, data, meta) in zip(append.events, texts, strict=True):
+            _refuse_nul(append, new, type_name, data, meta)
+    return encoded
 
 
 def _refuse_nul(append: StreamAppend, new: NewEvent, type_name: str, data: str,

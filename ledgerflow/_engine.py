@@ -214,7 +214,7 @@ class Engine(RunCommands):
                 if key is not None:
                     self._bind_key(tx, key, run_id, _fingerprint(created), now)
                 # expected version 0 is the existence check: no read before the write
-                recorded = tx.append(StreamAppend(run_id, new, 0))
+                pending = tx.append_deferred(StreamAppend(run_id, new, 0))
                 queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
                               owner=self.worker_id if leased else None,
                               until=now + self.lease if leased else None)
@@ -226,6 +226,7 @@ class Engine(RunCommands):
             return TriggerResult(taken.run_id, False)
         except ConcurrencyError:
             return TriggerResult(run_id, False)
+        recorded = pending.recorded
         if not leased:
             self.wakeup.notify()
         elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, recorded))):
@@ -273,7 +274,7 @@ class Engine(RunCommands):
                                                                     parent.run_id),
                             causation_id=parent.last_event_id)
         now = self.clock()
-        tx.append(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
+        tx.append_deferred(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
         queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now)
 
     def notify_parent(self, tx: Transaction, child: Journal, status: str, result: Any,
@@ -295,8 +296,8 @@ class Engine(RunCommands):
             queue.wake(tx, parent_id, self.clock())
             announce(tx, self.worker_id)
         meta = event_metadata(parent.base_metadata, child.last_event_id)
-        tx.append(StreamAppend(parent_id, [NewEvent(e, metadata=meta) for e in events],
-                               parent.version))
+        tx.append_deferred(StreamAppend(parent_id, [NewEvent(e, metadata=meta) for e in events],
+                                        parent.version))
 
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None) -> str:

@@ -177,7 +177,7 @@ class RunSession:
             meta = event_metadata(self.journal.base_metadata, self.journal.last_event_id)
             try:
                 with self.engine.store.transaction() as tx:
-                    recorded = tx.append(StreamAppend(
+                    pending = tx.append_deferred(StreamAppend(
                         self.run_id, [NewEvent(e, metadata=meta) for e in events],
                         self.committed))
                     if also is not None:
@@ -191,6 +191,7 @@ class RunSession:
             break
         else:
             raise Abandon()
+        recorded = pending.recorded
         had_step = any(isinstance(e, ev.StepCompleted) for e in self.pending)
         cut = len(self.pending)
         self.pending = []

@@ -81,16 +81,20 @@ class OutboxWriter:
         self.source = source
         self.router = router
 
-    def rows(self, recorded: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
-        """The outbox rows (as insert parameters) for `recorded`."""
+    def rows(self, recorded: Sequence[RecordedEvent],
+             staged: bool = False) -> list[dict[str, Any]]:
+        """The outbox rows (as insert parameters) for `recorded`; `staged`: their
+        positions are not known yet (see `staged`)."""
         rows: list[dict[str, Any]] = []
         default = (self.topic,)
         for event in recorded:
             topics = default if self.router is None else self.router(event)
             if not topics:
                 continue
-            payload = _dumps(envelope(event))
-            headers = _dumps(message_headers(event, self.source))
+            payload: Any = _dumps(envelope(event))
+            headers: Any = _dumps(message_headers(event, self.source))
+            if staged:
+                payload, headers = _positioned(event.event_id, payload, headers)
             for topic in topics:
                 rows.append({
                     "event_id": event.event_id, "topic": topic, "key": event.stream_id,
@@ -107,3 +111,27 @@ class OutboxWriter:
     def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
         """The outbox insert for `recorded`, for the store to send with the projections'."""
         return [(_INSERT, self.rows(recorded))]
+
+    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+        """`batches` for events whose positions are not known yet: the position in the
+        payload and the headers is filled in by the statement that appends them."""
+        return [(_INSERT, self.rows(recorded, staged=True))]
+
+
+_PAYLOAD_AT = '"position":0,'
+_HEADER_AT = '["position","0"]'
+
+
+def _positioned(event_id: str, payload: str, headers: str,
+                ) -> tuple[fastpath.Position, fastpath.Position]:
+    """Payload and headers of an event at position 0, as texts around its position.
+
+    The first `"position":0,` of the payload is the envelope's own: the keys before it
+    hold strings and numbers only (a quote inside a JSON string is escaped, so no
+    string can hold the pattern), and the nested objects come after it; likewise the
+    position header comes after string headers only."""
+    head, found, tail = payload.partition(_PAYLOAD_AT)
+    before, found_header, after = headers.partition(_HEADER_AT)
+    assert found and found_header, "the envelope or headers lost their position field"
+    return (fastpath.Position(event_id, head + '"position":', "," + tail),
+            fastpath.Position(event_id, before + '["position","', '"]' + after))

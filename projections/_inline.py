@@ -48,3 +48,15 @@ class InlineProjections:
             else:
                 pending.extend(batches(conn, recorded, tables))
         return pending
+
+    def staged(self, conn: Connection,
+               recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch] | None:
+        """`batches` for events whose positions are not known yet (see
+        `fastpath.Position`); None if a projection does not offer `staged_batches`."""
+        found: list[fastpath.Batch] = []
+        for projection, tables in self._targets:
+            staged = getattr(projection, "staged_batches", None)
+            if staged is None:
+                return None
+            found.extend(staged(conn, recorded, tables))
+        return found

@@ -74,8 +74,9 @@ _HANDLERS: dict[type[ev.Event], Callable[[Any, RecordedEvent], tuple[str, Row]]]
 }
 
 
-def fold(events: Sequence[RecordedEvent]) -> dict[Key, Row]:
-    """Fold step events per (run, step) into column -> last value."""
+def fold(events: Sequence[RecordedEvent], staged: bool = False) -> dict[Key, Row]:
+    """Fold step events per (run, step) into column -> last value; `staged`: the
+    events' positions are not known yet (`first_position` is a `fastpath.Position`)."""
     rows: dict[Key, Row] = {}
     handlers = _HANDLERS
     for recorded in events:
@@ -86,7 +87,8 @@ def fold(events: Sequence[RecordedEvent]) -> dict[Key, Row]:
         key = (recorded.stream_id, step_id)
         row = rows.get(key)
         if row is None:
-            values["first_position"] = recorded.position
+            values["first_position"] = (fastpath.Position(recorded.event_id) if staged
+                                        else recorded.position)
             rows[key] = values
         else:
             row.update(values)
@@ -101,9 +103,9 @@ class StepJournal(BatchProjection):
     tables = (step_journal,)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                tables: Tables) -> list[fastpath.Batch]:
+                tables: Tables, staged: bool = False) -> list[fastpath.Batch]:
         """What `apply` executes, in order: (statement, rows) pairs."""
-        rows = fold(events)
+        rows = fold(events, staged)
         if not rows:
             return []
         table = tables["step_journal"]
@@ -116,6 +118,12 @@ class StepJournal(BatchProjection):
         return [(self._statements.get((dialect, table.name, columns),
                                       partial(_upsert, table, dialect, columns)), params)
                 for columns, params in groups.items()]
+
+
+    def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                       tables: Tables) -> list[fastpath.Batch]:
+        """`batches` for events whose positions are not known yet."""
+        return self.batches(conn, events, tables, staged=True)
 
 
 def _upsert(table: Table, dialect: str, columns: tuple[str, ...]) -> Any:

@@ -156,6 +156,9 @@ class RunViews(BatchProjection):
                 key, partial(_update, views, dialect, columns, children)), params_list))
         return batches
 
+    # The run views hold no positions: the same rows whether positions are known or not.
+    staged_batches = batches
+
 
 def _update(table: Table, dialect: str, columns: tuple[str, ...], children: int) -> Any:
     values: dict[str, Any] = {name: sa.bindparam(f"p_{name}", type_=table.c[name].type)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -30,7 +31,11 @@ from eventstore import (
     Replay,
     StreamAppend,
 )
-from eventstore.schema import idempotency_keys
+from eventstore.schema import events, idempotency_keys
+from outbox import OutboxWriter
+from outbox._schema import outbox
+from projections import InlineProjections
+from projections._schema import run_views, step_journal
 
 
 def created() -> NewEvent:
@@ -44,6 +49,24 @@ def started() -> NewEvent:
 
 def sid() -> str:
     return str(uuid.uuid4())
+
+
+def completed_step(step: str) -> NewEvent:
+    return NewEvent(ev.StepCompleted(step_id=step, attempt=1, result={"ok": True},
+                                     started_at=datetime(2026, 1, 1, tzinfo=UTC)))
+
+
+def key_row(key: str) -> dict[str, object]:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return {"scope": "s", "key": key, "fingerprint": "f", "status": "completed",
+            "result": None, "locked_until": None, "expires_at": now, "created_at": now}
+
+
+def _row_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {table.name: int(conn.execute(sa.select(sa.func.count()).select_from(table))
+                                .scalar_one())
+                for table in (events, outbox, run_views, step_journal, idempotency_keys)}
 
 
 def count(engine: Engine) -> int:
@@ -193,6 +216,100 @@ class StoreContract:
         with engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one() == 3
 
+    def test_deferred_appends_commit_with_their_hooks_rows_and_writes(
+            self, engine: Engine) -> None:
+        """`append_deferred` + `defer`: on PostgreSQL one statement; the positions that
+        hook rows hold (outbox payload and headers, the journal's first position) are
+        the events' own, as an eager append writes them."""
+        writer = OutboxWriter()
+        store = EventStore(engine, hooks=[InlineProjections(), writer])
+        run, other = sid(), sid()
+        store.append(StreamAppend(sid(), [created()], 0))  # positions are not 1, 2 ...
+        with store.transaction() as tx:
+            first = tx.append_deferred(StreamAppend(run, [created(), started()], 0))
+            second = tx.append_deferred(StreamAppend(other, [created()], 0))
+            tx.defer(idempotency_keys.insert(), [key_row("deferred")])
+            with pytest.raises(RuntimeError, match="not appended yet"):
+                first.recorded  # noqa: B018
+        with store.transaction() as tx:
+            step = tx.append_deferred(StreamAppend(run, [completed_step("a")], 2))
+        recorded = [*first.recorded, *second.recorded, *step.recorded]
+        assert recorded == [*store.read_stream(run)[:2], *store.read_stream(other),
+                            store.read_stream(run)[2]]
+        with engine.connect() as conn:
+            outbox_rows = {r.event_id: r for r in conn.execute(sa.select(outbox))}
+            journal = conn.execute(sa.select(step_journal.c.first_position)
+                                   .where(step_journal.c.run_id == run)).scalar_one()
+            views = {r.run_id: r.version for r in conn.execute(sa.select(run_views))}
+            keys = conn.execute(sa.select(idempotency_keys.c.key)).scalars().all()
+        for rec in recorded:  # byte for byte what the eager path writes
+            expected = writer.rows([rec])[0]
+            stored = outbox_rows[rec.event_id]
+            assert (stored.payload, stored.headers) == (expected["payload"], expected["headers"])
+        assert orjson.loads(outbox_rows[step.recorded[0].event_id].payload)["position"] \
+            == step.recorded[0].position
+        assert journal == step.recorded[0].position
+        assert {views[run], views[other]} == {3, 1}
+        assert keys == ["deferred"]
+
+    def test_deferred_append_off_its_expected_version_writes_nothing(
+            self, engine: Engine) -> None:
+        store = EventStore(engine, hooks=[InlineProjections(), OutboxWriter()])
+        run, fresh = sid(), sid()
+        first = created()
+        store.append(StreamAppend(run, [first], 0))
+        before = _row_counts(engine)
+        with pytest.raises(ConcurrencyError) as info, store.transaction() as tx:
+            tx.append_deferred(StreamAppend(run, [started()], 5))  # ahead of the stream
+            tx.defer(idempotency_keys.insert(), [key_row("lost")])
+            tx.notify("ledgerflow_test", "lost")
+        assert (info.value.stream, info.value.expected, info.value.actual) == (run, 5, 1)
+        with pytest.raises(ConcurrencyError) as info, store.transaction() as tx:
+            tx.append_deferred(StreamAppend(fresh, [created()], 0))
+            tx.append_deferred(StreamAppend(run, [created()], 0))  # behind it
+            tx.defer(idempotency_keys.insert(), [key_row("lost")])
+        assert (info.value.stream, info.value.expected, info.value.actual) == (run, 0, 1)
+        with pytest.raises(DuplicateEventId), store.transaction() as tx:
+            tx.append_deferred(StreamAppend(fresh, [created()], 0))
+            tx.append_deferred(StreamAppend(sid(), [NewEvent(first.event,
+                                                             event_id=first.event_id)], 0))
+        assert _row_counts(engine) == before
+        assert store.stream_version(fresh) == 0
+
+        with pytest.raises(ZeroDivisionError), store.transaction() as tx:
+            tx.append_deferred(StreamAppend(fresh, [created()], 0))
+            raise ZeroDivisionError
+        assert store.stream_version(fresh) == 0
+
+    def test_deferred_append_is_written_before_a_read_or_an_eager_append(
+            self, engine: Engine) -> None:
+        store = EventStore(engine, hooks=[InlineProjections(), OutboxWriter()])
+        run = sid()
+        with store.transaction() as tx:
+            pending = tx.append_deferred(StreamAppend(run, [created()], 0))
+            seen = tx.conn.execute(sa.select(sa.func.count()).select_from(events)
+                                   .where(events.c.stream_id == run)).scalar_one()
+            assert [r.version for r in pending.recorded] == [1]
+            tx.append_deferred(StreamAppend(run, [started()]))  # no expected version
+            tx.append(StreamAppend(run, [completed_step("a")], 2))
+        assert seen == 1
+        assert [r.type for r in store.read_stream(run)] == [
+            "RunCreated", "RunStarted", "StepCompleted"]
+
+    def test_concurrent_deferred_appends_to_one_stream_one_wins_each_version(
+            self, engine: Engine) -> None:
+        store = EventStore(engine, hooks=[InlineProjections(), OutboxWriter()])
+        stream = sid()
+
+        def append(version: int) -> None:
+            with store.held_connection(), store.transaction() as tx:
+                tx.append_deferred(StreamAppend(stream, [started()], version))
+
+        versions = race_one_stream(store, stream, append)
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                .where(outbox.c.key == stream)).scalar_one() == len(versions)
+
     def test_nul_in_event_data_is_refused_and_nothing_written(self, store: EventStore,
                                                                engine: Engine) -> None:
         before = count(engine)
@@ -238,29 +355,37 @@ class StoreContract:
     def test_concurrent_writers_to_one_stream_one_wins_each_version(self, engine: Engine) -> None:
         store = EventStore(engine)
         stream = sid()
-        store.append(StreamAppend(stream, [created()], 0))
-        outcomes: list[str] = []
-        lock = threading.Lock()
+        race_one_stream(store, stream, lambda version: store.append(
+            StreamAppend(stream, [started()], version)))
 
-        def writer() -> None:
-            for _ in range(10):
-                version = store.stream_version(stream)
-                try:
-                    store.append(StreamAppend(stream, [started()], version))
-                    result = "ok"
-                except ConcurrencyError:
-                    result = "conflict"
-                with lock:
-                    outcomes.append(result)
 
-        threads = [threading.Thread(target=writer) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        versions = [r.version for r in store.read_stream(stream)]
-        assert versions == list(range(1, len(versions) + 1))
-        assert len(versions) == 1 + outcomes.count("ok")
+def race_one_stream(store: EventStore, stream: str,
+                    append: Callable[[int], object]) -> list[int]:
+    """Four writers, ten tries each, `append(version read)` to one new stream: every
+    version is taken once, by one winner; returns the stream's versions."""
+    store.append(StreamAppend(stream, [created()], 0))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def writer() -> None:
+        for _ in range(10):
+            try:
+                append(store.stream_version(stream))
+                result = "ok"
+            except ConcurrencyError:
+                result = "conflict"
+            with lock:
+                outcomes.append(result)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    versions = [r.version for r in store.read_stream(stream)]
+    assert versions == list(range(1, len(versions) + 1))
+    assert len(versions) == 1 + outcomes.count("ok")
+    return versions
 
 
 class IdempotencyContract:

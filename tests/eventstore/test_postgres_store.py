@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -59,3 +61,69 @@ def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine) -> 
         with store.transaction() as tx:  # the same held slot, on a new connection
             tx.append(StreamAppend(kept, [created()], 0))
     assert store.stream_version(lost) == 0 and store.stream_version(kept) == 1
+
+
+def test_a_transaction_of_deferred_appends_and_writes_is_one_statement(
+        pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN, append, hook rows + deferred writes, COMMIT: one statement in autocommit,
+    on a held connection and on a pooled one; what cannot go as one falls back."""
+    import psycopg
+
+    from eventstore import EventStore, StreamAppend
+    from eventstore.schema import idempotency_keys
+    from outbox import OutboxWriter
+    from projections import InlineProjections
+    from tests.eventstore.contract import completed_step, created, key_row, sid, started
+
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query)[:40])
+        return execute(self, query, *args, **kwargs)
+
+    store = EventStore(pg_engine, hooks=[InlineProjections(), OutboxWriter()])
+    run = sid()
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    with store.transaction() as tx:  # pooled connection
+        tx.append_deferred(StreamAppend(run, [created(), started()], 0))
+        tx.defer(idempotency_keys.insert(), [key_row("k")])
+        tx.notify("ledgerflow_test", "x")
+    assert len(sent) == 1 and sent[0].startswith("WITH v AS"), sent
+    with store.held_connection():
+        for version in (2, 3):
+            sent.clear()
+            with store.transaction() as tx:
+                tx.append_deferred(StreamAppend(run, [completed_step(f"s{version}")], version))
+            assert len(sent) == 1, sent
+        sent.clear()
+        with store.transaction() as tx:  # two updates of run_views: not one statement
+            tx.append_deferred(StreamAppend(run, [completed_step("s4")], 4))
+            tx.append_deferred(StreamAppend(sid(), [created()], None))
+        assert len(sent) > 1
+    assert [r.version for r in store.read_stream(run)] == [1, 2, 3, 4, 5]
+
+
+def test_a_schema_without_the_version_check_function_asks_for_an_upgrade(
+        pg_engine: Engine) -> None:
+    import sqlalchemy as sa
+
+    from domain.errors import StoreUnavailable
+    from eventstore import EventStore, StreamAppend
+    from eventstore.schema import VERSION_CONFLICT_FUNCTION, events
+    from tests.eventstore.contract import created, sid
+
+    store = EventStore(pg_engine)
+    run = sid()
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DROP FUNCTION ledgerflow_version_conflict"))
+    try:
+        with pytest.raises(StoreUnavailable, match="ledgerflow db upgrade"), \
+                store.transaction() as tx:
+            tx.append_deferred(StreamAppend(run, [created()], 0))
+        assert store.stream_version(run) == 0
+    finally:
+        with pg_engine.begin() as conn:
+            VERSION_CONFLICT_FUNCTION(events, conn)
+    store.append(StreamAppend(run, [created()], 0))
+    assert store.stream_version(run) == 1

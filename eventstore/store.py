@@ -261,15 +261,18 @@ class Transaction:
         if built is None:
             return False
         sql, values = built
-        autocommit = raw.autocommit
+        autocommit, failure = raw.autocommit, None
         raw.autocommit = True
         try:
             rows = fastpath.raw_cursor(self._conn).execute(sql, values,
                                                            prepare=True).fetchall()
         except psycopg.Error as error:
-            raw.autocommit = autocommit
-            raise self._statement_error(error, appends) from None
-        raw.autocommit = autocommit
+            failure = error
+        finally:  # back to transactions (a broken connection is replaced, not reused)
+            if raw.info.transaction_status == _IDLE:
+                raw.autocommit = autocommit
+        if failure is not None:
+            raise self._statement_error(failure, appends) from None
         positions = iter(rows)
         for pending in self._staged:
             count = sum(len(append.events) for append in pending.appends)

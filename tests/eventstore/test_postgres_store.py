@@ -42,10 +42,16 @@ def test_a_nested_transaction_on_a_held_connection_is_a_transaction_of_its_own(
     assert store.stream_version(outer) == 1
 
 
-def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine) -> None:
+@pytest.mark.parametrize("deferred", [False, True], ids=["append", "append_deferred"])
+def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine,
+                                                         deferred: bool) -> None:
     from domain.errors import StoreUnavailable
     from eventstore import EventStore, StreamAppend
+    from eventstore.store import Transaction
     from tests.eventstore.contract import created, sid
+
+    def append(tx: Transaction, stream: str) -> None:
+        (tx.append_deferred if deferred else tx.append)(StreamAppend(stream, [created()], 0))
 
     store = EventStore(pg_engine)
     with store.held_connection():
@@ -56,10 +62,10 @@ def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine) -> 
             other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         lost = sid()
         with pytest.raises(StoreUnavailable), store.transaction() as tx:
-            tx.append(StreamAppend(lost, [created()], 0))
+            append(tx, lost)
         kept = sid()
         with store.transaction() as tx:  # the same held slot, on a new connection
-            tx.append(StreamAppend(kept, [created()], 0))
+            append(tx, kept)
     assert store.stream_version(lost) == 0 and store.stream_version(kept) == 1
 
 

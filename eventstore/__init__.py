@@ -10,6 +10,7 @@ from eventstore.store import (
     Clock,
     EventStore,
     GlobalReader,
+    PendingAppend,
     StreamReader,
     Transaction,
     utcnow,
@@ -18,7 +19,7 @@ from eventstore.store import (
 __all__ = [
     "DEFAULT_URL", "MIGRATIONS", "Acquired", "AppendHook", "Clock", "EventStore",
     "GlobalReader", "IdempotencyKeys", "InProgress", "JSONType", "Migration", "NewEvent",
-    "Outcome", "RecordedEvent", "Replay", "StreamAppend", "StreamReader", "Transaction",
-    "UTCDateTime", "create_engine", "create_tables", "metadata", "new_id",
+    "Outcome", "PendingAppend", "RecordedEvent", "Replay", "StreamAppend", "StreamReader",
+    "Transaction", "UTCDateTime", "create_engine", "create_tables", "metadata", "new_id",
     "normalize_url", "upgrade", "utcnow",
 ]

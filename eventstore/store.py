@@ -4,7 +4,8 @@ Ports, narrowest first (as `eventsourcing`'s recorders): `StreamReader` reads on
 stream; `GlobalReader` reads every event by global position; `EventStore`
 appends, and lets other parts write in the same transaction through `AppendHook`s
 (outbox rows, inline projections), `Transaction.defer` (run queue) or
-`Transaction.conn` (idempotency results, reads).
+`Transaction.conn` (idempotency results, reads). A transaction that only writes
+(`Transaction.append_deferred`) is one statement on PostgreSQL.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ on `ledgerflow_bench` running at the same time cannot clear it.
 Figures: workflows/s for both and ratios, p50/p90 trigger-to-result latency,
 statements and transactions per workflow (ledgerflow; statements are counted at
 the driver, `psycopg.Cursor.execute`, so raw-cursor statements count too;
-transactions as commits at the driver, `psycopg.Connection.commit`), and process CPU per workflow
+transactions as commit calls at the driver, `psycopg.Connection.commit`: a
+one-statement transaction commits by itself in autocommit, and its commit call, which
+then sends nothing, still marks it), and process CPU per workflow
 (`time.process_time()` deltas over each phase / N: the client, the worker
 threads and the driver, as DBOS's is).
 

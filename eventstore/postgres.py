@@ -164,12 +164,24 @@ _HEAD = """v AS (
     RETURNING position, event_id
 )"""
 
-HEAD_TAIL = "SELECT position FROM ins ORDER BY position"
-"""The main query after `insert_head`: the new events' positions, in append order."""
-HEAD_TAIL_NOTIFY = ("SELECT ins.position FROM ins, (SELECT count(*) FROM n) AS sent"
-                    " ORDER BY ins.position")
-"""`HEAD_TAIL` when the head ends with the notices' CTE `n` (read here, so it runs)."""
+_TAIL = "SELECT position FROM ins ORDER BY position"
+_TAIL_NOTIFY = ("SELECT ins.position FROM ins, (SELECT count(*) FROM n) AS sent"
+                " ORDER BY ins.position")
 UNDEFINED_FUNCTION = "42883"
+
+
+def with_notices(head: str, params: dict[str, Any],
+                 notices: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """`head` with a CTE `n` sending the (channel, payload) notices, if any (their
+    values go into `params`), and the main query to follow it: the new events'
+    positions in append order (reading `n`, so that it runs)."""
+    if not notices:
+        return head, _TAIL
+    rows = ", ".join(f"(%(n{i}_c)s::text, %(n{i}_p)s::text)" for i in range(len(notices)))
+    for i, (channel, payload) in enumerate(notices):
+        params[f"n{i}_c"], params[f"n{i}_p"] = channel, payload
+    return f"{head}, n AS (SELECT pg_notify(x.c, x.p) FROM (VALUES {rows}) AS x(c, p))", \
+        _TAIL_NOTIFY
 
 
 @functools.lru_cache(maxsize=256)

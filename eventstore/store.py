@@ -249,38 +249,22 @@ class Transaction:
             batches.extend(found)
         batches.extend(self._deferred)
         key, head, params = postgres.insert_head(appends, encoded, now)
-        tail = postgres.HEAD_TAIL
-        if self._notices:
-            head += ", n AS (SELECT pg_notify(x.c, x.p) FROM (VALUES {}) AS x(c, p))".format(
-                ", ".join(f"(%(n{i}_c)s::text, %(n{i}_p)s::text)"
-                          for i in range(len(self._notices))))
-            for i, (channel, payload) in enumerate(self._notices):
-                params[f"n{i}_c"], params[f"n{i}_p"] = channel, payload
-            tail = postgres.HEAD_TAIL_NOTIFY
+        head, tail = postgres.with_notices(head, params, list(self._notices))
         built = fastpath.statement_with(self._conn, (key, len(self._notices)), head, params,
                                         batches, tail)
         if built is None:
             return False
-        sql, values = built
-        autocommit, failure = raw.autocommit, None
-        raw.autocommit = True
         try:
-            rows = fastpath.raw_cursor(self._conn).execute(sql, values,
-                                                           prepare=True).fetchall()
+            rows = _autocommit(raw, fastpath.raw_cursor(self._conn), *built)
         except psycopg.Error as error:
-            failure = error
-        finally:  # back to transactions (a broken connection is replaced, not reused)
-            if raw.info.transaction_status == _IDLE:
-                raw.autocommit = autocommit
-        if failure is not None:
-            raise self._statement_error(failure, appends) from None
-        positions = iter(rows)
+            raise self._statement_error(error, appends) from None
+        recorded = [rec._replace(position=row[0])
+                    for rec, row in zip(provisional, rows, strict=True)]
+        start = 0
         for pending in self._staged:
-            count = sum(len(append.events) for append in pending.appends)
-            pending._recorded = [rec._replace(position=row[0])
-                                 for rec, row in zip(provisional[:count], positions, strict=False)]
-            provisional = provisional[count:]
-            self.recorded.extend(pending._recorded)
+            end = start + sum(len(append.events) for append in pending.appends)
+            pending._recorded, start = recorded[start:end], end
+        self.recorded.extend(recorded)
         self._staged, self._deferred = [], []
         self._notices.clear()
         return True
@@ -358,6 +342,18 @@ def _on_held_postgres(store: EventStore, held: Connection) -> Iterator[Transacti
         held.commit()
     else:
         raw.commit()
+
+
+def _autocommit(raw: Any, cursor: Any, sql: str, values: list[Any]) -> list[Any]:
+    """Run one statement on `raw` in autocommit (a transaction of its own); its rows."""
+    autocommit = raw.autocommit
+    raw.autocommit = True
+    try:
+        rows: list[Any] = cursor.execute(sql, values, prepare=True).fetchall()
+        return rows
+    finally:  # back to transactions (a broken connection is replaced, not reused)
+        if raw.info.transaction_status == _IDLE:
+            raw.autocommit = autocommit
 
 
 def _encode(appends: Sequence[StreamAppend]) -> Encoded:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy.engine import Engine as SAEngine
@@ -66,8 +67,12 @@ class Listener:
                 self._halt.wait(self._retry)
 
     def _listen(self) -> None:
-        args, kwargs = self._db.dialect.create_connect_args(self._db.url)
-        with psycopg.connect(*args, **{**kwargs, "autocommit": True}) as conn:
+        # A connection made as the engine makes its own (its connect_args and connect
+        # hooks apply), then taken out of the pool: it lives as long as this LISTEN.
+        pooled = self._db.raw_connection()
+        pooled.detach()
+        with cast("psycopg.Connection[Any]", pooled.dbapi_connection) as conn:
+            conn.autocommit = True
             conn.execute(f"LISTEN {RUNS_CHANNEL}")
             self._listening.set()
             while not self._halt.is_set():

@@ -104,3 +104,21 @@ def test_listener_reconnects_after_its_connection_is_killed(pg_engine: SAEngine)
             assert time.monotonic() < deadline, "the listener did not come back"
     finally:
         listener.stop()
+
+
+def test_listener_connects_as_the_engine_does(pg_url: str) -> None:
+    """The engine's connect_args (here an application name) reach the listening session."""
+    from eventstore import create_engine
+
+    engine = create_engine(pg_url, connect_args={"application_name": "lf-listener-check"})
+    listener = Listener(engine, "me", lambda: None).start()
+    try:
+        assert listener.wait_listening(10)
+        with engine.connect() as conn:
+            found = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                f" 'lf-listener-check' AND query = 'LISTEN {RUNS_CHANNEL}'").scalar_one()
+        assert found == 1
+    finally:
+        listener.stop()
+        engine.dispose()

@@ -239,7 +239,7 @@ def statement_with(conn: Connection, key: Any, head: str, params: dict[str, Any]
         return None
     entry = _WITH.get((key, shape), _UNSET)
     if entry is _UNSET:
-        combined = _combine(conn, shape, head, tail)
+        combined = _combine(conn, shape, (head, tail))
         entry = _WITH[(key, shape)] = None if combined is None else (
             *_numbered(combined[0]), combined)
     if entry is None:
@@ -313,10 +313,11 @@ def _position_sql(bind: str, text: bool) -> str:
     return f"(CAST(%({bind}__b)s AS text) || {found} || CAST(%({bind}__a)s AS text))"
 
 
-def _combine(conn: Connection, shape: _Shape, head: str | None = None,
-             tail: str | None = None) -> _Combined | None:
-    """The one-statement form of `shape`, or None when it cannot be combined. Without
-    `tail` the last batch is the main statement."""
+def _combine(conn: Connection, shape: _Shape,
+             around: tuple[str, str] | None = None) -> _Combined | None:
+    """The one-statement form of `shape`, or None when it cannot be combined: with
+    `around` (head CTEs, main query) every batch is a CTE between them, else the last
+    batch is the main statement."""
     tables = [getattr(statement, "table", None) for statement, _, _, _ in shape]
     if None in tables or len(set(tables)) != len(tables):
         return None
@@ -344,11 +345,11 @@ def _combine(conn: Connection, shape: _Shape, head: str | None = None,
                 sql = sql.replace(f"%({bind})s", _position_sql(bind, text))
         texts.append(sql)
         parts.append((prefix, binds))
-    if tail is None:
+    if around is None:
         ctes = ", ".join(f"s{index} AS ({sql})" for index, sql in enumerate(texts[:-1]))
         return f"WITH {ctes} {texts[-1]}", tuple(parts)
-    ctes = ", ".join([*([head] if head else []),
-                      *(f"s{index} AS ({sql})" for index, sql in enumerate(texts))])
+    head, tail = around
+    ctes = ", ".join([head, *(f"s{index} AS ({sql})" for index, sql in enumerate(texts))])
     return f"WITH {ctes} {tail}", tuple(parts)
 
 

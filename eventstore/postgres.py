@@ -78,35 +78,60 @@ def current_versions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, i
 
 # One statement, one round trip per append: `v` takes the xid (point 1 of the module
 # doc; `v.xid` is referenced below so the planner cannot drop it) and every stream's
-# version; the insert happens only if every expected version holds, in the order the
-# rows are given, so positions follow versions. No row back means a version conflict.
-# Rows travel as a VALUES list of scalar parameters (one SQL text per shape, prepared):
-# psycopg dumps arrays in Python, several times slower than scalars.
-_APPEND = """
-WITH v AS (
+# version; the insert happens only if every expected version holds (`{check}`), in the
+# order the rows are given, so positions follow versions. Rows travel as a VALUES list
+# of scalar parameters (one SQL text per shape, prepared): psycopg dumps arrays in
+# Python, several times slower than scalars.
+_VERSIONS_CTE = """v AS (
     SELECT s.id, s.expected, pg_current_xact_id() AS xid,
            COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0) AS actual
     FROM (VALUES {streams}) AS s(id, expected)
-)
-INSERT INTO events (stream_id, version, event_id, type, schema_version, data, metadata,
-                    recorded_at)
+)"""
+_INSERT_EVENTS = """INSERT INTO events (stream_id, version, event_id, type, schema_version,
+                    data, metadata, recorded_at)
 SELECT r.stream_id, v.actual + r.n, r.event_id, r.type, r.sv, r.data, r.meta, r.at
 FROM (VALUES {rows}) AS r(stream_id, n, event_id, type, sv, data, meta, at, ord)
 JOIN v ON v.id = r.stream_id
-WHERE v.xid IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM v WHERE v.expected IS NOT NULL AND v.expected <> v.actual)
+WHERE v.xid IS NOT NULL AND {check}
 ORDER BY r.ord
-RETURNING position, version
-"""
+RETURNING {returning}"""
+
+# `insert_events`: no row back means a version conflict (the transaction goes on).
+_ALL_AT_EXPECTED = ("NOT EXISTS (SELECT 1 FROM v WHERE v.expected IS NOT NULL"
+                    " AND v.expected <> v.actual)")
+# `insert_head`: a stream off its expected version raises LF409 (eventstore/schema.py),
+# which aborts the statement and every other write in it.
+_AT_EXPECTED_OR_RAISE = ("CASE WHEN v.expected = v.actual THEN true"
+                         " ELSE ledgerflow_version_conflict(v.id, v.expected, v.actual) END")
+
+_STREAM_TYPES = ("text", "int")
+_ROW_TYPES = ("text", "int", "text", "text", "int2", "jsonb", "jsonb", "timestamptz")
+
+
+def _placeholders(streams: int, rows: int, named: bool) -> tuple[str, str, tuple[str, ...]]:
+    """The VALUES lists of `streams` streams and `rows` events (in `_values` order),
+    positional (`%s`) or named, and the names."""
+    names: list[str] = []
+
+    def one(name: str, cast: str) -> str:
+        names.append(name)
+        return f"%({name})s::{cast}" if named else f"%s::{cast}"
+
+    stream_sql = ", ".join(
+        "(" + ", ".join(one(f"v{i}_{k}", t) for k, t in enumerate(_STREAM_TYPES)) + ")"
+        for i in range(streams))
+    row_sql = ", ".join(
+        "(" + ", ".join(one(f"r{i}_{k}", t) for k, t in enumerate(_ROW_TYPES)) + f", {i}::int)"
+        for i in range(rows))
+    return stream_sql, row_sql, tuple(names)
 
 
 @functools.lru_cache(maxsize=256)
 def _append_sql(streams: int, rows: int) -> str:
-    stream = "(%s::text, %s::int)"
-    row = "(%s::text, %s::int, %s::text, %s::text, %s::int2, %s::jsonb, %s::jsonb," \
-          " %s::timestamptz, {}::int)"
-    return _APPEND.format(streams=", ".join([stream] * streams),
-                          rows=", ".join(row.format(n) for n in range(rows)))
+    stream_sql, row_sql, _ = _placeholders(streams, rows, named=False)
+    return (f"WITH {_VERSIONS_CTE.format(streams=stream_sql)} "
+            + _INSERT_EVENTS.format(rows=row_sql, check=_ALL_AT_EXPECTED,
+                                    returning="position, version"))
 
 
 def insert_events(conn: Connection, appends: Sequence[StreamAppend],
@@ -141,29 +166,6 @@ def _values(appends: Sequence[StreamAppend],
     return params, count
 
 
-# The append as the head of one statement that also carries the transaction's other
-# writes (`fastpath.statement_with`), sent in autocommit: one round trip for the whole
-# transaction. Every stream has an expected version; a stream not at it raises
-# LF409 (`ledgerflow_version_conflict`), which aborts the statement and with it every
-# other write in it (the CTEs of one statement succeed or fail together). `ins` returns
-# each event's position for the writes that need it (`fastpath.Position`).
-_HEAD = """v AS (
-    SELECT s.id, s.expected, pg_current_xact_id() AS xid,
-           COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0) AS actual
-    FROM (VALUES {streams}) AS s(id, expected)
-), ins AS (
-    INSERT INTO events (stream_id, version, event_id, type, schema_version, data, metadata,
-                        recorded_at)
-    SELECT r.stream_id, v.actual + r.n, r.event_id, r.type, r.sv, r.data, r.meta, r.at
-    FROM (VALUES {rows}) AS r(stream_id, n, event_id, type, sv, data, meta, at, ord)
-    JOIN v ON v.id = r.stream_id
-    WHERE v.xid IS NOT NULL
-      AND CASE WHEN v.expected = v.actual THEN true
-               ELSE ledgerflow_version_conflict(v.id, v.expected, v.actual) END
-    ORDER BY r.ord
-    RETURNING position, event_id
-)"""
-
 _TAIL = "SELECT position FROM ins ORDER BY position"
 _TAIL_NOTIFY = ("SELECT ins.position FROM ins, (SELECT count(*) FROM n) AS sent"
                 " ORDER BY ins.position")
@@ -186,15 +188,14 @@ def with_notices(head: str, params: dict[str, Any],
 
 @functools.lru_cache(maxsize=256)
 def _head(streams: int, rows: int) -> tuple[str, tuple[str, ...]]:
-    stream = "(%(v{0}_i)s::text, %(v{0}_x)s::int)"
-    row = ("(%(r{0}_s)s::text, %(r{0}_n)s::int, %(r{0}_e)s::text, %(r{0}_t)s::text,"
-           " %(r{0}_v)s::int2, %(r{0}_d)s::jsonb, %(r{0}_m)s::jsonb, %(r{0}_a)s::timestamptz,"
-           " {0}::int)")
-    sql = _HEAD.format(streams=", ".join(stream.format(i) for i in range(streams)),
-                       rows=", ".join(row.format(i) for i in range(rows)))
-    names = [name for i in range(streams) for name in (f"v{i}_i", f"v{i}_x")]
-    names += [f"r{i}_{c}" for i in range(rows) for c in "snetvdma"]
-    return sql, tuple(names)
+    # The append as the head of one statement that also carries the transaction's
+    # other writes (`fastpath.statement_with`), sent in autocommit: one round trip for
+    # the whole transaction. `ins` returns each event's position for the writes that
+    # need it (`fastpath.Position`).
+    stream_sql, row_sql, names = _placeholders(streams, rows, named=True)
+    insert = _INSERT_EVENTS.format(rows=row_sql, check=_AT_EXPECTED_OR_RAISE,
+                                   returning="position, event_id")
+    return f"{_VERSIONS_CTE.format(streams=stream_sql)}, ins AS ({insert})", names
 
 
 def insert_head(appends: Sequence[StreamAppend],

@@ -119,7 +119,6 @@ class StepJournal(BatchProjection):
                                       partial(_upsert, table, dialect, columns)), params)
                 for columns, params in groups.items()]
 
-
     def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
                        tables: Tables) -> list[fastpath.Batch]:
         """`batches` for events whose positions are not known yet."""

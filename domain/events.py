@@ -93,6 +93,18 @@ def nul_in_json(text: str) -> bool:
     return "\\u0000" in text and _NUL.search(text) is not None
 
 
+def unstorable_json(text: str) -> str | None:
+    """What in JSON text (dumped with `ensure_ascii=False`) no backend can store, as
+    words for an error message; None when there is nothing."""
+    if nul_in_json(text):
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "text that is not valid Unicode (an unpaired surrogate)"
+    return None
+
+
 def encode(event: Event) -> tuple[str, int, dict[str, JSON]]:
     """Return (type name, schema version, JSON-ready data) for storage."""
     return event.type_name(), event.schema_version, event.model_dump(mode="json")

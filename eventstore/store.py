@@ -234,13 +234,13 @@ class Transaction:
             return False
         now = self.store.clock()
         encoded = _encode(appends)
-        provisional = [
-            RecordedEvent(0, append.stream_id, append.expected_version + n, new.event_id,
-                          type_name, schema_version, new.event, new.metadata, now)
+        provisional = [  # every expected version is known (checked above)
+            RecordedEvent(0, append.stream_id, (append.expected_version or 0) + n,
+                          new.event_id, type_name, schema_version, new.event, new.metadata,
+                          now)
             for append, texts in zip(appends, encoded, strict=True)
             for n, (new, (type_name, schema_version, _data, _meta))
-            in enumerate(zip(append.events, texts, strict=True), 1)
-            if append.expected_version is not None]
+            in enumerate(zip(append.events, texts, strict=True), 1)]
         batches: list[fastpath.Batch] = []
         for staged in stagers:
             found = staged(self._conn, provisional) if staged is not None else None
@@ -285,6 +285,7 @@ class Transaction:
 
     def _append_sqlite(self, appends: Sequence[StreamAppend],
                        now: datetime) -> list[RecordedEvent]:
+        _encode(appends)  # refuses what no backend can store, before any statement
         actual = sqlite.current_versions(self._conn, [a.stream_id for a in appends])
         params: list[dict[str, Any]] = []
         pending: list[tuple[StreamAppend, NewEvent, int, str, int]] = []
@@ -295,8 +296,6 @@ class Transaction:
             for new in append.events:
                 version += 1
                 type_name, schema_version, data = encode(new.event)
-                _refuse_nul(append, new, type_name, orjson.dumps(data).decode(),
-                            orjson.dumps(new.metadata).decode())
                 params.append({
                     "stream_id": append.stream_id, "version": version,
                     "event_id": new.event_id, "type": type_name,
@@ -357,20 +356,24 @@ def _autocommit(raw: Any, cursor: Any, sql: str, values: list[Any]) -> list[Any]
 
 
 def _encode(appends: Sequence[StreamAppend]) -> Encoded:
-    """(type, schema version, data JSON, metadata JSON) of each event; refuses NULs."""
-    encoded = [[(n.event.type_name(), n.event.schema_version, n.event.model_dump_json(),
-                 orjson.dumps(n.metadata).decode()) for n in append.events]
-               for append in appends]
-    for append, texts in zip(appends, encoded, strict=True):
-        for new, (type_name, _version, data, meta) in zip(append.events, texts, strict=True):
-            _refuse_nul(append, new, type_name, data, meta)
-    return encoded
+    """(type, schema version, data JSON, metadata JSON) of each event."""
+    return [[_texts(append, new) for new in append.events] for append in appends]
 
 
-def _refuse_nul(append: StreamAppend, new: NewEvent, type_name: str, data: str,
-                meta: str) -> None:
-    """A NUL character (U+0000) cannot be stored by PostgreSQL (text or jsonb); refused
-    on both backends alike, before anything is written."""
+def _texts(append: StreamAppend, new: NewEvent) -> tuple[str, int, str, str]:
+    """(type, schema version, data JSON, metadata JSON) of an event; refused with
+    `InvalidEvent`, on both backends alike and before anything is written, what
+    PostgreSQL cannot store: a NUL character (U+0000) or text that is not valid Unicode
+    (an unpaired surrogate), in the ids, the data or the metadata."""
+    type_name = new.event.type_name()
+    try:
+        data = new.event.model_dump_json()
+        meta = orjson.dumps(new.metadata).decode()
+        append.stream_id.encode()
+        new.event_id.encode()
+    except (ValueError, TypeError) as error:  # surrogates; orjson: also ints over 64 bits
+        raise InvalidEvent(f"{type_name} for stream {append.stream_id!r} cannot be stored "
+                           f"({error}); nothing was appended") from None
     where = ("its stream id" if "\x00" in append.stream_id else
              "its event id" if "\x00" in new.event_id else
              "its data" if nul_in_json(data) else
@@ -380,6 +383,7 @@ def _refuse_nul(append: StreamAppend, new: NewEvent, type_name: str, data: str,
             f"{type_name} for stream {append.stream_id!r} holds a NUL character (\\u0000) "
             f"in {where}, which the store cannot keep (PostgreSQL refuses it); "
             "nothing was appended")
+    return type_name, new.event.schema_version, data, meta
 
 
 class EventStore(GlobalReader):

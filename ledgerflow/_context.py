@@ -75,17 +75,18 @@ class Compensation:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-def json_roundtrip(value: Any, what: str) -> Any:
-    """`value` as it will read back from the journal, or `NotSerializable`."""
+def json_roundtrip(value: Any, what: str,
+                   error: type[Exception] = NotSerializable) -> Any:
+    """`value` as it will read back from the journal, or `error` saying why it cannot."""
     try:
-        text = json.dumps(value)
+        text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise NotSerializable(
+        raise error(
             f"{what} is a {type(value).__name__}, which is not JSON-serialisable ({exc}); "
-            "return dicts, lists, strings, numbers, booleans or None") from None
-    if ev.nul_in_json(text):
-        raise NotSerializable(f"{what} holds a NUL character (\\u0000), which the event "
-                              "store cannot keep")
+            "use dicts, lists, strings, numbers, booleans or None") from None
+    reason = ev.unstorable_json(text)
+    if reason is not None:
+        raise error(f"{what} holds {reason}, which the event store cannot keep")
     return json.loads(text)
 
 

@@ -10,7 +10,6 @@ transaction. `Engine` inherits them.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from domain.state import Cancel, RunState, Wake, decide
 from eventstore.records import NewEvent, StreamAppend
 from eventstore.store import Clock, EventStore, Transaction
 from ledgerflow import _queue as queue
+from ledgerflow._context import json_roundtrip
 from ledgerflow._executor import Wakeup
 from ledgerflow._journal import Journal
 from ledgerflow._listen import announce
@@ -29,15 +29,7 @@ from ledgerflow._streams import event_metadata
 
 def json_value(value: Any, what: str) -> Any:
     """`value` as the store will keep it, or `InvalidRequest` saying why it cannot."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"{what} is not JSON-serialisable: {exc}") from None
-    if ev.nul_in_json(text):
-        raise InvalidRequest(f"{what} holds a NUL character (\\u0000), which the event "
-                             "store cannot keep")
-    return json.loads(text)
-
+    return json_roundtrip(value, what, InvalidRequest)
 
 
 class RunCommands:

@@ -111,6 +111,23 @@ def test_nul_characters_are_refused_clearly_on_every_backend(
     assert "the result of step 's' holds a NUL character" in state.error.message
 
 
+def test_text_that_is_not_unicode_is_refused_clearly(engine: Engine,
+                                                     registry: WorkflowRegistry) -> None:
+    """An unpaired surrogate is a valid Python str but no database can store it."""
+    @registry.workflow("surrogate")
+    def surrogate(ctx: Context, data: Any) -> Any:
+        ctx.step("s", lambda: ["\udc80"])
+        return "unreached"
+
+    with pytest.raises(InvalidRequest, match=r"input holds text that is not valid Unicode"):
+        engine.trigger("surrogate", {"name": "x\ud800"})
+    with pytest.raises(InvalidRequest, match="signal payload holds text that is not valid"):
+        engine.signal(engine.trigger("surrogate", {}, eager=False).run_id, "go", "\ud800")
+    state = run_to_completion(engine, engine.trigger("surrogate", {}).run_id)
+    assert state.status is RunStatus.FAILED and state.error is not None
+    assert "the result of step 's' holds text that is not valid Unicode" in state.error.message
+
+
 def test_replay_detects_renamed_step(engine: Engine, registry: WorkflowRegistry) -> None:
     version = {"name": "a"}
 

@@ -323,6 +323,23 @@ class StoreContract:
             store.append(StreamAppend("run\x00", [created()], 0))
         assert count(engine) == before
 
+    def test_text_that_is_not_unicode_is_refused_and_nothing_written(
+            self, store: EventStore, engine: Engine) -> None:
+        """An unpaired surrogate (Python allows it in a str; UTF-8 and PostgreSQL do not),
+        found by the projections' hypothesis test as a run input."""
+        before = count(engine)
+        bad = NewEvent(ev.RunCreated(workflow_id="w", workflow_version="1", input="a\ud800"))
+        with pytest.raises(InvalidEvent, match=r"RunCreated .* cannot be stored .*surrogates"):
+            store.append(StreamAppend(sid(), [created()], 0), StreamAppend(sid(), [bad], 0))
+        with pytest.raises(InvalidEvent, match="cannot be stored"):
+            store.append(StreamAppend(sid(), [NewEvent(ev.RunStarted(worker="w"),
+                                                       metadata={"actor": "\udfff"})], 0))
+        with pytest.raises(InvalidEvent, match="cannot be stored"):
+            store.append(StreamAppend("run\ud800", [created()], 0))
+        with pytest.raises(InvalidEvent, match="cannot be stored"), store.transaction() as tx:
+            tx.append_deferred(StreamAppend(sid(), [bad], 0))
+        assert count(engine) == before
+
     def test_read_all_in_position_order_with_after_and_limit(self, store: EventStore) -> None:
         streams = [sid() for _ in range(5)]
         for stream in streams:

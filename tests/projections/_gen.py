@@ -43,7 +43,8 @@ class RunScript:
 
 _ERROR = ev.ErrorInfo(type="ValueError", message="boom")
 
-_text = st.text(st.characters(exclude_characters="\x00"), max_size=5)  # the store refuses NUL
+# The store refuses NUL and unpaired surrogates (tests/eventstore/contract.py).
+_text = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=5)
 _json = st.one_of(st.none(), st.integers(-5, 5), _text,
                   st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2))
 _times = st.one_of(st.none(), st.integers(0, 10_000).map(lambda s: START + timedelta(seconds=s)))

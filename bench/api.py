@@ -45,7 +45,7 @@ def bare_app() -> Any:
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from eventstore import create_engine
+    from ledgerflow.eventstore import create_engine
 
     engine = create_engine(os.environ["LEDGERFLOW_DATABASE_URL"])
     query = sa.text("SELECT run_id, workflow_id, status, input, created_at FROM run_views "
@@ -70,7 +70,7 @@ def bare_app() -> Any:
 
 
 def fresh_database() -> str:
-    from eventstore.database import create_database
+    from ledgerflow.eventstore.database import create_database
 
     return create_database(SERVER, DBNAME, replace=True)
 

@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from domain import events as ev
-from domain.metadata import run_metadata
-from eventstore import EventStore, NewEvent, StreamAppend, create_engine
-from eventstore.database import create_database
-from eventstore.migrations import MIGRATIONS, upgrade
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend, create_engine
+from ledgerflow.eventstore.database import create_database
+from ledgerflow.eventstore.migrations import MIGRATIONS, upgrade
 
 SINGLE, BATCHES, BATCH, PER_WRITER, WRITERS = 2000, 500, 10, 500, 8
 SERVER = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",

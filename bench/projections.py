@@ -26,11 +26,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from domain.metadata import run_metadata
-from eventstore import EventStore, create_engine
-from eventstore.database import create_database
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.eventstore import EventStore, create_engine
+from ledgerflow.eventstore.database import create_database
 from ledgerflow.migrations import upgrade_all
-from projections import default_projections, rebuild
+from ledgerflow.projections import default_projections, rebuild
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench_proj"
 WAVE = 500

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from domain.events import RunCompleted, RunCreated, RunStarted, StepCompleted
-from domain.metadata import run_metadata
-from eventstore import EventStore, NewEvent, StreamAppend, create_engine
-from eventstore.schema import metadata
+from ledgerflow.domain.events import RunCompleted, RunCreated, RunStarted, StepCompleted
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend, create_engine
+from ledgerflow.eventstore.schema import metadata
 from ledgerflow.migrations import upgrade_all
-from outbox import KafkaPublisher, OutboundMessage, OutboxWriter, Outcome, Relay, outbox
-from outbox._relay import to_message
+from ledgerflow.outbox import KafkaPublisher, OutboundMessage, OutboxWriter, Outcome, Relay, outbox
+from ledgerflow.outbox._relay import to_message
 
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")

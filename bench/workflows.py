@@ -184,10 +184,10 @@ def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str
 
 
 def bench_ledgerflow() -> dict[str, dict[str, float]]:
-    from eventstore import create_engine
-    from eventstore.schema import metadata
     from ledgerflow import Context, Engine, Worker, WorkflowRegistry
     from ledgerflow._app import build_store
+    from ledgerflow.eventstore import create_engine
+    from ledgerflow.eventstore.schema import metadata
     from ledgerflow.migrations import upgrade_all
     from ledgerflow.settings import Settings
 

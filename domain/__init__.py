@@ -1,6 +1,6 @@
 """The pure model of ledgerflow: lifecycle machine, events, run state, errors. No I/O."""
 
-from domain.errors import (
+from ledgerflow.domain.errors import (
     ConcurrencyError,
     DuplicateEventId,
     IdempotencyConflict,
@@ -15,9 +15,24 @@ from domain.errors import (
     UnknownRun,
     UnknownWorkflow,
 )
-from domain.events import EVENT_TYPES, ErrorInfo, Event, Waitpoint, decode, encode, register
-from domain.lifecycle import MACHINE, NEXT_STATUS, TERMINAL, RunStatus, Trigger, next_status
-from domain.state import RunState, decide, evolve, fold
+from ledgerflow.domain.events import (
+    EVENT_TYPES,
+    ErrorInfo,
+    Event,
+    Waitpoint,
+    decode,
+    encode,
+    register,
+)
+from ledgerflow.domain.lifecycle import (
+    MACHINE,
+    NEXT_STATUS,
+    TERMINAL,
+    RunStatus,
+    Trigger,
+    next_status,
+)
+from ledgerflow.domain.state import RunState, decide, evolve, fold
 
 __all__ = [
     "EVENT_TYPES",

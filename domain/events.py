@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from domain.errors import InvalidEvent, UnknownEventType
+from ledgerflow.domain.errors import InvalidEvent, UnknownEventType
 
 JSON = Any
 """A value that survives `json.dumps` / `json.loads` unchanged."""

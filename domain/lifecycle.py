@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from transitions import Machine
 
-from domain.errors import IllegalTransition
+from ledgerflow.domain.errors import IllegalTransition
 
 
 class RunStatus(StrEnum):

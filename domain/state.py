@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from functools import singledispatch
 from typing import Any, Literal
 
-from domain import events as ev
-from domain.errors import IllegalTransition
-from domain.lifecycle import RunStatus, Trigger, next_status
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import IllegalTransition
+from ledgerflow.domain.lifecycle import RunStatus, Trigger, next_status
 
 
 @dataclass(frozen=True)

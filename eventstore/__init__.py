@@ -1,11 +1,11 @@
 """Append-only event store on SQLAlchemy Core (PostgreSQL via psycopg 3, SQLite)."""
 
-from eventstore.database import DEFAULT_URL, create_engine, normalize_url
-from eventstore.idempotency import Acquired, IdempotencyKeys, InProgress, Outcome, Replay
-from eventstore.migrations import MIGRATIONS, Migration, create_tables, upgrade
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
-from eventstore.schema import JSONType, UTCDateTime, metadata
-from eventstore.store import (
+from ledgerflow.eventstore.database import DEFAULT_URL, create_engine, normalize_url
+from ledgerflow.eventstore.idempotency import Acquired, IdempotencyKeys, InProgress, Outcome, Replay
+from ledgerflow.eventstore.migrations import MIGRATIONS, Migration, create_tables, upgrade
+from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
+from ledgerflow.eventstore.schema import JSONType, UTCDateTime, metadata
+from ledgerflow.eventstore.store import (
     AppendHook,
     Clock,
     EventStore,

@@ -8,8 +8,13 @@ from contextlib import contextmanager
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from domain.errors import ConcurrencyError, DuplicateEventId, LedgerflowError, StoreUnavailable
-from eventstore.records import StreamAppend
+from ledgerflow.domain.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    LedgerflowError,
+    StoreUnavailable,
+)
+from ledgerflow.eventstore.records import StreamAppend
 
 
 def _constraint(error: BaseException) -> str:

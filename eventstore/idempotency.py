@@ -15,10 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from domain.errors import IdempotencyConflict
-from eventstore.database import is_postgres
-from eventstore.schema import idempotency_keys as keys
-from eventstore.store import Clock, utcnow
+from ledgerflow.domain.errors import IdempotencyConflict
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.schema import idempotency_keys as keys
+from ledgerflow.eventstore.store import Clock, utcnow
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,13 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.database import is_postgres
-from eventstore.schema import VERSION_CONFLICT_FUNCTION, events, metadata, schema_migrations
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.schema import (
+    VERSION_CONFLICT_FUNCTION,
+    events,
+    metadata,
+    schema_migrations,
+)
 
 MIGRATION_LOCK_KEY = 0x1ED6E7F1  # advisory lock id, any constant unique to ledgerflow
 

@@ -39,8 +39,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore import fastpath
-from eventstore.records import StreamAppend
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.records import StreamAppend
 
 T = TypeVar("T")
 

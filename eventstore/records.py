@@ -7,7 +7,7 @@ from datetime import datetime
 from random import getrandbits
 from typing import Any, NamedTuple
 
-from domain.events import Event
+from ledgerflow.domain.events import Event
 
 _VERSION_4 = (0x4 << 76) | (0x2 << 62)  # version nibble 4, RFC 4122 variant bits 10
 _CLEAR = ~((0xF << 76) | (0x3 << 62))

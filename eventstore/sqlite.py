@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.schema import events
+from ledgerflow.eventstore.schema import events
 
 T = TypeVar("T")
 

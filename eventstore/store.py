@@ -23,12 +23,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Executable
 
-from domain.errors import ConcurrencyError, InvalidEvent, StoreUnavailable
-from domain.events import decode, encode, nul_in_json
-from eventstore import _errors, fastpath, postgres, sqlite
-from eventstore.database import create_engine, is_postgres
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend
-from eventstore.schema import VERSION_CONFLICT, events
+from ledgerflow.domain.errors import ConcurrencyError, InvalidEvent, StoreUnavailable
+from ledgerflow.domain.events import decode, encode, nul_in_json
+from ledgerflow.eventstore import _errors, fastpath, postgres, sqlite
+from ledgerflow.eventstore.database import create_engine, is_postgres
+from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend
+from ledgerflow.eventstore.schema import VERSION_CONFLICT, events
 
 Clock = Callable[[], datetime]
 

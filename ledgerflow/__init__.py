@@ -1,21 +1,46 @@
-"""ledgerflow: durable workflows for Python with an event-sourced run lifecycle."""
+"""ledgerflow: durable workflows for Python with an event-sourced run lifecycle.
 
+What users import: the authoring API (`workflow`, `Context`, the registry), the
+exceptions workflow code catches (`StepFailed`, `WaitTimeout`, `ChildFailed`,
+`StepTimeout`), the engine and its worker, the app object `Ledgerflow` (built from
+`Settings`; `ledgerflow.api.create_app(app)` serves it over HTTP) and the errors
+commands raise (`ConcurrencyError`, `IllegalTransition`, `UnknownRun`, ...).
+The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
+`.outbox`.
+"""
+
+from ledgerflow._app import Ledgerflow
 from ledgerflow._authoring import (
-    ChildFailed,
-    StepFailed,
-    WaitTimeout,
     WorkflowDef,
     WorkflowRegistry,
     default_registry,
     workflow,
 )
-from ledgerflow._context import Context, StepTimeout
-from ledgerflow._engine import Engine, TickResult, TriggerResult
-from ledgerflow._retry import RetryPolicy
-from ledgerflow._worker import Worker
+from ledgerflow.domain.errors import (
+    ConcurrencyError,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidEvent,
+    InvalidRequest,
+    LedgerflowError,
+    NonDeterminismError,
+    NotAwaited,
+    StoreUnavailable,
+    UnknownRun,
+    UnknownWorkflow,
+)
+from ledgerflow.runtime.context import Context, StepTimeout
+from ledgerflow.runtime.engine import Engine, TickResult, TriggerResult
+from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.retry import RetryPolicy
+from ledgerflow.runtime.worker import Worker
+from ledgerflow.settings import Settings
 
 __all__ = [
-    "ChildFailed", "Context", "Engine", "RetryPolicy", "StepFailed", "StepTimeout",
-    "TickResult", "TriggerResult", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowRegistry",
+    "ChildFailed", "ConcurrencyError", "Context", "Engine", "IdempotencyConflict",
+    "IllegalTransition", "InvalidEvent", "InvalidRequest", "Ledgerflow", "LedgerflowError",
+    "NonDeterminismError", "NotAwaited", "RetryPolicy", "Settings", "StepFailed",
+    "StepTimeout", "StoreUnavailable", "TickResult", "TriggerResult", "UnknownRun",
+    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowRegistry",
     "default_registry", "workflow",
 ]

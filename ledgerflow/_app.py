@@ -14,15 +14,15 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine as SAEngine
 
-from eventstore import EventStore, IdempotencyKeys, create_engine
-from eventstore.store import Clock, utcnow
 from ledgerflow._authoring import WorkflowRegistry, default_registry
-from ledgerflow._engine import Engine
-from ledgerflow._worker import Worker
+from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
+from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
+from ledgerflow.projections import InlineProjections
+from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
-from outbox import OutboxWriter, Relay, publisher_from_settings
-from projections import InlineProjections
 
 
 def build_store(db: SAEngine, settings: Settings, clock: Clock = utcnow) -> EventStore:

@@ -1,48 +1,17 @@
-"""Authoring API: `@workflow`, the registry, and the exceptions workflow code sees."""
+"""Authoring API: `@workflow` and the registry of workflow definitions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from domain.errors import UnknownWorkflow
-from domain.events import ErrorInfo
+from ledgerflow.domain.errors import UnknownWorkflow
 
-if TYPE_CHECKING:
-    from ledgerflow._context import Context
-
-WorkflowFn = Callable[["Context", Any], Any]
+WorkflowFn = Callable[[Any, Any], Any]
+"""`(ctx, input) -> result`; `ctx` is a `ledgerflow.Context` (typed loosely here so the
+registry does not depend on the runtime that executes what it holds)."""
 F = TypeVar("F", bound=WorkflowFn)
-
-
-class StepFailed(Exception):
-    """A step failed after its last attempt (raised in workflow code; catchable)."""
-
-    def __init__(self, step_id: str, error: ErrorInfo, attempts: int) -> None:
-        self.step_id, self.error, self.attempts = step_id, error, attempts
-        super().__init__(
-            f"step {step_id!r} failed after {attempts} attempt(s): "
-            f"{error.type}: {error.message}")
-
-
-class WaitTimeout(Exception):
-    """A wait (signal, event, token) reached its timeout first (catchable)."""
-
-    def __init__(self, kind: str, name: str) -> None:
-        self.kind, self.name = kind, name
-        super().__init__(f"wait for {kind} {name!r} timed out")
-
-
-class ChildFailed(Exception):
-    """A child run failed or was canceled."""
-
-    def __init__(self, step_id: str, child_run_id: str, status: str,
-                 error: ErrorInfo | None) -> None:
-        self.step_id, self.child_run_id, self.status, self.error = (
-            step_id, child_run_id, status, error)
-        why = f": {error.type}: {error.message}" if error else ""
-        super().__init__(f"child run {child_run_id!r} (step {step_id!r}) {status}{why}")
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-import eventstore
-from eventstore.migrations import Migration, upgrade
+from ledgerflow import eventstore
+from ledgerflow.eventstore.migrations import Migration, upgrade
 
 
 def all_migrations() -> list[Migration]:
-    import ledgerflow._queue
-    import outbox
-    import projections
-
+    import ledgerflow.runtime.queue
+    from ledgerflow import outbox, projections
     return [*eventstore.MIGRATIONS, *projections.MIGRATIONS, *outbox.MIGRATIONS,
-            *ledgerflow._queue.MIGRATIONS]
+            *ledgerflow.runtime.queue.MIGRATIONS]
 
 
 def upgrade_all(engine: Engine) -> list[Migration]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventstore.database import DEFAULT_URL
+from ledgerflow.eventstore.database import DEFAULT_URL
 
 
 class Settings(BaseSettings):

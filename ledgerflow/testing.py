@@ -12,17 +12,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from domain import events as ev
-from domain.errors import NonDeterminismError
-from domain.state import RunState
-from eventstore.database import create_engine
-from eventstore.records import RecordedEvent
-from eventstore.store import AppendHook, EventStore
 from ledgerflow._authoring import WorkflowRegistry, default_registry
-from ledgerflow._context import Context, Park, json_roundtrip
-from ledgerflow._engine import Engine
-from ledgerflow._journal import Journal
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import NonDeterminismError
+from ledgerflow.domain.state import RunState
+from ledgerflow.eventstore.database import create_engine
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.eventstore.store import AppendHook, EventStore
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.runtime.context import Context, Park, json_roundtrip
+from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.journal import Journal
 
 __all__ = ["FakeClock", "ReplayReport", "Replayer", "export_history", "load_history",
            "open_test_engine", "run_to_completion"]

@@ -7,7 +7,7 @@ inbox for downstream services.
     relay.run_forever(stop_event)
 """
 
-from outbox._admin import (
+from ledgerflow.outbox._admin import (
     DeadLetter,
     OutboxStatus,
     TopicLag,
@@ -16,7 +16,7 @@ from outbox._admin import (
     replay_dead,
     status,
 )
-from outbox._publishers import (
+from ledgerflow.outbox._publishers import (
     JsonlSinkPublisher,
     KafkaPublisher,
     NotAttempted,
@@ -25,9 +25,9 @@ from outbox._publishers import (
     Publisher,
     publisher_from_settings,
 )
-from outbox._relay import PUBLISHED_POINT, FaultPoint, Relay, RelayStats, claim
-from outbox._schema import DEAD, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
-from outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, message_headers
+from ledgerflow.outbox._relay import PUBLISHED_POINT, FaultPoint, Relay, RelayStats, claim
+from ledgerflow.outbox._schema import DEAD, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
+from ledgerflow.outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, message_headers
 
 __all__ = [
     "DEAD", "DEFAULT_TOPIC", "MIGRATIONS", "PENDING", "PUBLISHED", "PUBLISHED_POINT",

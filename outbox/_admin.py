@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore.store import Clock, utcnow
-from outbox._schema import DEAD, PENDING, PUBLISHED, outbox
+from ledgerflow.eventstore.store import Clock, utcnow
+from ledgerflow.outbox._schema import DEAD, PENDING, PUBLISHED, outbox
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.database import is_postgres
-from eventstore.store import Clock, utcnow
-from outbox._publishers import OutboundMessage, Outcome, Publisher
-from outbox._schema import DEAD, PENDING, PUBLISHED, outbox
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.store import Clock, utcnow
+from ledgerflow.outbox._publishers import OutboundMessage, Outcome, Publisher
+from ledgerflow.outbox._schema import DEAD, PENDING, PUBLISHED, outbox
 
 log = logging.getLogger("ledgerflow.outbox.relay")
 

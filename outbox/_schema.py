@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text, UniqueConstraint, text
 
-from eventstore.migrations import Migration, create_tables
-from eventstore.schema import PositionType, UTCDateTime, metadata
+from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.schema import PositionType, UTCDateTime, metadata
 
 PENDING = "pending"
 PUBLISHED = "published"

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
-from domain import metadata as meta_keys
-from eventstore import fastpath
-from eventstore.records import RecordedEvent
-from outbox._schema import PENDING, outbox
+from ledgerflow.domain import metadata as meta_keys
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.outbox._schema import PENDING, outbox
 
 DEFAULT_TOPIC = "ledgerflow.run-events"
 CONTENT_TYPE = "application/json"

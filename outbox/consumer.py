@@ -27,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore.database import is_postgres
-from eventstore.store import Clock, utcnow
-from outbox._schema import inbox
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.store import Clock, utcnow
+from ledgerflow.outbox._schema import inbox
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 

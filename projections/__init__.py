@@ -7,14 +7,14 @@
 - `projections.queries`: what the HTTP API and the CLI read.
 """
 
-from eventstore.migrations import Migration, create_tables
-from projections._base import Projection, Tables
-from projections._inline import InlineProjections, default_projections
-from projections._journal import COMPENSATE_SUFFIX, StepJournal
-from projections._runs import RunViews
-from projections.projector import FaultHook, Projector, no_faults
-from projections.rebuild import RebuildInProgress, RebuildReport, rebuild, rebuild_stale
-from projections.status import ProjectionStatus, status
+from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.projections._base import Projection, Tables
+from ledgerflow.projections._inline import InlineProjections, default_projections
+from ledgerflow.projections._journal import COMPENSATE_SUFFIX, StepJournal
+from ledgerflow.projections._runs import RunViews
+from ledgerflow.projections.projector import FaultHook, Projector, no_faults
+from ledgerflow.projections.rebuild import RebuildInProgress, RebuildReport, rebuild, rebuild_stale
+from ledgerflow.projections.status import ProjectionStatus, status
 
 MIGRATIONS: list[Migration] = [
     Migration("projections", 1, "run views, run tags, step journal, projection checkpoints",

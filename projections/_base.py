@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from eventstore import fastpath
-from eventstore.records import RecordedEvent
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.records import RecordedEvent
 
 Tables = Mapping[str, Table]
 """Canonical table name -> the physical table to write."""

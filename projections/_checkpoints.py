@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from eventstore.database import is_postgres
-from projections._base import Projection
-from projections._schema import projection_checkpoints as cp
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.projections._base import Projection
+from ledgerflow.projections._schema import projection_checkpoints as cp
 
 
 @dataclass(frozen=True)

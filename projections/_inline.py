@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from eventstore import fastpath
-from eventstore.records import RecordedEvent
-from projections._base import Projection, Tables, live_tables
-from projections._journal import StepJournal
-from projections._runs import RunViews
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.projections._base import Projection, Tables, live_tables
+from ledgerflow.projections._journal import StepJournal
+from ledgerflow.projections._runs import RunViews
 
 
 def default_projections() -> list[Projection]:

@@ -24,11 +24,11 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from domain import events as ev
-from eventstore import fastpath
-from eventstore.records import RecordedEvent
-from projections._base import BatchProjection, Tables
-from projections._schema import step_journal
+from ledgerflow.domain import events as ev
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.projections._base import BatchProjection, Tables
+from ledgerflow.projections._schema import step_journal
 
 COMPENSATE_SUFFIX = ":compensate"
 """Step id suffix of a compensation's journal row."""

@@ -22,11 +22,11 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from domain import events as ev
-from eventstore import fastpath
-from eventstore.records import RecordedEvent
-from projections._base import BatchProjection, Tables
-from projections._schema import run_tags, run_views
+from ledgerflow.domain import events as ev
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.projections._base import BatchProjection, Tables
+from ledgerflow.projections._schema import run_tags, run_views
 
 Row = dict[str, Any]
 

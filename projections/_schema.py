@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from eventstore.schema import UTCDateTime, metadata
+from ledgerflow.eventstore.schema import UTCDateTime, metadata
 
 
 class _JSONText(TypeDecorator[Any]):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventstore.store import Clock, EventStore, utcnow
-from projections import _checkpoints
-from projections._base import Projection, live_tables
+from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.projections import _checkpoints
+from ledgerflow.projections._base import Projection, live_tables
 
 FaultHook = Callable[[str], None]
 """Called at named points (`"projector.applied"`, `"rebuild.batch_applied"`,

@@ -19,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from domain.errors import InvalidRequest
-from eventstore.records import RecordedEvent
-from eventstore.schema import UTCDateTime
-from eventstore.store import StreamReader
-from projections._runs import fold
-from projections._schema import run_tags, run_views, step_journal
+from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.eventstore.schema import UTCDateTime
+from ledgerflow.eventstore.store import StreamReader
+from ledgerflow.projections._runs import fold
+from ledgerflow.projections._schema import run_tags, run_views, step_journal
 
 MAX_LIMIT = 500
 

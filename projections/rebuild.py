@@ -36,15 +36,15 @@ import sqlalchemy as sa
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from domain.errors import LedgerflowError
-from domain.events import decode
-from eventstore.database import is_postgres
-from eventstore.records import RecordedEvent
-from eventstore.schema import events as events_table
-from eventstore.store import Clock, EventStore, utcnow
-from projections import _checkpoints
-from projections._base import Projection, Tables
-from projections.projector import FaultHook, no_faults
+from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.domain.events import decode
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.eventstore.schema import events as events_table
+from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.projections import _checkpoints
+from ledgerflow.projections._base import Projection, Tables
+from ledgerflow.projections.projector import FaultHook, no_faults
 
 SUFFIX = "__next"
 Progress = Callable[[int, int], None]

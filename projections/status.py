@@ -8,10 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from eventstore.schema import events
-from eventstore.store import Clock, EventStore, utcnow
-from projections import _checkpoints
-from projections._base import Projection
+from ledgerflow.eventstore.schema import events
+from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.projections import _checkpoints
+from ledgerflow.projections._base import Projection
 
 
 @dataclass(frozen=True)

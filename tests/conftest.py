@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore import create_engine
-from eventstore.database import create_database, drop_database
-from eventstore.schema import metadata
+from ledgerflow.eventstore import create_engine
+from ledgerflow.eventstore.database import create_database, drop_database
+from ledgerflow.eventstore.schema import metadata
 from ledgerflow.migrations import upgrade_all
 
 pytest_plugins = ["tests._broker"]

@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-import outbox
-from domain.errors import StoreUnavailable
+from ledgerflow import outbox
 from ledgerflow.api._errors import json_response
 from ledgerflow.api._idempotency import Outcome, idempotent
 from ledgerflow.api._models import DeadLetterPage, ErrorBody, Health, ReplayOut, ReplayRequest
 from ledgerflow.api._runs import App, Caller, IdemKey, _errors
+from ledgerflow.domain.errors import StoreUnavailable
 
 router = APIRouter(tags=["outbox"])
 

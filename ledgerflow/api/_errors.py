@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
-from domain.errors import LedgerflowError
+from ledgerflow.domain.errors import LedgerflowError
 
 log = logging.getLogger("ledgerflow.api")
 

@@ -19,9 +19,9 @@ from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from eventstore.idempotency import IdempotencyKeys, InProgress, Replay
 from ledgerflow.api._errors import ApiError, json_response
 from ledgerflow.api._gate import Principal
+from ledgerflow.eventstore.idempotency import IdempotencyKeys, InProgress, Replay
 
 Outcome = tuple[int, Any]
 """A route's status code and JSON body."""

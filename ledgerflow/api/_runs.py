@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
-from domain.errors import UnknownRun
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api._errors import ApiError, json_response
 from ledgerflow.api._gate import Principal, principal
@@ -34,7 +33,8 @@ from ledgerflow.api._models import (
     TokenRequest,
     TriggerRequest,
 )
-from projections import queries
+from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.projections import queries
 
 _ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 RunId = Annotated[str, Path(alias="id", min_length=1, max_length=MAX_ID, pattern=_ID_PATTERN)]

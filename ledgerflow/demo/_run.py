@@ -14,14 +14,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from domain.errors import LedgerflowError
-from domain.state import RunState
 from ledgerflow._app import Ledgerflow
-from ledgerflow._cli_runs import history_table, runs_table
+from ledgerflow.cli.runs import history_table, runs_table
 from ledgerflow.demo.workflows import CHECKOUT, CHECKOUT_FAILING
+from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.domain.state import RunState
+from ledgerflow.outbox import status as outbox_status
+from ledgerflow.projections import COMPENSATE_SUFFIX, queries
 from ledgerflow.settings import Settings
-from outbox import status as outbox_status
-from projections import COMPENSATE_SUFFIX, queries
 
 DEADLINE_S = 25.0
 

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from eventstore.schema import events
 from ledgerflow._app import Ledgerflow
-from outbox import OutboundMessage, Outcome, Relay
+from ledgerflow.eventstore.schema import events
+from ledgerflow.outbox import OutboundMessage, Outcome, Relay
 from tests.api.conftest import ACME, GLOBEX, ROOT
 
 

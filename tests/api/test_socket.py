@@ -60,5 +60,5 @@ def test_a_streamed_body_over_the_limit_is_413(base_url: str, lf: Ledgerflow) ->
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
     with lf.db.connect() as conn:
-        from projections import queries
+        from ledgerflow.projections import queries
         assert queries.list_runs(conn)[0] == []

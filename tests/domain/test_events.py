@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from domain import events as ev
-from domain.errors import InvalidEvent, UnknownEventType
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import InvalidEvent, UnknownEventType
 
 
 def test_events_are_frozen() -> None:

@@ -8,10 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain import events as ev
-from domain.errors import IllegalTransition
-from domain.lifecycle import MACHINE, NEXT_STATUS, TERMINAL, RunStatus, Trigger, next_status
-from domain.state import (
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import IllegalTransition
+from ledgerflow.domain.lifecycle import (
+    MACHINE,
+    NEXT_STATUS,
+    TERMINAL,
+    RunStatus,
+    Trigger,
+    next_status,
+)
+from ledgerflow.domain.state import (
     Begin,
     Cancel,
     Command,

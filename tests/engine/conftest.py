@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
 
-from eventstore import EventStore
 from ledgerflow import Engine, WorkflowRegistry
-from ledgerflow._faults import disarm
+from ledgerflow.eventstore import EventStore
+from ledgerflow.runtime.faults import disarm
 from ledgerflow.testing import FakeClock
 
 

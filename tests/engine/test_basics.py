@@ -6,9 +6,14 @@ from typing import Any
 
 import pytest
 
-from domain.errors import InvalidRequest, NonDeterminismError, UnknownRun, UnknownWorkflow
-from domain.lifecycle import RunStatus
 from ledgerflow import Context, Engine, WorkflowRegistry
+from ledgerflow.domain.errors import (
+    InvalidRequest,
+    NonDeterminismError,
+    UnknownRun,
+    UnknownWorkflow,
+)
+from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.testing import run_to_completion
 
 

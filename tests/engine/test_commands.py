@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from domain import events as ev
-from domain.errors import IllegalTransition, InvalidRequest
-from domain.lifecycle import RunStatus
 from ledgerflow import ChildFailed, Context, Engine, WorkflowRegistry
-from ledgerflow._queue import queue_row
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import IllegalTransition, InvalidRequest
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.runtime.queue import queue_row
 from ledgerflow.testing import FakeClock, run_to_completion
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
 
-from domain.lifecycle import RunStatus
 from ledgerflow import Engine, Worker
-from ledgerflow._faults import InjectedFault, arm
-from ledgerflow._queue import queue_row
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.runtime.faults import InjectedFault, arm
+from ledgerflow.runtime.queue import queue_row
 from ledgerflow.testing import FakeClock
 from tests.engine import worker_proc
 from tests.engine.worker_proc import count
@@ -68,7 +68,7 @@ def test_worker_killed_between_side_effect_and_commit(any_engine: SAEngine,
 
 def test_same_run_twice_side_effects_once_where_journaled(
         any_engine: SAEngine, tmp_path: Path, clock: FakeClock) -> None:
-    from eventstore import EventStore
+    from ledgerflow.eventstore import EventStore
 
     worker_proc.COUNTERS = tmp_path
     engine = Engine(EventStore(any_engine, clock=clock), worker_proc.registry, clock=clock)
@@ -152,8 +152,8 @@ def test_sigterm_finishes_the_step_in_hand_and_releases_the_lease(
 def test_run_due_renews_its_leases_while_a_step_outlasts_the_lease(
         any_engine: SAEngine) -> None:
     """A cron host's `tick` keeps its run: another host cannot take it mid-step."""
-    from eventstore import EventStore
     from ledgerflow import Context, TickResult, WorkflowRegistry
+    from ledgerflow.eventstore import EventStore
 
     registry = WorkflowRegistry()
     calls: Counter[str] = Counter()

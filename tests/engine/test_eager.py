@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine as SAEngine
 
-from domain.lifecycle import RunStatus
-from eventstore import EventStore
 from ledgerflow import Engine, Worker
-from ledgerflow._queue import queue_row
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.eventstore import EventStore
+from ledgerflow.runtime.queue import queue_row
 from ledgerflow.testing import FakeClock
 from tests.engine import worker_proc
 from tests.engine.worker_proc import count

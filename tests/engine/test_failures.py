@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from domain.lifecycle import RunStatus
 from ledgerflow import Context, Engine, StepFailed, WorkflowRegistry
+from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.testing import FakeClock, run_to_completion
 
 

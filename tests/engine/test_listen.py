@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
 
-from domain.lifecycle import RunStatus
-from eventstore import EventStore
 from ledgerflow import Context, Engine, Worker, WorkflowRegistry
-from ledgerflow._listen import RUNS_CHANNEL, Listener, announce
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.eventstore import EventStore
+from ledgerflow.runtime.listen import RUNS_CHANNEL, Listener, announce
 
 SLOW_POLL = 60.0
 
@@ -108,7 +108,7 @@ def test_listener_reconnects_after_its_connection_is_killed(pg_engine: SAEngine)
 
 def test_listener_connects_as_the_engine_does(pg_url: str) -> None:
     """The engine's connect_args (here an application name) reach the listening session."""
-    from eventstore import create_engine
+    from ledgerflow.eventstore import create_engine
 
     engine = create_engine(pg_url, connect_args={"application_name": "lf-listener-check"})
     listener = Listener(engine, "me", lambda: None).start()

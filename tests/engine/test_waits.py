@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from domain.errors import NotAwaited
-from domain.lifecycle import RunStatus
 from ledgerflow import Context, Engine, WaitTimeout, WorkflowRegistry
-from ledgerflow._queue import queue_row
+from ledgerflow.domain.errors import NotAwaited
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.runtime.queue import queue_row
 from ledgerflow.testing import FakeClock, run_to_completion
 
 

@@ -17,8 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from eventstore import EventStore, create_engine
 from ledgerflow import Context, Engine, Worker, WorkflowRegistry
+from ledgerflow.eventstore import EventStore, create_engine
 
 registry = WorkflowRegistry()
 COUNTERS = Path(".")

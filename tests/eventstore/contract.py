@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from domain import events as ev
-from domain.errors import (
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import (
     ConcurrencyError,
     DuplicateEventId,
     IdempotencyConflict,
     InvalidEvent,
 )
-from eventstore import (
+from ledgerflow.eventstore import (
     Acquired,
     EventStore,
     IdempotencyKeys,
@@ -31,11 +31,11 @@ from eventstore import (
     Replay,
     StreamAppend,
 )
-from eventstore.schema import events, idempotency_keys
-from outbox import OutboxWriter
-from outbox._schema import outbox
-from projections import InlineProjections
-from projections._schema import run_views, step_journal
+from ledgerflow.eventstore.schema import events, idempotency_keys
+from ledgerflow.outbox import OutboxWriter
+from ledgerflow.outbox._schema import outbox
+from ledgerflow.projections import InlineProjections
+from ledgerflow.projections._schema import run_views, step_journal
 
 
 def created() -> NewEvent:
@@ -357,7 +357,7 @@ class StoreContract:
     def test_stored_old_schema_version_reads_back_upcast(self, store: EventStore,
                                                         engine: Engine) -> None:
         stream = sid()
-        from eventstore.schema import events
+        from ledgerflow.eventstore.schema import events
 
         with engine.begin() as conn:
             conn.execute(events.insert().values(

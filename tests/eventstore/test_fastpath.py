@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore import fastpath
-from outbox._schema import outbox
-from projections._schema import step_journal
+from ledgerflow.eventstore import fastpath
+from ledgerflow.outbox._schema import outbox
+from ledgerflow.projections._schema import step_journal
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

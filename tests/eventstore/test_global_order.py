@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection, Engine
 
-from domain import events as ev
-from eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
+from ledgerflow.domain import events as ev
+from ledgerflow.eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
 
 
 def _event() -> NewEvent:

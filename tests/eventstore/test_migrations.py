@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore import create_engine
-from eventstore.database import create_database, drop_database
-from eventstore.migrations import Migration, applied_versions, upgrade
-from eventstore.schema import metadata
+from ledgerflow.eventstore import create_engine
+from ledgerflow.eventstore.database import create_database, drop_database
+from ledgerflow.eventstore.migrations import Migration, applied_versions, upgrade
+from ledgerflow.eventstore.schema import metadata
 from ledgerflow.migrations import all_migrations, upgrade_all
 from tests.conftest import PG_SERVER
 

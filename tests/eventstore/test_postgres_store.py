@@ -27,7 +27,7 @@ def test_a_nested_transaction_on_a_held_connection_is_a_transaction_of_its_own(
     """A hook or step that appends while the thread's held transaction is open must
     not join it: its commit would commit the outer work, and the outer rollback
     would not undo it."""
-    from eventstore import EventStore, StreamAppend
+    from ledgerflow.eventstore import EventStore, StreamAppend
     from tests.eventstore.contract import created, sid
 
     store = EventStore(pg_engine)
@@ -45,9 +45,9 @@ def test_a_nested_transaction_on_a_held_connection_is_a_transaction_of_its_own(
 @pytest.mark.parametrize("deferred", [False, True], ids=["append", "append_deferred"])
 def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine,
                                                          deferred: bool) -> None:
-    from domain.errors import StoreUnavailable
-    from eventstore import EventStore, StreamAppend
-    from eventstore.store import Transaction
+    from ledgerflow.domain.errors import StoreUnavailable
+    from ledgerflow.eventstore import EventStore, StreamAppend
+    from ledgerflow.eventstore.store import Transaction
     from tests.eventstore.contract import created, sid
 
     def append(tx: Transaction, stream: str) -> None:
@@ -75,10 +75,10 @@ def test_a_transaction_of_deferred_appends_and_writes_is_one_statement(
     on a held connection and on a pooled one; what cannot go as one falls back."""
     import psycopg
 
-    from eventstore import EventStore, StreamAppend
-    from eventstore.schema import idempotency_keys
-    from outbox import OutboxWriter
-    from projections import InlineProjections
+    from ledgerflow.eventstore import EventStore, StreamAppend
+    from ledgerflow.eventstore.schema import idempotency_keys
+    from ledgerflow.outbox import OutboxWriter
+    from ledgerflow.projections import InlineProjections
     from tests.eventstore.contract import completed_step, created, key_row, sid, started
 
     sent: list[str] = []
@@ -114,9 +114,9 @@ def test_a_schema_without_the_version_check_function_asks_for_an_upgrade(
         pg_engine: Engine) -> None:
     import sqlalchemy as sa
 
-    from domain.errors import StoreUnavailable
-    from eventstore import EventStore, StreamAppend
-    from eventstore.schema import VERSION_CONFLICT_FUNCTION, events
+    from ledgerflow.domain.errors import StoreUnavailable
+    from ledgerflow.eventstore import EventStore, StreamAppend
+    from ledgerflow.eventstore.schema import VERSION_CONFLICT_FUNCTION, events
     from tests.eventstore.contract import created, sid
 
     store = EventStore(pg_engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from eventstore.records import new_id
+from ledgerflow.eventstore.records import new_id
 
 
 def test_ids_are_version_4_uuids_and_do_not_repeat() -> None:

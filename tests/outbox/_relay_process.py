@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 
-from eventstore import create_engine
-from outbox import KafkaPublisher, Relay
+from ledgerflow.eventstore import create_engine
+from ledgerflow.outbox import KafkaPublisher, Relay
 
 
 def main(argv: list[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from domain.events import (
+from ledgerflow.domain.events import (
     ErrorInfo,
     Event,
     RunCompleted,
@@ -21,9 +21,9 @@ from domain.events import (
     StepCompleted,
     StepFailed,
 )
-from domain.metadata import run_metadata
-from eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
-from outbox import OutboundMessage, Outcome, Publisher, outbox
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
+from ledgerflow.outbox import OutboundMessage, Outcome, Publisher, outbox
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from outbox.consumer import InboxMessage
+from ledgerflow.outbox.consumer import InboxMessage
 
 _downstream = sa.MetaData()
 effects = sa.Table(

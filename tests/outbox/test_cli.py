@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from eventstore import EventStore
-from ledgerflow._cli_outbox import app, parse_duration
-from ledgerflow._cli_relay import relay_command
-from outbox import DEAD, JsonlSinkPublisher, OutboxWriter, Relay, dead_letters
+from ledgerflow.cli.outbox import app, parse_duration
+from ledgerflow.cli.relay import relay_command
+from ledgerflow.eventstore import EventStore
+from ledgerflow.outbox import DEAD, JsonlSinkPublisher, OutboxWriter, Relay, dead_letters
 from tests.outbox._support import FailingFor, append_run, run_history, status_counts
 
 runner = CliRunner()

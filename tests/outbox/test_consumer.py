@@ -7,9 +7,9 @@ import uuid
 import pytest
 from sqlalchemy.engine import Connection, Engine
 
-from eventstore import EventStore
-from outbox import KafkaPublisher, OutboxWriter, Relay
-from outbox.consumer import Inbox, InboxConsumer, InboxMessage
+from ledgerflow.eventstore import EventStore
+from ledgerflow.outbox import KafkaPublisher, OutboxWriter, Relay
+from ledgerflow.outbox.consumer import Inbox, InboxConsumer, InboxMessage
 from tests.outbox._support import append_run, run_history, wait_until
 from tests.outbox.conftest import effect_counts, record_effect
 

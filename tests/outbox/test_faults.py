@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from eventstore import EventStore
-from outbox import KafkaPublisher, OutboxWriter, Relay
-from outbox.consumer import InboxConsumer
+from ledgerflow.eventstore import EventStore
+from ledgerflow.outbox import KafkaPublisher, OutboxWriter, Relay
+from ledgerflow.outbox.consumer import InboxConsumer
 from tests._broker import TansuBroker, read_topic
 from tests.outbox._support import (
     append_run,

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
-from eventstore import EventStore, utcnow
-from outbox import (
+from ledgerflow.eventstore import EventStore, utcnow
+from ledgerflow.outbox import (
     KafkaPublisher,
     OutboundMessage,
     OutboxWriter,

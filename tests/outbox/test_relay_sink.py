@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from eventstore import EventStore
-from outbox import (
+from ledgerflow.eventstore import EventStore
+from ledgerflow.outbox import (
     JsonlSinkPublisher,
     OutboxWriter,
     Relay,

@@ -7,10 +7,10 @@ import json
 import pytest
 from sqlalchemy.engine import Engine
 
-from domain.errors import ConcurrencyError
-from domain.events import RunStarted
-from eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
-from outbox import DEFAULT_TOPIC, OutboxWriter
+from ledgerflow.domain.errors import ConcurrencyError
+from ledgerflow.domain.events import RunStarted
+from ledgerflow.eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
+from ledgerflow.outbox import DEFAULT_TOPIC, OutboxWriter
 from tests.outbox._support import append_run, outbox_rows, run_history
 
 CE_HEADERS = {"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "ce_subject",

@@ -9,10 +9,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from domain import events as ev
-from domain.lifecycle import NEXT_STATUS, RunStatus, Trigger
-from domain.metadata import run_metadata
-from eventstore import EventStore, NewEvent, StreamAppend
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.lifecycle import NEXT_STATUS, RunStatus, Trigger
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TAGS = ["vip", "eu", "batch", "retry"]

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore import EventStore
-from projections import InlineProjections
-from projections._schema import run_tags, run_views, step_journal
+from ledgerflow.eventstore import EventStore
+from ledgerflow.projections import InlineProjections
+from ledgerflow.projections._schema import run_tags, run_views, step_journal
 from tests.projections._gen import TickingClock
 
 

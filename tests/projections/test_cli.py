@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from domain import events as ev
-from eventstore import EventStore, NewEvent, StreamAppend
 from ledgerflow.cli import app
-from projections import InlineProjections
+from ledgerflow.domain import events as ev
+from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend
+from ledgerflow.projections import InlineProjections
 from tests.projections.conftest import snapshot
 
 

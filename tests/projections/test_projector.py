@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from domain import events as ev
-from eventstore import EventStore, NewEvent, StreamAppend
-from eventstore.schema import metadata
-from projections import (
+from ledgerflow.domain import events as ev
+from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend
+from ledgerflow.eventstore.schema import metadata
+from ledgerflow.projections import (
     Projection,
     Projector,
     RunViews,
@@ -24,7 +24,7 @@ from projections import (
     rebuild_stale,
     status,
 )
-from projections._schema import projection_checkpoints
+from ledgerflow.projections._schema import projection_checkpoints
 from tests.projections._gen import TickingClock
 from tests.projections.conftest import snapshot
 

@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from domain import events as ev
-from domain.errors import InvalidRequest
-from domain.metadata import run_metadata
-from eventstore import EventStore, NewEvent, StreamAppend
-from projections import COMPENSATE_SUFFIX
-from projections._schema import run_tags, run_views
-from projections.queries import (
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend
+from ledgerflow.projections import COMPENSATE_SUFFIX
+from ledgerflow.projections._schema import run_tags, run_views
+from ledgerflow.projections.queries import (
     encode_cursor,
     get_journal,
     get_run,

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from eventstore import EventStore
-from eventstore.schema import metadata
-from projections import default_projections, rebuild, status
+from ledgerflow.eventstore import EventStore
+from ledgerflow.eventstore.schema import metadata
+from ledgerflow.projections import default_projections, rebuild, status
 from tests.eventstore.test_migrations import schema_of
 from tests.projections._gen import append_interleaved, draw_runs
 from tests.projections.conftest import snapshot

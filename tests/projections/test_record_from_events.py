@@ -9,8 +9,8 @@ import pytest
 
 from ledgerflow import WorkflowRegistry
 from ledgerflow._app import Ledgerflow
+from ledgerflow.projections import queries
 from ledgerflow.settings import Settings
-from projections import queries
 
 SHAPES: list[dict[str, Any]] = [
     {"input": {"n": 1, "nested": {"f": 1.5, "xs": [1, "a", None]}}},

@@ -7,9 +7,9 @@ import time
 import sqlalchemy as sa
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow._serve import ServeOptions, Services
+from ledgerflow.cli.serve import ServeOptions, Services
+from ledgerflow.projections import _checkpoints, default_projections, queries
 from ledgerflow.settings import Settings
-from projections import _checkpoints, default_projections, queries
 
 
 def test_serve_rebuilds_a_projection_built_by_an_older_version(sqlite_url: str) -> None:

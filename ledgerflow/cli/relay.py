@@ -6,14 +6,14 @@ import signal
 import threading
 from typing import Any
 
-from ledgerflow._cli_common import console, open_settings
+from ledgerflow.cli.common import console, open_settings
 from ledgerflow.settings import Settings
 
 
 def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
     """The relay `serve` and `relay` run: settings -> engine, publisher, topics, attempts."""
-    import outbox
-    from eventstore import create_engine
+    from ledgerflow import outbox
+    from ledgerflow.eventstore import create_engine
 
     return outbox.Relay(create_engine(settings.database_url),
                         outbox.publisher_from_settings(settings), batch_size=batch_size,

@@ -16,28 +16,24 @@ means the run is no longer ours: the execution is abandoned there.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from domain import events as ev
-from domain.errors import ConcurrencyError, NonDeterminismError, UnknownWorkflow
-from domain.lifecycle import RunStatus
-from domain.state import Begin, Complete, Fail, Rollback, Suspend, Wake, decide
-from eventstore.records import NewEvent, StreamAppend
-from eventstore.store import Transaction
-from ledgerflow import _queue as queue
-from ledgerflow._authoring import StepFailed
-from ledgerflow._context import Compensation, Context, Park, error_info, json_roundtrip
-from ledgerflow._faults import fault_point
-from ledgerflow._journal import INPUT_EVENTS, Journal
-from ledgerflow._listen import announce
-from ledgerflow._streams import event_metadata, read_events
-
-if TYPE_CHECKING:
-    from ledgerflow._engine import Engine
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import ConcurrencyError, NonDeterminismError, UnknownWorkflow
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.domain.state import Begin, Complete, Fail, Rollback, Suspend, Wake, decide
+from ledgerflow.eventstore.records import NewEvent, StreamAppend
+from ledgerflow.eventstore.store import Transaction
+from ledgerflow.runtime import queue, runs
+from ledgerflow.runtime.context import Compensation, Context, Park, error_info, json_roundtrip
+from ledgerflow.runtime.errors import StepFailed
+from ledgerflow.runtime.faults import fault_point
+from ledgerflow.runtime.handoff import Claimed
+from ledgerflow.runtime.host import Runtime
+from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
+from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.streams import event_metadata, read_events
 
 Also = Callable[[Transaction], None]
 Compensated = Literal["none", "completed", "partial"]
@@ -55,94 +51,16 @@ class StopRequested(BaseException):
     """The worker is stopping: write what is buffered and give the run back."""
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A run leased to this worker, with its journal, ready to execute."""
-
-    run_id: str
-    journal: Journal
-
-
-class Wakeup:
-    """In-process hand-over to worker threads: nudges (a run became due) and eagerly
-    started runs (already leased to this worker, executed without a claim)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._pending = 0
-        self._handed: deque[Claimed] = deque()
-        self._attached = 0
-        self._idle = 0
-
-    def notify(self, n: int = 1) -> None:
-        """A run became due (or the workers must look at their stop flag)."""
-        with self._cond:
-            self._pending = min(self._pending + n, 1024)
-            self._cond.notify(n)
-
-    def attach(self, threads: int) -> None:
-        """A worker with `threads` threads serves this engine: eager starts may go to it."""
-        with self._cond:
-            self._attached += threads
-
-    def detach(self, threads: int) -> list[Claimed]:
-        """The worker stops; returns the handed runs no thread took (still leased)."""
-        with self._cond:
-            self._attached = max(self._attached - threads, 0)
-            if self._attached:
-                return []
-            left = list(self._handed)
-            self._handed.clear()
-            return left
-
-    def can_take(self, force: bool = False) -> bool:
-        """Whether a trigger may hand a run over: a worker is attached and (unless
-        `force`) one of its threads is idle with nothing handed to it yet."""
-        with self._cond:
-            return self._attached > 0 and (force or self._idle > len(self._handed))
-
-    def hand(self, claimed: Claimed) -> bool:
-        """Give a leased run to the next free worker thread; False if no worker is
-        attached any more (it stopped meanwhile: the caller gives the lease back)."""
-        with self._cond:
-            if not self._attached:
-                return False
-            self._handed.append(claimed)
-            self._cond.notify()
-            return True
-
-    def take(self) -> Claimed | None:
-        """A handed run, if one is waiting (does not block)."""
-        with self._cond:
-            return self._handed.popleft() if self._handed else None
-
-    def wait(self, timeout: float) -> Claimed | bool:
-        """Block until a run is handed (returned), a nudge (True) or `timeout` (False)."""
-        with self._cond:
-            if not self._handed and not self._pending:
-                self._idle += 1
-                try:
-                    self._cond.wait(timeout)
-                finally:
-                    self._idle -= 1
-            if self._handed:
-                return self._handed.popleft()
-            if self._pending:
-                self._pending -= 1
-                return True
-            return False
-
-
 class RunSession:
     """One execution of one claimed run by one thread."""
 
-    def __init__(self, engine: Engine, journal: Journal) -> None:
-        self.engine = engine
+    def __init__(self, rt: Runtime, journal: Journal) -> None:
+        self.rt = rt
         self.journal = journal
         self.run_id = journal.run_id
         self.committed = journal.version
         self.pending: list[ev.Event] = []
-        self.clock = engine.clock
+        self.clock = rt.clock
 
     # ---------------------------------------------------------- used by Context
 
@@ -153,7 +71,7 @@ class RunSession:
 
     def before_step(self) -> None:
         """A step is about to run: stop if asked, make earlier facts durable."""
-        if self.engine.stopping:
+        if self.rt.stopping:
             raise StopRequested()
         if self.pending:
             self.flush()
@@ -165,7 +83,7 @@ class RunSession:
         return len(self.journal.order) > before
 
     def check_workflow(self, name: str) -> None:
-        self.engine.registry.get(name)
+        self.rt.registry.get(name)
 
     # ------------------------------------------------------------------ writing
 
@@ -176,7 +94,7 @@ class RunSession:
             events = [*self.pending, *decision]
             meta = event_metadata(self.journal.base_metadata, self.journal.last_event_id)
             try:
-                with self.engine.store.transaction() as tx:
+                with self.rt.store.transaction() as tx:
                     pending = tx.append_deferred(StreamAppend(
                         self.run_id, [NewEvent(e, metadata=meta) for e in events],
                         self.committed))
@@ -209,7 +127,7 @@ class RunSession:
         # Through a transaction: on the connection this thread holds while it executes
         # the run, so a run never needs a second pooled connection (a pool full of
         # held connections, each waiting for another, would deadlock).
-        with self.engine.store.transaction() as tx:
+        with self.rt.store.transaction() as tx:
             recs = read_events(tx.conn, self.run_id)
         for rec in recs:
             if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
@@ -235,7 +153,7 @@ class RunSession:
     def _run_once(self) -> str:
         state = self.journal.state
         try:
-            definition = self.engine.registry.get(state.workflow_id, state.workflow_version)
+            definition = self.rt.registry.get(state.workflow_id, state.workflow_version)
         except UnknownWorkflow as error:
             return self.fail(error_info(error), "none")
         ctx = Context(self)
@@ -261,7 +179,7 @@ class RunSession:
     def _give_back(self, tx: Transaction) -> None:
         """The worker stops: the run is due again at once, for any worker."""
         queue.park(tx, self.run_id, self.clock())
-        announce(tx, self.engine.worker_id)
+        announce(tx, self.rt.worker_id)
 
     def park(self, park: Park) -> str:
         decision = [*park.facts, *decide(self.journal.state, Suspend(waitpoint=park.waitpoint))]
@@ -270,11 +188,11 @@ class RunSession:
         def also(tx: Transaction) -> None:
             queue.park(tx, self.run_id, park.due_at)
             if child is not None:
-                self.engine.create_child(tx, self.journal, child)
+                runs.create_child(self.rt, tx, self.journal, child)
 
         self.flush(decision, also)
         if child is not None:
-            self.engine.wakeup.notify()
+            self.rt.wakeup.notify()
         return "parked"
 
     def complete(self, result: Any) -> str:
@@ -296,15 +214,15 @@ class RunSession:
         return "failed"
 
     def _nudge_parent(self) -> None:
-        self.engine.mark_finished(self.run_id, self.journal.state)
+        self.rt.finished.mark(self.run_id, self.journal.state)
         created = self.journal.created
         if created is not None and created.parent_run_id is not None:
-            self.engine.wakeup.notify()
+            self.rt.wakeup.notify()
 
     def _ending(self, status: str, result: Any, error: ev.ErrorInfo | None) -> Also:
         def also(tx: Transaction) -> None:
             queue.remove(tx, self.run_id)
-            self.engine.notify_parent(tx, self.journal, status, result, error)
+            runs.notify_parent(self.rt, tx, self.journal, status, result, error)
 
         return also
 
@@ -383,23 +301,23 @@ def wake_events(journal: Journal, now: Any, worker: str) -> list[ev.Event] | Non
     return None
 
 
-def claim_next(engine: Engine) -> Claimed | Literal[False] | None:
+def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
     """Lease the next due run and write what waking it means, in one transaction.
 
     Returns the claimed run, None when nothing is due, False when the claimed
     row needed no execution (re-parked or stale)."""
     for _ in range(20):
         try:
-            with engine.store.transaction() as tx:
-                now = engine.clock()
-                run_id = queue.claim(tx.conn, engine.worker_id, now, now + engine.lease)
+            with rt.store.transaction() as tx:
+                now = rt.clock()
+                run_id = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
                 if run_id is None:
                     return None
                 journal = Journal.build(run_id, read_events(tx.conn, run_id))
                 if journal.state.is_terminal or journal.created is None:
                     queue.remove(tx, run_id)
                     return False
-                wake = wake_events(journal, now, engine.worker_id)
+                wake = wake_events(journal, now, rt.worker_id)
                 if wake is None:
                     wp = journal.state.waitpoint
                     due = (wp.wake_at or wp.timeout_at) if wp is not None else None

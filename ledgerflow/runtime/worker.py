@@ -25,10 +25,10 @@ import threading
 import time
 from types import FrameType
 
-from ledgerflow._engine import Engine
-from ledgerflow._executor import Claimed
-from ledgerflow._faults import fault_point
-from ledgerflow._listen import Listener
+from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.faults import fault_point
+from ledgerflow.runtime.handoff import Claimed
+from ledgerflow.runtime.listen import Listener
 
 log = logging.getLogger("ledgerflow.worker")
 

@@ -1,4 +1,4 @@
-"""The `ledgerflow` command line. Each command group lives in its own `_cli_*` module."""
+"""The `ledgerflow` command line. Each command group lives in its own module here."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from typing import Annotated
 
 import typer
 
-from ledgerflow import _cli_commands, _cli_outbox, _cli_projections, _cli_runs
-from ledgerflow._cli_common import console, open_settings
-from ledgerflow._cli_relay import relay_command
-from ledgerflow._cli_support import cli_settings, user_errors
+from ledgerflow.cli import commands, outbox, projections, runs
+from ledgerflow.cli.common import console, open_settings
+from ledgerflow.cli.relay import relay_command
+from ledgerflow.cli.support import cli_settings, user_errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ledgerflow: durable, event-sourced workflows.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
-app.add_typer(_cli_runs.app, name="runs")
-app.add_typer(_cli_projections.app, name="projections")
-app.add_typer(_cli_outbox.app, name="outbox")
-for _name, _command in _cli_commands.COMMANDS.items():
+app.add_typer(runs.app, name="runs")
+app.add_typer(projections.app, name="projections")
+app.add_typer(outbox.app, name="outbox")
+for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("relay")(relay_command)
 
@@ -39,7 +39,7 @@ def main_options(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the schema by the versioned migrations (idempotent)."""
-    from eventstore import create_engine
+    from ledgerflow.eventstore import create_engine
     from ledgerflow.migrations import upgrade_all
 
     settings = open_settings()
@@ -68,7 +68,7 @@ def serve_command(
 ) -> None:
     """API + worker + outbox relay + projector in one process (SIGTERM stops gracefully)."""
     from ledgerflow._app import Ledgerflow
-    from ledgerflow._serve import ServeOptions, serve
+    from ledgerflow.cli.serve import ServeOptions, serve
 
     options = ServeOptions(host=host, port=port, threads=threads, poll_interval=poll_interval,
                            api=not no_api, worker=not no_worker, relay=not no_relay,
@@ -101,6 +101,3 @@ def demo_command(
 def main() -> None:
     app()
 
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,7 @@
 """`Engine`: creating runs (trigger, rerun, resume, children), state and history
 queries, and `run_due` / `tick` for hosts without a worker; the commands on an
-existing run (signal, event, token, cancel) come from `_delivery.RunCommands`.
+existing run (signal, event, token, cancel) are a composed `RunCommands`. The
+executor and the commands are given the engine's `Runtime`, never the engine.
 
 Every command folds the run's stream, decides with `domain.state.decide` (so the
 lifecycle machine validates it), and appends with the version it folded; a
@@ -12,43 +13,36 @@ worker in this process, a trigger can start the run eagerly (see `trigger`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-from domain import events as ev
-from domain.errors import (
+from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import (
     ConcurrencyError,
     IdempotencyConflict,
     IllegalTransition,
     InvalidRequest,
-    UnknownRun,
 )
-from domain.lifecycle import RunStatus
-from domain.metadata import run_metadata
-from domain.state import Begin, RunState, Wake, decide, fold
-from eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
-from eventstore.store import Clock, EventStore, Transaction, utcnow
-from ledgerflow import _queue as queue
-from ledgerflow._authoring import WorkflowRegistry, default_registry
-from ledgerflow._context import ChildSpec
-from ledgerflow._delivery import RunCommands, json_value
-from ledgerflow._executor import Claimed, RunSession, Wakeup, claim_next
-from ledgerflow._journal import Journal, base_metadata
-from ledgerflow._listen import announce
-from ledgerflow._streams import event_metadata, read_events
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.domain.metadata import run_metadata
+from ledgerflow.domain.state import RunState, fold
+from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
+from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.runtime import queue, runs
+from ledgerflow.runtime.commands import RunCommands, json_value
+from ledgerflow.runtime.executor import RunSession, claim_next
+from ledgerflow.runtime.handoff import Claimed
+from ledgerflow.runtime.host import Runtime
+from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.listen import announce
 
 _SAME: Any = object()
 log = logging.getLogger("ledgerflow.engine")
@@ -83,50 +77,38 @@ class TickResult:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
 
-class _KeyTaken(Exception):
-    def __init__(self, run_id: str, fingerprint: str) -> None:
-        self.run_id, self.fingerprint = run_id, fingerprint
-
-
-class Engine(RunCommands):
-    """The workflow engine over one event store."""
+class Engine:
+    """The workflow engine over one event store: composes a `Runtime` (given to the
+    executor and the commands) and the `RunCommands` over it."""
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
                  worker_id: str | None = None) -> None:
-        self.store = store
-        self.registry = registry if registry is not None else default_registry
-        self.clock = clock
-        self.lease = lease
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.wakeup = Wakeup()
-        self._stop = threading.Event()
-        self._done = threading.Condition()
-        self._finished: OrderedDict[str, RunState | None] = OrderedDict()
-        self._waiting: dict[str, threading.Event] = {}
+        self.runtime = Runtime(
+            store, registry if registry is not None else default_registry, clock,
+            worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            lease)
+        self.store, self.registry, self.clock = store, self.runtime.registry, clock
+        self.lease, self.worker_id = lease, self.runtime.worker_id
+        self.wakeup = self.runtime.wakeup
+        self.commands = RunCommands(self.runtime)
+        self.signal = self.commands.signal
+        self.send_event = self.commands.send_event
+        self.resolve_token = self.commands.resolve_token
+        self.cancel = self.commands.cancel
 
     @property
     def stopping(self) -> bool:
         """True once a graceful stop was asked for: no new step starts."""
-        return self._stop.is_set()
+        return self.runtime.stopping
 
     def request_stop(self, stop: bool = True) -> None:
         if stop:
-            self._stop.set()
+            self.runtime.stop.set()
         else:
-            self._stop.clear()
+            self.runtime.stop.clear()
 
     # ------------------------------------------------------------------ queries
-
-    def mark_finished(self, run_id: str, state: RunState | None = None) -> None:
-        """Executor use: a run reached a terminal status (`state`) in this process."""
-        with self._done:
-            self._finished[run_id] = state
-            while len(self._finished) > 10_000:
-                self._finished.popitem(last=False)
-            waiting = self._waiting.pop(run_id, None)
-        if waiting is not None:
-            waiting.set()
 
     def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.5) -> RunState:
         """Block until the run is terminal (woken in-process, else by polling); its state.
@@ -136,16 +118,8 @@ class Engine(RunCommands):
         is not terminal within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            with self._done:
-                finished, known = run_id in self._finished, self._finished.pop(run_id, None)
-                if not finished:
-                    event = self._waiting.setdefault(run_id, threading.Event())
-            if not finished:
-                event.wait(max(min(poll, deadline - time.monotonic()), 0))
-                with self._done:
-                    finished, known = run_id in self._finished, self._finished.pop(run_id, None)
-                    if self._waiting.get(run_id) is event and not event.is_set():
-                        del self._waiting[run_id]
+            _, known = self.runtime.finished.wait(
+                run_id, min(poll, deadline - time.monotonic()))
             if known is not None:
                 return known
             state = self.state(run_id)
@@ -156,17 +130,11 @@ class Engine(RunCommands):
 
     def history(self, run_id: str) -> list[RecordedEvent]:
         """The run's events in order (`UnknownRun` if it has none)."""
-        recorded = self.store.read_stream(run_id)
-        if not recorded:
-            raise UnknownRun(run_id)
-        return recorded
+        return self.runtime.history(run_id)
 
     def state(self, run_id: str) -> RunState:
         """The run's state, folded from its stream."""
         return fold(run_id, [r.event for r in self.history(run_id)])
-
-    def _journal(self, run_id: str) -> Journal:
-        return Journal.build(run_id, self.history(run_id))
 
     # ----------------------------------------------------------------- creating
 
@@ -208,11 +176,11 @@ class Engine(RunCommands):
                             actor=actor, idempotency_key=key)
         new = [NewEvent(created, new_id(), meta)]
         if leased:
-            new += self._start_events(run_id, created, new[0])
+            new += runs.start_events(self.runtime, run_id, created, new[0])
         try:
             with self.store.transaction() as tx:
                 if key is not None:
-                    self._bind_key(tx, key, run_id, _fingerprint(created), now)
+                    runs.bind_key(self.runtime, tx, key, run_id, runs.fingerprint(created), now)
                 # expected version 0 is the existence check: no read before the write
                 pending = tx.append_deferred(StreamAppend(run_id, new, 0))
                 queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
@@ -220,8 +188,8 @@ class Engine(RunCommands):
                               until=now + self.lease if leased else None)
                 if not leased and not delay:
                     announce(tx, self.worker_id)
-        except _KeyTaken as taken:
-            if taken.fingerprint != _fingerprint(created):
+        except runs.KeyTaken as taken:
+            if taken.fingerprint != runs.fingerprint(created):
                 raise IdempotencyConflict(key or "") from None
             return TriggerResult(taken.run_id, False)
         except ConcurrencyError:
@@ -235,74 +203,15 @@ class Engine(RunCommands):
                 announce(tx, self.worker_id)
         return TriggerResult(run_id, True, tuple(recorded))
 
-    def _start_events(self, run_id: str, created: ev.RunCreated,
-                      first: NewEvent) -> list[NewEvent]:
-        """What a claim would append (RunStarted), caused by the RunCreated `first`."""
-        journal = Journal.build(run_id, ())
-        journal.add(created)
-        meta = event_metadata(base_metadata(first.metadata), first.event_id)
-        return [NewEvent(e, metadata=meta)
-                for e in decide(journal.state, Begin(worker=self.worker_id))]
-
     def execute(self, claimed: Claimed) -> str:
         """Execute a run leased to this worker (claimed, or handed over by a trigger)."""
         with self.store.held_connection():
-            return RunSession(self, claimed.journal).run()
-
-    def _bind_key(self, tx: Transaction, key: str, run_id: str, fingerprint: str,
-                  now: datetime) -> None:
-        insert = (pg_insert if self.store.is_postgres else sqlite_insert)(queue.run_keys)
-        stmt = insert.values(key=key, run_id=run_id, fingerprint=fingerprint,
-                             created_at=now).on_conflict_do_nothing()
-        if tx.conn.execute(stmt.returning(queue.run_keys.c.key)).first() is not None:
-            return
-        found = queue.lookup_key(tx.conn, key)
-        assert found is not None
-        raise _KeyTaken(*found)
-
-    def create_child(self, tx: Transaction, parent: Journal, spec: ChildSpec) -> None:
-        """Create a child run in the transaction that parks its parent (executor use)."""
-        definition = self.registry.get(spec.workflow_id)
-        pstate, pcreated = parent.state, parent.created
-        created = ev.RunCreated(
-            workflow_id=definition.name, workflow_version=definition.version, input=spec.input,
-            tenant_meta=dict(pstate.tenant_meta), parent_run_id=parent.run_id,
-            parent_step_id=spec.step_id, priority=pcreated.priority if pcreated else 0)
-        meta = run_metadata(definition.name, definition.version,
-                            pstate.tenant_meta.get("tenantId"),
-                            correlation_id=parent.base_metadata.get("correlation_id",
-                                                                    parent.run_id),
-                            causation_id=parent.last_event_id)
-        now = self.clock()
-        tx.append_deferred(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
-        queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now)
-
-    def notify_parent(self, tx: Transaction, child: Journal, status: str, result: Any,
-                      error: ev.ErrorInfo | None) -> None:
-        """In the child's terminal transaction: tell the parent (and wake it if waiting)."""
-        created = child.created
-        if created is None or created.parent_run_id is None:
-            return
-        parent_id, step_id = created.parent_run_id, created.parent_step_id or ""
-        parent = Journal.build(parent_id, read_events(tx.conn, parent_id))
-        if parent.created is None or parent.state.is_terminal:
-            return
-        events: list[ev.Event] = [ev.ChildFinished(step_id=step_id, child_run_id=child.run_id,
-                                                   status=status, result=result, error=error)]
-        wp = parent.state.waitpoint
-        if parent.state.status is RunStatus.SUSPENDED and wp is not None \
-                and wp.kind == "child" and wp.name == step_id:
-            events += decide(parent.state, Wake(reason="child", name=step_id))
-            queue.wake(tx, parent_id, self.clock())
-            announce(tx, self.worker_id)
-        meta = event_metadata(parent.base_metadata, child.last_event_id)
-        tx.append_deferred(StreamAppend(parent_id, [NewEvent(e, metadata=meta) for e in events],
-                                        parent.version))
+            return RunSession(self.runtime, claimed.journal).run()
 
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None) -> str:
         """A new run of the same workflow with the same (or the given) input."""
-        journal = self._journal(run_id)
+        journal = self.runtime.journal(run_id)
         old = journal.created
         assert old is not None
         created = ev.RunCreated(
@@ -317,7 +226,7 @@ class Engine(RunCommands):
                new_run_id: str | None = None, tags: list[str] | None = None,
                actor: str | None = None) -> str:
         """A new run linked to a failed run, its journal seeded with earlier results."""
-        journal = self._journal(run_id)
+        journal = self.runtime.journal(run_id)
         state, old = journal.state, journal.created
         assert old is not None
         if state.status is not RunStatus.FAILED:
@@ -349,7 +258,7 @@ class Engine(RunCommands):
         try:
             with self.store.held_connection():
                 while result.claimed < max_runs:
-                    claimed = claim_next(self)
+                    claimed = claim_next(self.runtime)
                     if claimed is None:
                         break
                     if heartbeat and beating is None:
@@ -402,13 +311,6 @@ class Engine(RunCommands):
             if released:
                 announce(tx, self.worker_id)
         return released
-
-
-def _fingerprint(created: ev.RunCreated) -> str:
-    """What an idempotency key binds: the same key with other content is a conflict."""
-    return hashlib.sha256(json.dumps(
-        [created.workflow_id, created.workflow_version, created.input, created.tenant_meta,
-         created.tags], sort_keys=True).encode()).hexdigest()
 
 
 def _tags(tags: list[str] | None) -> list[str]:

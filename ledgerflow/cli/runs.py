@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from domain.errors import UnknownRun
-from ledgerflow._cli_common import console
-from ledgerflow._cli_support import open_app, user_errors
-from projections import queries
+from ledgerflow.cli.common import console
+from ledgerflow.cli.support import open_app, user_errors
+from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.projections import queries
 
 app = typer.Typer(no_args_is_help=True, help="Inspect runs: list, show one, its history.")
 

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain import events as ev
-from domain.state import RunState, evolve, initial
-from eventstore.records import RecordedEvent
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.state import RunState, evolve, initial
+from ledgerflow.eventstore.records import RecordedEvent
 
 INPUT_EVENTS = (ev.SignalReceived, ev.EventReceived, ev.TokenResolved, ev.ChildFinished)
 """Events other parties append to a running run; they never conflict with its journal."""

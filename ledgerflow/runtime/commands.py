@@ -4,7 +4,7 @@ Each folds the run's stream, decides what the command means in the state it
 finds (through `domain.state.decide` where the lifecycle changes), and appends
 with the version it folded; a concurrent change makes it read and decide again.
 A command that wakes a suspended run makes its queue row due in the same
-transaction. `Engine` inherits them.
+transaction. `Engine` composes them over its `Runtime`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from domain import events as ev
-from domain.errors import ConcurrencyError, IllegalTransition, InvalidRequest, NotAwaited
-from domain.lifecycle import RunStatus
-from domain.state import Cancel, RunState, Wake, decide
-from eventstore.records import NewEvent, StreamAppend
-from eventstore.store import Clock, EventStore, Transaction
-from ledgerflow import _queue as queue
-from ledgerflow._context import json_roundtrip
-from ledgerflow._executor import Wakeup
-from ledgerflow._journal import Journal
-from ledgerflow._listen import announce
-from ledgerflow._streams import event_metadata
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import ConcurrencyError, IllegalTransition, InvalidRequest, NotAwaited
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.domain.state import Cancel, Wake, decide
+from ledgerflow.eventstore.records import NewEvent, StreamAppend
+from ledgerflow.eventstore.store import Transaction
+from ledgerflow.runtime import queue, runs
+from ledgerflow.runtime.context import json_roundtrip
+from ledgerflow.runtime.host import Runtime
+from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.streams import event_metadata
 
 
 def json_value(value: Any, what: str) -> Any:
@@ -33,22 +33,10 @@ def json_value(value: Any, what: str) -> Any:
 
 
 class RunCommands:
-    """Signal, event, token and cancel; mixed into `Engine`, which provides the rest."""
+    """Signal, event, token and cancel on the runs of one `Runtime`."""
 
-    store: EventStore
-    clock: Clock
-    wakeup: Wakeup
-    worker_id: str
-
-    def _journal(self, run_id: str) -> Journal:
-        raise NotImplementedError
-
-    def notify_parent(self, tx: Transaction, child: Journal, status: str, result: Any,
-                      error: ev.ErrorInfo | None) -> None:
-        raise NotImplementedError
-
-    def mark_finished(self, run_id: str, state: RunState | None = None) -> None:
-        raise NotImplementedError
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
 
     def signal(self, run_id: str, name: str, payload: Any = None, *,
                actor: str | None = None) -> None:
@@ -106,12 +94,12 @@ class RunCommands:
         def also(tx: Transaction, journal: Journal) -> None:
             queue.remove(tx, run_id)
             error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
-            self.notify_parent(tx, journal, "canceled", None, error)
+            runs.notify_parent(self.rt, tx, journal, "canceled", None, error)
             children[:] = journal.state.children
 
         self._command(run_id, build, actor, also)
-        self.mark_finished(run_id)
-        self.wakeup.notify()
+        self.rt.finished.mark(run_id)
+        self.rt.wakeup.notify()
         for child in children:
             with contextlib.suppress(IllegalTransition):  # that child had finished already
                 self.cancel(child, f"parent run {run_id} was canceled", actor=actor)
@@ -120,21 +108,21 @@ class RunCommands:
                  build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
                  also: Callable[[Transaction, Journal], None] | None = None) -> None:
         for _ in range(50):
-            journal = self._journal(run_id)
+            journal = self.rt.journal(run_id)
             events, wake = build(journal)
             meta = event_metadata(journal.base_metadata, journal.last_event_id, actor)
             try:
-                with self.store.transaction() as tx:
+                with self.rt.store.transaction() as tx:
                     tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
                                            journal.version))
                     if wake:
-                        queue.wake(tx, run_id, self.clock())
-                        announce(tx, self.worker_id)
+                        queue.wake(tx, run_id, self.rt.clock())
+                        announce(tx, self.rt.worker_id)
                     if also is not None:
                         also(tx, journal)
             except ConcurrencyError:
                 continue
             if wake:
-                self.wakeup.notify()
+                self.rt.wakeup.notify()
             return
         raise ConcurrencyError(run_id, -1, -1)

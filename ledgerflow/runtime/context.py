@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from domain import events as ev
-from domain.errors import NonDeterminismError
-from ledgerflow._authoring import ChildFailed, StepFailed, WaitTimeout
-from ledgerflow._faults import fault_point
-from ledgerflow._retry import Backoff, RetryPolicy
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import NonDeterminismError
+from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.faults import fault_point
+from ledgerflow.runtime.retry import Backoff, RetryPolicy
 
 if TYPE_CHECKING:
-    from ledgerflow._journal import Journal
+    from ledgerflow.runtime.journal import Journal
 
 
 class Session(Protocol):

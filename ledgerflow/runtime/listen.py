@@ -21,7 +21,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy.engine import Engine as SAEngine
 
-from eventstore.store import Transaction
+from ledgerflow.eventstore.store import Transaction
 
 RUNS_CHANNEL = "ledgerflow_runs"
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from domain.errors import InvalidRequest
 from ledgerflow._app import Ledgerflow
-from ledgerflow._cli_common import console
-from ledgerflow._cli_support import open_app, parse_json, user_errors
-from projections import queries
+from ledgerflow.cli.common import console
+from ledgerflow.cli.support import open_app, parse_json, user_errors
+from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.projections import queries
 
 Payload = Annotated[str | None, typer.Option("--payload", help="JSON payload.")]
 InputOpt = Annotated[str | None, typer.Option("--input", help="JSON input.")]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ledgerflow._cli_common import console, err_console, open_settings
+from ledgerflow.cli.common import console, err_console, open_settings
 
 app = typer.Typer(no_args_is_help=True, help="The transactional outbox and its dead letters.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered outbox rows.")
@@ -20,7 +20,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 
 
 def _engine() -> Any:
-    from eventstore import create_engine
+    from ledgerflow.eventstore import create_engine
 
     return create_engine(open_settings().database_url)
 
@@ -32,8 +32,7 @@ def _age(seconds: float | None) -> str:
 @app.command("status")
 def status_command(as_json: JsonFlag = False) -> None:
     """Pending / published / dead counts, oldest pending age, and lag per topic."""
-    import outbox
-
+    from ledgerflow import outbox
     report = outbox.status(_engine())
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
@@ -51,8 +50,7 @@ def status_command(as_json: JsonFlag = False) -> None:
 def dlq_list(limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 100,
              as_json: JsonFlag = False) -> None:
     """Dead outbox rows, oldest first, with the error that killed them."""
-    import outbox
-
+    from ledgerflow import outbox
     rows = outbox.dead_letters(_engine(), limit)
     if as_json:
         console.print_json(json.dumps({"data": [r.as_dict() for r in rows]}))
@@ -73,8 +71,7 @@ def dlq_replay(
     limit: Annotated[int | None, typer.Option(min=1, help="The oldest N dead rows.")] = None,
 ) -> None:
     """Put dead rows back to pending with a fresh retry counter (all of them by default)."""
-    import outbox
-
+    from ledgerflow import outbox
     if ids and limit is not None:
         err_console.print("give --id or --limit, not both")
         raise typer.Exit(2)
@@ -102,7 +99,6 @@ def parse_duration(text: str) -> timedelta:
 def purge(older_than: Annotated[str, typer.Option(
         "--older-than", help="Published longer ago than this (90s, 15m, 12h, 7d).")]) -> None:
     """Delete published rows past their retention period (pending and dead rows stay)."""
-    import outbox
-
+    from ledgerflow import outbox
     deleted = outbox.purge_published(_engine(), parse_duration(older_than))
     console.print(f"purged {deleted} published row(s)")

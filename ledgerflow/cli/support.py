@@ -11,9 +11,9 @@ from typing import Any
 import typer
 from sqlalchemy import exc as sa_exc
 
-from domain.errors import LedgerflowError
 from ledgerflow._app import Ledgerflow
-from ledgerflow._cli_common import err_console, open_settings
+from ledgerflow.cli.common import err_console, open_settings
+from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.settings import Settings
 
 

@@ -29,11 +29,11 @@ from sqlalchemy import Column, Index, Integer, String, Table
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Connection
 
-from eventstore import fastpath
-from eventstore.database import is_postgres
-from eventstore.migrations import Migration, create_tables
-from eventstore.schema import UTCDateTime, metadata
-from eventstore.store import Transaction
+from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.schema import UTCDateTime, metadata
+from ledgerflow.eventstore.store import Transaction
 
 run_queue = Table(
     "run_queue",

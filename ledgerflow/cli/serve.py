@@ -15,7 +15,7 @@ import uvicorn
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api import create_app
-from projections import Projector, default_projections, rebuild_stale
+from ledgerflow.projections import Projector, default_projections, rebuild_stale
 
 log = logging.getLogger("ledgerflow.serve")
 

@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from domain.events import decode
-from eventstore.records import RecordedEvent
-from eventstore.schema import events
+from ledgerflow.domain.events import decode
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.eventstore.schema import events
 
 _c = events.c
 _READ = (

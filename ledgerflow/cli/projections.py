@@ -17,9 +17,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from eventstore import EventStore, create_engine
-from ledgerflow._cli_common import console, err_console, open_settings
-from projections import Projection, RebuildInProgress, default_projections, rebuild, status
+from ledgerflow.cli.common import console, err_console, open_settings
+from ledgerflow.eventstore import EventStore, create_engine
+from ledgerflow.projections import (
+    Projection,
+    RebuildInProgress,
+    default_projections,
+    rebuild,
+    status,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Read models: rebuild and status.")
 

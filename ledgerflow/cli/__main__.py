@@ -1,0 +1,5 @@
+"""`python -m ledgerflow.cli`: the `ledgerflow` command."""
+
+from ledgerflow.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""The exceptions workflow code sees (raised by `Context`, catchable in the workflow)."""
+
+from __future__ import annotations
+
+from ledgerflow.domain.events import ErrorInfo
+
+
+class StepFailed(Exception):
+    """A step failed after its last attempt (raised in workflow code; catchable)."""
+
+    def __init__(self, step_id: str, error: ErrorInfo, attempts: int) -> None:
+        self.step_id, self.error, self.attempts = step_id, error, attempts
+        super().__init__(
+            f"step {step_id!r} failed after {attempts} attempt(s): "
+            f"{error.type}: {error.message}")
+
+
+class WaitTimeout(Exception):
+    """A wait (signal, event, token) reached its timeout first (catchable)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(f"wait for {kind} {name!r} timed out")
+
+
+class ChildFailed(Exception):
+    """A child run failed or was canceled."""
+
+    def __init__(self, step_id: str, child_run_id: str, status: str,
+                 error: ErrorInfo | None) -> None:
+        self.step_id, self.child_run_id, self.status, self.error = (
+            step_id, child_run_id, status, error)
+        why = f": {error.type}: {error.message}" if error else ""
+        super().__init__(f"child run {child_run_id!r} (step {step_id!r}) {status}{why}")

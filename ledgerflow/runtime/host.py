@@ -1,0 +1,50 @@
+"""`Runtime`: the narrow object the executor and the run commands are given.
+
+It holds what they need and nothing of the `Engine` that builds it: the store, the
+workflow registry, the clock, this worker's id and lease, the in-process hand-offs
+(`Wakeup`, `Finished`) and the stop flag. `Engine` composes one; so may a host that
+wires its own parts (tests, a serverless handler).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ledgerflow._authoring import WorkflowRegistry
+from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.eventstore.store import Clock, EventStore
+from ledgerflow.runtime.handoff import Finished, Wakeup
+from ledgerflow.runtime.journal import Journal
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What executing and commanding runs needs from the process that hosts them."""
+
+    store: EventStore
+    registry: WorkflowRegistry
+    clock: Clock
+    worker_id: str
+    lease: timedelta = timedelta(seconds=30)
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    finished: Finished = field(default_factory=Finished)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a graceful stop was asked for: no new step starts."""
+        return self.stop.is_set()
+
+    def history(self, run_id: str) -> list[RecordedEvent]:
+        """The run's events in order (`UnknownRun` if it has none)."""
+        recorded = self.store.read_stream(run_id)
+        if not recorded:
+            raise UnknownRun(run_id)
+        return recorded
+
+    def journal(self, run_id: str) -> Journal:
+        """The run's journal, built from its stream (`UnknownRun` if it has none)."""
+        return Journal.build(run_id, self.history(run_id))

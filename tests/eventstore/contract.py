@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -425,6 +426,39 @@ class StoreContract:
         stream = sid()
         race_one_stream(store, stream, lambda version: store.append(
             StreamAppend(stream, [started()], version)))
+
+
+def record_statements(monkeypatch: pytest.MonkeyPatch, method: str = "execute") -> list[str]:
+    """The SQL of every `psycopg.Cursor.<method>` call from now on (until
+    monkeypatch.undo)."""
+    sent: list[str] = []
+    original = getattr(psycopg.Cursor, method)
+
+    def recorded(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(sql))
+        return original(cur, sql, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, method, recorded)
+    return sent
+
+
+def one_statement_transactions(store: EventStore, sent: list[str]) -> str:
+    """A trigger-like transaction (deferred append, deferred write, notice) on a pooled
+    connection, then two step-like ones on a held connection: on PostgreSQL each must
+    be ONE statement in `sent` (from `record_statements`). Returns the run (version 4)."""
+    run = sid()
+    with store.transaction() as tx:
+        tx.append_deferred(StreamAppend(run, [created(), started()], 0))
+        tx.defer(idempotency_keys.insert(), [key_row("k")])
+        tx.notify("ledgerflow_test", "x")
+    assert len(sent) == 1 and sent[0].startswith("WITH v AS"), sent
+    with store.held_connection():
+        for version in (2, 3):
+            sent.clear()
+            with store.transaction() as tx:
+                tx.append_deferred(StreamAppend(run, [completed_step(f"s{version}")], version))
+            assert len(sent) == 1, sent
+    return run
 
 
 def race_one_stream(store: EventStore, stream: str,

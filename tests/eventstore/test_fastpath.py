@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -20,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from ledgerflow.eventstore import fastpath
 from ledgerflow.eventstore.schema import PositionType, UTCDateTime
+from tests.eventstore.contract import record_statements
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -82,20 +82,6 @@ def _rows(engine: Engine) -> list[tuple[Any, ...]]:
             sa.select(journal).order_by(journal.c.step_id))]
 
 
-def _record_statements(monkeypatch: pytest.MonkeyPatch, method: str = "execute") -> list[str]:
-    """The SQL of every `psycopg.Cursor.<method>` call from now on (until
-    monkeypatch.undo)."""
-    sent: list[str] = []
-    original = getattr(psycopg.Cursor, method)
-
-    def recorded(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(sql))
-        return original(cur, sql, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, method, recorded)
-    return sent
-
-
 def test_execute_all_writes_every_batch_in_order(any_db: Engine) -> None:
     at = sa.bindparam("p_at", type_=journal.c.completed_at.type)
     set_status = (sa.update(journal)
@@ -119,7 +105,7 @@ def test_execute_all_combines_distinct_tables_into_one_statement(
     out = {"event_id": "e" * 36, "topic": "t", "key": "run-1", "payload": '{"x":1}',
            "headers": "[]", "status": "pending", "attempts": 0, "next_attempt_at": T0,
            "created_at": T0}
-    sent = _record_statements(monkeypatch)
+    sent = record_statements(monkeypatch)
     with pg_db.begin() as conn:
         fastpath.execute_all(conn, [(journal.insert(), [_journal_row("a")]),
                                     (messages.insert(), [out])])
@@ -162,7 +148,7 @@ def test_execute_all_combines_multi_row_inserts_and_one_row_writes(
     set_status = (sa.update(journal)
                   .where(journal.c.run_id == sa.bindparam("p_run"))
                   .values(status=sa.bindparam("p_status")))
-    sent = _record_statements(monkeypatch)
+    sent = record_statements(monkeypatch)
     with pg_db.begin() as conn:
         fastpath.execute_all(conn, [(messages.insert(), [out(2), out(1), out(3)]),
                                     (set_status, [{"p_run": "run-m", "p_status": "failed"}])])
@@ -188,8 +174,8 @@ def test_many_rows_of_a_plain_insert_go_by_copy_with_the_same_values(
              "headers": "[]", "status": "pending", "attempts": index,
              "next_attempt_at": T0 + timedelta(microseconds=index),
              "created_at": T0} for index in (range(99, -1, -1))]
-    sent = _record_statements(monkeypatch)
-    copied = _record_statements(monkeypatch, "copy")
+    sent = record_statements(monkeypatch)
+    copied = record_statements(monkeypatch, "copy")
     with pg_db.begin() as conn:
         fastpath.execute(conn, messages.insert(), rows)
     monkeypatch.undo()

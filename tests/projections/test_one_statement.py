@@ -5,20 +5,23 @@ get the rows an eager append writes, and a step boundary of the product's wiring
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ledgerflow.domain.errors import ConcurrencyError
 from ledgerflow.eventstore import EventStore, StreamAppend
-from ledgerflow.eventstore.schema import idempotency_keys
 from ledgerflow.outbox import OutboxWriter
 from ledgerflow.projections import InlineProjections
 from ledgerflow.projections._schema import run_views, step_journal
-from tests.eventstore.contract import completed_step, created, key_row, sid, started
+from tests.eventstore.contract import (
+    completed_step,
+    created,
+    one_statement_transactions,
+    record_statements,
+    sid,
+    started,
+)
 from tests.projections.conftest import snapshot
 
 
@@ -55,31 +58,13 @@ def test_a_step_boundary_with_projections_and_outbox_is_one_statement(
     """BEGIN, append, projection + outbox rows + deferred writes, COMMIT: one statement
     in autocommit, on a held connection and on a pooled one; a transaction whose
     projection rows update one table twice falls back to several."""
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query)[:40])
-        return execute(self, query, *args, **kwargs)
-
     store = EventStore(pg_engine, hooks=[InlineProjections(), OutboxWriter()])
-    run = sid()
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
-    with store.transaction() as tx:  # pooled connection
-        tx.append_deferred(StreamAppend(run, [created(), started()], 0))
-        tx.defer(idempotency_keys.insert(), [key_row("k")])
-        tx.notify("ledgerflow_test", "x")
-    assert len(sent) == 1 and sent[0].startswith("WITH v AS"), sent
-    with store.held_connection():
-        for version in (2, 3):
-            sent.clear()
-            with store.transaction() as tx:
-                tx.append_deferred(StreamAppend(run, [completed_step(f"s{version}")], version))
-            assert len(sent) == 1, sent
-        sent.clear()
-        with store.transaction() as tx:  # two updates of run_views: not one statement
-            tx.append_deferred(StreamAppend(run, [completed_step("s4")], 4))
-            tx.append_deferred(StreamAppend(sid(), [created()], 0))
-        assert len(sent) > 1
+    sent = record_statements(monkeypatch)
+    run = one_statement_transactions(store, sent)
+    sent.clear()
+    with store.held_connection(), store.transaction() as tx:  # run_views updated twice
+        tx.append_deferred(StreamAppend(run, [completed_step("s4")], 4))
+        tx.append_deferred(StreamAppend(sid(), [created()], 0))
+    assert len(sent) > 1
     monkeypatch.undo()
     assert [r.version for r in store.read_stream(run)] == [1, 2, 3, 4, 5]

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # ~13 s: one wheel build and one virtualenv for the module
+pytestmark = pytest.mark.slow  # 10-20 s: one wheel build and one virtualenv for the module
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("domain", "eventstore", "projections", "outbox")

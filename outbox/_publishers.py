@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,9 @@ from typing import Any, Protocol
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
+from kafka.net.compat import KafkaNetClient
+
+log = logging.getLogger("ledgerflow.outbox.publisher")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +164,7 @@ class KafkaPublisher:
         return KafkaProducer(**config)
 
     def _create_topics(self, topics: set[str]) -> None:
-        timeout_ms = int(self.timeout_s * 1000)
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                 client_id=f"{self.client_id}-admin",
-                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        admin = self._admin()
         try:
             existing = set(admin.list_topics())
             for name in sorted(topics - existing):
@@ -173,18 +174,63 @@ class KafkaPublisher:
         finally:
             admin.close()
 
+    def _admin(self) -> Any:
+        """An admin client; one that cannot reach the broker leaves no thread behind
+        (kafka-python does not close the network client of an admin client whose
+        bootstrap failed: its I/O thread would live on, one per failed attempt)."""
+        timeout_ms = int(self.timeout_s * 1000)
+        made: list[Any] = []
+
+        def client(**config: Any) -> Any:
+            made.append(KafkaNetClient(**config))
+            return made[-1]
+
+        try:
+            return KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    client_id=f"{self.client_id}-admin", kafka_client=client,
+                                    request_timeout_ms=timeout_ms,
+                                    bootstrap_timeout_ms=timeout_ms)
+        except Exception:
+            for net in made:
+                net.close()
+            raise
+
     def _reset(self) -> None:
         producer, self._producer = self._producer, None
         self._topics.clear()
         if producer is not None:
-            with contextlib.suppress(Exception):
-                producer.close(timeout=0)
+            abandon(producer, self.timeout_s)
 
     def close(self) -> None:
+        """Send what is buffered (waiting up to the publish timeout), then end the producer."""
         with self._lock:
             producer, self._producer = self._producer, None
-            if producer is not None:
+            if producer is None:
+                return
+            try:
                 producer.close(timeout=self.timeout_s)
+            except kafka_errors.KafkaTimeoutError:  # unacknowledged records: give them up
+                abandon(producer, self.timeout_s)
+
+
+def abandon(producer: Any, timeout_s: float) -> None:
+    """End a producer at once, failing the records it still holds (the relay sends
+    them again, through a new producer), so that its network thread and connections end.
+
+    kafka-python's `close(timeout=0)` flushes before it stops the network thread and
+    raises `KafkaTimeoutError` from that flush while records are unacknowledged:
+    the thread would live on (one more per broker outage) and the producer's
+    `__del__` would later print "Exception ignored ... KafkaTimeoutError". So the
+    sender is force-closed first, as `close()` itself does once its flush returns:
+    it fails every unfinished batch at once, and `close()` then finds nothing to wait for.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception:
+        log.warning("an abandoned Kafka producer did not close cleanly", exc_info=True)
 
 
 class JsonlSinkPublisher:

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     topic: str = "ledgerflow.run-events"
     dlq_topic: str = "ledgerflow.run-events.dlq"
     outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_publish_timeout: float = Field(default=30.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 

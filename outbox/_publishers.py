@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +58,14 @@ class Publisher(Protocol):
 class SettingsLike(Protocol):
     kafka_bootstrap: str | None
     sink_path: str
+    outbox_publish_timeout: float
 
 
 def publisher_from_settings(settings: SettingsLike) -> Publisher:
     """Kafka when `LEDGERFLOW_KAFKA_BOOTSTRAP` is set, else the JSON-lines sink."""
     if settings.kafka_bootstrap:
-        return KafkaPublisher(settings.kafka_bootstrap)
+        return KafkaPublisher(settings.kafka_bootstrap,
+                              timeout_s=settings.outbox_publish_timeout)
     return JsonlSinkPublisher(settings.sink_path)
 
 
@@ -83,6 +86,12 @@ class KafkaPublisher:
     the new broker does not know, and never recovers on its own. Topics are created
     with the admin client before the first send to them (never by broker auto-create);
     a rebuilt producer checks them again, since a restarted broker may have lost them.
+
+    `timeout_s` (`LEDGERFLOW_OUTBOX_PUBLISH_TIMEOUT`) bounds one attempt: connecting
+    (`bootstrap_timeout_ms`), waiting for metadata or buffer space (`max_block_ms`),
+    each request (`request_timeout_ms`), and the wait for the broker's
+    acknowledgement of a batch (its flush). A message not acknowledged by then fails
+    with `KafkaTimeoutError` and is sent again later (the producer is rebuilt).
     """
 
     def __init__(self, bootstrap: str, *, client_id: str = "ledgerflow-relay",
@@ -111,21 +120,32 @@ class KafkaPublisher:
             return outcomes
 
     def _send_all(self, producer: Any, messages: Sequence[OutboundMessage]) -> list[Outcome]:
+        """Send each message and wait, until the publish timeout, for the acknowledgements.
+
+        A send that fails for a reason beyond its record (no metadata within
+        `max_block_ms`: the broker is unreachable) fails every message after it the
+        same way, so that one attempt waits for the broker once, not once per message.
+        """
+        deadline = time.monotonic() + self.timeout_s
         pending: list[Any] = []
         refused: set[tuple[str, str]] = set()
+        broken: BaseException | None = None
         for m in messages:
-            if m.key is not None and (m.topic, m.key) in refused:
-                pending.append(NotAttempted(f"an earlier message of key {m.key} failed"))
+            if broken is not None or (m.key is not None and (m.topic, m.key) in refused):
+                pending.append(broken or NotAttempted(f"an earlier message of key {m.key} "
+                                                      "failed"))
                 continue
             try:
                 pending.append(producer.send(m.topic, value=m.value, headers=m.headers,
                                              key=None if m.key is None else m.key.encode()))
             except Exception as exc:
                 pending.append(exc)
-                if m.key is not None:
+                if not isinstance(exc, _RECORD_ERRORS):
+                    broken = exc
+                elif m.key is not None:
                     refused.add((m.topic, m.key))
         with contextlib.suppress(kafka_errors.KafkaTimeoutError):
-            producer.flush(timeout=self.timeout_s)
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
         return [self._outcome(p) for p in pending]
 
     def _outcome(self, sent: Any) -> Outcome:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +24,7 @@ class Settings(BaseSettings):
     dlq_topic: str = "ledgerflow.run-events.dlq"
     outbox_max_attempts: int = Field(default=10, ge=1)
     outbox_publish_timeout: float = Field(default=30.0, gt=0)
+    outbox_on_dead: Literal["hold", "skip"] = "hold"
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 

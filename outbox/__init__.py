@@ -16,6 +16,7 @@ from ledgerflow.outbox._admin import (
     OutboxStatus,
     TopicLag,
     dead_letters,
+    discard_dead,
     purge_published,
     replay_dead,
     status,
@@ -40,16 +41,16 @@ from ledgerflow.outbox._relay import (
     RelayStats,
     claim,
 )
-from ledgerflow.outbox._schema import DEAD, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
+from ledgerflow.outbox._schema import DEAD, DISCARDED, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
 from ledgerflow.outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, message_headers
 
 __all__ = [
-    "DEAD", "DEFAULT_TOPIC", "HOLD", "MIGRATIONS", "ON_DEAD", "PENDING",
+    "DEAD", "DEFAULT_TOPIC", "DISCARDED", "HOLD", "MIGRATIONS", "ON_DEAD", "PENDING",
     "PUBLISHED", "PUBLISHED_POINT", "SKIP",
     "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
     "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",
-    "TopicLag", "claim", "dead_letters", "envelope", "inbox", "is_poison",
+    "TopicLag", "claim", "dead_letters", "discard_dead", "envelope", "inbox", "is_poison",
     "message_headers", "outbox", "publisher_from_settings", "purge_published",
     "replay_dead", "status",
 ]

@@ -96,6 +96,8 @@ class Engine:
         self.send_event = self.commands.send_event
         self.resolve_token = self.commands.resolve_token
         self.cancel = self.commands.cancel
+        self._dropped: set[str] = set()  # runs whose execution broke off: to give back
+        self._dropped_lock = threading.Lock()
 
     @property
     def stopping(self) -> bool:
@@ -204,9 +206,19 @@ class Engine:
         return TriggerResult(run_id, True, tuple(recorded))
 
     def execute(self, claimed: Claimed) -> str:
-        """Execute a run leased to this worker (claimed, or handed over by a trigger)."""
-        with self.store.held_connection():
-            return RunSession(self.runtime, claimed.journal).run()
+        """Execute a run leased to this worker (claimed, or handed over by a trigger).
+
+        An execution that breaks off (the store went away mid-run) leaves the run
+        leased to this worker: the next heartbeat gives it back, due now, instead of
+        renewing its lease with the others, so that a worker continues it from its
+        journal (else it would stay running, its lease renewed for ever)."""
+        try:
+            with self.store.held_connection():
+                return RunSession(self.runtime, claimed.journal).run()
+        except Exception:
+            with self._dropped_lock:
+                self._dropped.add(claimed.run_id)
+            raise
 
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None) -> str:
@@ -300,9 +312,17 @@ class Engine:
             return queue.reap(conn, self.clock())
 
     def heartbeat(self) -> int:
-        """Extend the leases this engine's worker id holds."""
+        """Give back the runs whose execution broke off, then extend the leases this
+        engine's worker id holds."""
+        with self._dropped_lock:
+            dropped = set(self._dropped)
         with self.store.engine.begin() as conn:
-            return queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+            if dropped:
+                queue.release_owner(conn, self.worker_id, self.clock(), runs=dropped)
+            renewed = queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+        with self._dropped_lock:
+            self._dropped -= dropped
+        return renewed
 
     def release_leases(self) -> int:
         """Give back every run this worker id holds (due now)."""

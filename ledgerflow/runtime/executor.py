@@ -20,7 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import ConcurrencyError, NonDeterminismError, UnknownWorkflow
+from ledgerflow.domain.errors import (
+    ConcurrencyError,
+    NonDeterminismError,
+    StoreUnavailable,
+    UnknownWorkflow,
+)
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.state import Begin, Complete, Fail, Rollback, Suspend, Wake, decide
 from ledgerflow.eventstore.records import NewEvent, StreamAppend
@@ -168,6 +173,8 @@ class RunSession:
             return "released"
         except NonDeterminismError as error:
             return self.fail(error_info(error), "none")
+        except StoreUnavailable:  # the store's failure, not the workflow's: not failed,
+            raise  # the run is given back and continues from what was committed
         except Exception as error:
             if ctx.diverged is not None:
                 return self.fail(error_info(ctx.diverged), "none")

@@ -9,6 +9,7 @@ from ledgerflow.eventstore.store import (
     AppendHook,
     Clock,
     EventStore,
+    FunctionHook,
     GlobalReader,
     PendingAppend,
     StreamReader,
@@ -18,8 +19,8 @@ from ledgerflow.eventstore.store import (
 
 __all__ = [
     "DEFAULT_URL", "MIGRATIONS", "Acquired", "AppendHook", "Clock", "EventStore",
-    "GlobalReader", "IdempotencyKeys", "InProgress", "JSONType", "Migration", "NewEvent",
-    "Outcome", "PendingAppend", "RecordedEvent", "Replay", "StreamAppend", "StreamReader",
-    "Transaction", "UTCDateTime", "create_engine", "create_tables", "metadata", "new_id",
-    "normalize_url", "upgrade", "utcnow",
+    "FunctionHook", "GlobalReader", "IdempotencyKeys", "InProgress", "JSONType",
+    "Migration", "NewEvent", "Outcome", "PendingAppend", "RecordedEvent", "Replay",
+    "StreamAppend", "StreamReader", "Transaction", "UTCDateTime", "create_engine",
+    "create_tables", "metadata", "new_id", "normalize_url", "upgrade", "utcnow",
 ]

@@ -38,22 +38,54 @@ def utcnow() -> datetime:
 
 
 class AppendHook(Protocol):
-    """Runs inside the append transaction, after the events are inserted.
+    """Writes in the append transaction, after the events are inserted (outbox rows,
+    inline projections). Per append the store asks for the cheapest form the hook can
+    give; a hook that cannot give one says so by returning None, and the store takes
+    the next form (nothing is ever skipped).
 
-    A hook may also offer `batches(conn, recorded) -> list[fastpath.Batch]`; the store
-    then sends its statements together with the other such hooks' (see `_run_hooks`).
-    `batches` only builds statements: it must not read through `conn`, where writes
-    the transaction deferred may not have been sent yet (a hook that reads is a plain
-    callable: it gets the connection with everything sent).
+    1. `batches(conn, recorded)`: the statements to write, without sending them; the
+       store defers them and sends them with the transaction's other deferred writes
+       (see `Transaction`; on PostgreSQL one statement for outbox + projections +
+       queue). It must not read through `conn`, where writes the transaction deferred
+       may not have been sent yet. None: the store calls `write` instead.
+    2. `write(conn, recorded)`: write now, through `conn`, with everything the
+       transaction deferred sent (a hook that reads does it here).
 
-    And `staged(conn, recorded) -> list[fastpath.Batch] | None`: the same statements
-    for events whose positions are not known yet (their `position` is 0), with a
-    `fastpath.Position` wherever a value depends on one; None when it cannot. The
-    store then writes them in the statement that appends the events (see
-    `Transaction.append_deferred`). Without `staged` on every hook, it never does.
+    And for a transaction of deferred appends (`Transaction.append_deferred`):
+    `staged(conn, recorded)`: the same statements as `batches` for events whose
+    positions are not known yet (their `position` is 0), with a `fastpath.Position`
+    wherever a value depends on one. Only when every hook stages does the store write
+    them in the statement that appends the events; when one returns None, the events
+    are appended as `append` appends them (and 1. and 2. apply).
     """
 
-    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
+
+    def batches(self, conn: Connection,
+                recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch] | None: ...
+
+    def staged(self, conn: Connection,
+               recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch] | None: ...
+
+
+HookFunction = Callable[[Connection, Sequence[RecordedEvent]], None]
+
+
+class FunctionHook:
+    """An `AppendHook` made of a function `write(conn, recorded)` that writes (and may
+    read) through the connection: it is always called, never batched nor staged."""
+
+    def __init__(self, write: HookFunction) -> None:
+        self._write = write
+
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        self._write(conn, recorded)
+
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        return None
+
+    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        return None
 
 
 class StreamReader(Protocol):
@@ -130,8 +162,8 @@ class Transaction:
         appends, deferred writes and notices) goes as ONE statement in autocommit:
         the append, the hooks' rows, the deferred writes and the notices, one round
         trip instead of four (BEGIN, append, writes, COMMIT). That takes an expected
-        version on every append, one append per stream, and `staged` on every hook;
-        otherwise the events are written as `append` writes them.
+        version on every append, one append per stream, and every hook staging its
+        rows; otherwise the events are written as `append` writes them.
         """
         pending = PendingAppend(tuple(a for a in appends if a.events))
         if pending.appends:
@@ -186,15 +218,15 @@ class Transaction:
         return recorded
 
     def _run_hooks(self, recorded: Sequence[RecordedEvent]) -> None:
-        """Run the hooks in order. Hooks that offer `batches(conn, recorded)` hand over
-        their statements instead: deferred, they go out with the transaction's other
-        deferred writes (on PostgreSQL one statement for outbox + projections + queue)."""
+        """Run the hooks in order: their batches deferred (they go out with the
+        transaction's other deferred writes), or, from a hook that gives none, its
+        writes now."""
         for hook in self.store.hooks:
-            batches = getattr(hook, "batches", None)
+            batches = hook.batches(self._conn, recorded)
             if batches is None:
-                hook(self.conn, recorded)
+                hook.write(self.conn, recorded)
             else:
-                self._deferred.extend(batches(self._conn, recorded))
+                self._deferred.extend(batches)
 
     def _append_postgres(self, appends: Sequence[StreamAppend],
                          now: datetime) -> list[RecordedEvent]:
@@ -229,9 +261,6 @@ class Transaction:
         raw: Any = self._conn.connection.dbapi_connection
         if raw.info.transaction_status != _IDLE or raw.isolation_level is not None:
             return False  # a statement ran already, or BEGIN sets an isolation level
-        stagers = [getattr(hook, "staged", None) for hook in self.store.hooks]
-        if None in stagers:
-            return False
         now = self.store.clock()
         encoded = _encode(appends)
         provisional = [  # every expected version is known (checked above)
@@ -242,8 +271,8 @@ class Transaction:
             for n, (new, (type_name, schema_version, _data, _meta))
             in enumerate(zip(append.events, texts, strict=True), 1)]
         batches: list[fastpath.Batch] = []
-        for staged in stagers:
-            found = staged(self._conn, provisional) if staged is not None else None
+        for hook in self.store.hooks:
+            found = hook.staged(self._conn, provisional)
             if found is None:
                 return False
             batches.extend(found)

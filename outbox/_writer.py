@@ -104,8 +104,8 @@ class OutboxWriter:
                 })
         return rows
 
-    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        # Runs on every append: the store's fast path (see eventstore/fastpath.py).
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        """The outbox insert for `recorded`, now (the store defers `batches` instead)."""
         fastpath.execute(conn, _INSERT, self.rows(recorded))
 
     def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:

@@ -50,6 +50,19 @@ class Projection(Protocol):
         """Write the effect of `events` into `tables` inside the caller's transaction."""
         ...
 
+    def batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                tables: Tables) -> list[fastpath.Batch] | None:
+        """What `apply` would write, as (statement, rows) pairs, without sending them
+        (an inline hook sends several projections' together); None when this
+        projection cannot say beforehand (it reads as it writes): `apply` is used."""
+        ...
+
+    def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                       tables: Tables) -> list[fastpath.Batch] | None:
+        """`batches` for events whose positions are not known yet (position 0), with a
+        `Position` wherever a value depends on one; None when it cannot."""
+        ...
+
 
 class StatementCache:
     """Statements built once per (dialect, physical table, shape) and reused.
@@ -76,7 +89,8 @@ def live_tables(projection: Projection) -> dict[str, Table]:
 class BatchProjection:
     """A projection that writes through (statement, rows) batches: `batches` says what
     to write for some events, `apply` writes it (inline hooks send the batches of
-    several projections together instead)."""
+    several projections together instead). A subclass whose rows hold no positions,
+    or that marks them with `Position`, also overrides `staged_batches`."""
 
     name: str
     version: int
@@ -94,3 +108,8 @@ class BatchProjection:
                 tables: Tables) -> list[fastpath.Batch]:
         """What `apply` executes, in order: (statement, rows) pairs."""
         raise NotImplementedError
+
+    def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                       tables: Tables) -> list[fastpath.Batch] | None:
+        """None: the rows need the events' positions (see `Projection.staged_batches`)."""
+        return None

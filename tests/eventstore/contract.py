@@ -24,6 +24,7 @@ from ledgerflow.domain.errors import (
 from ledgerflow.eventstore import (
     Acquired,
     EventStore,
+    FunctionHook,
     IdempotencyKeys,
     InProgress,
     NewEvent,
@@ -152,7 +153,7 @@ class StoreContract:
             n = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
             seen.extend((int(n), r.type) for r in recorded)
 
-        store = EventStore(engine, hooks=[hook])
+        store = EventStore(engine, hooks=[FunctionHook(hook)])
         store.append(StreamAppend(sid(), [created(), started()], 0))
         assert seen == [(2, "RunCreated"), (2, "RunStarted")]
 
@@ -160,7 +161,7 @@ class StoreContract:
         def hook(conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
             raise RuntimeError("projection broke")
 
-        store = EventStore(engine, hooks=[hook])
+        store = EventStore(engine, hooks=[FunctionHook(hook)])
         with pytest.raises(RuntimeError):
             store.append(StreamAppend(sid(), [created()], 0))
         assert count(engine) == 0

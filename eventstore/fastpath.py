@@ -1,12 +1,13 @@
-"""Run a hot Core statement on the psycopg cursor of its connection.
+"""PostgreSQL adapter's executor: run a hot Core statement on the psycopg cursor of
+its connection (`PostgresBackend.execute` / `execute_all`; PostgreSQL only).
 
 The statements that run on every append (projection rows, outbox rows, the run
 queue) cost more CPU in SQLAlchemy's execution layer than in the database: measured
 here ~83 us per Core execute against ~34 us on the raw psycopg cursor. `execute`
 keeps the statement a Core construct (one definition, one schema), compiles it once
 per parameter shape for the connection's dialect, applies the column types' bind
-processors, and sends it on the same connection, in the same transaction. On
-SQLite it is a plain `conn.execute`.
+processors, and sends it on the same connection, in the same transaction. (The SQLite adapter
+sends the same statements through Core.)
 
 Per compiled shape it keeps the (bind name, bind processor or None) pairs, so a
 row's parameters are one dict comprehension (no `construct_params`); one psycopg
@@ -23,11 +24,14 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
+import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from ledgerflow.eventstore.backend import Batch, Position
 
 _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 _Compiled = tuple[str, _Binds | None, SQLCompiler, dict[str, Callable[[Any], Any]]]
@@ -54,9 +58,6 @@ def execute(conn: Connection, statement: Executable,
             groups.setdefault(tuple(row), []).append(row)
         for group in groups.values():
             execute(conn, statement, group)
-        return
-    if conn.dialect.name != "postgresql":
-        conn.execute(statement, [dict(row) for row in rows])
         return
     entry = _CACHE.get((statement, first))
     if entry is None:
@@ -167,21 +168,6 @@ def cursor(conn: Connection) -> Any:
     return cur
 
 
-Batch = tuple[Executable, Sequence[Mapping[str, Any]]]
-"""A statement and its rows, as `execute` takes them."""
-
-
-class Position(NamedTuple):
-    """A value that depends on the global position of an event not appended yet: the
-    position of the event `event_id` or, with `before`/`after`, the text
-    `before + str(position) + after`. Only `statement_with` takes it: there the append
-    runs in the same statement, and the value is computed in SQL from its result."""
-
-    event_id: str
-    before: str | None = None
-    after: str | None = None
-
-
 _Kinds = tuple[tuple[tuple[str, bool], ...], ...] | None
 """Per row, the (key, is text) of each `Position` value; None when there is none."""
 _Combined = tuple[str, tuple[tuple[str, _Binds], ...]]
@@ -194,7 +180,7 @@ _RAW_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     """Execute each batch in order, as `execute` does.
 
-    On PostgreSQL, when the statements write distinct tables and each batch is one
+    When the statements write distinct tables and each batch is one
     row (or a plain INSERT of up to 16 rows, as one multi-row VALUES), they go as
     ONE statement: all but the last as data-modifying CTEs (`WITH s0 AS (...),
     s1 AS (...) <last>`), one round trip instead of several. Sub-statements of one
@@ -202,7 +188,7 @@ def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     """
     batches = [(statement, rows) for statement, rows in batches if rows]
     combined = None
-    if len(batches) > 1 and conn.dialect.name == "postgresql":
+    if len(batches) > 1:
         shape = _shape(batches)
         if shape is not None:
             if shape not in _COMBINED:
@@ -264,8 +250,6 @@ def raw_cursor(conn: Connection) -> Any:
     raw: Any = conn.connection.dbapi_connection
     cur = _RAW_CURSORS.get(raw)
     if cur is None or cur.closed:
-        import psycopg
-
         cur = _RAW_CURSORS[raw] = psycopg.RawCursor(raw)
     return cur
 

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Batch
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 
 Tables = Mapping[str, Table]
@@ -51,14 +52,14 @@ class Projection(Protocol):
         ...
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                tables: Tables) -> list[fastpath.Batch] | None:
+                tables: Tables) -> list[Batch] | None:
         """What `apply` would write, as (statement, rows) pairs, without sending them
         (an inline hook sends several projections' together); None when this
         projection cannot say beforehand (it reads as it writes): `apply` is used."""
         ...
 
     def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                       tables: Tables) -> list[fastpath.Batch] | None:
+                       tables: Tables) -> list[Batch] | None:
         """`batches` for events whose positions are not known yet (position 0), with a
         `Position` wherever a value depends on one; None when it cannot."""
         ...
@@ -101,15 +102,16 @@ class BatchProjection:
         self._statements = StatementCache()
 
     def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
+        backend = backend_for(conn)
         for statement, rows in self.batches(conn, events, tables):
-            fastpath.execute(conn, statement, rows)
+            backend.execute(conn, statement, rows)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                tables: Tables) -> list[fastpath.Batch]:
+                tables: Tables) -> list[Batch]:
         """What `apply` executes, in order: (statement, rows) pairs."""
         raise NotImplementedError
 
     def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                       tables: Tables) -> list[fastpath.Batch] | None:
+                       tables: Tables) -> list[Batch] | None:
         """None: the rows need the events' positions (see `Projection.staged_batches`)."""
         return None

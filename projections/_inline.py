@@ -6,7 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Batch
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.projections._base import Projection, Tables, live_tables
 from ledgerflow.projections._journal import StepJournal
@@ -36,29 +37,29 @@ class InlineProjections:
         cannot give its batches, each projection by its `apply`."""
         batches = self.batches(conn, recorded)
         if batches is not None:
-            fastpath.execute_all(conn, batches)
+            backend_for(conn).execute_all(conn, batches)
             return
         for projection, tables in self._targets:
             projection.apply(conn, recorded, tables)
 
     def batches(self, conn: Connection,
-                recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch] | None:
+                recorded: Sequence[RecordedEvent]) -> list[Batch] | None:
         """The statements for `recorded`; the store sends them with other hooks' (one
         statement per append on PostgreSQL, usually). None when a projection cannot
         give its batches (the store then calls `write`)."""
         return _joined(p.batches(conn, recorded, tables) for p, tables in self._targets)
 
     def staged(self, conn: Connection,
-               recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch] | None:
+               recorded: Sequence[RecordedEvent]) -> list[Batch] | None:
         """`batches` for events whose positions are not known yet (see
-        `fastpath.Position`); None when a projection cannot stage its batches."""
+        `backend.Position`); None when a projection cannot stage its batches."""
         return _joined(p.staged_batches(conn, recorded, tables)
                        for p, tables in self._targets)
 
 
-def _joined(parts: Iterable[list[fastpath.Batch] | None]) -> list[fastpath.Batch] | None:
+def _joined(parts: Iterable[list[Batch] | None]) -> list[Batch] | None:
     """The parts one after another; None as soon as one is None."""
-    joined: list[fastpath.Batch] = []
+    joined: list[Batch] = []
     for part in parts:
         if part is None:
             return None

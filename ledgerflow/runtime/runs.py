@@ -13,9 +13,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.metadata import run_metadata
@@ -47,9 +44,8 @@ def fingerprint(created: ev.RunCreated) -> str:
 def bind_key(rt: Runtime, tx: Transaction, key: str, run_id: str, print_: str,
              now: datetime) -> None:
     """Bind `key` to `run_id` in `tx`, or raise `KeyTaken` naming the run it names."""
-    insert = (pg_insert if rt.store.is_postgres else sqlite_insert)(queue.run_keys)
-    stmt = insert.values(key=key, run_id=run_id, fingerprint=print_,
-                         created_at=now).on_conflict_do_nothing()
+    stmt = rt.store.backend.insert_or_ignore(queue.run_keys).values(
+        key=key, run_id=run_id, fingerprint=print_, created_at=now)
     if tx.conn.execute(stmt.returning(queue.run_keys.c.key)).first() is not None:
         return
     found = queue.lookup_key(tx.conn, key)

@@ -1,4 +1,6 @@
-"""`eventstore.fastpath`: the hot statements write exactly what Core would write."""
+"""`eventstore.fastpath` (the PostgreSQL backend's executor): the hot statements write
+exactly what Core would write; through `Backend.execute`/`execute_all`, on both
+backends alike."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore import backend_for, fastpath
 from ledgerflow.outbox._schema import outbox
 from ledgerflow.projections._schema import step_journal
 
@@ -50,10 +52,11 @@ def test_execute_all_writes_every_batch_in_order(any_engine: Engine) -> None:
                      .where(step_journal.c.step_id == sa.bindparam("p_step"))
                      .values(status=sa.bindparam("p_status"), completed_at=at))
     with any_engine.begin() as conn:
-        fastpath.execute_all(conn, [(step_journal.insert(), [_journal_row("a")]),
-                                    (step_journal.insert(), [_journal_row("b", result=None)])])
+        backend_for(conn).execute_all(conn, [
+            (step_journal.insert(), [_journal_row("a")]),
+            (step_journal.insert(), [_journal_row("b", result=None)])])
     with any_engine.begin() as conn:  # same table twice: must run one after the other
-        fastpath.execute_all(conn, [
+        backend_for(conn).execute_all(conn, [
             (set_status, [{"p_step": "a", "p_status": "failed", "p_at": T0}]),
             (set_status, [{"p_step": "b", "p_status": "retrying", "p_at": None}])])
     rows = _rows(any_engine)
@@ -87,7 +90,7 @@ def test_several_rows_of_an_insert_keep_their_order(any_engine: Engine) -> None:
              "attempts": 0, "next_attempt_at": T0 + timedelta(seconds=index),
              "created_at": T0} for index in (3, 1, 2)]
     with any_engine.begin() as conn:
-        fastpath.execute(conn, outbox.insert(), rows)
+        backend_for(conn).execute(conn, outbox.insert(), rows)
     with any_engine.connect() as conn:
         stored = conn.execute(sa.select(outbox.c.payload, outbox.c.next_attempt_at)
                               .order_by(outbox.c.id)).all()

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._publishers import OutboundMessage, Outcome, Publisher
 from ledgerflow.outbox._schema import DEAD, PENDING, PUBLISHED, outbox
@@ -76,11 +76,10 @@ def claim(conn: Connection, now: datetime, limit: int) -> list[Any]:
     blocked = sa.exists().where(
         earlier.c.status == PENDING, earlier.c.topic == outbox.c.topic,
         earlier.c.key == outbox.c.key, earlier.c.id < outbox.c.id)
-    query = (sa.select(*_CLAIM_COLUMNS)
-             .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now, ~blocked)
-             .order_by(outbox.c.id).limit(limit))
-    if is_postgres(conn):
-        query = query.with_for_update(skip_locked=True, of=outbox)
+    query = backend_for(conn).skip_locked(
+        sa.select(*_CLAIM_COLUMNS)
+        .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now, ~blocked)
+        .order_by(outbox.c.id).limit(limit), of=outbox)
     heads = list(conn.execute(query))
     if not heads or len(heads) >= limit:
         return heads

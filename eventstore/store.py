@@ -4,10 +4,11 @@ Ports, narrowest first (as `eventsourcing`'s recorders): `StreamReader` reads on
 stream; `GlobalReader` reads every event by global position; `EventStore`
 appends, and lets other parts write in the same transaction through `AppendHook`s
 (outbox rows, inline projections), `Transaction.defer` (run queue) or
-`Transaction.conn` (idempotency results, reads). What differs between the databases
-is the store's `backend` (eventstore/backend.py), chosen once from the engine. A
-transaction that only writes (`Transaction.append_deferred`) is one statement where
-the backend can (PostgreSQL).
+`Transaction.conn` (idempotency results), and read in it (`Transaction.read_stream`).
+What differs between the databases is the store's `backend` (eventstore/backend.py),
+chosen once from the engine. A transaction that only writes
+(`Transaction.append_deferred`) is one statement where the backend can
+(PostgreSQL).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class StreamReader(Protocol):
 class GlobalReader(StreamReader, Protocol):
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]: ...
     def max_position(self) -> int: ...
+    def count_events(self, after_position: int = 0) -> int: ...
 
 
 class PendingAppend:
@@ -121,8 +123,8 @@ class Transaction:
     """One database transaction of the store; `append` may be called several times.
 
     Writes whose results nobody reads (the hooks' batches, `defer`) wait until the
-    transaction needs its connection again: the next append, any use of `conn`, or
-    the commit. Then they go out together through the backend's
+    transaction needs its connection again: the next append, any use of `conn` or a
+    read, or the commit. Then they go out together through the backend's
     `execute_all`, on PostgreSQL as one statement where their tables allow: a step
     boundary costs the append and one more round trip, however many tables it writes.
     """
@@ -142,6 +144,18 @@ class Transaction:
         on it sees them)."""
         self.flush()
         return self._conn
+
+    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The events of `stream_id` from `from_version` on, in version order, as this
+        transaction sees them: its own appends (deferred ones too) included."""
+        return _read(self.conn, _READ_STREAM, {"sid": stream_id, "from": from_version})
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events after `after_position` in position order, as this transaction sees
+        them. Unlike `EventStore.read_all` it does not wait for writers in flight: it is
+        exact only while the caller keeps writers out (as the projection rebuild's swap
+        does, holding their tables' locks)."""
+        return _read(self.conn, _READ_ALL, {"after": after_position, "limit": limit})
 
     def defer(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write `rows` with `statement` (as the backend's `execute`) before the
@@ -360,6 +374,12 @@ class EventStore(GlobalReader):
         with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def count_events(self, after_position: int = 0) -> int:
+        """How many events are stored after `after_position` (a catch-up reader's lag;
+        a replay's total)."""
+        with self._read() as conn:
+            return int(conn.execute(_COUNT, {"after": after_position}).scalar_one())
+
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with _errors.translated(self.backend.unavailable), \
@@ -374,6 +394,9 @@ _READ_STREAM = (sa.select(*_ROW)
                 .where(events.c.stream_id == sa.bindparam("sid"),
                        events.c.version >= sa.bindparam("from"))
                 .order_by(events.c.version))
+_READ_ALL = (sa.select(*_ROW).where(events.c.position > sa.bindparam("after"))
+             .order_by(events.c.position).limit(sa.bindparam("limit")))
+_COUNT = sa.select(sa.func.count()).where(events.c.position > sa.bindparam("after"))
 
 
 def _read(conn: Connection, query: Executable, params: dict[str, Any]) -> list[RecordedEvent]:

@@ -33,7 +33,7 @@ from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
 from ledgerflow.runtime.listen import announce
-from ledgerflow.runtime.streams import event_metadata, read_events
+from ledgerflow.runtime.streams import event_metadata
 
 Also = Callable[[Transaction], None]
 Compensated = Literal["none", "completed", "partial"]
@@ -128,7 +128,7 @@ class RunSession:
         # the run, so a run never needs a second pooled connection (a pool full of
         # held connections, each waiting for another, would deadlock).
         with self.rt.store.transaction() as tx:
-            recs = read_events(tx.conn, self.run_id)
+            recs = tx.read_stream(self.run_id)
         for rec in recs:
             if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
                 raise Abandon()
@@ -313,7 +313,7 @@ def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
                 run_id = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
                 if run_id is None:
                     return None
-                journal = Journal.build(run_id, read_events(tx.conn, run_id))
+                journal = Journal.build(run_id, tx.read_stream(run_id))
                 if journal.state.is_terminal or journal.created is None:
                     queue.remove(tx, run_id)
                     return False

@@ -24,7 +24,7 @@ from ledgerflow.runtime.context import ChildSpec
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal, base_metadata
 from ledgerflow.runtime.listen import announce
-from ledgerflow.runtime.streams import event_metadata, read_events
+from ledgerflow.runtime.streams import event_metadata
 
 
 class KeyTaken(Exception):
@@ -88,7 +88,7 @@ def notify_parent(rt: Runtime, tx: Transaction, child: Journal, status: str, res
     if created is None or created.parent_run_id is None:
         return
     parent_id, step_id = created.parent_run_id, created.parent_step_id or ""
-    parent = Journal.build(parent_id, read_events(tx.conn, parent_id))
+    parent = Journal.build(parent_id, tx.read_stream(parent_id))
     if parent.created is None or parent.state.is_terminal:
         return
     events: list[ev.Event] = [ev.ChildFinished(step_id=step_id, child_run_id=child.run_id,

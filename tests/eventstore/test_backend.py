@@ -1,5 +1,5 @@
 """The backend port: one adapter per database, chosen in one place; what the store does
-through it (hooks that cannot batch or stage)."""
+through it (reads inside a transaction, hooks that cannot batch or stage)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,25 @@ def test_the_chooser_refuses_a_database_ledgerflow_does_not_run_on() -> None:
     oracle = cast(Engine, SimpleNamespace(dialect=SimpleNamespace(name="oracle")))
     with pytest.raises(ValueError, match="PostgreSQL or SQLite, not on 'oracle'"):
         backend_for(oracle)
+
+
+def test_a_transaction_reads_its_own_uncommitted_appends(any_engine: Engine) -> None:
+    store = EventStore(any_engine)
+    run, other = new_id(), new_id()
+    store.append(StreamAppend(other, [_created()], 0))
+    before = store.max_position()
+    with store.transaction() as tx:
+        tx.append(StreamAppend(run, [_created()], 0))
+        deferred = tx.append_deferred(StreamAppend(run, [_started()], 1))
+        inside = tx.read_stream(run)
+        tail = tx.read_all(before, 10)
+        assert store.read_stream(run) == []  # not committed: others do not see it
+    assert [(r.version, r.type) for r in inside] == [(1, "RunCreated"), (2, "RunStarted")]
+    assert inside == store.read_stream(run)
+    assert inside[1] == deferred.recorded[0]
+    assert tail == inside
+    assert [r.version for r in store.read_stream(run, from_version=2)] == [2]
+    assert store.count_events() == 3 and store.count_events(before) == 2
 
 
 def test_a_hook_that_cannot_batch_is_written_now_with_the_deferred_writes_before_it(

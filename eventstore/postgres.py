@@ -224,7 +224,6 @@ def insert_head(appends: Sequence[StreamAppend],
     return (len(appends), count), sql, dict(zip(names, values, strict=True))
 
 
-
 def read_all(engine: Engine, after: int, limit: int, wait: float,
              decode: Callable[[Sequence[Any]], T]) -> list[T]:
     """Rows after `after`, in position order, never past a position that may still commit;

@@ -37,10 +37,10 @@ metadata = MetaData()
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on both backends (SQLite stores it naive).
 
-    The one dialect check outside the backend adapters (eventstore/backend.py), on
+    Its dialect checks stay outside the backend adapters (eventstore/backend.py) on
     purpose: this is SQLAlchemy's own per-dialect type mechanism, which hands the
     dialect to `process_bind_param` / `bind_processor` when it compiles a statement;
-    the column type cannot hold a backend of its own.
+    a column type cannot hold a backend of its own.
     """
 
     impl = DateTime(timezone=True)

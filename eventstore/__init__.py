@@ -2,7 +2,7 @@
 
 from ledgerflow.eventstore.database import DEFAULT_URL, create_engine, normalize_url
 from ledgerflow.eventstore.idempotency import Acquired, IdempotencyKeys, InProgress, Outcome, Replay
-from ledgerflow.eventstore.migrations import MIGRATIONS, Migration, create_tables, upgrade
+from ledgerflow.eventstore.migrations import MIGRATIONS, Migration, upgrade
 from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
 from ledgerflow.eventstore.schema import JSONType, UTCDateTime, metadata
 from ledgerflow.eventstore.store import (
@@ -20,6 +20,6 @@ __all__ = [
     "DEFAULT_URL", "MIGRATIONS", "Acquired", "AppendHook", "Clock", "EventStore",
     "GlobalReader", "IdempotencyKeys", "InProgress", "JSONType", "Migration", "NewEvent",
     "Outcome", "PendingAppend", "RecordedEvent", "Replay", "StreamAppend", "StreamReader",
-    "Transaction", "UTCDateTime", "create_engine", "create_tables", "metadata", "new_id",
+    "Transaction", "UTCDateTime", "create_engine", "metadata", "new_id",
     "normalize_url", "upgrade", "utcnow",
 ]

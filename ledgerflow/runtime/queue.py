@@ -31,9 +31,10 @@ from sqlalchemy.engine import Connection
 
 from ledgerflow.eventstore import fastpath
 from ledgerflow.eventstore.database import is_postgres
-from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.migrations import POSTGRESQL, SQLITE, Migration
 from ledgerflow.eventstore.schema import UTCDateTime, metadata
 from ledgerflow.eventstore.store import Transaction
+from ledgerflow.runtime import _ddl
 
 run_queue = Table(
     "run_queue",
@@ -59,7 +60,7 @@ run_keys = Table(
 
 MIGRATIONS: list[Migration] = [
     Migration("engine", 1, "run queue and trigger idempotency keys",
-              create_tables("run_queue", "run_keys")),
+              {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
 ]
 """The engine's migrations (component "engine")."""
 

@@ -54,3 +54,32 @@ CREATE TABLE run_keys (
     PRIMARY KEY ("key")
 )""",
 )
+
+# ------------- 2: trigger keys move to idempotency_keys (scope "trigger"); run_keys goes
+#
+# One idempotency mechanism: a trigger's key is an `idempotency_keys` row of scope
+# "trigger", completed, whose result is {"runId": ...}, kept forever (expires_at is
+# `eventstore.idempotency.FOREVER`, the last day of year 9999), as run_keys kept it.
+
+V2_POSTGRESQL = (
+    """
+INSERT INTO idempotency_keys (scope, key, fingerprint, status, result, locked_until,
+                              expires_at, created_at)
+SELECT 'trigger', key, fingerprint, 'completed', jsonb_build_object('runId', run_id), NULL,
+       TIMESTAMP WITH TIME ZONE '9999-12-31 00:00:00+00', created_at
+FROM run_keys
+ON CONFLICT (scope, key) DO NOTHING""",
+    "DROP TABLE run_keys",
+)
+
+V2_SQLITE = (
+    """
+INSERT INTO idempotency_keys (scope, "key", fingerprint, status, result, locked_until,
+                              expires_at, created_at)
+SELECT 'trigger', "key", fingerprint, 'completed', json_object('runId', run_id), NULL,
+       '9999-12-31 00:00:00.000000', created_at
+FROM run_keys
+WHERE true
+ON CONFLICT (scope, "key") DO NOTHING""",
+    "DROP TABLE run_keys",
+)

@@ -5,7 +5,6 @@ migrators can race."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from ledgerflow.eventstore.migrations import (
 )
 from ledgerflow.eventstore.schema import metadata
 from ledgerflow.migrations import all_migrations, upgrade_all
+from tests._concurrency import at_once
 from tests.conftest import PG_SERVER
 
 NewDatabase = Callable[[], Engine]
@@ -144,7 +144,7 @@ def test_a_database_at_migration_1_upgrades_to_the_schema_of_a_fresh_head(
     assert {m.component for m in first} == {"eventstore", "projections", "outbox", "engine"}
     assert upgrade(old, first) == concerning(first, old.dialect.name)
     later = upgrade_all(old)
-    assert all(m.version > 1 for m in later)
+    assert later and all(m.version > 1 for m in later)
     upgrade_all(fresh)
     assert schema_of(old) == schema_of(fresh)
     assert recorded(old) == recorded(fresh)
@@ -164,6 +164,38 @@ def test_a_migration_runs_and_is_recorded_only_where_its_dialect_is(
             "SELECT count(*) FROM pg_proc WHERE proname = 'ledgerflow_version_conflict'"
             if postgres else "SELECT 0")).scalar_one()
     assert function == (1 if postgres else 0)
+
+
+def test_trigger_keys_in_run_keys_survive_the_upgrade_that_drops_it(
+        empty_engine: Engine) -> None:
+    """engine 2 moves run_keys (engine 1) into idempotency_keys: the same key with the
+    same content still returns its run, other content is still a conflict."""
+    from ledgerflow import Engine as Workflows
+    from ledgerflow import WorkflowRegistry
+    from ledgerflow.domain import events as ev
+    from ledgerflow.domain.errors import IdempotencyConflict
+    from ledgerflow.eventstore import EventStore
+    from ledgerflow.runtime.runs import fingerprint
+
+    upgrade(empty_engine, [m for m in all_migrations() if m.version == 1])
+    created = ev.RunCreated(workflow_id="w", workflow_version="1", input={"x": 1})
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(sa.text(
+            'INSERT INTO run_keys ("key", run_id, fingerprint, created_at) '
+            "VALUES ('order-1', 'run-from-before', :fp, :at)"),
+            {"fp": fingerprint(created),
+             "at": at.replace(tzinfo=None) if empty_engine.dialect.name == "sqlite" else at})
+    assert ("engine", 2) in [(m.component, m.version) for m in upgrade_all(empty_engine)]
+    assert "run_keys" not in sa.inspect(empty_engine).get_table_names()
+    registry = WorkflowRegistry()
+    registry.register("w", lambda ctx, data: data)
+    engine = Workflows(EventStore(empty_engine), registry)
+    again = engine.trigger("w", {"x": 1}, idempotency_key="order-1")
+    assert (again.run_id, again.created) == ("run-from-before", False)
+    with pytest.raises(IdempotencyConflict):
+        engine.trigger("w", {"x": 2}, idempotency_key="order-1")
+    assert engine.trigger("w", {"x": 1}, idempotency_key="order-2").created
 
 
 def test_sqlite_forgets_the_postgresql_only_migration_an_older_release_recorded(
@@ -193,21 +225,7 @@ def test_sqlite_forgets_the_postgresql_only_migration_an_older_release_recorded(
 
 
 def test_two_upgrades_at_once_both_finish_with_one_schema(empty_engine: Engine) -> None:
-    results: list[object] = []
-    barrier = threading.Barrier(2)
-
-    def migrate() -> None:
-        barrier.wait()
-        try:
-            results.append(upgrade_all(empty_engine))
-        except Exception as error:
-            results.append(error)
-
-    threads = [threading.Thread(target=migrate) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(lambda: upgrade_all(empty_engine), 2)
     assert not [r for r in results if isinstance(r, Exception)], results
     applied = [m for r in results if isinstance(r, list) for m in r]
     expected = concerning(all_migrations(), empty_engine.dialect.name)

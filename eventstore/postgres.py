@@ -207,7 +207,7 @@ def _head(streams: int, rows: int) -> tuple[str, tuple[str, ...]]:
     # The append as the head of one statement that also carries the transaction's
     # other writes (`fastpath.statement_with`), sent in autocommit: one round trip for
     # the whole transaction. `ins` returns each event's position for the writes that
-    # need it (`fastpath.Position`).
+    # need it (`backend.Position`).
     stream_sql, row_sql, names = _placeholders(streams, rows, named=True)
     insert = _INSERT_EVENTS.format(rows=row_sql, check=_AT_EXPECTED_OR_RAISE,
                                    returning="position, event_id")

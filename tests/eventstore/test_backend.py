@@ -4,20 +4,16 @@ through it (reads inside a transaction, hooks that cannot batch or stage)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledgerflow.domain import events as ev
 from ledgerflow.eventstore import (
     Batch,
     EventStore,
-    NewEvent,
     RecordedEvent,
     StreamAppend,
     backend_for,
@@ -26,21 +22,7 @@ from ledgerflow.eventstore import (
 from ledgerflow.eventstore import postgres as pg_adapter
 from ledgerflow.eventstore import sqlite as sqlite_adapter
 from ledgerflow.eventstore.schema import idempotency_keys as keys
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _created() -> NewEvent:
-    return NewEvent(ev.RunCreated(workflow_id="w", workflow_version="1", input={}))
-
-
-def _started() -> NewEvent:
-    return NewEvent(ev.RunStarted(worker="w1"))
-
-
-def _key_row(key: str) -> dict[str, Any]:
-    return {"scope": "hook", "key": key, "fingerprint": "f", "status": "completed",
-            "result": None, "locked_until": None, "expires_at": T0, "created_at": T0}
+from tests.eventstore.contract import created, key_row, record_statements, started
 
 
 def _keys(engine: Engine) -> set[str]:
@@ -58,7 +40,7 @@ class KeyHook:
         self.seen_before_write: set[str] = set()
 
     def _batch(self, recorded: Sequence[RecordedEvent]) -> list[Batch]:
-        return [(keys.insert(), [_key_row(r.event_id) for r in recorded])]
+        return [(keys.insert(), [key_row(r.event_id) for r in recorded])]
 
     def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
         self.calls.append("write")
@@ -93,11 +75,11 @@ def test_the_chooser_refuses_a_database_ledgerflow_does_not_run_on() -> None:
 def test_a_transaction_reads_its_own_uncommitted_appends(any_engine: Engine) -> None:
     store = EventStore(any_engine)
     run, other = new_id(), new_id()
-    store.append(StreamAppend(other, [_created()], 0))
+    store.append(StreamAppend(other, [created()], 0))
     before = store.max_position()
     with store.transaction() as tx:
-        tx.append(StreamAppend(run, [_created()], 0))
-        deferred = tx.append_deferred(StreamAppend(run, [_started()], 1))
+        tx.append(StreamAppend(run, [created()], 0))
+        deferred = tx.append_deferred(StreamAppend(run, [started()], 1))
         inside = tx.read_stream(run)
         tail = tx.read_all(before, 10)
         assert store.read_stream(run) == []  # not committed: others do not see it
@@ -114,8 +96,8 @@ def test_a_hook_that_cannot_batch_is_written_now_with_the_deferred_writes_before
     hook = KeyHook(batches=False, staged=False)
     store = EventStore(any_engine, hooks=[hook])
     with store.transaction() as tx:
-        tx.defer(keys.insert(), [_key_row("deferred-first")])
-        recorded = tx.append(StreamAppend(new_id(), [_created(), _started()], 0))
+        tx.defer(keys.insert(), [key_row("deferred-first")])
+        recorded = tx.append(StreamAppend(new_id(), [created(), started()], 0))
     assert hook.calls == ["batches", "write"]
     assert hook.seen_before_write == {"deferred-first"}
     assert _keys(any_engine) == {"deferred-first", *(r.event_id for r in recorded)}
@@ -125,7 +107,7 @@ def test_a_hook_that_batches_is_deferred_not_written_at_once(any_engine: Engine)
     hook = KeyHook(batches=True, staged=False)
     store = EventStore(any_engine, hooks=[hook])
     with store.transaction() as tx:
-        recorded = tx.append(StreamAppend(new_id(), [_created()], 0))
+        recorded = tx.append(StreamAppend(new_id(), [created()], 0))
         assert "write" not in hook.calls
     assert _keys(any_engine) == {recorded[0].event_id}
 
@@ -136,7 +118,7 @@ def test_a_deferred_append_writes_every_hooks_rows_whether_it_stages_or_not(
     hook = KeyHook(batches=True, staged=stages)
     store = EventStore(any_engine, hooks=[hook])
     with store.transaction() as tx:
-        pending = tx.append_deferred(StreamAppend(new_id(), [_created(), _started()], 0))
+        pending = tx.append_deferred(StreamAppend(new_id(), [created(), started()], 0))
     assert _keys(any_engine) == {r.event_id for r in pending.recorded}
     assert len(pending.recorded) == 2
 
@@ -145,20 +127,13 @@ def test_a_hook_that_cannot_stage_costs_the_one_statement_not_its_rows(
         pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL: with every hook staging, a transaction of deferred appends is one
     statement; one hook that cannot makes it the ordinary append, rows and all."""
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query)[:40])
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    sent = record_statements(monkeypatch)
     for stages, statements in ((True, 1), (False, 2)):  # else: the append, the hook's rows
         hook = KeyHook(batches=True, staged=stages)
         store = EventStore(pg_engine, hooks=[hook])
         sent.clear()
         with store.held_connection(), store.transaction() as tx:
-            pending = tx.append_deferred(StreamAppend(new_id(), [_created()], 0))
+            pending = tx.append_deferred(StreamAppend(new_id(), [created()], 0))
         assert hook.calls == (["staged"] if stages else ["staged", "batches"])
         assert len(sent) == statements, sent
         assert pending.recorded[0].event_id in _keys(pg_engine)

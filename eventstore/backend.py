@@ -155,6 +155,16 @@ class Statements(Protocol):
         whole database."""
         ...
 
+    def lock_rows(self, query: Query) -> Query:
+        """`query` locking the rows it returns until the transaction ends (a second
+        locker waits); as it is where a write transaction holds the whole database."""
+        ...
+
+    def serialize(self, conn: Connection, key: int) -> None:
+        """Hold lock `key` until `conn`'s transaction ends, so transactions that take
+        the same key run one after another (schema upgrades)."""
+        ...
+
 
 class Notices(Protocol):
     """Hearing what `Transaction.notify` sends."""

@@ -96,11 +96,6 @@ def backend_for(bind: Engine | sa.Connection) -> Backend:
                          f"{bind.dialect.name!r}") from None
 
 
-def is_postgres(engine: Engine | sa.Connection) -> bool:
-    """Only for the modules not moved onto `backend_for` yet (migrations, idempotency
-    keys); everything else asks its backend to do the thing."""
-    return engine.dialect.name == "postgresql"
-
 
 def _admin(server_url: str) -> tuple[Engine, sa.engine.URL]:
     url = sa.engine.make_url(normalize_url(server_url))

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.domain.errors import IdempotencyConflict, LedgerflowError
-from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.schema import idempotency_keys as keys
 from ledgerflow.eventstore.store import Clock, EventStore, Transaction, utcnow
 
@@ -174,14 +174,12 @@ def _acquire(conn: Connection, scope: str, key: str, fingerprint: str, now: date
     the transaction holding it ends."""
     claimed = {"fingerprint": fingerprint, "status": "in_progress", "result": None,
                "locked_until": locked_until, "expires_at": expires_at, "created_at": now}
-    insert = _insert_ignore(conn).values(scope=scope, key=key, **claimed)
+    backend = backend_for(conn)
+    insert = backend.insert_or_ignore(keys).values(scope=scope, key=key, **claimed)
     if conn.execute(insert.returning(keys.c.key)).first() is not None:
         return Acquired()
     where = (keys.c.scope == scope) & (keys.c.key == key)
-    select = sa.select(keys).where(where)
-    if is_postgres(conn):
-        select = select.with_for_update()
-    row = conn.execute(select).mappings().one()
+    row = conn.execute(backend.lock_rows(sa.select(keys).where(where))).mappings().one()
     if row["expires_at"] <= now or (
         row["status"] == "in_progress" and row["locked_until"] <= now
     ):
@@ -198,12 +196,3 @@ def _complete(scope: str, key: str, result: Any) -> sa.Update:
     return keys.update().where((keys.c.scope == scope) & (keys.c.key == key)).values(
         status="completed", result=result, locked_until=None)
 
-
-def _insert_ignore(conn: Connection) -> Any:
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(keys).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(keys).on_conflict_do_nothing()

@@ -16,9 +16,10 @@ as applied although it did nothing there; `upgrade` forgets that record (see
 `_forget_foreign`), so an old and a fresh database record the same history.
 
 `upgrade` applies the missing migrations in order, each in its own transaction,
-under a lock that lets two migrators run at once safely: on PostgreSQL a
-transaction-scoped advisory lock, on SQLite the database write lock taken by
-`BEGIN IMMEDIATE`.
+under a lock that lets two migrators run at once safely (`Backend.serialize`: on
+PostgreSQL a transaction-scoped advisory lock, on SQLite the database write lock
+taken by `BEGIN IMMEDIATE`). The dialect names that key a migration's SQL are the
+backends' names (`backend_for(bind).name`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.eventstore import _ddl
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.schema import schema_migrations
 
 MIGRATION_LOCK_KEY = 0x1ED6E7F1  # advisory lock id, any constant unique to ledgerflow
@@ -58,7 +60,7 @@ class Migration:
 
     def apply(self, conn: Connection) -> None:
         """Run this migration's statements for `conn`'s dialect, in order."""
-        for statement in self.sql[conn.dialect.name]:
+        for statement in self.sql[backend_for(conn).name]:
             conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
 
 
@@ -68,13 +70,9 @@ def concerning(migrations: Sequence[Migration], dialect: str) -> list[Migration]
 
 
 def _lock(conn: Connection) -> None:
-    dialect = conn.dialect.name
-    if dialect not in _VERSION_TABLE:
-        raise ValueError(f"ledgerflow's migrations are for {sorted(_VERSION_TABLE)}, "
-                         f"not for {dialect!r}")
-    if dialect == POSTGRESQL:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-    conn.exec_driver_sql(_VERSION_TABLE[dialect], execution_options=_NO_PARAMETERS)
+    backend = backend_for(conn)  # refuses a database ledgerflow does not run on
+    backend.serialize(conn, MIGRATION_LOCK_KEY)
+    conn.exec_driver_sql(_VERSION_TABLE[backend.name], execution_options=_NO_PARAMETERS)
 
 
 def applied_versions(engine: Engine) -> dict[str, int]:
@@ -96,7 +94,7 @@ def pending(engine: Engine, migrations: Sequence[Migration]) -> list[Migration]:
         if sa.inspect(conn).has_table("schema_migrations"):
             done = {(c, int(v)) for c, v in conn.execute(
                 sa.select(schema_migrations.c.component, schema_migrations.c.version))}
-    return [m for m in concerning(migrations, engine.dialect.name)
+    return [m for m in concerning(migrations, backend_for(engine).name)
             if (m.component, m.version) not in done]
 
 
@@ -107,7 +105,7 @@ def upgrade(engine: Engine, migrations: Sequence[Migration]) -> list[Migration]:
     Returns the migrations this call applied; a second call returns [].
     """
     _check_numbering(migrations)
-    dialect = engine.dialect.name
+    dialect = backend_for(engine).name
     with engine.begin() as conn:
         _lock(conn)
         _forget_foreign(conn, [m for m in migrations if dialect not in m.dialects])

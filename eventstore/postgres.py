@@ -392,6 +392,12 @@ class PostgresBackend:
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query.with_for_update(skip_locked=True, of=of)
 
+    def lock_rows(self, query: Query) -> Query:
+        return query.with_for_update()
+
+    def serialize(self, conn: Connection, key: int) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
     # -- Notices ---------------------------------------------------------------
 
     def listen(self, engine: Engine, channel: str, listening: threading.Event,

@@ -159,6 +159,12 @@ class SqliteBackend:
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query  # the write transaction holds the database lock already
 
+    def lock_rows(self, query: Query) -> Query:
+        return query  # the write transaction holds the database lock already
+
+    def serialize(self, conn: Connection, key: int) -> None:
+        """Nothing: `BEGIN IMMEDIATE` took the database's write lock already."""
+
     # -- Notices ---------------------------------------------------------------
 
     def listen(self, engine: Engine, channel: str, listening: threading.Event,

@@ -20,11 +20,9 @@ ADAPTERS = {"eventstore/postgres.py", "eventstore/sqlite.py", "eventstore/fastpa
 """The PostgreSQL and SQLite adapters (fastpath: the PostgreSQL one's executor) and the
 chooser, `database.backend_for`."""
 
-EXEMPT = {"eventstore/migrations.py", "eventstore/idempotency.py",
-          "ledgerflow/api/_idempotency.py",
-          "eventstore/schema.py", "projections/_schema.py", "outbox/_schema.py"}
-"""Migrations and idempotency keys: being reworked apart from the port. The table
-definitions: SQLAlchemy's own per-dialect column types, variants and type hooks."""
+EXEMPT = {"eventstore/schema.py", "projections/_schema.py", "outbox/_schema.py"}
+"""The table definitions: SQLAlchemy's own per-dialect column types, variants and type
+hooks."""
 
 SQL_ON_EVENTS = re.compile(r'\b(?:FROM|INTO|JOIN|UPDATE|TABLE)\s+"?events\b')
 

@@ -39,6 +39,7 @@ from ledgerflow.eventstore.store import Clock, EventStore, utcnow
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.commands import RunCommands, json_value
 from ledgerflow.runtime.executor import RunSession, claim_next
+from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
@@ -83,11 +84,11 @@ class Engine:
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, faults: FaultPoints | None = None) -> None:
         self.runtime = Runtime(
             store, registry if registry is not None else default_registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lease)
+            lease, faults=faults if faults is not None else FaultPoints())
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup

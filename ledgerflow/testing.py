@@ -152,14 +152,11 @@ def run_to_completion(engine: Engine, run_id: str, *, max_rounds: int = 1000) ->
 
 
 def export_history(engine: Engine, run_id: str) -> dict[str, Any]:
-    """A run's history as JSON-ready data (wire shape, plus `schemaVersion`)."""
-    return {"runId": run_id, "events": [_entry(rec) for rec in engine.history(run_id)]}
-
-
-def _entry(rec: RecordedEvent) -> dict[str, Any]:
-    return {"eventId": rec.event_id, "position": rec.position, "version": rec.version,
-            "type": rec.type, "schemaVersion": rec.schema_version, "data": rec.data,
-            "metadata": rec.metadata, "recordedAt": rec.recorded_at.isoformat()}
+    """A run's history as JSON-ready data: the API's history entries (`queries.
+    HistoryEntry`), each with its `schemaVersion` too."""
+    return {"runId": run_id, "events": [
+        {**queries.HistoryEntry.from_recorded(rec).to_wire(), "schemaVersion": rec.schema_version}
+        for rec in engine.history(run_id)]}
 
 
 def load_history(source: str | Path | dict[str, Any]) -> list[RecordedEvent]:

@@ -6,7 +6,8 @@ journal entries; the outbox's dead letters) are frozen dataclasses decorated wit
 the record as the HTTP API and the CLI's `--json` show it, through a pydantic
 `TypeAdapter` (camelCase aliases, `Field(exclude=True)` for columns the wire does
 not show). The API declares the same classes as its response models, so the
-OpenAPI document describes exactly what `to_wire()` returns. Building a record
+OpenAPI document describes exactly what `to_wire()` returns (`wire_values()` is
+the same before times and enums become text, for orjson). Building a record
 validates nothing (a dataclass from a row); only serialising it runs pydantic.
 
 Pure: no I/O, nothing of ours imported.

@@ -3,8 +3,9 @@
 Request models validate what a client sends (422 otherwise). The records the API
 returns are declared once, by the read side (`projections.queries`' run record,
 history and journal entries; `outbox.DeadLetter`; `domain.wire.Page` for lists):
-the routes serialise them with `to_wire()` and name the same classes as their
-response models, so the OpenAPI document describes exactly what is sent.
+the routes serialise them (`wire_values()` on GET, `to_wire()` on POST) and name
+the same classes as their response models, so the OpenAPI document describes
+exactly what is sent.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ class ErrorBody(Wire):
     details: JsonValue = None
 
 
+# The response models the routes name: the read side's records, not copies of them.
 RunOut = RunRecord
 RunPage = Page[RunRecord]
 HistoryPage = Page[HistoryEntry]

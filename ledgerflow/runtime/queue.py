@@ -16,8 +16,8 @@ LOCKED) RETURNING`, so concurrent workers never wait on each other's rows; on
 SQLite the write transaction already holds the database lock (BEGIN IMMEDIATE), so
 the same UPDATE without the locking clause is enough.
 
-`run_keys` maps a trigger's idempotency key to the run it created (forever: the
-key names the run, as a given run id would).
+A trigger's idempotency key is an `eventstore.idempotency` key (scope "trigger");
+the `run_keys` table that held them before is gone (engine migration 2).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from sqlalchemy.engine import Connection
 
 from ledgerflow.eventstore import fastpath
 from ledgerflow.eventstore.database import is_postgres
-from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.migrations import POSTGRESQL, SQLITE, Migration
 from ledgerflow.eventstore.schema import UTCDateTime, metadata
 from ledgerflow.eventstore.store import Transaction
+from ledgerflow.runtime import _ddl
 
 run_queue = Table(
     "run_queue",
@@ -48,18 +49,11 @@ run_queue = Table(
     Index("run_queue_due", "due_at"),
 )
 
-run_keys = Table(
-    "run_keys",
-    metadata,
-    Column("key", String(255), primary_key=True),
-    Column("run_id", String(200), nullable=False),
-    Column("fingerprint", String(128), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
 MIGRATIONS: list[Migration] = [
     Migration("engine", 1, "run queue and trigger idempotency keys",
-              create_tables("run_queue", "run_keys")),
+              {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
+    Migration("engine", 2, "trigger idempotency keys move to idempotency_keys; drop run_keys",
+              {POSTGRESQL: _ddl.V2_POSTGRESQL, SQLITE: _ddl.V2_SQLITE}),
 ]
 """The engine's migrations (component "engine")."""
 
@@ -170,16 +164,3 @@ def queue_row(conn: Connection, run_id: str) -> dict[str, object] | None:
     row = conn.execute(sa.select(run_queue).where(_q.run_id == run_id)).mappings().first()
     return None if row is None else dict(row)
 
-
-def lookup_key(conn: Connection, key: str) -> tuple[str, str] | None:
-    """(run id, fingerprint) remembered for an idempotency key."""
-    row = conn.execute(sa.select(run_keys.c.run_id, run_keys.c.fingerprint)
-                       .where(run_keys.c.key == key)).first()
-    return None if row is None else (str(row[0]), str(row[1]))
-
-
-def remember_key(conn: Connection, key: str, run_id: str, fingerprint: str,
-                 now: datetime) -> None:
-    """Bind `key` to `run_id` (an IntegrityError if another trigger bound it first)."""
-    conn.execute(run_keys.insert(), {"key": key, "run_id": run_id, "fingerprint": fingerprint,
-                                     "created_at": now})

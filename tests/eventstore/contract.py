@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import orjson
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -30,12 +31,9 @@ from ledgerflow.eventstore import (
     RecordedEvent,
     Replay,
     StreamAppend,
+    fastpath,
 )
-from ledgerflow.eventstore.schema import events, idempotency_keys
-from ledgerflow.outbox import OutboxWriter
-from ledgerflow.outbox._schema import outbox
-from ledgerflow.projections import InlineProjections
-from ledgerflow.projections._schema import run_views, step_journal
+from ledgerflow.eventstore.schema import PositionType, events, idempotency_keys
 
 
 def created() -> NewEvent:
@@ -62,11 +60,72 @@ def key_row(key: str) -> dict[str, object]:
             "result": None, "locked_until": None, "expires_at": now, "created_at": now}
 
 
+_test_tables = sa.MetaData()
+hook_log = sa.Table(
+    "test_hook_log", _test_tables,
+    sa.Column("id", PositionType, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("stream_id", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+_LOG = hook_log.insert()
+
+
+class PositionLog:
+    """An append hook of the tests' own (the outbox and the projections are hooks of the
+    same kind): one `test_hook_log` row per recorded event, holding its position as a
+    number and inside a text, as an outbox payload holds it. It offers `batches` and
+    `staged`, so the store may send its rows with the append (`append_deferred`)."""
+
+    def rows(self, recorded: Sequence[RecordedEvent],
+             staged: bool = False) -> list[dict[str, object]]:
+        return [{"event_id": r.event_id, "stream_id": r.stream_id, "version": r.version,
+                 "position": fastpath.Position(r.event_id) if staged else r.position,
+                 "note": fastpath.Position(r.event_id, f"{r.type} at ", ".") if staged
+                 else f"{r.type} at {r.position}."} for r in recorded]
+
+    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        fastpath.execute(conn, _LOG, self.rows(recorded))
+
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+        return [(_LOG, self.rows(recorded))]
+
+    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+        return [(_LOG, self.rows(recorded, staged=True))]
+
+
+@contextmanager
+def hook_log_created(engine: Engine) -> Iterator[None]:
+    """`test_hook_log`, made empty for a test and dropped after it."""
+    _test_tables.drop_all(engine)
+    _test_tables.create_all(engine)
+    try:
+        yield
+    finally:
+        _test_tables.drop_all(engine)
+
+
+def logged(engine: Engine) -> list[tuple[object, ...]]:
+    """(event id, stream, version, position, note) of every hook row, in write order."""
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(
+            sa.select(hook_log.c.event_id, hook_log.c.stream_id, hook_log.c.version,
+                      hook_log.c.position, hook_log.c.note).order_by(hook_log.c.id))]
+
+
+def as_logged(recorded: Sequence[RecordedEvent]) -> list[tuple[object, ...]]:
+    """What `PositionLog` writes for `recorded` once their positions are known."""
+    return [(r.event_id, r.stream_id, r.version, r.position, f"{r.type} at {r.position}.")
+            for r in recorded]
+
+
 def _row_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {table.name: int(conn.execute(sa.select(sa.func.count()).select_from(table))
                                 .scalar_one())
-                for table in (events, outbox, run_views, step_journal, idempotency_keys)}
+                for table in (events, hook_log, idempotency_keys)}
 
 
 def count(engine: Engine) -> int:
@@ -82,6 +141,12 @@ class StoreContract:
     @pytest.fixture
     def store(self, engine: Engine) -> EventStore:
         return EventStore(engine)
+
+    @pytest.fixture
+    def logging_store(self, engine: Engine) -> Iterator[EventStore]:
+        """A store whose appends write `PositionLog` rows."""
+        with hook_log_created(engine):
+            yield EventStore(engine, hooks=[PositionLog()])
 
     def test_append_and_read_stream(self, store: EventStore) -> None:
         stream = sid()
@@ -217,14 +282,13 @@ class StoreContract:
             assert conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one() == 3
 
     def test_deferred_appends_commit_with_their_hooks_rows_and_writes(
-            self, engine: Engine) -> None:
+            self, logging_store: EventStore, engine: Engine) -> None:
         """`append_deferred` + `defer`: on PostgreSQL one statement; the positions that
-        hook rows hold (outbox payload and headers, the journal's first position) are
-        the events' own, as an eager append writes them."""
-        writer = OutboxWriter()
-        store = EventStore(engine, hooks=[InlineProjections(), writer])
+        hook rows hold (as a number, inside a text) are the events' own, as an eager
+        append writes them."""
+        store = logging_store
         run, other = sid(), sid()
-        store.append(StreamAppend(sid(), [created()], 0))  # positions are not 1, 2 ...
+        eager = store.append(StreamAppend(sid(), [created()], 0))  # positions are not 1, 2 ...
         with store.transaction() as tx:
             first = tx.append_deferred(StreamAppend(run, [created(), started()], 0))
             second = tx.append_deferred(StreamAppend(other, [created()], 0))
@@ -236,25 +300,14 @@ class StoreContract:
         recorded = [*first.recorded, *second.recorded, *step.recorded]
         assert recorded == [*store.read_stream(run)[:2], *store.read_stream(other),
                             store.read_stream(run)[2]]
+        assert logged(engine) == as_logged([*eager, *recorded])
         with engine.connect() as conn:
-            outbox_rows = {r.event_id: r for r in conn.execute(sa.select(outbox))}
-            journal = conn.execute(sa.select(step_journal.c.first_position)
-                                   .where(step_journal.c.run_id == run)).scalar_one()
-            views = {r.run_id: r.version for r in conn.execute(sa.select(run_views))}
             keys = conn.execute(sa.select(idempotency_keys.c.key)).scalars().all()
-        for rec in recorded:  # byte for byte what the eager path writes
-            expected = writer.rows([rec])[0]
-            stored = outbox_rows[rec.event_id]
-            assert (stored.payload, stored.headers) == (expected["payload"], expected["headers"])
-        assert orjson.loads(outbox_rows[step.recorded[0].event_id].payload)["position"] \
-            == step.recorded[0].position
-        assert journal == step.recorded[0].position
-        assert {views[run], views[other]} == {3, 1}
         assert keys == ["deferred"]
 
     def test_deferred_append_off_its_expected_version_writes_nothing(
-            self, engine: Engine) -> None:
-        store = EventStore(engine, hooks=[InlineProjections(), OutboxWriter()])
+            self, logging_store: EventStore, engine: Engine) -> None:
+        store = logging_store
         run, fresh = sid(), sid()
         first = created()
         store.append(StreamAppend(run, [first], 0))
@@ -282,8 +335,8 @@ class StoreContract:
         assert store.stream_version(fresh) == 0
 
     def test_deferred_append_is_written_before_a_read_or_an_eager_append(
-            self, engine: Engine) -> None:
-        store = EventStore(engine, hooks=[InlineProjections(), OutboxWriter()])
+            self, logging_store: EventStore, engine: Engine) -> None:
+        store = logging_store
         run = sid()
         with store.transaction() as tx:
             pending = tx.append_deferred(StreamAppend(run, [created()], 0))
@@ -295,20 +348,19 @@ class StoreContract:
         assert seen == 1
         assert [r.type for r in store.read_stream(run)] == [
             "RunCreated", "RunStarted", "StepCompleted"]
+        assert logged(engine) == as_logged(store.read_stream(run))
 
     def test_concurrent_deferred_appends_to_one_stream_one_wins_each_version(
-            self, engine: Engine) -> None:
-        store = EventStore(engine, hooks=[InlineProjections(), OutboxWriter()])
+            self, logging_store: EventStore, engine: Engine) -> None:
+        store = logging_store
         stream = sid()
 
         def append(version: int) -> None:
             with store.held_connection(), store.transaction() as tx:
                 tx.append_deferred(StreamAppend(stream, [started()], version))
 
-        versions = race_one_stream(store, stream, append)
-        with engine.connect() as conn:
-            assert conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                .where(outbox.c.key == stream)).scalar_one() == len(versions)
+        race_one_stream(store, stream, append)
+        assert logged(engine) == as_logged(store.read_stream(stream))  # no loser's row
 
     def test_nul_in_event_data_is_refused_and_nothing_written(self, store: EventStore,
                                                                engine: Engine) -> None:
@@ -374,6 +426,39 @@ class StoreContract:
         stream = sid()
         race_one_stream(store, stream, lambda version: store.append(
             StreamAppend(stream, [started()], version)))
+
+
+def record_statements(monkeypatch: pytest.MonkeyPatch, method: str = "execute") -> list[str]:
+    """The SQL of every `psycopg.Cursor.<method>` call from now on (until
+    monkeypatch.undo)."""
+    sent: list[str] = []
+    original = getattr(psycopg.Cursor, method)
+
+    def recorded(cur: psycopg.Cursor[Any], sql: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(sql))
+        return original(cur, sql, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, method, recorded)
+    return sent
+
+
+def one_statement_transactions(store: EventStore, sent: list[str]) -> str:
+    """A trigger-like transaction (deferred append, deferred write, notice) on a pooled
+    connection, then two step-like ones on a held connection: on PostgreSQL each must
+    be ONE statement in `sent` (from `record_statements`). Returns the run (version 4)."""
+    run = sid()
+    with store.transaction() as tx:
+        tx.append_deferred(StreamAppend(run, [created(), started()], 0))
+        tx.defer(idempotency_keys.insert(), [key_row("k")])
+        tx.notify("ledgerflow_test", "x")
+    assert len(sent) == 1 and sent[0].startswith("WITH v AS"), sent
+    with store.held_connection():
+        for version in (2, 3):
+            sent.clear()
+            with store.transaction() as tx:
+                tx.append_deferred(StreamAppend(run, [completed_step(f"s{version}")], version))
+            assert len(sent) == 1, sent
+    return run
 
 
 def race_one_stream(store: EventStore, stream: str,

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.eventstore.contract import IdempotencyContract, StoreContract
+from ledgerflow.eventstore import EventStore, StreamAppend
+from tests.eventstore.contract import (
+    IdempotencyContract,
+    PositionLog,
+    StoreContract,
+    as_logged,
+    completed_step,
+    created,
+    hook_log_created,
+    key_row,
+    logged,
+    one_statement_transactions,
+    record_statements,
+    sid,
+)
 
 
 class TestPostgresStore(StoreContract):
@@ -28,7 +42,6 @@ def test_a_nested_transaction_on_a_held_connection_is_a_transaction_of_its_own(
     not join it: its commit would commit the outer work, and the outer rollback
     would not undo it."""
     from ledgerflow.eventstore import EventStore, StreamAppend
-    from tests.eventstore.contract import created, sid
 
     store = EventStore(pg_engine)
     outer, inner = sid(), sid()
@@ -48,7 +61,6 @@ def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine,
     from ledgerflow.domain.errors import StoreUnavailable
     from ledgerflow.eventstore import EventStore, StreamAppend
     from ledgerflow.eventstore.store import Transaction
-    from tests.eventstore.contract import created, sid
 
     def append(tx: Transaction, stream: str) -> None:
         (tx.append_deferred if deferred else tx.append)(StreamAppend(stream, [created()], 0))
@@ -69,45 +81,30 @@ def test_a_held_connection_the_server_dropped_is_replaced(pg_engine: Engine,
     assert store.stream_version(lost) == 0 and store.stream_version(kept) == 1
 
 
+@pytest.fixture
+def logging_store(pg_engine: Engine) -> Iterator[EventStore]:
+    with hook_log_created(pg_engine):
+        yield EventStore(pg_engine, hooks=[PositionLog()])
+
+
 def test_a_transaction_of_deferred_appends_and_writes_is_one_statement(
-        pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        logging_store: EventStore, pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """BEGIN, append, hook rows + deferred writes, COMMIT: one statement in autocommit,
     on a held connection and on a pooled one; what cannot go as one falls back."""
-    import psycopg
-
-    from ledgerflow.eventstore import EventStore, StreamAppend
     from ledgerflow.eventstore.schema import idempotency_keys
-    from ledgerflow.outbox import OutboxWriter
-    from ledgerflow.projections import InlineProjections
-    from tests.eventstore.contract import completed_step, created, key_row, sid, started
 
-    sent: list[str] = []
-    execute = psycopg.Cursor.execute
-
-    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query)[:40])
-        return execute(self, query, *args, **kwargs)
-
-    store = EventStore(pg_engine, hooks=[InlineProjections(), OutboxWriter()])
-    run = sid()
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
-    with store.transaction() as tx:  # pooled connection
-        tx.append_deferred(StreamAppend(run, [created(), started()], 0))
-        tx.defer(idempotency_keys.insert(), [key_row("k")])
-        tx.notify("ledgerflow_test", "x")
-    assert len(sent) == 1 and sent[0].startswith("WITH v AS"), sent
-    with store.held_connection():
-        for version in (2, 3):
-            sent.clear()
-            with store.transaction() as tx:
-                tx.append_deferred(StreamAppend(run, [completed_step(f"s{version}")], version))
-            assert len(sent) == 1, sent
-        sent.clear()
-        with store.transaction() as tx:  # two updates of run_views: not one statement
-            tx.append_deferred(StreamAppend(run, [completed_step("s4")], 4))
-            tx.append_deferred(StreamAppend(sid(), [created()], None))
-        assert len(sent) > 1
+    store = logging_store
+    sent = record_statements(monkeypatch)
+    run = one_statement_transactions(store, sent)
+    sent.clear()
+    with store.held_connection(), store.transaction() as tx:  # one table written twice
+        tx.append_deferred(StreamAppend(run, [completed_step("s4")], 4))
+        tx.defer(idempotency_keys.insert(), [key_row("k2")])
+        tx.defer(idempotency_keys.insert(), [key_row("k3")])
+    assert len(sent) > 1
+    monkeypatch.undo()
     assert [r.version for r in store.read_stream(run)] == [1, 2, 3, 4, 5]
+    assert logged(pg_engine) == as_logged(store.read_stream(run))
 
 
 def test_a_schema_without_the_version_check_function_asks_for_an_upgrade(
@@ -117,7 +114,6 @@ def test_a_schema_without_the_version_check_function_asks_for_an_upgrade(
     from ledgerflow.domain.errors import StoreUnavailable
     from ledgerflow.eventstore import EventStore, StreamAppend
     from ledgerflow.eventstore.schema import VERSION_CONFLICT_FUNCTION, events
-    from tests.eventstore.contract import created, sid
 
     store = EventStore(pg_engine)
     run = sid()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from ledgerflow.domain.errors import ConcurrencyError
 from ledgerflow.domain.events import RunStarted
+from ledgerflow.domain.metadata import run_metadata
 from ledgerflow.eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
 from ledgerflow.outbox import DEFAULT_TOPIC, OutboxWriter
 from tests.outbox._support import append_run, outbox_rows, run_history
@@ -67,7 +69,36 @@ def test_a_rejected_append_leaves_no_outbox_row(any_engine: Engine) -> None:
 
     with pytest.raises(ConcurrencyError):
         store.append(StreamAppend(run_id, [NewEvent(RunStarted())], expected_version=1))
+    with pytest.raises(ConcurrencyError), store.transaction() as tx:
+        tx.append_deferred(StreamAppend(str(uuid.uuid4()), [NewEvent(RunStarted())], 0),
+                           StreamAppend(run_id, [NewEvent(RunStarted())], expected_version=1))
     assert len(outbox_rows(any_engine)) == before
+
+
+def test_deferred_appends_write_the_rows_an_eager_append_writes(any_engine: Engine) -> None:
+    """`append_deferred` (on PostgreSQL one statement, positions computed in SQL): the
+    payload and headers hold the events' own positions, byte for byte as `append`
+    writes them."""
+    writer = OutboxWriter()
+    store = EventStore(any_engine, hooks=[writer])
+    append_run(store, run_history(steps=0))  # positions are not 1, 2 ...
+    run, other = str(uuid.uuid4()), str(uuid.uuid4())
+    meta = run_metadata("checkout", "1", "acme", correlation_id=run)
+    history = [NewEvent(e, metadata=meta) for e in run_history(steps=1)]
+    with store.transaction() as tx:
+        first = tx.append_deferred(StreamAppend(run, history[:2], 0),
+                                   StreamAppend(other, [NewEvent(RunStarted())], 0))
+    with store.transaction() as tx:
+        second = tx.append_deferred(StreamAppend(run, history[2:], 2))
+    recorded = [*first.recorded, *second.recorded]
+    assert [r.type for r in recorded] == [
+        "RunCreated", "RunStarted", "RunStarted", "StepCompleted", "RunCompleted"]
+    rows = {row.event_id: row for row in outbox_rows(any_engine)}
+    for event in recorded:
+        [expected] = writer.rows([event])
+        stored = rows[event.event_id]
+        assert (stored.payload, stored.headers) == (expected["payload"], expected["headers"])
+        assert json.loads(stored.payload)["position"] == event.position
 
 
 def test_router_fans_out_or_skips(any_engine: Engine) -> None:

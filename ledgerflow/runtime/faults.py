@@ -17,6 +17,8 @@ Points the engine passes, in order, for one step:
 - `step_executed`     the step's function returned, its completion is not committed;
 - `step_committed`    the transaction holding the step's completion committed;
 - `run_finishing`     just before the transaction that ends a run (complete/fail).
+A command (trigger, signal, event, token, cancel) passes `command_committed` right
+after its transaction, idempotency key included, committed.
 The outbox relay passes `relay.published` (the broker acknowledged a batch, its rows
 are not marked yet) when given the object as its `fault_point`.
 """

@@ -34,7 +34,6 @@ from ledgerflow.eventstore.records import NewEvent, StreamAppend
 from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.context import json_roundtrip
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
@@ -157,7 +156,7 @@ class RunCommands:
                 run_once(self.rt.store, key, apply)
             except ConcurrencyError:
                 continue
-            fault_point("command_committed")
+            self.rt.faults("command_committed")
             if any(woke):
                 self.rt.wakeup.notify()
             return

@@ -1,11 +1,15 @@
-"""The one place where driver errors become ledgerflow errors."""
+"""The one place where driver errors become ledgerflow errors.
+
+What differs per driver (which constraint a unique violation names, which of its
+errors mean the database is gone) each backend adapter says; the ledgerflow error
+for it is made here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import psycopg
 from sqlalchemy import exc as sa_exc
 
 from ledgerflow.domain.errors import (
@@ -14,20 +18,8 @@ from ledgerflow.domain.errors import (
     LedgerflowError,
     StoreUnavailable,
 )
+from ledgerflow.eventstore.backend import StreamVersion
 from ledgerflow.eventstore.records import StreamAppend
-
-
-def _constraint(error: BaseException) -> str:
-    """The violated constraint's name (psycopg) or the driver's message (sqlite3)."""
-    orig = getattr(error, "orig", None) or error
-    diag = getattr(orig, "diag", None)
-    name = getattr(diag, "constraint_name", None)
-    return str(name) if name else str(orig)
-
-
-def is_unique_violation(error: BaseException) -> bool:
-    """A unique violation raised by the driver itself (a raw psycopg cursor)."""
-    return isinstance(error, psycopg.errors.UniqueViolation)
 
 
 def conflict(appends: Sequence[StreamAppend], actual: dict[str, int]) -> ConcurrencyError:
@@ -43,27 +35,26 @@ def conflict(appends: Sequence[StreamAppend], actual: dict[str, int]) -> Concurr
                             else first.expected_version, found)
 
 
-def integrity_error(
-    error: BaseException,
-    appends: Sequence[StreamAppend],
-    current_version: Callable[[str], int],
-) -> LedgerflowError | None:
-    """Translate a failed event insert; None if the violation is not about events."""
-    where = _constraint(error)
-    if "event_id" in where:
+def integrity_error(constraint: str, appends: Sequence[StreamAppend],
+                    current_version: StreamVersion) -> LedgerflowError | None:
+    """The error for a failed event insert that violated `constraint` (its name, or the
+    driver's message naming its columns); None if the violation is not about events."""
+    if "event_id" in constraint:
         ids = [e.event_id for a in appends for e in a.events]
         return DuplicateEventId(ids)
-    if "events_stream_version_key" in where or "events.stream_id, events.version" in where:
+    if "events_stream_version_key" in constraint \
+            or "events.stream_id, events.version" in constraint:
         return conflict(appends, {a.stream_id: current_version(a.stream_id) for a in appends})
     return None
 
 
 @contextmanager
-def translated() -> Iterator[None]:
-    """Turn connection-level driver failures into `StoreUnavailable`."""
+def translated(unavailable: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn connection-level failures into `StoreUnavailable`: SQLAlchemy's, and the
+    driver's own `unavailable` errors (statements sent on the driver's cursor)."""
     try:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
         raise StoreUnavailable(f"event store unavailable: {error.orig}") from error
-    except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+    except unavailable as error:
         raise StoreUnavailable(f"event store unavailable: {error}") from error

@@ -1,4 +1,9 @@
-"""Engines for the two backends, configured once here.
+"""The one place that knows which database ledgerflow runs on: engines for the two
+backends, configured once here, and the backend adapter of an engine or connection.
+
+`backend_for(engine_or_connection)` is how every other part learns what differs:
+it returns the `Backend` (eventstore/backend.py) of the bind's dialect, the
+PostgreSQL or the SQLite adapter. Nothing else reads the dialect's name.
 
 SQLite runs in WAL mode; a write transaction starts with `BEGIN IMMEDIATE` so two
 writers queue on the database lock instead of failing to upgrade a read lock.
@@ -12,6 +17,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from ledgerflow.eventstore import postgres, sqlite
+from ledgerflow.eventstore.backend import Backend
 
 DEFAULT_URL = "sqlite:///./ledgerflow.db"
 
@@ -75,8 +83,18 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def is_postgres(engine: Engine | sa.Connection) -> bool:
-    return engine.dialect.name == "postgresql"
+_BACKENDS: dict[str, Backend] = {postgres.BACKEND.name: postgres.BACKEND,
+                                 sqlite.BACKEND.name: sqlite.BACKEND}
+
+
+def backend_for(bind: Engine | sa.Connection) -> Backend:
+    """The backend adapter of `bind`'s database (cheap: a dict lookup, fine per call)."""
+    try:
+        return _BACKENDS[bind.dialect.name]
+    except KeyError:
+        raise ValueError(f"ledgerflow runs on PostgreSQL or SQLite, not on "
+                         f"{bind.dialect.name!r}") from None
+
 
 
 def _admin(server_url: str) -> tuple[Engine, sa.engine.URL]:

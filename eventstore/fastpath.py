@@ -1,12 +1,13 @@
-"""Run a hot Core statement on the psycopg cursor of its connection.
+"""PostgreSQL adapter's executor: run a hot Core statement on the psycopg cursor of
+its connection (`PostgresBackend.execute` / `execute_all`; PostgreSQL only).
 
 The statements that run on every append (projection rows, outbox rows, the run
 queue) cost more CPU in SQLAlchemy's execution layer than in the database: measured
 here ~83 us per Core execute against ~34 us on the raw psycopg cursor. `execute`
 keeps the statement a Core construct (one definition, one schema), compiles it once
 per parameter shape for the connection's dialect, applies the column types' bind
-processors, and sends it on the same connection, in the same transaction. On
-SQLite it is a plain `conn.execute`.
+processors, and sends it on the same connection, in the same transaction. (The SQLite adapter
+sends the same statements through Core.)
 
 Per compiled shape it keeps the (bind name, bind processor or None) pairs, so a
 row's parameters are one dict comprehension (no `construct_params`); one psycopg
@@ -23,22 +24,46 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from ledgerflow.eventstore.backend import Batch, Position
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Memo(dict[K, V]):
+    """Compiled SQL by statement object: a dict (reads are plain `get`s) that forgets
+    its oldest entries past `maxsize`, so a process that builds many stores (each
+    with statements of its own) does not keep every one it ever compiled."""
+
+    def __init__(self, maxsize: int = 512) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def remember(self, key: K, value: V) -> V:
+        if len(self) >= self.maxsize:
+            for old in list(self)[: max(len(self) // 4, 1)]:
+                del self[old]
+        self[key] = value
+        return value
+
+
 _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 _Compiled = tuple[str, _Binds | None, SQLCompiler, dict[str, Callable[[Any], Any]]]
-_CACHE: dict[tuple[Executable, tuple[str, ...]], _Compiled] = {}
+_CACHE: _Memo[tuple[Executable, tuple[str, ...]], _Compiled] = _Memo()
 _PARAM = re.compile(r"%\((\w+)\)s")
 _MAX_VALUES = 16
 _COPY_ROWS = 64
-_COPY: dict[tuple[Executable, tuple[str, ...]], tuple[str, _Binds] | None] = {}
+_COPY: _Memo[tuple[Executable, tuple[str, ...]], tuple[str, _Binds] | None] = _Memo()
 _VALUE = re.compile(r"%\((\w+)\)s(?:::[A-Z][A-Z ]*)?")
 _UNSET: Any = object()
-_MULTI: dict[tuple[Executable, tuple[str, ...], int], str | None] = {}
+_MULTI: _Memo[tuple[Executable, tuple[str, ...], int], str | None] = _Memo()
 _CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
@@ -55,17 +80,15 @@ def execute(conn: Connection, statement: Executable,
         for group in groups.values():
             execute(conn, statement, group)
         return
-    if conn.dialect.name != "postgresql":
-        conn.execute(statement, [dict(row) for row in rows])
-        return
     entry = _CACHE.get((statement, first))
     if entry is None:
-        entry = _CACHE[(statement, first)] = _compile(conn, statement, first)
+        entry = _CACHE.remember((statement, first), _compile(conn, statement, first))
     sql, binds, compiled, processors = entry
     if binds is not None and 1 < len(rows) <= _MAX_VALUES:
         many = _MULTI.get((statement, first, len(rows)), _UNSET)
         if many is _UNSET:
-            many = _MULTI[(statement, first, len(rows))] = _multi_values(sql, binds, len(rows))
+            many = _MULTI.remember((statement, first, len(rows)),
+                                  _multi_values(sql, binds, len(rows)))
         if isinstance(many, str):
             cursor(conn).execute(many, {
                 f"r{index}_{name}": row[name] if process is None else process(row[name])
@@ -74,7 +97,7 @@ def execute(conn: Connection, statement: Executable,
     if binds is not None and len(rows) >= _COPY_ROWS:
         copy = _COPY.get((statement, first), _UNSET)
         if copy is _UNSET:
-            copy = _COPY[(statement, first)] = _copy_form(sql, binds)
+            copy = _COPY.remember((statement, first), _copy_form(sql, binds))
         if copy is not None:
             command, ordered = copy
             with cursor(conn).copy(command) as out:
@@ -167,34 +190,19 @@ def cursor(conn: Connection) -> Any:
     return cur
 
 
-Batch = tuple[Executable, Sequence[Mapping[str, Any]]]
-"""A statement and its rows, as `execute` takes them."""
-
-
-class Position(NamedTuple):
-    """A value that depends on the global position of an event not appended yet: the
-    position of the event `event_id` or, with `before`/`after`, the text
-    `before + str(position) + after`. Only `statement_with` takes it: there the append
-    runs in the same statement, and the value is computed in SQL from its result."""
-
-    event_id: str
-    before: str | None = None
-    after: str | None = None
-
-
 _Kinds = tuple[tuple[tuple[str, bool], ...], ...] | None
 """Per row, the (key, is text) of each `Position` value; None when there is none."""
 _Combined = tuple[str, tuple[tuple[str, _Binds], ...]]
 _Shape = tuple[tuple[Executable, tuple[str, ...], int, _Kinds], ...]
-_COMBINED: dict[_Shape, _Combined | None] = {}
-_WITH: dict[tuple[Any, _Shape], tuple[str, tuple[str, ...], _Combined] | None] = {}
+_COMBINED: _Memo[_Shape, _Combined | None] = _Memo()
+_WITH: _Memo[tuple[Any, _Shape], tuple[str, tuple[str, ...], _Combined] | None] = _Memo()
 _RAW_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     """Execute each batch in order, as `execute` does.
 
-    On PostgreSQL, when the statements write distinct tables and each batch is one
+    When the statements write distinct tables and each batch is one
     row (or a plain INSERT of up to 16 rows, as one multi-row VALUES), they go as
     ONE statement: all but the last as data-modifying CTEs (`WITH s0 AS (...),
     s1 AS (...) <last>`), one round trip instead of several. Sub-statements of one
@@ -202,12 +210,12 @@ def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     """
     batches = [(statement, rows) for statement, rows in batches if rows]
     combined = None
-    if len(batches) > 1 and conn.dialect.name == "postgresql":
+    if len(batches) > 1:
         shape = _shape(batches)
         if shape is not None:
-            if shape not in _COMBINED:
-                _COMBINED[shape] = _combine(conn, shape)
-            combined = _COMBINED[shape]
+            combined = _COMBINED.get(shape, _UNSET)
+            if combined is _UNSET:
+                combined = _COMBINED.remember(shape, _combine(conn, shape))
     if combined is None:
         for statement, rows in batches:
             execute(conn, statement, rows)
@@ -240,8 +248,8 @@ def statement_with(conn: Connection, key: Any, head: str, params: dict[str, Any]
     entry = _WITH.get((key, shape), _UNSET)
     if entry is _UNSET:
         combined = _combine(conn, shape, (head, tail))
-        entry = _WITH[(key, shape)] = None if combined is None else (
-            *_numbered(combined[0]), combined)
+        entry = _WITH.remember((key, shape), None if combined is None else (
+            *_numbered(combined[0]), combined))
     if entry is None:
         return None
     sql, order, (_, parts) = entry
@@ -264,8 +272,6 @@ def raw_cursor(conn: Connection) -> Any:
     raw: Any = conn.connection.dbapi_connection
     cur = _RAW_CURSORS.get(raw)
     if cur is None or cur.closed:
-        import psycopg
-
         cur = _RAW_CURSORS[raw] = psycopg.RawCursor(raw)
     return cur
 
@@ -326,7 +332,7 @@ def _combine(conn: Connection, shape: _Shape,
     for index, (statement, keys, count, kinds) in enumerate(shape):
         entry = _CACHE.get((statement, keys))
         if entry is None:
-            entry = _CACHE[(statement, keys)] = _compile(conn, statement, keys)
+            entry = _CACHE.remember((statement, keys), _compile(conn, statement, keys))
         sql, binds = entry[0], entry[1]
         if binds is None or "%%" in sql or "RETURNING" in sql:
             return None

@@ -1,55 +1,78 @@
 """Numbered, append-only schema migrations with a version table.
 
 Each component (event store, projections, outbox, engine) owns a list of
-`Migration`s numbered 1..n. `upgrade` applies the missing ones in order, each in
-its own transaction, under a lock that lets two migrators run at once safely:
-on PostgreSQL a transaction-scoped advisory lock, on SQLite the database write
-lock taken by `BEGIN IMMEDIATE`. Never edit a released migration; add one.
+`Migration`s numbered 1..n. A migration states its DDL as released, as literal
+SQL per dialect (DBOS keeps each migration as its own SQL): one built from
+today's `Table` objects would silently change when a table does. Never edit a
+released migration; add one. The `Table`s (`eventstore.schema` and the modules
+that add to its `metadata`) stay the one description of today's schema, and a
+test proves a database migrated to head matches them.
+
+A migration concerns only the dialects it has SQL for: `upgrade` applies, and
+records in `schema_migrations`, only those that concern the database's dialect
+(eventstore 2, the PostgreSQL version-check function, is not listed on SQLite).
+A database upgraded by an earlier ledgerflow may have recorded such a migration
+as applied although it did nothing there; `upgrade` forgets that record (see
+`_forget_foreign`), so an old and a fresh database record the same history.
+
+`upgrade` applies the missing migrations in order, each in its own transaction,
+under a lock that lets two migrators run at once safely (`Backend.serialize`: on
+PostgreSQL a transaction-scoped advisory lock, on SQLite the database write lock
+taken by `BEGIN IMMEDIATE`). The dialect names that key a migration's SQL are the
+backends' names (`backend_for(bind).name`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledgerflow.eventstore.database import is_postgres
-from ledgerflow.eventstore.schema import (
-    VERSION_CONFLICT_FUNCTION,
-    events,
-    metadata,
-    schema_migrations,
-)
+from ledgerflow.eventstore import _ddl
+from ledgerflow.eventstore.database import backend_for
+from ledgerflow.eventstore.schema import schema_migrations
 
 MIGRATION_LOCK_KEY = 0x1ED6E7F1  # advisory lock id, any constant unique to ledgerflow
+
+POSTGRESQL = "postgresql"
+SQLITE = "sqlite"
+
+_VERSION_TABLE = {POSTGRESQL: _ddl.VERSION_TABLE_POSTGRESQL, SQLITE: _ddl.VERSION_TABLE_SQLITE}
+_NO_PARAMETERS = {"no_parameters": True}  # the DBAPI sees the SQL as written: no % escaping
 
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema step of a component."""
+    """One schema step of a component, as released: its statements per dialect name
+    ("postgresql", "sqlite"). The dialects it has SQL for are the ones it concerns."""
 
     component: str
     version: int
     description: str
-    apply: Callable[[Connection], None]
+    sql: Mapping[str, Sequence[str]]
+
+    @property
+    def dialects(self) -> frozenset[str]:
+        return frozenset(self.sql)
+
+    def apply(self, conn: Connection) -> None:
+        """Run this migration's statements for `conn`'s dialect, in order."""
+        for statement in self.sql[backend_for(conn).name]:
+            conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
 
 
-def create_tables(*names: str) -> Callable[[Connection], None]:
-    """A migration step that creates the named tables (and their indexes) from `metadata`."""
-
-    def apply(conn: Connection) -> None:
-        metadata.create_all(conn, tables=[metadata.tables[name] for name in names])
-
-    return apply
+def concerning(migrations: Sequence[Migration], dialect: str) -> list[Migration]:
+    """The migrations that concern `dialect`, in order."""
+    return [m for m in migrations if dialect in m.dialects]
 
 
 def _lock(conn: Connection) -> None:
-    if is_postgres(conn):
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-    schema_migrations.create(conn, checkfirst=True)
+    backend = backend_for(conn)  # refuses a database ledgerflow does not run on
+    backend.serialize(conn, MIGRATION_LOCK_KEY)
+    conn.exec_driver_sql(_VERSION_TABLE[backend.name], execution_options=_NO_PARAMETERS)
 
 
 def applied_versions(engine: Engine) -> dict[str, int]:
@@ -64,14 +87,30 @@ def applied_versions(engine: Engine) -> dict[str, int]:
         return {component: int(version) for component, version in rows}
 
 
+def pending(engine: Engine, migrations: Sequence[Migration]) -> list[Migration]:
+    """The migrations of `migrations` that concern `engine`'s dialect and are not applied."""
+    with engine.connect() as conn:
+        done: set[tuple[str, int]] = set()
+        if sa.inspect(conn).has_table("schema_migrations"):
+            done = {(c, int(v)) for c, v in conn.execute(
+                sa.select(schema_migrations.c.component, schema_migrations.c.version))}
+    return [m for m in concerning(migrations, backend_for(engine).name)
+            if (m.component, m.version) not in done]
+
+
 def upgrade(engine: Engine, migrations: Sequence[Migration]) -> list[Migration]:
-    """Apply the migrations not yet applied, in (component order given, version) order.
+    """Apply the migrations not yet applied that concern `engine`'s dialect, in the
+    order given (components in dependency order, each numbered 1..n).
 
     Returns the migrations this call applied; a second call returns [].
     """
     _check_numbering(migrations)
+    dialect = backend_for(engine).name
+    with engine.begin() as conn:
+        _lock(conn)
+        _forget_foreign(conn, [m for m in migrations if dialect not in m.dialects])
     applied: list[Migration] = []
-    for migration in migrations:
+    for migration in concerning(migrations, dialect):
         with engine.begin() as conn:
             _lock(conn)
             done = conn.execute(
@@ -95,6 +134,18 @@ def upgrade(engine: Engine, migrations: Sequence[Migration]) -> list[Migration]:
     return applied
 
 
+def _forget_foreign(conn: Connection, foreign: Sequence[Migration]) -> None:
+    """Delete the version rows of migrations that do not concern this dialect.
+
+    Before migrations declared their dialects, a PostgreSQL-only one was recorded on
+    SQLite too, having done nothing there (eventstore 2). Its row claims a schema
+    this database never had, and would make it look newer than a fresh one."""
+    for migration in foreign:
+        conn.execute(schema_migrations.delete().where(
+            schema_migrations.c.component == migration.component,
+            schema_migrations.c.version == migration.version))
+
+
 def _check_numbering(migrations: Sequence[Migration]) -> None:
     by_component: dict[str, list[int]] = {}
     for migration in migrations:
@@ -107,9 +158,9 @@ def _check_numbering(migrations: Sequence[Migration]) -> None:
 
 
 MIGRATIONS: list[Migration] = [
-    Migration("eventstore", 1, "events, idempotency keys", create_tables("events",
-                                                                           "idempotency_keys")),
+    Migration("eventstore", 1, "events, idempotency keys",
+              {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
     Migration("eventstore", 2, "PostgreSQL: ledgerflow_version_conflict() for one-statement "
-              "appends", lambda conn: VERSION_CONFLICT_FUNCTION(events, conn)),
+              "appends", {POSTGRESQL: _ddl.V2_POSTGRESQL}),
 ]
 """The event store's own migrations."""

@@ -1,8 +1,11 @@
 """The one source of truth for ledgerflow's tables.
 
 Every package defines its tables on `metadata` here (the event store's own tables
-are below; projections, outbox and the engine add theirs in their own modules),
-and migrations create them from these `Table` objects.
+are below; projections, outbox and the engine add theirs in their own modules).
+These `Table`s describe today's schema and are what queries use. Migrations do not
+build tables from them: each states its DDL as released (see `eventstore.migrations`),
+and a test proves that a database migrated to head matches these definitions, so
+a change here without a new migration fails that test.
 """
 
 from __future__ import annotations
@@ -31,11 +34,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from ledgerflow.eventstore import _ddl
+
 metadata = MetaData()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on both backends (SQLite stores it naive)."""
+    """A timezone-aware UTC timestamp on both backends (SQLite stores it naive).
+
+    Its dialect checks stay outside the backend adapters (eventstore/backend.py) on
+    purpose: this is SQLAlchemy's own per-dialect type mechanism, which hands the
+    dialect to `process_bind_param` / `bind_processor` when it compiles a statement;
+    a column type cannot hold a backend of its own.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -94,17 +105,12 @@ events = Table(
 VERSION_CONFLICT = "LF409"
 """SQLSTATE of `ledgerflow_version_conflict`: a stream was not at its expected version."""
 
-VERSION_CONFLICT_FUNCTION = DDL(f"""
-CREATE OR REPLACE FUNCTION ledgerflow_version_conflict(stream text, expected integer,
-                                                       actual integer)
-RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'stream %% is at version %%, not at the expected %%', stream, actual,
-        expected USING ERRCODE = '{VERSION_CONFLICT}';
-END
-$$""").execute_if(dialect="postgresql")  # type: ignore[no-untyped-call]
+VERSION_CONFLICT_FUNCTION = DDL(
+    _ddl.VERSION_CONFLICT_FUNCTION.replace("%", "%%")  # DDL formats with %
+).execute_if(dialect="postgresql")  # type: ignore[no-untyped-call]
 """PostgreSQL: the function that aborts a one-statement append whose stream is not at
-its expected version (see `eventstore.postgres.insert_head`)."""
+its expected version (see `eventstore.postgres.insert_head`), as eventstore migration 2
+released it; created with `events` when `metadata` creates the tables."""
 
 sa_event.listen(events, "after_create", VERSION_CONFLICT_FUNCTION)
 

@@ -4,8 +4,11 @@ Ports, narrowest first (as `eventsourcing`'s recorders): `StreamReader` reads on
 stream; `GlobalReader` reads every event by global position; `EventStore`
 appends, and lets other parts write in the same transaction through `AppendHook`s
 (outbox rows, inline projections), `Transaction.defer` (run queue) or
-`Transaction.conn` (idempotency results, reads). A transaction that only writes
-(`Transaction.append_deferred`) is one statement on PostgreSQL.
+`Transaction.conn` (idempotency results), and read in it (`Transaction.read_stream`).
+What differs between the databases is the store's `backend` (eventstore/backend.py),
+chosen once from the engine. A transaction that only writes
+(`Transaction.append_deferred`) is one statement where the backend can
+(PostgreSQL).
 """
 
 from __future__ import annotations
@@ -17,18 +20,17 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Executable
 
-from ledgerflow.domain.errors import ConcurrencyError, InvalidEvent, StoreUnavailable
-from ledgerflow.domain.events import decode, encode, nul_in_json
-from ledgerflow.eventstore import _errors, fastpath, postgres, sqlite
-from ledgerflow.eventstore.database import create_engine, is_postgres
-from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend
-from ledgerflow.eventstore.schema import VERSION_CONFLICT, events
+from ledgerflow.domain.events import decode
+from ledgerflow.eventstore import _errors
+from ledgerflow.eventstore._encode import encode_appends, expected_versions, recorded_events
+from ledgerflow.eventstore.backend import Backend, Batch
+from ledgerflow.eventstore.database import backend_for, create_engine
+from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
+from ledgerflow.eventstore.schema import events
 
 Clock = Callable[[], datetime]
 
@@ -38,22 +40,54 @@ def utcnow() -> datetime:
 
 
 class AppendHook(Protocol):
-    """Runs inside the append transaction, after the events are inserted.
+    """Writes in the append transaction, after the events are inserted (outbox rows,
+    inline projections). Per append the store asks for the cheapest form the hook can
+    give; a hook that cannot give one says so by returning None, and the store takes
+    the next form (nothing is ever skipped).
 
-    A hook may also offer `batches(conn, recorded) -> list[fastpath.Batch]`; the store
-    then sends its statements together with the other such hooks' (see `_run_hooks`).
-    `batches` only builds statements: it must not read through `conn`, where writes
-    the transaction deferred may not have been sent yet (a hook that reads is a plain
-    callable: it gets the connection with everything sent).
+    1. `batches(conn, recorded)`: the statements to write, without sending them; the
+       store defers them and sends them with the transaction's other deferred writes
+       (see `Transaction`; on PostgreSQL one statement for outbox + projections +
+       queue). It must not read through `conn`, where writes the transaction deferred
+       may not have been sent yet. None: the store calls `write` instead.
+    2. `write(conn, recorded)`: write now, through `conn`, with everything the
+       transaction deferred sent (a hook that reads does it here).
 
-    And `staged(conn, recorded) -> list[fastpath.Batch] | None`: the same statements
-    for events whose positions are not known yet (their `position` is 0), with a
-    `fastpath.Position` wherever a value depends on one; None when it cannot. The
-    store then writes them in the statement that appends the events (see
-    `Transaction.append_deferred`). Without `staged` on every hook, it never does.
+    And for a transaction of deferred appends (`Transaction.append_deferred`):
+    `staged(conn, recorded)`: the same statements as `batches` for events whose
+    positions are not known yet (their `position` is 0), with a `backend.Position`
+    wherever a value depends on one. Only when every hook stages does the store write
+    them in the statement that appends the events; when one returns None, the events
+    are appended as `append` appends them (and 1. and 2. apply).
     """
 
-    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None: ...
+
+    def batches(self, conn: Connection,
+                recorded: Sequence[RecordedEvent]) -> list[Batch] | None: ...
+
+    def staged(self, conn: Connection,
+               recorded: Sequence[RecordedEvent]) -> list[Batch] | None: ...
+
+
+HookFunction = Callable[[Connection, Sequence[RecordedEvent]], None]
+
+
+class FunctionHook:
+    """An `AppendHook` made of a function `write(conn, recorded)` that writes (and may
+    read) through the connection: it is always called, never batched nor staged."""
+
+    def __init__(self, write: HookFunction) -> None:
+        self._write = write
+
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        self._write(conn, recorded)
+
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        return None
+
+    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        return None
 
 
 class StreamReader(Protocol):
@@ -64,13 +98,7 @@ class StreamReader(Protocol):
 class GlobalReader(StreamReader, Protocol):
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]: ...
     def max_position(self) -> int: ...
-
-
-_INSERT = events.insert().returning(events.c.position, sort_by_parameter_order=True)
-_NOTIFY = sa.select(sa.func.pg_notify(sa.bindparam("channel", type_=sa.String),
-                                      sa.bindparam("payload", type_=sa.String)))
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-Encoded = list[list[tuple[str, int, str, str]]]
+    def count_events(self, after_position: int = 0) -> int: ...
 
 
 class PendingAppend:
@@ -95,16 +123,17 @@ class Transaction:
     """One database transaction of the store; `append` may be called several times.
 
     Writes whose results nobody reads (the hooks' batches, `defer`) wait until the
-    transaction needs its connection again: the next append, any use of `conn`, or
-    the commit. Then they go out together through `fastpath.execute_all`, on
-    PostgreSQL as one statement where their tables allow: a step boundary costs the
-    append and one more round trip, however many tables it writes.
+    transaction needs its connection again: the next append, any use of `conn` or a
+    read, or the commit. Then they go out together through the backend's
+    `execute_all`, on PostgreSQL as one statement where their tables allow: a step
+    boundary costs the append and one more round trip, however many tables it writes.
     """
 
     def __init__(self, store: EventStore, conn: Connection) -> None:
         self.store = store
+        self._backend = store.backend
         self._conn = conn
-        self._deferred: list[fastpath.Batch] = []
+        self._deferred: list[Batch] = []
         self._staged: list[PendingAppend] = []
         self._notices: dict[tuple[str, str], None] = {}
         self.recorded: list[RecordedEvent] = []
@@ -116,9 +145,22 @@ class Transaction:
         self.flush()
         return self._conn
 
+    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The events of `stream_id` from `from_version` on, in version order, as this
+        transaction sees them: its own appends (deferred ones too) included."""
+        return _read(self.conn, _READ_STREAM, {"sid": stream_id, "from": from_version})
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events after `after_position` in position order, as this transaction sees
+        them. Unlike `EventStore.read_all` it does not wait for writers in flight: it is
+        exact only while the caller keeps writers out (as the projection rebuild's swap
+        does, holding their tables' locks)."""
+        return _read(self.conn, _READ_ALL, {"after": after_position, "limit": limit})
+
     def defer(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Write `rows` with `statement` (as `fastpath.execute`) before the transaction
-        next uses its connection; errors surface then, at the latest at commit."""
+        """Write `rows` with `statement` (as the backend's `execute`) before the
+        transaction next uses its connection; errors surface then, at the latest at
+        commit."""
         self._deferred.append((statement, rows))
 
     def append_deferred(self, *appends: StreamAppend) -> PendingAppend:
@@ -126,12 +168,13 @@ class Transaction:
         connection, at the latest before it commits; their recorded events are then in
         the result's `recorded`.
 
-        On PostgreSQL a transaction that sent nothing before its commit (only deferred
-        appends, deferred writes and notices) goes as ONE statement in autocommit:
-        the append, the hooks' rows, the deferred writes and the notices, one round
-        trip instead of four (BEGIN, append, writes, COMMIT). That takes an expected
-        version on every append, one append per stream, and `staged` on every hook;
-        otherwise the events are written as `append` writes them.
+        Where the backend can (PostgreSQL), a transaction that sent nothing before its
+        commit (only deferred appends, deferred writes and notices) goes as ONE
+        statement in autocommit: the append, the hooks' rows, the deferred writes and
+        the notices, one round trip instead of four (BEGIN, append, writes, COMMIT).
+        That takes an expected version on every append, one append per stream, and
+        every hook staging its rows; otherwise the events are written as `append`
+        writes them.
         """
         pending = PendingAppend(tuple(a for a in appends if a.events))
         if pending.appends:
@@ -146,23 +189,21 @@ class Transaction:
                 pending._recorded = self._append(pending.appends)
         if self._deferred:
             batches, self._deferred = self._deferred, []
-            fastpath.execute_all(self._conn, batches)
+            self._backend.execute_all(self._conn, batches)
 
     def notify(self, channel: str, payload: str = "") -> None:
-        """PostgreSQL: `pg_notify(channel, payload)` in this transaction, so listeners
-        hear it when (and only if) it commits; the same notice twice is sent once.
-        Nothing on SQLite, which has no notifications (its workers poll)."""
-        if self.store.is_postgres:
-            self._notices[(channel, payload)] = None
+        """Tell listeners `payload` on `channel` when (and only if) this transaction
+        commits; the same notice twice is sent once. PostgreSQL: `pg_notify`; SQLite
+        has no notifications (its workers poll) and drops them."""
+        self._notices[(channel, payload)] = None
 
     def _finish(self) -> None:
         """Before the commit: the deferred appends and writes, then the notices."""
-        if self._staged and self.store.is_postgres and self._as_one_statement():
+        if self._staged and self._at_once():
             return
         self.flush()
         if self._notices:
-            fastpath.execute(self._conn, _NOTIFY, [
-                {"channel": channel, "payload": payload} for channel, payload in self._notices])
+            self._backend.notify(self._conn, list(self._notices))
             self._notices.clear()
 
     def append(self, *appends: StreamAppend) -> list[RecordedEvent]:
@@ -176,49 +217,24 @@ class Transaction:
     def _append(self, appends: Sequence[StreamAppend]) -> list[RecordedEvent]:
         """Write `appends` now (the deferred writes before them are sent already)."""
         store = self.store
-        now = store.clock()
-        if store.is_postgres:
-            recorded = self._append_postgres(appends, now)
-        else:
-            recorded = self._append_sqlite(appends, now)
+        recorded = self._backend.append(self._conn, appends, store.clock(),
+                                        store.stream_version)
         self._run_hooks(recorded)
         self.recorded.extend(recorded)
         return recorded
 
     def _run_hooks(self, recorded: Sequence[RecordedEvent]) -> None:
-        """Run the hooks in order. Hooks that offer `batches(conn, recorded)` hand over
-        their statements instead: deferred, they go out with the transaction's other
-        deferred writes (on PostgreSQL one statement for outbox + projections + queue)."""
+        """Run the hooks in order: their batches deferred (they go out with the
+        transaction's other deferred writes), or, from a hook that gives none, its
+        writes now."""
         for hook in self.store.hooks:
-            batches = getattr(hook, "batches", None)
+            batches = hook.batches(self._conn, recorded)
             if batches is None:
-                hook(self.conn, recorded)
+                hook.write(self.conn, recorded)
             else:
-                self._deferred.extend(batches(self._conn, recorded))
+                self._deferred.extend(batches)
 
-    def _append_postgres(self, appends: Sequence[StreamAppend],
-                         now: datetime) -> list[RecordedEvent]:
-        encoded = _encode(appends)
-        try:
-            rows = postgres.insert_events(self._conn, appends, encoded, now)
-        except Exception as error:
-            if not _errors.is_unique_violation(error):
-                raise
-            translated = _errors.integrity_error(error, appends, self.store.stream_version)
-            raise (translated or error) from None
-        if rows is None:
-            ids = [a.stream_id for a in appends]
-            raise _errors.conflict(appends, postgres.current_versions(self._conn, ids))
-        pairs = iter(rows)
-        return [
-            RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
-                          schema_version, new.event, new.metadata, now)
-            for append, events in zip(appends, encoded, strict=True)
-            for new, (type_name, schema_version, _data, _meta), (position, version)
-            in zip(append.events, events, pairs, strict=False)  # pairs: one iterator for all
-        ]
-
-    def _as_one_statement(self) -> bool:
+    def _at_once(self) -> bool:
         """Write the deferred appends, their hooks' rows, the deferred writes and the
         notices as one statement in autocommit (see `append_deferred`); False, with
         nothing sent, when this transaction cannot."""
@@ -226,40 +242,26 @@ class Transaction:
         if any(a.expected_version is None for a in appends) \
                 or len({a.stream_id for a in appends}) != len(appends):
             return False
-        raw: Any = self._conn.connection.dbapi_connection
-        if raw.info.transaction_status != _IDLE or raw.isolation_level is not None:
-            return False  # a statement ran already, or BEGIN sets an isolation level
-        stagers = [getattr(hook, "staged", None) for hook in self.store.hooks]
-        if None in stagers:
+        backend = self._backend
+        if not backend.at_once(self._conn):
             return False
-        now = self.store.clock()
-        encoded = _encode(appends)
-        provisional = [  # every expected version is known (checked above)
-            RecordedEvent(0, append.stream_id, (append.expected_version or 0) + n,
-                          new.event_id, type_name, schema_version, new.event, new.metadata,
-                          now)
-            for append, texts in zip(appends, encoded, strict=True)
-            for n, (new, (type_name, schema_version, _data, _meta))
-            in enumerate(zip(append.events, texts, strict=True), 1)]
-        batches: list[fastpath.Batch] = []
-        for staged in stagers:
-            found = staged(self._conn, provisional) if staged is not None else None
+        store = self.store
+        now = store.clock()
+        encoded = encode_appends(appends)
+        provisional = recorded_events(appends, encoded, expected_versions(appends), now)
+        batches: list[Batch] = []
+        for hook in store.hooks:
+            found = hook.staged(self._conn, provisional)
             if found is None:
                 return False
             batches.extend(found)
         batches.extend(self._deferred)
-        key, head, params = postgres.insert_head(appends, encoded, now)
-        head, tail = postgres.with_notices(head, params, list(self._notices))
-        built = fastpath.statement_with(self._conn, (key, len(self._notices)), head, params,
-                                        batches, tail)
-        if built is None:
+        positions = backend.commit_at_once(self._conn, appends, encoded, now, batches,
+                                           list(self._notices), store.stream_version)
+        if positions is None:
             return False
-        try:
-            rows = _autocommit(raw, fastpath.raw_cursor(self._conn), *built)
-        except psycopg.Error as error:
-            raise self._statement_error(error, appends) from None
-        recorded = [rec._replace(position=row[0])
-                    for rec, row in zip(provisional, rows, strict=True)]
+        recorded = [rec._replace(position=position)
+                    for rec, position in zip(provisional, positions, strict=True)]
         start = 0
         for pending in self._staged:
             end = start + sum(len(append.events) for append in pending.appends)
@@ -268,122 +270,6 @@ class Transaction:
         self._staged, self._deferred = [], []
         self._notices.clear()
         return True
-
-    def _statement_error(self, error: psycopg.Error,
-                         appends: Sequence[StreamAppend]) -> BaseException:
-        """What a failed one-statement transaction raises (nothing of it was written)."""
-        if error.sqlstate == VERSION_CONFLICT:
-            ids = [a.stream_id for a in appends]
-            return _errors.conflict(appends, postgres.current_versions(self._conn, ids))
-        if error.sqlstate == postgres.UNDEFINED_FUNCTION and "ledgerflow_" in str(error):
-            return StoreUnavailable(
-                f"the database schema is older than this ledgerflow ({error}): "
-                "run `ledgerflow db upgrade`; nothing was appended")
-        if _errors.is_unique_violation(error):
-            return _errors.integrity_error(error, appends, self.store.stream_version) or error
-        return error
-
-    def _append_sqlite(self, appends: Sequence[StreamAppend],
-                       now: datetime) -> list[RecordedEvent]:
-        _encode(appends)  # refuses what no backend can store, before any statement
-        actual = sqlite.current_versions(self._conn, [a.stream_id for a in appends])
-        params: list[dict[str, Any]] = []
-        pending: list[tuple[StreamAppend, NewEvent, int, str, int]] = []
-        for append in appends:
-            version = actual[append.stream_id]
-            if append.expected_version is not None and append.expected_version != version:
-                raise ConcurrencyError(append.stream_id, append.expected_version, version)
-            for new in append.events:
-                version += 1
-                type_name, schema_version, data = encode(new.event)
-                params.append({
-                    "stream_id": append.stream_id, "version": version,
-                    "event_id": new.event_id, "type": type_name,
-                    "schema_version": schema_version, "data": data,
-                    "metadata": new.metadata, "recorded_at": now,
-                })
-                pending.append((append, new, version, type_name, schema_version))
-        try:
-            positions = [row[0] for row in self._conn.execute(_INSERT, params)]
-        except sa_exc.IntegrityError as error:
-            translated = _errors.integrity_error(error, appends, self.store.stream_version)
-            if translated is None:
-                raise
-            raise translated from None
-        return [
-            RecordedEvent(position, append.stream_id, version, new.event_id, type_name,
-                          schema_version, new.event, new.metadata, now)
-            for position, (append, new, version, type_name, schema_version)
-            in zip(positions, pending, strict=True)
-        ]
-
-
-def _on_held_postgres(store: EventStore, held: Connection) -> Iterator[Transaction]:
-    """A transaction on a held PostgreSQL connection, committed on the driver when only
-    the driver was used (the hot path: fastpath statements): psycopg begins it at the
-    first statement; SQLAlchemy's transaction object is made only if Core runs
-    something in it (then SQLAlchemy commits). Spares ~20 us per transaction."""
-    raw: Any = held.connection.dbapi_connection
-    tx = Transaction(store, held)
-    try:
-        yield tx
-        tx._finish()
-    except (psycopg.OperationalError, psycopg.InterfaceError):
-        held.invalidate()  # the server or the socket is gone: the next use reconnects
-        raise
-    except BaseException:
-        if held.in_transaction():
-            held.rollback()
-        else:
-            raw.rollback()
-        raise
-    if held.in_transaction():
-        held.commit()
-    else:
-        raw.commit()
-
-
-def _autocommit(raw: Any, cursor: Any, sql: str, values: list[Any]) -> list[Any]:
-    """Run one statement on `raw` in autocommit (a transaction of its own); its rows."""
-    autocommit = raw.autocommit
-    raw.autocommit = True
-    try:
-        rows: list[Any] = cursor.execute(sql, values, prepare=True).fetchall()
-        return rows
-    finally:  # back to transactions (a broken connection is replaced, not reused)
-        if raw.info.transaction_status == _IDLE:
-            raw.autocommit = autocommit
-
-
-def _encode(appends: Sequence[StreamAppend]) -> Encoded:
-    """(type, schema version, data JSON, metadata JSON) of each event."""
-    return [[_texts(append, new) for new in append.events] for append in appends]
-
-
-def _texts(append: StreamAppend, new: NewEvent) -> tuple[str, int, str, str]:
-    """(type, schema version, data JSON, metadata JSON) of an event; refused with
-    `InvalidEvent`, on both backends alike and before anything is written, what
-    PostgreSQL cannot store: a NUL character (U+0000) or text that is not valid Unicode
-    (an unpaired surrogate), in the ids, the data or the metadata."""
-    type_name = new.event.type_name()
-    try:
-        data = new.event.model_dump_json()
-        meta = orjson.dumps(new.metadata).decode()
-        append.stream_id.encode()
-        new.event_id.encode()
-    except (ValueError, TypeError) as error:  # surrogates; orjson: also ints over 64 bits
-        raise InvalidEvent(f"{type_name} for stream {append.stream_id!r} cannot be stored "
-                           f"({error}); nothing was appended") from None
-    where = ("its stream id" if "\x00" in append.stream_id else
-             "its event id" if "\x00" in new.event_id else
-             "its data" if nul_in_json(data) else
-             "its metadata" if nul_in_json(meta) else None)
-    if where is not None:
-        raise InvalidEvent(
-            f"{type_name} for stream {append.stream_id!r} holds a NUL character (\\u0000) "
-            f"in {where}, which the store cannot keep (PostgreSQL refuses it); "
-            "nothing was appended")
-    return type_name, new.event.schema_version, data, meta
 
 
 class EventStore(GlobalReader):
@@ -401,16 +287,13 @@ class EventStore(GlobalReader):
         self.hooks: list[AppendHook] = list(hooks)
         self.clock = clock
         self.read_wait = read_wait
-        self._adapter = postgres if is_postgres(engine) else sqlite
+        self.backend: Backend = backend_for(engine)
+        """What differs between databases, for this store's engine (and its users')."""
         self._held = threading.local()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> EventStore:
         return cls(create_engine(url), **kwargs)
-
-    @property
-    def is_postgres(self) -> bool:
-        return self._adapter is postgres
 
     def add_hook(self, hook: AppendHook) -> None:
         self.hooks.append(hook)
@@ -422,7 +305,7 @@ class EventStore(GlobalReader):
         On the connection this thread holds (see `held_connection`), else on one from
         the pool."""
         held: Connection | None = getattr(self._held, "conn", None)
-        with _errors.translated():
+        with _errors.translated(self.backend.unavailable):
             if held is None or self._held.busy:  # none held, or nested: its own connection
                 with self.engine.begin() as conn:
                     tx = Transaction(self, conn)
@@ -431,13 +314,10 @@ class EventStore(GlobalReader):
                 return
             self._held.busy = True
             try:
-                if self.is_postgres:
-                    yield from _on_held_postgres(self, held)
-                else:
-                    with held.begin():
-                        tx = Transaction(self, held)
-                        yield tx
-                        tx._finish()
+                with self.backend.held_transaction(held):
+                    tx = Transaction(self, held)
+                    yield tx
+                    tx._finish()
             finally:
                 self._held.busy = False
 
@@ -449,7 +329,7 @@ class EventStore(GlobalReader):
         if getattr(self._held, "conn", None) is not None:
             yield
             return
-        with _errors.translated():
+        with _errors.translated(self.backend.unavailable):
             conn = self.engine.connect()
         self._held.conn, self._held.busy = conn, False
         try:
@@ -464,26 +344,20 @@ class EventStore(GlobalReader):
             return tx.append(*appends)
 
     def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
-        query = (
-            sa.select(*_ROW).where(events.c.stream_id == stream_id,
-                                   events.c.version >= from_version)
-            .order_by(events.c.version)
-        )
-        with _errors.translated(), self._read() as conn:
-            return [_decode_row(row) for row in conn.execute(query)]
+        with self._read() as conn:
+            return _read(conn, _READ_STREAM, {"sid": stream_id, "from": from_version})
 
     def stream_version(self, stream_id: str) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(events.c.version), 0)).where(
             events.c.stream_id == stream_id)
-        with _errors.translated(), self._read() as conn:
+        with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after `after_position` in position order; never skips a late commit."""
-        with _errors.translated():
-            recorded: list[RecordedEvent] = self._adapter.read_all(
-                self.engine, after_position, limit, self.read_wait, _decode_row)
-        return recorded
+        with _errors.translated(self.backend.unavailable):
+            return self.backend.read_all(self.engine, after_position, limit,
+                                         self.read_wait, _decode_row)
 
     def iter_all(self, after_position: int = 0, batch: int = 1000) -> Iterator[RecordedEvent]:
         """Every event after `after_position`, read in batches (the store's present end)."""
@@ -497,18 +371,36 @@ class EventStore(GlobalReader):
 
     def max_position(self) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))
-        with _errors.translated(), self._read() as conn:
+        with self._read() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def count_events(self, after_position: int = 0) -> int:
+        """How many events are stored after `after_position` (a catch-up reader's lag;
+        a replay's total)."""
+        with self._read() as conn:
+            return int(conn.execute(_COUNT, {"after": after_position}).scalar_one())
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(readonly=True) as conn:
+        with _errors.translated(self.backend.unavailable), \
+                self.engine.connect().execution_options(readonly=True) as conn:
             yield conn
 
 
 _ROW = (events.c.position, events.c.stream_id, events.c.version, events.c.event_id,
         events.c.type, events.c.schema_version, events.c.data, events.c.metadata,
         events.c.recorded_at)
+_READ_STREAM = (sa.select(*_ROW)
+                .where(events.c.stream_id == sa.bindparam("sid"),
+                       events.c.version >= sa.bindparam("from"))
+                .order_by(events.c.version))
+_READ_ALL = (sa.select(*_ROW).where(events.c.position > sa.bindparam("after"))
+             .order_by(events.c.position).limit(sa.bindparam("limit")))
+_COUNT = sa.select(sa.func.count()).where(events.c.position > sa.bindparam("after"))
+
+
+def _read(conn: Connection, query: Executable, params: dict[str, Any]) -> list[RecordedEvent]:
+    return [_decode_row(row) for row in conn.execute(query, params)]
 
 
 def _decode_row(row: Any) -> RecordedEvent:

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._errors import is_poison
 from ledgerflow.outbox._publishers import OutboundMessage, Outcome, Publisher
@@ -87,9 +87,9 @@ def claim(conn: Connection, now: datetime, limit: int, *, hold: bool = True) -> 
                  ~earlier_row(PENDING)]
     if hold:  # a NOT EXISTS apart: PostgreSQL anti-joins the (few) dead rows once
         due_heads.append(~earlier_row(DEAD))
-    query = sa.select(*_CLAIM_COLUMNS).where(*due_heads).order_by(outbox.c.id).limit(limit)
-    if is_postgres(conn):
-        query = query.with_for_update(skip_locked=True, of=outbox)
+    query = backend_for(conn).skip_locked(
+        sa.select(*_CLAIM_COLUMNS).where(*due_heads).order_by(outbox.c.id).limit(limit),
+        of=outbox)
     heads = list(conn.execute(query))
     if not heads or len(heads) >= limit:
         return heads

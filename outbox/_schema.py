@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text, UniqueConstraint, text
 
-from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.migrations import POSTGRESQL, SQLITE, Migration
 from ledgerflow.eventstore.schema import PositionType, UTCDateTime, metadata
+from ledgerflow.outbox import _ddl
 
 PENDING = "pending"
 PUBLISHED = "published"
@@ -67,5 +68,6 @@ inbox = Table(
 """A downstream consumer's record of the messages whose effects it committed."""
 
 MIGRATIONS: list[Migration] = [
-    Migration("outbox", 1, "outbox rows and consumer inbox", create_tables("outbox", "inbox")),
+    Migration("outbox", 1, "outbox rows and consumer inbox",
+              {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
 ]

@@ -13,7 +13,8 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ledgerflow.domain import metadata as meta_keys
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Batch, Position
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.outbox._schema import PENDING, outbox
 
@@ -104,15 +105,15 @@ class OutboxWriter:
                 })
         return rows
 
-    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        # Runs on every append: the store's fast path (see eventstore/fastpath.py).
-        fastpath.execute(conn, _INSERT, self.rows(recorded))
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        """The outbox insert for `recorded`, now (the store defers `batches` instead)."""
+        backend_for(conn).execute(conn, _INSERT, self.rows(recorded))
 
-    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[Batch]:
         """The outbox insert for `recorded`, for the store to send with the projections'."""
         return [(_INSERT, self.rows(recorded))]
 
-    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[Batch]:
         """`batches` for events whose positions are not known yet: the position in the
         payload and the headers is filled in by the statement that appends them."""
         return [(_INSERT, self.rows(recorded, staged=True))]
@@ -123,7 +124,7 @@ _HEADER_AT = '["position","0"]'
 
 
 def _positioned(event_id: str, payload: str, headers: str,
-                ) -> tuple[fastpath.Position, fastpath.Position]:
+                ) -> tuple[Position, Position]:
     """Payload and headers of an event at position 0, as texts around its position.
 
     The first `"position":0,` of the payload is the envelope's own: the keys before it
@@ -133,5 +134,5 @@ def _positioned(event_id: str, payload: str, headers: str,
     head, found, tail = payload.partition(_PAYLOAD_AT)
     before, found_header, after = headers.partition(_HEADER_AT)
     assert found and found_header, "the envelope or headers lost their position field"
-    return (fastpath.Position(event_id, head + '"position":', "," + tail),
-            fastpath.Position(event_id, before + '["position","', '"]' + after))
+    return (Position(event_id, head + '"position":', "," + tail),
+            Position(event_id, before + '["position","', '"]' + after))

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._schema import inbox
 
@@ -80,8 +79,7 @@ class Inbox:
         self.engine = engine
         self.name = name
         self.clock = clock
-        dialect = postgresql if is_postgres(engine) else sqlite
-        self._insert = dialect.insert(inbox).on_conflict_do_nothing().returning(
+        self._insert = backend_for(engine).insert_or_ignore(inbox).returning(
             inbox.c.idempotency_key)
 
     def process(self, message: InboxMessage, handler: Handler) -> bool:

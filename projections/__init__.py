@@ -7,7 +7,8 @@
 - `projections.queries`: what the HTTP API and the CLI read.
 """
 
-from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.migrations import POSTGRESQL, SQLITE, Migration
+from ledgerflow.projections import _ddl
 from ledgerflow.projections._base import Projection, Tables
 from ledgerflow.projections._inline import InlineProjections, default_projections
 from ledgerflow.projections._journal import COMPENSATE_SUFFIX, StepJournal
@@ -18,8 +19,7 @@ from ledgerflow.projections.status import ProjectionStatus, status
 
 MIGRATIONS: list[Migration] = [
     Migration("projections", 1, "run views, run tags, step journal, projection checkpoints",
-              create_tables("run_views", "run_tags", "step_journal",
-                            "projection_checkpoints")),
+              {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
 ]
 
 __all__ = [

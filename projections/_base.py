@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Batch
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 
 Tables = Mapping[str, Table]
@@ -50,6 +51,19 @@ class Projection(Protocol):
         """Write the effect of `events` into `tables` inside the caller's transaction."""
         ...
 
+    def batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                tables: Tables) -> list[Batch] | None:
+        """What `apply` would write, as (statement, rows) pairs, without sending them
+        (an inline hook sends several projections' together); None when this
+        projection cannot say beforehand (it reads as it writes): `apply` is used."""
+        ...
+
+    def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                       tables: Tables) -> list[Batch] | None:
+        """`batches` for events whose positions are not known yet (position 0), with a
+        `Position` wherever a value depends on one; None when it cannot."""
+        ...
+
 
 class StatementCache:
     """Statements built once per (dialect, physical table, shape) and reused.
@@ -76,7 +90,8 @@ def live_tables(projection: Projection) -> dict[str, Table]:
 class BatchProjection:
     """A projection that writes through (statement, rows) batches: `batches` says what
     to write for some events, `apply` writes it (inline hooks send the batches of
-    several projections together instead)."""
+    several projections together instead). A subclass whose rows hold no positions,
+    or that marks them with `Position`, also overrides `staged_batches`."""
 
     name: str
     version: int
@@ -87,10 +102,16 @@ class BatchProjection:
         self._statements = StatementCache()
 
     def apply(self, conn: Connection, events: Sequence[RecordedEvent], tables: Tables) -> None:
+        backend = backend_for(conn)
         for statement, rows in self.batches(conn, events, tables):
-            fastpath.execute(conn, statement, rows)
+            backend.execute(conn, statement, rows)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                tables: Tables) -> list[fastpath.Batch]:
+                tables: Tables) -> list[Batch]:
         """What `apply` executes, in order: (statement, rows) pairs."""
         raise NotImplementedError
+
+    def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
+                       tables: Tables) -> list[Batch] | None:
+        """None: the rows need the events' positions (see `Projection.staged_batches`)."""
+        return None

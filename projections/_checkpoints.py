@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from ledgerflow.eventstore.database import is_postgres
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.projections._base import Projection
 from ledgerflow.projections._schema import projection_checkpoints as cp
 
@@ -36,11 +35,10 @@ class Checkpoint:
 
 def ensure(conn: Connection, projections: Sequence[Projection], now: datetime) -> None:
     """Create the missing checkpoint rows (as current)."""
-    insert = postgresql.insert(cp) if is_postgres(conn) else sqlite.insert(cp)
     rows = [{"name": p.name, "version": p.version, "position": 0, "table_generation": 1,
              "updated_at": now} for p in projections]
     if rows:
-        conn.execute(insert.on_conflict_do_nothing(index_elements=[cp.c.name]), rows)
+        conn.execute(backend_for(conn).insert_or_ignore(cp, [cp.c.name]), rows)
 
 
 def load(conn: Connection, names: Sequence[str]) -> dict[str, Checkpoint]:
@@ -55,9 +53,7 @@ def lock_position(conn: Connection, name: str) -> int | None:
     PostgreSQL: a row lock with SKIP LOCKED, so a second projector moves on at
     once. SQLite: the write transaction already holds the database lock.
     """
-    query = sa.select(cp.c.position).where(cp.c.name == name)
-    if is_postgres(conn):
-        query = query.with_for_update(skip_locked=True)
+    query = backend_for(conn).skip_locked(sa.select(cp.c.position).where(cp.c.name == name))
     found = conn.execute(query).scalar_one_or_none()
     return None if found is None else int(found)
 

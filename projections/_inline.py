@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Batch
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.projections._base import Projection, Tables, live_tables
 from ledgerflow.projections._journal import StepJournal
@@ -31,32 +32,36 @@ class InlineProjections:
         self._targets: list[tuple[Projection, Tables]] = [
             (p, live_tables(p)) for p in chosen if p.inline]
 
-    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        fastpath.execute_all(conn, self.batches(conn, recorded))
-
-    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
-        """The statements for `recorded`; the store sends them with other hooks' (one
-        statement per append on PostgreSQL, usually). A projection without `batches`
-        is applied here and now."""
-        pending: list[fastpath.Batch] = []
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        """Apply `recorded` now: every projection's batches together, or, when one
+        cannot give its batches, each projection by its `apply`."""
+        batches = self.batches(conn, recorded)
+        if batches is not None:
+            backend_for(conn).execute_all(conn, batches)
+            return
         for projection, tables in self._targets:
-            batches = getattr(projection, "batches", None)
-            if batches is None:
-                fastpath.execute_all(conn, pending)
-                pending = []
-                projection.apply(conn, recorded, tables)
-            else:
-                pending.extend(batches(conn, recorded, tables))
-        return pending
+            projection.apply(conn, recorded, tables)
+
+    def batches(self, conn: Connection,
+                recorded: Sequence[RecordedEvent]) -> list[Batch] | None:
+        """The statements for `recorded`; the store sends them with other hooks' (one
+        statement per append on PostgreSQL, usually). None when a projection cannot
+        give its batches (the store then calls `write`)."""
+        return _joined(p.batches(conn, recorded, tables) for p, tables in self._targets)
 
     def staged(self, conn: Connection,
-               recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch] | None:
+               recorded: Sequence[RecordedEvent]) -> list[Batch] | None:
         """`batches` for events whose positions are not known yet (see
-        `fastpath.Position`); None if a projection does not offer `staged_batches`."""
-        found: list[fastpath.Batch] = []
-        for projection, tables in self._targets:
-            staged = getattr(projection, "staged_batches", None)
-            if staged is None:
-                return None
-            found.extend(staged(conn, recorded, tables))
-        return found
+        `backend.Position`); None when a projection cannot stage its batches."""
+        return _joined(p.staged_batches(conn, recorded, tables)
+                       for p, tables in self._targets)
+
+
+def _joined(parts: Iterable[list[Batch] | None]) -> list[Batch] | None:
+    """The parts one after another; None as soon as one is None."""
+    joined: list[Batch] = []
+    for part in parts:
+        if part is None:
+            return None
+        joined.extend(part)
+    return joined

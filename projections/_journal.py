@@ -21,11 +21,11 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from ledgerflow.domain import events as ev
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Backend, Batch, Position
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.projections._base import BatchProjection, Tables
 from ledgerflow.projections._schema import step_journal
@@ -76,7 +76,7 @@ _HANDLERS: dict[type[ev.Event], Callable[[Any, RecordedEvent], tuple[str, Row]]]
 
 def fold(events: Sequence[RecordedEvent], staged: bool = False) -> dict[Key, Row]:
     """Fold step events per (run, step) into column -> last value; `staged`: the
-    events' positions are not known yet (`first_position` is a `fastpath.Position`)."""
+    events' positions are not known yet (`first_position` is a `Position`)."""
     rows: dict[Key, Row] = {}
     handlers = _HANDLERS
     for recorded in events:
@@ -87,7 +87,7 @@ def fold(events: Sequence[RecordedEvent], staged: bool = False) -> dict[Key, Row
         key = (recorded.stream_id, step_id)
         row = rows.get(key)
         if row is None:
-            values["first_position"] = (fastpath.Position(recorded.event_id) if staged
+            values["first_position"] = (Position(recorded.event_id) if staged
                                         else recorded.position)
             rows[key] = values
         else:
@@ -103,7 +103,7 @@ class StepJournal(BatchProjection):
     tables = (step_journal,)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                tables: Tables, staged: bool = False) -> list[fastpath.Batch]:
+                tables: Tables, staged: bool = False) -> list[Batch]:
         """What `apply` executes, in order: (statement, rows) pairs."""
         rows = fold(events, staged)
         if not rows:
@@ -114,20 +114,17 @@ class StepJournal(BatchProjection):
             columns = tuple(sorted(values))
             groups.setdefault(columns, []).append(
                 {**values, "run_id": run_id, "step_id": step_id})
-        dialect = conn.dialect.name
-        return [(self._statements.get((dialect, table.name, columns),
-                                      partial(_upsert, table, dialect, columns)), params)
+        backend = backend_for(conn)
+        return [(self._statements.get((backend, table.name, columns),
+                                      partial(_upsert, table, backend, columns)), params)
                 for columns, params in groups.items()]
 
     def staged_batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                       tables: Tables) -> list[fastpath.Batch]:
+                       tables: Tables) -> list[Batch]:
         """`batches` for events whose positions are not known yet."""
         return self.batches(conn, events, tables, staged=True)
 
 
-def _upsert(table: Table, dialect: str, columns: tuple[str, ...]) -> Any:
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    return insert.on_conflict_do_update(
-        index_elements=[table.c.run_id, table.c.step_id],
-        set_={name: insert.excluded[name] for name in columns if name != "first_position"},
-    )
+def _upsert(table: Table, backend: Backend, columns: tuple[str, ...]) -> Any:
+    return backend.upsert(table, [table.c.run_id, table.c.step_id],
+                          [name for name in columns if name != "first_position"])

@@ -19,11 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from ledgerflow.domain import events as ev
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore.backend import Backend, Batch
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.projections._base import BatchProjection, Tables
 from ledgerflow.projections._schema import run_tags, run_views
@@ -123,7 +123,7 @@ class RunViews(BatchProjection):
     tables = (run_views, run_tags)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
-                tables: Tables) -> list[fastpath.Batch]:
+                tables: Tables) -> list[Batch]:
         """What `apply` executes, in order: (statement, rows) pairs."""
         views, tags = tables["run_views"], tables["run_tags"]
         inserts: list[Row] = []
@@ -142,40 +142,29 @@ class RunViews(BatchProjection):
                 params[f"p_child{index}"] = child
             updates.setdefault((tuple(sorted(patch.row)), len(patch.children)),
                                []).append(params)
-        batches: list[fastpath.Batch] = []
+        batches: list[Batch] = []
         if inserts:
             batches.append((self._statements.get(("insert", views.name), views.insert),
                             inserts))
         if tag_rows:
             batches.append((self._statements.get(("insert", tags.name), tags.insert),
                             tag_rows))
-        dialect = conn.dialect.name
+        backend = backend_for(conn)
         for (columns, children), params_list in updates.items():
-            key = ("update", dialect, views.name, columns, children)
+            key = ("update", backend, views.name, columns, children)
             batches.append((self._statements.get(
-                key, partial(_update, views, dialect, columns, children)), params_list))
+                key, partial(_update, views, backend, columns, children)), params_list))
         return batches
 
     # The run views hold no positions: the same rows whether positions are known or not.
     staged_batches = batches
 
 
-def _update(table: Table, dialect: str, columns: tuple[str, ...], children: int) -> Any:
+def _update(table: Table, backend: Backend, columns: tuple[str, ...], children: int) -> Any:
     values: dict[str, Any] = {name: sa.bindparam(f"p_{name}", type_=table.c[name].type)
                               for name in columns}
-    if children:
-        values["children"] = _append_children(table, dialect, children)
+    if children:  # `children` with the bound child ids appended, in order
+        values["children"] = backend.json_append(table.c.children, [
+            sa.bindparam(f"p_child{i}", type_=sa.String()) for i in range(children)])
     return (sa.update(table).where(table.c.run_id == sa.bindparam("p_run_id"))
             .values(values))
-
-
-def _append_children(table: Table, dialect: str, count: int) -> Any:
-    """`children` with `count` bound child ids appended, in order."""
-    params = [sa.bindparam(f"p_child{i}", type_=sa.String()) for i in range(count)]
-    if dialect == "postgresql":
-        return table.c.children.op("||", return_type=JSONB())(
-            sa.func.jsonb_build_array(*params))
-    args: list[Any] = [table.c.children]
-    for param in params:
-        args.extend([sa.literal("$[#]"), param])
-    return sa.func.json_insert(*args)

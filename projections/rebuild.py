@@ -6,16 +6,18 @@
    into them, in batches read with the gap-safe `read_all`, one transaction per
    batch. Nothing is held in memory beyond one batch.
 3. Create the secondary indexes (PostgreSQL; SQLite creates them at the swap,
-   since it cannot rename an index) and replay what arrived meanwhile.
-4. Swap, in ONE transaction: lock the live tables against writers (PostgreSQL:
-   `LOCK TABLE ... IN EXCLUSIVE MODE`, in the order inline writers take them;
-   SQLite: the write transaction's database lock), apply the tail, drop the
-   live tables, rename the shadows to the canonical names (indexes and primary
-   key too), and record the new version, position and generation.
+   since it cannot rename an index: the backend's `index_shadow`) and replay what
+   arrived meanwhile.
+4. Swap, in ONE store transaction: lock the live tables against writers (the
+   backend's `lock_exclusive`; PostgreSQL: `LOCK TABLE ... IN EXCLUSIVE MODE`, in
+   the order inline writers take them; SQLite: the write transaction's database
+   lock), apply the tail (`Transaction.read_all`), drop the live tables, rename
+   the shadows to the canonical names (indexes and primary key too: the backend's
+   `replace_table`), and record the new version, position and generation.
 
 Why the tail is exact: once the lock is held, every transaction that wrote the
-live tables has committed, so its events are visible to a plain ordered
-SELECT in the swap transaction; a transaction still in flight has not written
+live tables has committed, so its events are visible to a plain ordered read
+in the swap transaction; a transaction still in flight has not written
 them yet and, after the swap commits, its inline hook writes into the new
 tables (PostgreSQL resolves the name again after waiting for the lock). Inline
 writers keep serving from the old tables until that moment: zero downtime.
@@ -37,11 +39,8 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from ledgerflow.domain.errors import LedgerflowError
-from ledgerflow.domain.events import decode
-from ledgerflow.eventstore.database import is_postgres
 from ledgerflow.eventstore.records import RecordedEvent
-from ledgerflow.eventstore.schema import events as events_table
-from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.eventstore.store import Clock, EventStore, Transaction, utcnow
 from ledgerflow.projections import _checkpoints
 from ledgerflow.projections._base import Projection, Tables
 from ledgerflow.projections.projector import FaultHook, no_faults
@@ -132,23 +131,17 @@ class _Run:
         self.total = 0
 
     def execute(self) -> int:
-        engine = self.store.engine
-        with engine.begin() as conn:
+        store = self.store
+        with store.engine.begin() as conn:
             self._create_shadows(conn)
-            self.total = int(conn.execute(
-                sa.select(sa.func.count()).select_from(events_table)).scalar_one())
+        self.total = store.count_events()
         position = self._catch_up(0)
-        if is_postgres(engine):
-            with engine.begin() as conn:
-                for live, copy in self._pairs():
-                    for index in live.indexes:
-                        extra = sa.Index(f"{index.name}{SUFFIX}",
-                                         *[copy.c[c.name] for c in index.columns])
-                        extra.create(conn)
-                        copy.indexes.discard(extra)  # the shadow Table stays PK-only
+        with store.engine.begin() as conn:
+            for live, copy in self._pairs():
+                store.backend.index_shadow(conn, live, copy, SUFFIX)
         position = self._catch_up(position)
-        with engine.begin() as conn:
-            position = self._swap(conn, position)
+        with store.transaction() as tx:
+            position = self._swap(tx, position)
         return position
 
     def _pairs(self) -> list[tuple[Table, Table]]:
@@ -184,49 +177,17 @@ class _Run:
             position = batch[-1].position
         return position
 
-    def _swap(self, conn: Connection, position: int) -> int:
-        postgres = is_postgres(conn)
-        if postgres:
-            live = ", ".join(f'"{t.name}"' for p in self.projections for t in p.tables)
-            conn.exec_driver_sql(f"LOCK TABLE {live} IN EXCLUSIVE MODE")
-        while batch := _read_tail(conn, position, self.batch_size):
+    def _swap(self, tx: Transaction, position: int) -> int:
+        """Lock, apply the tail, swap the tables in (see the module doc)."""
+        conn, backend = tx.conn, self.store.backend
+        backend.lock_exclusive(conn, [t for p in self.projections for t in p.tables])
+        while batch := tx.read_all(position, self.batch_size):  # committed, under the lock
             self._apply(conn, batch)
             position = batch[-1].position
         self.faults("rebuild.before_swap")
-        for live_table, copy in self._pairs():
-            _rename(conn, live_table, copy, postgres)
+        for live, copy in self._pairs():
+            backend.replace_table(conn, live, copy, SUFFIX)
         now = self.clock()
         for projection in self.projections:
             _checkpoints.swapped(conn, projection, position, now)
         return position
-
-
-def _rename(conn: Connection, live: Table, copy: Table, postgres: bool) -> None:
-    """Drop `live` and give `copy` its name, indexes and primary key name."""
-    conn.exec_driver_sql(f'DROP TABLE "{live.name}"')
-    conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{live.name}"')
-    if postgres:
-        for index in live.indexes:
-            conn.exec_driver_sql(
-                f'ALTER INDEX "{index.name}{SUFFIX}" RENAME TO "{index.name}"')
-        conn.exec_driver_sql(f'ALTER TABLE "{live.name}" RENAME CONSTRAINT '
-                             f'"{copy.name}_pkey" TO "{live.name}_pkey"')
-    else:
-        for index in live.indexes:
-            index.create(conn)
-
-
-_TAIL_COLUMNS = [events_table.c[name] for name in (
-    "position", "stream_id", "version", "event_id", "type", "schema_version", "data",
-    "metadata", "recorded_at")]
-
-
-def _read_tail(conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
-    """Committed events after `after`, read inside the swap transaction (see module doc)."""
-    rows = conn.execute(
-        sa.select(*_TAIL_COLUMNS).where(events_table.c.position > after)
-        .order_by(events_table.c.position).limit(limit))
-    return [RecordedEvent(position, stream_id, version, event_id, type_name, schema_version,
-                          decode(type_name, schema_version, data), meta, at)
-            for position, stream_id, version, event_id, type_name, schema_version, data, meta,
-            at in rows]

@@ -6,9 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
-from ledgerflow.eventstore.schema import events
 from ledgerflow.eventstore.store import Clock, EventStore, utcnow
 from ledgerflow.projections import _checkpoints
 from ledgerflow.projections._base import Projection
@@ -46,15 +43,13 @@ def status(store: EventStore, projections: Sequence[Projection], *,
     with store.engine.begin() as conn:
         _checkpoints.ensure(conn, projections, now)
         found = _checkpoints.load(conn, [p.name for p in projections])
-        result = []
-        for p in projections:
-            row = found[p.name]
-            lag = 0 if p.inline else int(conn.execute(
-                sa.select(sa.func.count()).select_from(events)
-                .where(events.c.position > row.position)).scalar_one())
-            rebuilding = row.rebuild_owner is not None and (
-                row.rebuild_until is None or row.rebuild_until > now)
-            result.append(ProjectionStatus(
-                p.name, "inline" if p.inline else "catch-up", p.version, row.version,
-                row.position, row.table_generation, lag, rebuilding))
+    result = []
+    for p in projections:
+        row = found[p.name]
+        lag = 0 if p.inline else store.count_events(row.position)
+        rebuilding = row.rebuild_owner is not None and (
+            row.rebuild_until is None or row.rebuild_until > now)
+        result.append(ProjectionStatus(
+            p.name, "inline" if p.inline else "catch-up", p.version, row.version,
+            row.position, row.table_generation, lag, rebuilding))
     return result

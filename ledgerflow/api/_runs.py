@@ -11,11 +11,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Connection
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api._errors import ApiError, json_response
 from ledgerflow.api._gate import Principal, principal
-from ledgerflow.api._idempotency import Outcome, idempotent
+from ledgerflow.api._idempotency import Outcome, RequestKey
 from ledgerflow.api._models import (
     MAX_ID,
     CancelRequest,
@@ -35,6 +36,7 @@ from ledgerflow.api._models import (
 )
 from ledgerflow.domain.errors import UnknownRun
 from ledgerflow.projections import queries
+from ledgerflow.runtime.engine import TriggerResult
 
 _ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 RunId = Annotated[str, Path(alias="id", min_length=1, max_length=MAX_ID, pattern=_ID_PATTERN)]
@@ -63,10 +65,23 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 def visible_run(lf: Ledgerflow, who: Principal, run_id: str) -> queries.RunRecord:
     """The run's record if the caller may see it; 404 otherwise (also for other tenants)."""
     with lf.db.connect() as conn:
-        record = queries.get_run(conn, run_id, tenant_id=who.tenant)
+        return _visible(conn, who, run_id)
+
+
+def _visible(conn: Connection, who: Principal, run_id: str) -> queries.RunRecord:
+    record = queries.get_run(conn, run_id, tenant_id=who.tenant)
     if record is None:
         raise UnknownRun(run_id)
     return record
+
+
+def _run_of(response: Outcome) -> TriggerResult:
+    """A replayed trigger, rerun or resume: the run its remembered response shows."""
+    return TriggerResult(str(response[1]["id"]), False)
+
+
+def _nothing(_response: Outcome) -> None:
+    """A replayed command on a run (its outcome is None)."""
 
 
 def _stamp_tenant(who: Principal, meta: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -85,23 +100,22 @@ def _stamp_tenant(who: Principal, meta: dict[str, Any] | None) -> dict[str, Any]
              summary="Trigger a run (200 when runId names an existing run)")
 def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
             idempotency_key: IdemKey = None) -> Response:
-    def action() -> Outcome:
-        key = None if idempotency_key is None else f"api:{who.scope}:{idempotency_key}"
-        result = lf.engine.trigger(
-            body.workflow_id, body.input, workflow_version=body.workflow_version,
-            tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
-            run_id=body.run_id, idempotency_key=key)
+    def respond(conn: Connection, result: TriggerResult) -> Outcome:
         # A new run is shown as of the trigger's commit, from its own events (no read).
         record = queries.record_from_events(result.run_id, result.recorded)
         if record is None:
-            with lf.db.connect() as conn:
-                record = queries.get_run(conn, result.run_id, tenant_id=who.tenant)
+            record = queries.get_run(conn, result.run_id, tenant_id=who.tenant)
         if record is None:
             raise ApiError(409, "run_id_taken", f"run id {result.run_id!r} is already in use",
                            {"runId": result.run_id})
         return (201 if result.created else 200), record.to_wire()
 
-    return idempotent(lf.keys, request, who, idempotency_key, {}, body, action)
+    call = RequestKey(lf.db, request, who, idempotency_key, {}, body, respond, _run_of)
+    result = lf.engine.trigger(
+        body.workflow_id, body.input, workflow_version=body.workflow_version,
+        tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
+        run_id=body.run_id, idempotency_key=call.key)
+    return call.response(result)
 
 
 @router.get("", response_model=RunPage, responses=_errors(403))
@@ -122,22 +136,20 @@ def list_runs(
         records, next_cursor = queries.list_runs(
             conn, status=status, workflow_id=workflow_id, tenant_id=who.tenant or tenant_id,
             tag=tag, parent_run_id=parent_run_id, limit=limit, cursor=cursor)
-    return json_response(200, {"data": [r.to_wire() for r in records],
-                               "nextCursor": next_cursor})
+    return json_response(200, RunPage(records, next_cursor).wire_values())
 
 
 @router.get("/{id}", response_model=RunOut, responses=_errors(404))
 def get_run(run_id: RunId, lf: App, who: Caller) -> Response:
     """The run record."""
-    return json_response(200, visible_run(lf, who, run_id).to_wire())
+    return json_response(200, visible_run(lf, who, run_id).wire_values())
 
 
 @router.get("/{id}/history", response_model=HistoryPage, responses=_errors(404))
 def get_history(run_id: RunId, lf: App, who: Caller) -> Response:
     """Every event of the run, in order, with its metadata (the audit trail)."""
     visible_run(lf, who, run_id)
-    entries = queries.history(lf.store, run_id)
-    return json_response(200, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+    return json_response(200, HistoryPage(queries.history(lf.store, run_id)).wire_values())
 
 
 @router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404))
@@ -146,35 +158,42 @@ def get_journal(run_id: RunId, lf: App, who: Caller) -> Response:
     visible_run(lf, who, run_id)
     with lf.db.connect() as conn:
         entries = queries.get_journal(conn, run_id)
-    return json_response(200, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+    return json_response(200, JournalPage(entries).wire_values())
 
 
-def _after(lf: Ledgerflow, who: Principal, run_id: str, status: int = 200) -> Outcome:
-    return status, visible_run(lf, who, run_id).to_wire()
+def _on_run(lf: Ledgerflow, request: Request, who: Principal, key: str | None,
+            run_id: str, params: dict[str, Any], body: Any) -> RequestKey[None]:
+    """The key of a command on run `run_id`, whose response is the run as it left it."""
+    visible_run(lf, who, run_id)
+    return RequestKey(lf.db, request, who, key, params, body,
+                      lambda conn, _: (200, _visible(conn, who, run_id).to_wire()), _nothing)
+
+
+def _new_run(lf: Ledgerflow, request: Request, who: Principal, key: str | None,
+             run_id: str, body: Any) -> RequestKey[TriggerResult]:
+    """The key of a rerun or resume of `run_id`, whose response is the new run (201)."""
+    visible_run(lf, who, run_id)
+    return RequestKey(lf.db, request, who, key, {"id": run_id}, body,
+                      lambda conn, new: (201, _visible(conn, who, new.run_id).to_wire()),
+                      _run_of)
 
 
 @router.post("/{id}/signals", response_model=RunOut, responses=_errors(404, 409))
 def send_signal(run_id: RunId, body: SignalRequest, request: Request, lf: App, who: Caller,
                 idempotency_key: IdemKey = None) -> Response:
     """Deliver a signal (buffered if the run does not wait for it yet)."""
-    def action() -> Outcome:
-        visible_run(lf, who, run_id)
-        lf.engine.signal(run_id, body.name, body.payload)
-        return _after(lf, who, run_id)
-
-    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+    call = _on_run(lf, request, who, idempotency_key, run_id, {"id": run_id}, body)
+    lf.engine.signal(run_id, body.name, body.payload, idempotency_key=call.key)
+    return call.response(None)
 
 
 @router.post("/{id}/events", response_model=RunOut, responses=_errors(404, 409))
 def send_event(run_id: RunId, body: EventRequest, request: Request, lf: App, who: Caller,
                idempotency_key: IdemKey = None) -> Response:
     """Deliver an external event (buffered if the run does not wait for it yet)."""
-    def action() -> Outcome:
-        visible_run(lf, who, run_id)
-        lf.engine.send_event(run_id, body.event_type, body.payload)
-        return _after(lf, who, run_id)
-
-    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+    call = _on_run(lf, request, who, idempotency_key, run_id, {"id": run_id}, body)
+    lf.engine.send_event(run_id, body.event_type, body.payload, idempotency_key=call.key)
+    return call.response(None)
 
 
 @router.post("/{id}/tokens/{tokenId}", response_model=RunOut, responses=_errors(404, 409))
@@ -185,40 +204,32 @@ def resolve_token(
     idempotency_key: IdemKey = None,
 ) -> Response:
     """Resolve the token the run waits on (409 if it does not wait on it)."""
-    def action() -> Outcome:
-        visible_run(lf, who, run_id)
-        lf.engine.resolve_token(run_id, token_id, body.payload if body else None)
-        return _after(lf, who, run_id)
-
-    return idempotent(lf.keys, request, who, idempotency_key,
-                      {"id": run_id, "tokenId": token_id}, body, action)
+    call = _on_run(lf, request, who, idempotency_key, run_id,
+                   {"id": run_id, "tokenId": token_id}, body)
+    lf.engine.resolve_token(run_id, token_id, body.payload if body else None,
+                            idempotency_key=call.key)
+    return call.response(None)
 
 
 @router.post("/{id}/cancel", response_model=RunOut, responses=_errors(404, 409))
 def cancel(run_id: RunId, request: Request, lf: App, who: Caller,
            body: CancelRequest | None = None, idempotency_key: IdemKey = None) -> Response:
     """Cancel a run that has not finished (409 if it has)."""
-    def action() -> Outcome:
-        visible_run(lf, who, run_id)
-        lf.engine.cancel(run_id, body.reason if body else None)
-        return _after(lf, who, run_id)
-
-    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+    call = _on_run(lf, request, who, idempotency_key, run_id, {"id": run_id}, body)
+    lf.engine.cancel(run_id, body.reason if body else None, idempotency_key=call.key)
+    return call.response(None)
 
 
 @router.post("/{id}/rerun", status_code=201, response_model=RunOut, responses=_errors(404))
 def rerun(run_id: RunId, request: Request, lf: App, who: Caller,
           body: RerunRequest | None = None, idempotency_key: IdemKey = None) -> Response:
     """A new run of the same workflow, with the same input unless one is given."""
-    def action() -> Outcome:
-        visible_run(lf, who, run_id)
-        options: dict[str, Any] = {"tags": body.tags if body else None}
-        if body is not None and "input" in body.model_fields_set:
-            options["input"] = body.input
-        new_id = lf.engine.rerun(run_id, **options)
-        return _after(lf, who, new_id, 201)
-
-    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+    call = _new_run(lf, request, who, idempotency_key, run_id, body)
+    options: dict[str, Any] = {"tags": body.tags if body else None}
+    if body is not None and "input" in body.model_fields_set:
+        options["input"] = body.input
+    new_id = lf.engine.rerun(run_id, **options, idempotency_key=call.key)
+    return call.response(TriggerResult(new_id, True))
 
 
 @router.post("/{id}/resume", status_code=201, response_model=RunOut,
@@ -227,13 +238,10 @@ def resume(run_id: RunId, request: Request, lf: App, who: Caller,
            body: ResumeRequest | None = None, idempotency_key: IdemKey = None) -> Response:
     """A new run linked to a failed one, its journal seeded with earlier results."""
     b = body or ResumeRequest()
-
-    def action() -> Outcome:
-        visible_run(lf, who, run_id)
-        new_id = lf.engine.resume(
-            run_id, input=b.input, workflow_id=b.workflow_id,
-            resume_from_step=b.resume_from_step, seed_results=b.seed_results,
-            new_run_id=b.run_id, tags=b.tags, actor=b.triggered_by_user_id)
-        return _after(lf, who, new_id, 201)
-
-    return idempotent(lf.keys, request, who, idempotency_key, {"id": run_id}, body, action)
+    call = _new_run(lf, request, who, idempotency_key, run_id, body)
+    new_id = lf.engine.resume(
+        run_id, input=b.input, workflow_id=b.workflow_id,
+        resume_from_step=b.resume_from_step, seed_results=b.seed_results,
+        new_run_id=b.run_id, tags=b.tags, actor=b.triggered_by_user_id,
+        idempotency_key=call.key)
+    return call.response(TriggerResult(new_id, True))

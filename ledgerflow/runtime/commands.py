@@ -5,6 +5,12 @@ finds (through `domain.state.decide` where the lifecycle changes), and appends
 with the version it folded; a concurrent change makes it read and decide again.
 A command that wakes a suspended run makes its queue row due in the same
 transaction. `Engine` composes them over its `Runtime`.
+
+Each takes an optional `IdempotencyKey` (`eventstore.idempotency`), honoured in the
+command's own transaction: the key is claimed before the run is read, and its result
+is written with the command's events, so a retry after any crash replays (nothing
+appended) instead of delivering twice. The fault point `command_committed` fires
+right after that transaction commits.
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import ConcurrencyError, IllegalTransition, InvalidRequest, NotAwaited
+from ledgerflow.domain.errors import (
+    ConcurrencyError,
+    IllegalTransition,
+    InvalidRequest,
+    NotAwaited,
+    UnknownRun,
+)
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.state import Cancel, Wake, decide
+from ledgerflow.eventstore.idempotency import IdempotencyKey, run_once
 from ledgerflow.eventstore.records import NewEvent, StreamAppend
 from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
@@ -25,6 +38,10 @@ from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
 from ledgerflow.runtime.streams import event_metadata
+
+Key = IdempotencyKey[None]
+"""A command's idempotency key: a command's outcome is None (its `remember` may read
+the run as the command left it, through the connection it is given)."""
 
 
 def json_value(value: Any, what: str) -> Any:
@@ -39,20 +56,22 @@ class RunCommands:
         self.rt = rt
 
     def signal(self, run_id: str, name: str, payload: Any = None, *,
-               actor: str | None = None) -> None:
+               actor: str | None = None, idempotency_key: Key | None = None) -> None:
         """Deliver signal `name`; buffered when the run is not waiting for it yet."""
         data = json_value(payload, "signal payload")
-        self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data), actor)
+        self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data), actor,
+                      idempotency_key)
 
     def send_event(self, run_id: str, event_type: str, payload: Any = None, *,
-                   actor: str | None = None) -> None:
+                   actor: str | None = None, idempotency_key: Key | None = None) -> None:
         """Deliver an external event; buffered when the run is not waiting for it yet."""
         data = json_value(payload, "event payload")
         self._deliver(run_id, "event", event_type,
-                      ev.EventReceived(event_type=event_type, payload=data), actor)
+                      ev.EventReceived(event_type=event_type, payload=data), actor,
+                      idempotency_key)
 
     def _deliver(self, run_id: str, kind: str, name: str, event: ev.Event,
-                 actor: str | None) -> None:
+                 actor: str | None, key: Key | None) -> None:
         def build(journal: Journal) -> tuple[list[ev.Event], bool]:
             state = journal.state
             if state.is_terminal:
@@ -63,10 +82,10 @@ class RunCommands:
                 return [event, *decide(state, Wake(reason=kind, name=name))], True
             return [event], False
 
-        self._command(run_id, build, actor)
+        self._command(run_id, build, actor, key=key)
 
     def resolve_token(self, run_id: str, token_id: str, payload: Any = None, *,
-                      actor: str | None = None) -> None:
+                      actor: str | None = None, idempotency_key: Key | None = None) -> None:
         """Resolve the token the run waits on (`NotAwaited` if it is not waiting on it)."""
         data = json_value(payload, "token payload")
 
@@ -78,26 +97,31 @@ class RunCommands:
             return [ev.TokenResolved(token_id=token_id, payload=data),
                     *decide(state, Wake(reason="token", name=wp.name))], True
 
-        self._command(run_id, build, actor)
+        self._command(run_id, build, actor, key=idempotency_key)
 
-    def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None) -> None:
+    def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None,
+               idempotency_key: Key | None = None) -> None:
         """Cancel a non-terminal run (`IllegalTransition` if terminal), then its children.
 
         As Temporal's default parent-close policy: the run's unfinished children (and
-        theirs) are canceled too, each in its own transaction after the parent's.
+        theirs) are canceled too, each in its own transaction after the parent's (a
+        cancel replayed by its key cancels them too: the first may have crashed before).
         """
-        children: list[str] = []
+        children: list[str] | None = None
 
         def build(journal: Journal) -> tuple[list[ev.Event], bool]:
             return decide(journal.state, Cancel(reason=reason)), False
 
         def also(tx: Transaction, journal: Journal) -> None:
+            nonlocal children
             queue.remove(tx, run_id)
             error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
             runs.notify_parent(self.rt, tx, journal, "canceled", None, error)
-            children[:] = journal.state.children
+            children = list(journal.state.children)
 
-        self._command(run_id, build, actor, also)
+        self._command(run_id, build, actor, also, idempotency_key)
+        if children is None:  # replayed
+            children = list(self.rt.journal(run_id).state.children)
         self.rt.finished.mark(run_id)
         self.rt.wakeup.notify()
         for child in children:
@@ -106,23 +130,34 @@ class RunCommands:
 
     def _command(self, run_id: str,
                  build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
-                 also: Callable[[Transaction, Journal], None] | None = None) -> None:
-        for _ in range(50):
-            journal = self.rt.journal(run_id)
+                 also: Callable[[Transaction, Journal], None] | None = None,
+                 key: Key | None = None) -> None:
+        """Read the run, decide with `build`, append, in one transaction (once per key)."""
+        woke: list[bool] = []
+
+        def apply(tx: Transaction) -> None:
+            journal = Journal.build(run_id, tx.read_stream(run_id))
+            if journal.created is None:
+                raise UnknownRun(run_id)
             events, wake = build(journal)
             meta = event_metadata(journal.base_metadata, journal.last_event_id, actor)
+            tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
+                                   journal.version))
+            if wake:
+                queue.wake(tx, run_id, self.rt.clock())
+                announce(tx, self.rt.worker_id)
+            if also is not None:
+                also(tx, journal)
+            woke.append(wake)
+
+        for _ in range(50):
+            woke.clear()
             try:
-                with self.rt.store.transaction() as tx:
-                    tx.append(StreamAppend(run_id, [NewEvent(e, metadata=meta) for e in events],
-                                           journal.version))
-                    if wake:
-                        queue.wake(tx, run_id, self.rt.clock())
-                        announce(tx, self.rt.worker_id)
-                    if also is not None:
-                        also(tx, journal)
+                run_once(self.rt.store, key, apply)
             except ConcurrencyError:
                 continue
-            if wake:
+            self.rt.faults("command_committed")
+            if any(woke):
                 self.rt.wakeup.notify()
             return
         raise ConcurrencyError(run_id, -1, -1)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import NonDeterminismError
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
 
 if TYPE_CHECKING:
@@ -102,11 +101,16 @@ def token_id_for(run_id: str, op: str) -> str:
     return str(uuid.uuid5(TOKEN_NAMESPACE, f"{run_id}/{op}"))
 
 
+def _no_faults(name: str) -> None:
+    """No fault point is armed (a replay, or a host that arms none)."""
+
+
 class Context:
     """The handle a workflow function receives as `ctx`."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, faults: Callable[[str], None] | None = None) -> None:
         self._session = session
+        self._faults = faults or _no_faults  # the engine's (crash tests arm `step_executed`)
         state = session.journal.state
         self.run_id: str = state.run_id
         self.workflow_id: str = state.workflow_id
@@ -233,7 +237,7 @@ class Context:
         except Exception as exc:
             self._failed(op, exc, rules, started)
             return
-        fault_point("step_executed")
+        self._faults("step_executed")
         self._record(ev.StepCompleted(step_id=op, result=result,
                                       attempt=self._j.attempts.get(op, 0) + 1,
                                       started_at=started))

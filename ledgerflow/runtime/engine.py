@@ -9,6 +9,11 @@ concurrent change makes it re-read and decide again. Queue rows change in the
 same transaction as the events. A trigger reads nothing first: RunCreated is
 appended with expected version 0, and a conflict means the run exists. With a
 worker in this process, a trigger can start the run eagerly (see `trigger`).
+
+Idempotency keys (`eventstore.idempotency`) are honoured in the command's own
+transaction (`run_once`): a trigger's key is claimed and its result written in the
+transaction that appends RunCreated. The fault point `command_committed` fires right
+after a command's transaction commits (crash tests: the key is kept already).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -27,18 +32,19 @@ from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import (
     ConcurrencyError,
-    IdempotencyConflict,
     IllegalTransition,
     InvalidRequest,
 )
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.metadata import run_metadata
 from ledgerflow.domain.state import RunState, fold
+from ledgerflow.eventstore.idempotency import IdempotencyKey, run_once
 from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
-from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.eventstore.store import Clock, EventStore, PendingAppend, Transaction, utcnow
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.commands import RunCommands, json_value
 from ledgerflow.runtime.executor import RunSession, claim_next
+from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
@@ -50,15 +56,19 @@ log = logging.getLogger("ledgerflow.engine")
 
 @dataclass(frozen=True)
 class TriggerResult:
-    """The run a trigger names; `created` is False when it already existed.
-
-    `recorded`: the events this trigger appended (empty when it created nothing), so a
-    caller can show the new run as of the trigger's commit without reading it back.
-    """
+    """The run a trigger names; `created` is False when it already existed (and for
+    a trigger replayed by its idempotency key)."""
 
     run_id: str
     created: bool
-    recorded: tuple[RecordedEvent, ...] = ()
+    pending: PendingAppend | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def recorded(self) -> tuple[RecordedEvent, ...]:
+        """The events this trigger appended (empty when it created nothing), so a
+        caller can show the new run as of the trigger's commit without reading it
+        back; known once they are written (in the key's `remember`, or after)."""
+        return () if self.pending is None else tuple(self.pending.recorded)
 
 
 @dataclass
@@ -83,11 +93,11 @@ class Engine:
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, faults: FaultPoints | None = None) -> None:
         self.runtime = Runtime(
             store, registry if registry is not None else default_registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lease)
+            lease, faults=faults if faults is not None else FaultPoints())
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup
@@ -142,10 +152,16 @@ class Engine:
 
     def trigger(self, workflow_id: str, input: Any = None, *, workflow_version: str | None = None,
                 tenant_meta: dict[str, Any] | None = None, tags: list[str] | None = None,
-                run_id: str | None = None, idempotency_key: str | None = None,
+                run_id: str | None = None,
+                idempotency_key: str | IdempotencyKey[TriggerResult] | None = None,
                 priority: int = 0, delay: timedelta | None = None,
                 actor: str | None = None, eager: bool | None = None) -> TriggerResult:
         """Create a run; the same idempotency key or run id returns the same run.
+
+        A key given as a string names the run forever: the same key with the same
+        content returns its run (`created=False`), with other content raises
+        `IdempotencyConflict`. An `IdempotencyKey` (the HTTP API's) remembers what
+        its `remember` makes of the result, and a replay returns its `recall`.
 
         Eager start: when this engine has a running `Worker` in this process and
         `eager` is True (or None and one of its threads is idle), the trigger
@@ -162,12 +178,15 @@ class Engine:
             tags=_tags(tags), priority=int(priority))
         leased = not delay and eager is not False and not self.stopping \
             and self.wakeup.can_take(force=eager is True)
-        return self._create(created, run_id=run_id, key=idempotency_key, delay=delay,
-                            actor=actor, leased=leased)
+        key = _trigger_key(idempotency_key, created) if isinstance(idempotency_key, str) \
+            else idempotency_key
+        return self._create(created, run_id=run_id, key=key, delay=delay, actor=actor,
+                            leased=leased)
 
     def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
-                key: str | None = None, delay: timedelta | None = None,
-                actor: str | None = None, leased: bool = False) -> TriggerResult:
+                key: IdempotencyKey[TriggerResult] | None = None,
+                delay: timedelta | None = None, actor: str | None = None,
+                leased: bool = False) -> TriggerResult:
         run_id = run_id or new_id()
         now = self.clock()
         due = now + delay if delay else now
@@ -175,35 +194,35 @@ class Engine:
             created = created.model_copy(update={"not_before": due})
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
-                            actor=actor, idempotency_key=key)
+                            actor=actor, idempotency_key=None if key is None else key.key)
         new = [NewEvent(created, new_id(), meta)]
         if leased:
             new += runs.start_events(self.runtime, run_id, created, new[0])
+
+        def write(tx: Transaction) -> TriggerResult:
+            # expected version 0 is the existence check: no read before the write
+            pending = tx.append_deferred(StreamAppend(run_id, new, 0))
+            queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
+                          owner=self.worker_id if leased else None,
+                          until=now + self.lease if leased else None)
+            if not leased and not delay:
+                announce(tx, self.worker_id)
+            return TriggerResult(run_id, True, pending)
+
         try:
-            with self.store.transaction() as tx:
-                if key is not None:
-                    runs.bind_key(self.runtime, tx, key, run_id, runs.fingerprint(created), now)
-                # expected version 0 is the existence check: no read before the write
-                pending = tx.append_deferred(StreamAppend(run_id, new, 0))
-                queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
-                              owner=self.worker_id if leased else None,
-                              until=now + self.lease if leased else None)
-                if not leased and not delay:
-                    announce(tx, self.worker_id)
-        except runs.KeyTaken as taken:
-            if taken.fingerprint != runs.fingerprint(created):
-                raise IdempotencyConflict(key or "") from None
-            return TriggerResult(taken.run_id, False)
-        except ConcurrencyError:
-            return TriggerResult(run_id, False)
-        recorded = pending.recorded
+            result = run_once(self.store, key, write)
+        except ConcurrencyError:  # the run exists: name it (under a key, remember that)
+            return run_once(self.store, key, lambda tx: TriggerResult(run_id, False))
+        self.runtime.faults("command_committed")
+        if not result.created:  # replayed by its key
+            return result
         if not leased:
             self.wakeup.notify()
-        elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, recorded))):
+        elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, result.recorded))):
             with self.store.transaction() as tx:  # the worker stopped meanwhile
                 queue.park(tx, run_id, now)
                 announce(tx, self.worker_id)
-        return TriggerResult(run_id, True, tuple(recorded))
+        return result
 
     def execute(self, claimed: Claimed) -> str:
         """Execute a run leased to this worker (claimed, or handed over by a trigger).
@@ -221,8 +240,10 @@ class Engine:
             raise
 
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
-              actor: str | None = None) -> str:
-        """A new run of the same workflow with the same (or the given) input."""
+              actor: str | None = None,
+              idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
+        """A new run of the same workflow with the same (or the given) input (with a
+        key: once; a replay returns the run id its `recall` names)."""
         journal = self.runtime.journal(run_id)
         old = journal.created
         assert old is not None
@@ -231,13 +252,15 @@ class Engine:
             input=old.input if input is _SAME else json_value(input, "input"),
             tenant_meta=dict(old.tenant_meta), tags=_tags(tags) if tags is not None else
             list(old.tags), rerun_of=run_id, priority=old.priority)
-        return self._create(created, actor=actor).run_id
+        return self._create(created, actor=actor, key=idempotency_key).run_id
 
     def resume(self, run_id: str, *, input: Any = None, workflow_id: str | None = None,
                resume_from_step: str | None = None, seed_results: dict[str, Any] | None = None,
                new_run_id: str | None = None, tags: list[str] | None = None,
-               actor: str | None = None) -> str:
-        """A new run linked to a failed run, its journal seeded with earlier results."""
+               actor: str | None = None,
+               idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
+        """A new run linked to a failed run, its journal seeded with earlier results
+        (with a key: once; a replay returns the run id its `recall` names)."""
         journal = self.runtime.journal(run_id)
         state, old = journal.state, journal.created
         assert old is not None
@@ -254,7 +277,8 @@ class Engine:
             tenant_meta=dict(old.tenant_meta),
             tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
-        return self._create(created, run_id=new_run_id, actor=actor).run_id
+        return self._create(created, run_id=new_run_id, actor=actor,
+                            key=idempotency_key).run_id
 
     # ------------------------------------------------------------------ running
 
@@ -331,6 +355,15 @@ class Engine:
             if released:
                 announce(tx, self.worker_id)
         return released
+
+
+def _trigger_key(key: str, created: ev.RunCreated) -> IdempotencyKey[TriggerResult]:
+    """A trigger's own key: scope "trigger", bound to the run's content, kept forever,
+    remembering the run it names."""
+    return IdempotencyKey(
+        "trigger", key, runs.fingerprint(created),
+        remember=lambda _conn, result: {"runId": result.run_id},
+        recall=lambda kept: TriggerResult(str(kept["runId"]), False), ttl=None)
 
 
 def _tags(tags: list[str] | None) -> list[str]:

@@ -33,12 +33,11 @@ from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.context import Compensation, Context, Park, error_info, json_roundtrip
 from ledgerflow.runtime.errors import StepFailed
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
 from ledgerflow.runtime.listen import announce
-from ledgerflow.runtime.streams import event_metadata, read_events
+from ledgerflow.runtime.streams import event_metadata
 
 Also = Callable[[Transaction], None]
 Compensated = Literal["none", "completed", "partial"]
@@ -124,7 +123,7 @@ class RunSession:
             self.journal.last_event_id = recorded[-1].event_id
         self.committed = self.journal.version
         if had_step:
-            fault_point("step_committed")
+            self.rt.faults("step_committed")
         if replay:
             raise Replay()
 
@@ -133,7 +132,7 @@ class RunSession:
         # the run, so a run never needs a second pooled connection (a pool full of
         # held connections, each waiting for another, would deadlock).
         with self.rt.store.transaction() as tx:
-            recs = read_events(tx.conn, self.run_id)
+            recs = tx.read_stream(self.run_id)
         for rec in recs:
             if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
                 raise Abandon()
@@ -161,7 +160,7 @@ class RunSession:
             definition = self.rt.registry.get(state.workflow_id, state.workflow_version)
         except UnknownWorkflow as error:
             return self.fail(error_info(error), "none")
-        ctx = Context(self)
+        ctx = Context(self, self.rt.faults)
         try:
             result = definition.fn(ctx, ctx.input)
             ctx.finish()
@@ -208,14 +207,14 @@ class RunSession:
                 f"run {self.run_id!r} was rolling back, but its workflow now returns normally")
             return self.fail(error_info(error), "none")
         decision = decide(self.journal.state, Complete(result=result))
-        fault_point("run_finishing")
+        self.rt.faults("run_finishing")
         self.flush(decision, self._ending("completed", result, None))
         self._nudge_parent()
         return "completed"
 
     def fail(self, error: ev.ErrorInfo, compensation: Compensated) -> str:
         decision = decide(self.journal.state, Fail(error=error, compensation=compensation))
-        fault_point("run_finishing")
+        self.rt.faults("run_finishing")
         self.flush(decision, self._ending("failed", None, error))
         self._nudge_parent()
         return "failed"
@@ -320,7 +319,7 @@ def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
                 run_id = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
                 if run_id is None:
                     return None
-                journal = Journal.build(run_id, read_events(tx.conn, run_id))
+                journal = Journal.build(run_id, tx.read_stream(run_id))
                 if journal.state.is_terminal or journal.created is None:
                     queue.remove(tx, run_id)
                     return False
@@ -337,6 +336,6 @@ def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
                         journal.add_recorded(rec)
         except ConcurrencyError:
             continue
-        fault_point("run_claimed")
+        rt.faults("run_claimed")
         return Claimed(run_id, journal)
     return False

@@ -2,8 +2,8 @@
 
 It holds what they need and nothing of the `Engine` that builds it: the store, the
 workflow registry, the clock, this worker's id and lease, the in-process hand-offs
-(`Wakeup`, `Finished`) and the stop flag. `Engine` composes one; so may a host that
-wires its own parts (tests, a serverless handler).
+(`Wakeup`, `Finished`), the stop flag and the fault points crash tests arm. `Engine`
+composes one; so may a host that wires its own parts (tests, a serverless handler).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ledgerflow._authoring import WorkflowRegistry
 from ledgerflow.domain.errors import UnknownRun
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.store import Clock, EventStore
+from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Finished, Wakeup
 from ledgerflow.runtime.journal import Journal
 
@@ -32,6 +33,7 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     finished: Finished = field(default_factory=Finished)
     stop: threading.Event = field(default_factory=threading.Event)
+    faults: FaultPoints = field(default_factory=FaultPoints)
 
     @property
     def stopping(self) -> bool:

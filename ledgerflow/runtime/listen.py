@@ -1,14 +1,15 @@
-"""Cross-process nudges on PostgreSQL: LISTEN for runs that became due elsewhere.
+"""Cross-process nudges: listen for runs that became due elsewhere (PostgreSQL).
 
 A run made due by another process (a trigger from an API process with no worker,
 a signal, a token, a child's result waking its parent, a stopping worker giving
 its runs back) is announced with `pg_notify(RUNS_CHANNEL, <engine's worker id>)`
-in the transaction that made it due, so listeners hear of it only once it has
-committed. A `Worker` on PostgreSQL runs a `Listener` thread on a connection of
-its own: each notice from another engine nudges one idle worker thread to claim,
-instead of waiting for the next poll. Polling stays: timers, timeouts and
-back-off become due without anyone announcing them, and a notice sent while no
-listener was connected is not kept. SQLite has no notifications; its workers poll.
+in the transaction that made it due (`Transaction.notify`), so listeners hear of
+it only once it has committed. A `Worker` whose store's backend has notices
+(PostgreSQL: LISTEN/NOTIFY) runs a `Listener` thread on a connection of its own:
+each notice from another engine nudges one idle worker thread to claim, instead of
+waiting for the next poll. Polling stays: timers, timeouts and back-off become due
+without anyone announcing them, and a notice sent while no listener was connected
+is not kept. SQLite has no notifications; its workers poll.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, cast
 
-import psycopg
 from sqlalchemy.engine import Engine as SAEngine
 
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Transaction
 
 RUNS_CHANNEL = "ledgerflow_runs"
@@ -40,6 +40,7 @@ class Listener:
     def __init__(self, db: SAEngine, own: str, nudge: Callable[[], object],
                  retry: float = 1.0) -> None:
         self._db, self._own, self._nudge, self._retry = db, own, nudge, retry
+        self._backend = backend_for(db)
         self._halt = threading.Event()
         self._listening = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ledgerflow-listener",
@@ -67,15 +68,7 @@ class Listener:
                 self._halt.wait(self._retry)
 
     def _listen(self) -> None:
-        # A connection made as the engine makes its own (its connect_args and connect
-        # hooks apply), then taken out of the pool: it lives as long as this LISTEN.
-        pooled = self._db.raw_connection()
-        pooled.detach()
-        with cast("psycopg.Connection[Any]", pooled.dbapi_connection) as conn:
-            conn.autocommit = True
-            conn.execute(f"LISTEN {RUNS_CHANNEL}")
-            self._listening.set()
-            while not self._halt.is_set():
-                for notice in conn.notifies(timeout=0.5):
-                    if notice.payload != self._own:
-                        self._nudge()
+        for payload in self._backend.listen(self._db, RUNS_CHANNEL, self._listening,
+                                            self._halt):
+            if payload != self._own:
+                self._nudge()

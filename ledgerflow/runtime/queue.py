@@ -11,13 +11,14 @@ streams:
   renewed by heartbeats expires and any worker may claim the run again;
 - `priority`: higher first, then the oldest due time.
 
-Claiming: on PostgreSQL one `UPDATE ... WHERE run_id = (SELECT ... FOR UPDATE SKIP
-LOCKED) RETURNING`, so concurrent workers never wait on each other's rows; on
-SQLite the write transaction already holds the database lock (BEGIN IMMEDIATE), so
-the same UPDATE without the locking clause is enough.
+Claiming: one `UPDATE ... WHERE run_id = (SELECT ... FOR UPDATE SKIP LOCKED)
+RETURNING`, the pick locked as the store's backend locks claims (`skip_locked`): on
+PostgreSQL concurrent workers never wait on each other's rows; on SQLite the write
+transaction already holds the database lock (BEGIN IMMEDIATE), so the same UPDATE
+without the locking clause is enough.
 
-`run_keys` maps a trigger's idempotency key to the run it created (forever: the
-key names the run, as a given run id would).
+A trigger's idempotency key is an `eventstore.idempotency` key (scope "trigger");
+the `run_keys` table that held them before is gone (engine migration 2).
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Index, Integer, String, Table
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import Connection
 
-from ledgerflow.eventstore import fastpath
-from ledgerflow.eventstore.database import is_postgres
-from ledgerflow.eventstore.migrations import Migration, create_tables
+from ledgerflow.eventstore.backend import Backend
+from ledgerflow.eventstore.database import backend_for
+from ledgerflow.eventstore.migrations import POSTGRESQL, SQLITE, Migration
 from ledgerflow.eventstore.schema import UTCDateTime, metadata
 from ledgerflow.eventstore.store import Transaction
+from ledgerflow.runtime import _ddl
 
 run_queue = Table(
     "run_queue",
@@ -49,18 +50,11 @@ run_queue = Table(
     Index("run_queue_due", "due_at"),
 )
 
-run_keys = Table(
-    "run_keys",
-    metadata,
-    Column("key", String(255), primary_key=True),
-    Column("run_id", String(200), nullable=False),
-    Column("fingerprint", String(128), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
 MIGRATIONS: list[Migration] = [
     Migration("engine", 1, "run queue and trigger idempotency keys",
-              create_tables("run_queue", "run_keys")),
+              {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
+    Migration("engine", 2, "trigger idempotency keys move to idempotency_keys; drop run_keys",
+              {POSTGRESQL: _ddl.V2_POSTGRESQL, SQLITE: _ddl.V2_SQLITE}),
 ]
 """The engine's migrations (component "engine")."""
 
@@ -77,32 +71,32 @@ _REAP = run_queue.update().where(_q.lease_expires_at < sa.bindparam("now")).valu
     lease_owner=None, lease_expires_at=None)
 
 
-def _claim_statement(postgres: bool) -> sa.Update:
-    pick = (
+_CLAIMS: dict[Backend, sa.Update] = {}
+
+
+def _claim_statement(backend: Backend) -> sa.Update:
+    """The claim, built once per backend (then compiled once: `Backend.fetch_first`).
+    The other writes are deferred on the transaction (see `_write`)."""
+    found = _CLAIMS.get(backend)
+    if found is None:
+        found = _CLAIMS[backend] = _build_claim(backend)
+    return found
+
+
+def _build_claim(backend: Backend) -> sa.Update:
+    pick = backend.skip_locked(
         sa.select(_q.run_id)
         .where(_q.due_at <= sa.bindparam("now"),
                sa.or_(_q.lease_expires_at.is_(None), _q.lease_expires_at < sa.bindparam("now")))
         .order_by(_q.priority.desc(), _q.due_at)
         .limit(sa.literal_column("1"))  # no bind: the compiled SQL takes only ours
     )
-    if postgres:
-        pick = pick.with_for_update(skip_locked=True)
     return (
         run_queue.update()
         .where(_q.run_id == pick.scalar_subquery())
         .values(lease_owner=sa.bindparam("owner"), lease_expires_at=sa.bindparam("until"))
         .returning(_q.run_id)
     )
-
-
-_CLAIM = _claim_statement(False)
-
-# PostgreSQL: the same claim, compiled once, runs on the connection's reused psycopg
-# cursor (same transaction), server-side prepared: SQLAlchemy's execution layer cost
-# more client CPU than the statement itself (measured ~83 us per Core execute vs ~34
-# us raw). The other writes are deferred on the transaction (see `_write`).
-_PG_CLAIM = str(_claim_statement(True).compile(
-    dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
 
 
 def enqueue(tx: Transaction, run_id: str, workflow_id: str, priority: int,
@@ -116,11 +110,9 @@ def enqueue(tx: Transaction, run_id: str, workflow_id: str, priority: int,
 
 def claim(conn: Connection, owner: str, now: datetime, until: datetime) -> str | None:
     """Lease the most urgent due run to `owner` until `until`; None if nothing is due."""
-    params = {"now": now, "owner": owner, "until": until}
-    if is_postgres(conn):
-        row = fastpath.cursor(conn).execute(_PG_CLAIM, params, prepare=True).fetchone()
-    else:
-        row = conn.execute(_CLAIM, params).first()
+    backend = backend_for(conn)
+    row = backend.fetch_first(conn, _claim_statement(backend),
+                              {"now": now, "owner": owner, "until": until})
     return None if row is None else str(row[0])
 
 
@@ -146,7 +138,7 @@ def _write(target: Transaction | Connection, statement: sa.Insert | sa.Update | 
     if isinstance(target, Transaction):
         target.defer(statement, [params])
     else:
-        fastpath.execute(target, statement, [params])
+        backend_for(target).execute(target, statement, [params])
 
 
 def heartbeat(conn: Connection, owner: str, until: datetime) -> int:
@@ -174,16 +166,3 @@ def queue_row(conn: Connection, run_id: str) -> dict[str, object] | None:
     row = conn.execute(sa.select(run_queue).where(_q.run_id == run_id)).mappings().first()
     return None if row is None else dict(row)
 
-
-def lookup_key(conn: Connection, key: str) -> tuple[str, str] | None:
-    """(run id, fingerprint) remembered for an idempotency key."""
-    row = conn.execute(sa.select(run_keys.c.run_id, run_keys.c.fingerprint)
-                       .where(run_keys.c.key == key)).first()
-    return None if row is None else (str(row[0]), str(row[1]))
-
-
-def remember_key(conn: Connection, key: str, run_id: str, fingerprint: str,
-                 now: datetime) -> None:
-    """Bind `key` to `run_id` (an IntegrityError if another trigger bound it first)."""
-    conn.execute(run_keys.insert(), {"key": key, "run_id": run_id, "fingerprint": fingerprint,
-                                     "created_at": now})

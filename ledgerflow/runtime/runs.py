@@ -1,7 +1,7 @@
 """Writing runs that other runs cause: a child created in its parent's park
 transaction, a parent told (and woken) in its child's terminal transaction, the
-first events of an eagerly started run, and the binding of a trigger's
-idempotency key to the run it created.
+first events of an eagerly started run, and the fingerprint a trigger's
+idempotency key binds (the key itself is an `eventstore.idempotency` key).
 
 Each function writes inside the caller's `Transaction`; none commits.
 """
@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Any
-
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.lifecycle import RunStatus
@@ -27,14 +23,7 @@ from ledgerflow.runtime.context import ChildSpec
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal, base_metadata
 from ledgerflow.runtime.listen import announce
-from ledgerflow.runtime.streams import event_metadata, read_events
-
-
-class KeyTaken(Exception):
-    """The idempotency key is bound already: to `run_id`, for content `fingerprint`."""
-
-    def __init__(self, run_id: str, fingerprint: str) -> None:
-        self.run_id, self.fingerprint = run_id, fingerprint
+from ledgerflow.runtime.streams import event_metadata
 
 
 def fingerprint(created: ev.RunCreated) -> str:
@@ -42,19 +31,6 @@ def fingerprint(created: ev.RunCreated) -> str:
     return hashlib.sha256(json.dumps(
         [created.workflow_id, created.workflow_version, created.input, created.tenant_meta,
          created.tags], sort_keys=True).encode()).hexdigest()
-
-
-def bind_key(rt: Runtime, tx: Transaction, key: str, run_id: str, print_: str,
-             now: datetime) -> None:
-    """Bind `key` to `run_id` in `tx`, or raise `KeyTaken` naming the run it names."""
-    insert = (pg_insert if rt.store.is_postgres else sqlite_insert)(queue.run_keys)
-    stmt = insert.values(key=key, run_id=run_id, fingerprint=print_,
-                         created_at=now).on_conflict_do_nothing()
-    if tx.conn.execute(stmt.returning(queue.run_keys.c.key)).first() is not None:
-        return
-    found = queue.lookup_key(tx.conn, key)
-    assert found is not None
-    raise KeyTaken(*found)
 
 
 def start_events(rt: Runtime, run_id: str, created: ev.RunCreated,
@@ -92,7 +68,7 @@ def notify_parent(rt: Runtime, tx: Transaction, child: Journal, status: str, res
     if created is None or created.parent_run_id is None:
         return
     parent_id, step_id = created.parent_run_id, created.parent_step_id or ""
-    parent = Journal.build(parent_id, read_events(tx.conn, parent_id))
+    parent = Journal.build(parent_id, tx.read_stream(parent_id))
     if parent.created is None or parent.state.is_terminal:
         return
     events: list[ev.Event] = [ev.ChildFinished(step_id=step_id, child_run_id=child.run_id,

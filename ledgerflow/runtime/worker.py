@@ -9,9 +9,10 @@ again). The queue is drained at least every poll interval even while hand-overs
 keep the thread busy, so runs made due by other processes or timers are not
 starved. A handed run passes the fault point `run_handed` before it executes (crash
 tests: the process dies holding a run its trigger already leased to it). The
-heartbeat thread extends the leases of this worker id every `lease / 3`. On
-PostgreSQL a listener thread (`_listen.Listener`) nudges a thread when another
-process announces a run it made due, so it is claimed without waiting for a poll.
+heartbeat thread extends the leases of this worker id every `lease / 3`. Where the
+store's backend has notices (PostgreSQL) a listener thread (`listen.Listener`) nudges
+a thread when another process announces a run it made due, so it is claimed without
+waiting for a poll.
 `stop(graceful=True)` lets each thread finish the step in hand (no new step
 starts), writes what they journaled, and gives their runs back (due now, handed
 runs no thread started included) so another worker continues them at once.
@@ -26,7 +27,6 @@ import time
 from types import FrameType
 
 from ledgerflow.runtime.engine import Engine
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.listen import Listener
 
@@ -65,7 +65,7 @@ class Worker:
                                               daemon=True))
         for thread in self._threads:
             thread.start()
-        if self.engine.store.is_postgres:
+        if self.engine.store.backend.notifies:
             self.listener = Listener(self.engine.store.engine, self.engine.worker_id,
                                      self.engine.wakeup.notify).start()
         return self
@@ -133,7 +133,8 @@ class Worker:
                 self._halt.wait(self.poll_interval)
 
     def _execute(self, handed: Claimed) -> None:
-        fault_point("run_handed")  # crash tests: the process dies holding a handed run
+        # crash tests: the process dies holding a run its trigger leased to it
+        self.engine.runtime.faults("run_handed")
         self.engine.execute(handed)
 
     def _beat(self) -> None:

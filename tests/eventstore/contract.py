@@ -24,14 +24,17 @@ from ledgerflow.domain.errors import (
 )
 from ledgerflow.eventstore import (
     Acquired,
+    Batch,
     EventStore,
+    FunctionHook,
     IdempotencyKeys,
     InProgress,
     NewEvent,
+    Position,
     RecordedEvent,
     Replay,
     StreamAppend,
-    fastpath,
+    backend_for,
 )
 from ledgerflow.eventstore.schema import PositionType, events, idempotency_keys
 
@@ -82,17 +85,17 @@ class PositionLog:
     def rows(self, recorded: Sequence[RecordedEvent],
              staged: bool = False) -> list[dict[str, object]]:
         return [{"event_id": r.event_id, "stream_id": r.stream_id, "version": r.version,
-                 "position": fastpath.Position(r.event_id) if staged else r.position,
-                 "note": fastpath.Position(r.event_id, f"{r.type} at ", ".") if staged
+                 "position": Position(r.event_id) if staged else r.position,
+                 "note": Position(r.event_id, f"{r.type} at ", ".") if staged
                  else f"{r.type} at {r.position}."} for r in recorded]
 
-    def __call__(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        fastpath.execute(conn, _LOG, self.rows(recorded))
+    def write(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        backend_for(conn).execute(conn, _LOG, self.rows(recorded))
 
-    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+    def batches(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[Batch]:
         return [(_LOG, self.rows(recorded))]
 
-    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[fastpath.Batch]:
+    def staged(self, conn: Connection, recorded: Sequence[RecordedEvent]) -> list[Batch]:
         return [(_LOG, self.rows(recorded, staged=True))]
 
 
@@ -217,7 +220,7 @@ class StoreContract:
             n = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
             seen.extend((int(n), r.type) for r in recorded)
 
-        store = EventStore(engine, hooks=[hook])
+        store = EventStore(engine, hooks=[FunctionHook(hook)])
         store.append(StreamAppend(sid(), [created(), started()], 0))
         assert seen == [(2, "RunCreated"), (2, "RunStarted")]
 
@@ -225,7 +228,7 @@ class StoreContract:
         def hook(conn: Connection, recorded: Sequence[RecordedEvent]) -> None:
             raise RuntimeError("projection broke")
 
-        store = EventStore(engine, hooks=[hook])
+        store = EventStore(engine, hooks=[FunctionHook(hook)])
         with pytest.raises(RuntimeError):
             store.append(StreamAppend(sid(), [created()], 0))
         assert count(engine) == 0

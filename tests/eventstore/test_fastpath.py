@@ -1,4 +1,6 @@
-"""`eventstore.fastpath`: the hot statements write exactly what Core would write.
+"""`eventstore.fastpath` (the PostgreSQL backend's executor): the hot statements write
+exactly what Core would write; through `Backend.execute`/`execute_all`, on both
+backends alike.
 
 The tables are the tests' own, shaped like the ones the hot path writes (a journal
 keyed by run and step with JSON columns, a message table ordered by an identity id),
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 
-from ledgerflow.eventstore import fastpath
+from ledgerflow.eventstore import backend_for, fastpath
 from ledgerflow.eventstore.schema import PositionType, UTCDateTime
 from tests.eventstore.contract import record_statements
 
@@ -88,10 +90,11 @@ def test_execute_all_writes_every_batch_in_order(any_db: Engine) -> None:
                      .where(journal.c.step_id == sa.bindparam("p_step"))
                      .values(status=sa.bindparam("p_status"), completed_at=at))
     with any_db.begin() as conn:
-        fastpath.execute_all(conn, [(journal.insert(), [_journal_row("a")]),
-                                    (journal.insert(), [_journal_row("b", result=None)])])
+        backend_for(conn).execute_all(conn, [
+            (journal.insert(), [_journal_row("a")]),
+            (journal.insert(), [_journal_row("b", result=None)])])
     with any_db.begin() as conn:  # same table twice: must run one after the other
-        fastpath.execute_all(conn, [
+        backend_for(conn).execute_all(conn, [
             (set_status, [{"p_step": "a", "p_status": "failed", "p_at": T0}]),
             (set_status, [{"p_step": "b", "p_status": "retrying", "p_at": None}])])
     rows = _rows(any_db)
@@ -125,7 +128,7 @@ def test_several_rows_of_an_insert_keep_their_order(any_db: Engine) -> None:
              "attempts": 0, "next_attempt_at": T0 + timedelta(seconds=index),
              "created_at": T0} for index in (3, 1, 2)]
     with any_db.begin() as conn:
-        fastpath.execute(conn, messages.insert(), rows)
+        backend_for(conn).execute(conn, messages.insert(), rows)
     with any_db.connect() as conn:
         stored = conn.execute(sa.select(messages.c.payload, messages.c.next_attempt_at)
                               .order_by(messages.c.id)).all()
@@ -201,3 +204,15 @@ def test_copy_takes_json_columns_as_the_insert_does(pg_db: Engine) -> None:
     assert len(rows) == 70
     assert rows[5][4] == {"text": "a\tb\\c\n\"d\"", "n": 5, "none": None}
     assert rows[5][5] is None and rows[4][5] == {"type": "E", "message": "x"}
+
+
+def test_compiled_sql_is_remembered_within_a_bound() -> None:
+    """A process that builds many stores does not keep every statement it compiled."""
+    from ledgerflow.eventstore.fastpath import _Memo
+
+    memo: _Memo[int, str] = _Memo(maxsize=8)
+    for n in range(100):
+        assert memo.remember(n, str(n)) == str(n)
+        assert memo.get(n) == str(n)
+    assert len(memo) <= 8
+    assert 99 in memo and 0 not in memo

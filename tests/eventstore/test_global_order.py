@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.domain import events as ev
-from ledgerflow.eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
+from ledgerflow.eventstore import EventStore, FunctionHook, NewEvent, RecordedEvent, StreamAppend
 
 
 def _event() -> NewEvent:
@@ -31,7 +31,7 @@ def test_late_commit_is_not_skipped_and_other_writers_do_not_wait(pg_engine: Eng
             held.set()
             assert release.wait(30), "test did not release the slow writer"
 
-    store = EventStore(pg_engine, hooks=[hold], read_wait=0.05)
+    store = EventStore(pg_engine, hooks=[FunctionHook(hold)], read_wait=0.05)
     slow = threading.Thread(target=lambda: store.append(StreamAppend("slow", [_event()], 0)))
     slow.start()
     assert held.wait(30)
@@ -80,7 +80,7 @@ def test_tailing_reader_sees_every_event_once_in_order(pg_engine: Engine) -> Non
         writer, n = recorded[0].stream_id.split(":")[0], recorded[0].version
         time.sleep(delays[int(writer)][n - 1])  # a long transaction, positions already taken
 
-    store = EventStore(pg_engine, hooks=[linger], read_wait=5.0)
+    store = EventStore(pg_engine, hooks=[FunctionHook(linger)], read_wait=5.0)
     reader_store = EventStore(pg_engine, read_wait=5.0)
     done = threading.Event()
 

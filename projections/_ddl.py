@@ -1,0 +1,136 @@
+"""The projections' DDL as released, per migration and per dialect.
+
+History, not the current model: taken from a database the code of its release
+created, and never edited (a later schema is a new migration). Today's tables are
+`projections._schema`; a test proves a database migrated to head matches them.
+"""
+
+from __future__ import annotations
+
+# ------------------- 1: run views, run tags, step journal, projection checkpoints
+
+V1_POSTGRESQL = (
+    """
+CREATE TABLE run_views (
+    run_id VARCHAR(200) NOT NULL,
+    workflow_id VARCHAR(200) NOT NULL,
+    workflow_version VARCHAR(50) NOT NULL,
+    status VARCHAR(20) NOT NULL,
+    input JSONB,
+    result JSONB,
+    error JSONB,
+    waitpoint JSONB,
+    wake_at TIMESTAMP WITH TIME ZONE,
+    timeout_at TIMESTAMP WITH TIME ZONE,
+    parent_run_id VARCHAR(200),
+    parent_step_id VARCHAR(200),
+    children JSONB NOT NULL,
+    tenant_id VARCHAR(200),
+    tenant_meta JSONB NOT NULL,
+    tags JSONB NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (run_id)
+)""",
+    "CREATE INDEX run_views_created ON run_views (created_at, run_id)",
+    "CREATE INDEX run_views_parent_created ON run_views (parent_run_id, created_at, run_id)",
+    "CREATE INDEX run_views_status_created ON run_views (status, created_at, run_id)",
+    "CREATE INDEX run_views_tenant_created ON run_views (tenant_id, created_at, run_id)",
+    "CREATE INDEX run_views_workflow_created ON run_views (workflow_id, created_at, run_id)",
+    """
+CREATE TABLE run_tags (
+    run_id VARCHAR(200) NOT NULL,
+    tag VARCHAR(200) NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id, tag)
+)""",
+    "CREATE INDEX run_tags_tag_created ON run_tags (tag, created_at, run_id)",
+    """
+CREATE TABLE step_journal (
+    run_id VARCHAR(200) NOT NULL,
+    step_id VARCHAR(200) NOT NULL,
+    status VARCHAR(30) NOT NULL,
+    attempt INTEGER NOT NULL,
+    result JSONB,
+    error JSONB,
+    started_at TIMESTAMP WITH TIME ZONE,
+    completed_at TIMESTAMP WITH TIME ZONE,
+    first_position BIGINT NOT NULL,
+    PRIMARY KEY (run_id, step_id)
+)""",
+    """
+CREATE TABLE projection_checkpoints (
+    name VARCHAR(100) NOT NULL,
+    version INTEGER NOT NULL,
+    position BIGINT NOT NULL,
+    table_generation INTEGER NOT NULL,
+    rebuild_owner VARCHAR(64),
+    rebuild_until TIMESTAMP WITH TIME ZONE,
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (name)
+)""",
+)
+
+V1_SQLITE = (
+    """
+CREATE TABLE run_views (
+    run_id VARCHAR(200) NOT NULL,
+    workflow_id VARCHAR(200) NOT NULL,
+    workflow_version VARCHAR(50) NOT NULL,
+    status VARCHAR(20) NOT NULL,
+    input TEXT,
+    result TEXT,
+    error TEXT,
+    waitpoint TEXT,
+    wake_at DATETIME,
+    timeout_at DATETIME,
+    parent_run_id VARCHAR(200),
+    parent_step_id VARCHAR(200),
+    children TEXT NOT NULL,
+    tenant_id VARCHAR(200),
+    tenant_meta TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (run_id)
+)""",
+    "CREATE INDEX run_views_created ON run_views (created_at, run_id)",
+    "CREATE INDEX run_views_parent_created ON run_views (parent_run_id, created_at, run_id)",
+    "CREATE INDEX run_views_status_created ON run_views (status, created_at, run_id)",
+    "CREATE INDEX run_views_tenant_created ON run_views (tenant_id, created_at, run_id)",
+    "CREATE INDEX run_views_workflow_created ON run_views (workflow_id, created_at, run_id)",
+    """
+CREATE TABLE run_tags (
+    run_id VARCHAR(200) NOT NULL,
+    tag VARCHAR(200) NOT NULL,
+    created_at DATETIME NOT NULL,
+    PRIMARY KEY (run_id, tag)
+)""",
+    "CREATE INDEX run_tags_tag_created ON run_tags (tag, created_at, run_id)",
+    """
+CREATE TABLE step_journal (
+    run_id VARCHAR(200) NOT NULL,
+    step_id VARCHAR(200) NOT NULL,
+    status VARCHAR(30) NOT NULL,
+    attempt INTEGER NOT NULL,
+    result TEXT,
+    error TEXT,
+    started_at DATETIME,
+    completed_at DATETIME,
+    first_position BIGINT NOT NULL,
+    PRIMARY KEY (run_id, step_id)
+)""",
+    """
+CREATE TABLE projection_checkpoints (
+    name VARCHAR(100) NOT NULL,
+    version INTEGER NOT NULL,
+    position BIGINT NOT NULL,
+    table_generation INTEGER NOT NULL,
+    rebuild_owner VARCHAR(64),
+    rebuild_until DATETIME,
+    updated_at DATETIME NOT NULL,
+    PRIMARY KEY (name)
+)""",
+)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from ledgerflow.domain.errors import StoreUnavailable
 from ledgerflow.domain.lifecycle import RunStatus
 from tests._broker import read_topic
-from tests.outbox._live import event_ids, live_settings, running, trigger_and_complete
+from tests.outbox._live import event_ids, live_settings, running
 from tests.outbox._support import header, status_counts, wait_until
 
 RUNS = 30
@@ -23,12 +23,18 @@ KILLS = 5
 T = TypeVar("T")
 
 
+_OTHERS = ("FROM pg_stat_activity WHERE datname = current_database()"
+           " AND pid <> pg_backend_pid()")
+
+
 def _terminate_every_other_session(engine: Engine) -> int:
-    """`pg_terminate_backend` on every session of the database but this one."""
+    """`pg_terminate_backend` on every session of the database but this one (the
+    test's), once the product has connected again after the last time."""
     with engine.connect() as conn:
+        wait_until(lambda: conn.exec_driver_sql(f"SELECT count(*) {_OTHERS}").scalar_one() > 0,
+                   what="the product to connect again")
         killed: int = conn.exec_driver_sql(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar_one()
+            f"SELECT count(pg_terminate_backend(pid)) {_OTHERS}").scalar_one()
     return killed
 
 
@@ -55,11 +61,17 @@ def test_every_connection_killed_mid_load_loses_and_sticks_nothing(
         for run_id in runs:
             state = _as_a_client(partial(lf.engine.wait, run_id, timeout=120, poll=0.2))
             assert state.status is RunStatus.COMPLETED, (run_id, state.status, state.error)
-        runs += trigger_and_complete(lf, 3)  # and it goes on working
+        more = [f"after-{i}-{runs[0]}" for i in range(3)]  # and it goes on working
+        for i, run_id in enumerate(more):  # by run id: a retried trigger is the same run
+            _as_a_client(partial(lf.engine.trigger, "checkout", {"order": i}, run_id=run_id))
+        for run_id in more:
+            state = _as_a_client(partial(lf.engine.wait, run_id, timeout=60, poll=0.1))
+            assert state.status is RunStatus.COMPLETED, (run_id, state.status)
+        runs += more
         total = 6 * len(runs)
         wait_until(lambda: status_counts(pg_engine) == {"published": total}, timeout_s=120,
                    what="the relay to publish every event")
-    assert all(n > 0 for n in killed), killed
+    assert all(n > 0 for n in killed), killed  # each time, the product had connections
 
     expected = event_ids(pg_engine, runs)
     records = read_topic(kafka_bootstrap, settings.topic, len(expected))

@@ -108,27 +108,39 @@ def earlier_row(status: str) -> sa.Exists:
 def _followers(conn: Connection, heads: Sequence[Any], now: datetime,
                limit: int, hold: bool) -> list[Any]:
     """The due rows after each head, of its key, stopping at a key's first row not due
-    or dead (a dead row after a head: one of its key was replayed alone)."""
+    or, under `hold`, at a dead row (after a head when one row of its key was replayed
+    alone)."""
     head_ids = {(h.topic, h.key): h.id for h in heads if h.key is not None}
     keys = list(head_ids)
     if not keys:
         return []
     rows = conn.execute(
-        sa.select(*_CLAIM_COLUMNS, outbox.c.next_attempt_at, outbox.c.status)
-        .where(outbox.c.status.in_((PENDING, DEAD) if hold else (PENDING,)),
-               sa.tuple_(outbox.c.topic, outbox.c.key).in_(keys),
+        sa.select(*_CLAIM_COLUMNS, outbox.c.next_attempt_at)
+        .where(outbox.c.status == PENDING, sa.tuple_(outbox.c.topic, outbox.c.key).in_(keys),
                outbox.c.id > min(h.id for h in heads))
         .order_by(outbox.c.topic, outbox.c.key, outbox.c.id).limit(limit + len(heads)))
+    walls = _first_dead(conn, keys) if hold else {}
     followers: list[Any] = []
     stopped: set[tuple[str, str]] = set()
     for row in rows:
-        if row.id <= head_ids[(row.topic, row.key)]:
+        key = (row.topic, row.key)
+        if row.id <= head_ids[key]:
             continue  # the head itself (the query's id bound is the lowest head's)
-        if row.next_attempt_at > now or row.status == DEAD:
-            stopped.add((row.topic, row.key))
-        if (row.topic, row.key) not in stopped:
+        if row.next_attempt_at > now or row.id > walls.get(key, row.id):
+            stopped.add(key)
+        if key not in stopped:
             followers.append(row)
     return followers[:limit]
+
+
+def _first_dead(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The id of the first dead row of each of `keys` that has one (dead rows are few:
+    found through the status index, apart from the pending rows' partial index)."""
+    rows = conn.execute(
+        sa.select(outbox.c.topic, outbox.c.key, sa.func.min(outbox.c.id))
+        .where(outbox.c.status == DEAD, sa.tuple_(outbox.c.topic, outbox.c.key).in_(keys))
+        .group_by(outbox.c.topic, outbox.c.key))
+    return {(topic, key): int(first) for topic, key, first in rows}
 
 
 def to_message(row: Any, *, value: bytes | None = None) -> OutboundMessage:

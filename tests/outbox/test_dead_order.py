@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from ledgerflow.eventstore import EventStore
+from ledgerflow.eventstore import EventStore, utcnow
 from ledgerflow.outbox import (
     JsonlSinkPublisher,
     OutboundMessage,
@@ -23,8 +23,10 @@ from ledgerflow.outbox import (
     Outcome,
     Publisher,
     Relay,
+    claim,
     dead_letters,
     discard_dead,
+    outbox,
     replay_dead,
     status,
 )
@@ -174,3 +176,19 @@ def test_discard_gives_up_a_dead_row_and_its_run_moves_on(any_engine: Engine,
     report = status(any_engine)
     assert (report.pending, report.dead, report.discarded) == (0, 0, 1)
     assert replay_dead(any_engine) == []  # a discarded row is not dead: replay leaves it
+
+
+@pytest.mark.parametrize("on_dead", ["hold", "skip"])
+def test_a_batch_stops_at_a_dead_row_after_its_head_under_hold(any_engine: Engine,
+                                                               on_dead: str) -> None:
+    """A replayed row is the head of its run again while a later row of the run is
+    still dead: the batch takes the head and stops at that row (under `hold`)."""
+    store = EventStore(any_engine, hooks=[OutboxWriter()])
+    append_run(store, run_history(steps=3))
+    second = outbox_rows(any_engine)[1].id
+    with any_engine.begin() as conn:
+        conn.execute(outbox.update().where(outbox.c.id == second).values(status="dead"))
+    with any_engine.begin() as conn:
+        claimed = [json.loads(row.payload)["streamVersion"]
+                   for row in claim(conn, utcnow(), limit=10, hold=on_dead == "hold")]
+    assert claimed == ([1] if on_dead == "hold" else [1, 3, 4, 5, 6])

@@ -126,6 +126,7 @@ def _failing_for(engine: Engine, seconds: float) -> bool:
                for r in outbox_rows(engine))
 
 
+@pytest.mark.slow  # 25-35 s: the broker stays down for several 3-second attempts
 def test_broker_outage_longer_than_the_attempts_dead_letters_nothing(
         pg_engine: Engine, pg_url: str, tansu: TansuBroker) -> None:
     settings = live_settings(pg_url, tansu.bootstrap, outbox_max_attempts=2,
@@ -170,6 +171,7 @@ def unraisable() -> Iterator[list[Any]]:
         sys.unraisablehook = previous
 
 
+@pytest.mark.slow  # about 7 s: three outages, each one 2-second attempt
 def test_producer_threads_do_not_pile_up_over_repeated_outages(
         tansu: TansuBroker, unraisable: list[Any]) -> None:
     before = _network_threads()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
+import pytest
 from sqlalchemy.engine import Engine
 
 from ledgerflow.domain.errors import StoreUnavailable
@@ -49,6 +50,7 @@ def _as_a_client(call: Callable[[], T]) -> T:
     return call()
 
 
+@pytest.mark.slow  # 11-15 s: 33 runs of three 50 ms steps, five rounds of kills
 def test_every_connection_killed_mid_load_loses_and_sticks_nothing(
         pg_engine: Engine, pg_url: str, kafka_bootstrap: str) -> None:
     settings = live_settings(pg_url, kafka_bootstrap)

@@ -82,6 +82,7 @@ class TickResult:
     reaped: int = 0
     released: int = 0
     abandoned: int = 0
+    canceled: int = 0
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -323,9 +324,12 @@ class Engine:
             return queue.reap(conn, self.clock())
 
     def heartbeat(self) -> int:
-        """Extend the leases this engine's worker id holds."""
+        """Extend the leases this engine's worker id holds (returns how many), then
+        cancel the steps in flight here whose run another process canceled."""
         with self.store.engine.begin() as conn:
-            return queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+            renewed = queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+        self.runtime.inflight.poll(self.store.read_stream)
+        return renewed
 
     def release_leases(self) -> int:
         """Give back every run this worker id holds (due now)."""

@@ -2,7 +2,8 @@
 
 It holds what they need and nothing of the `Engine` that builds it: the store, the
 workflow registry, the clock, this worker's id and lease, the in-process hand-offs
-(`Wakeup`, `Finished`) and the stop flag. `Engine` composes one; so may a host that
+(`Wakeup`, `Finished`), the steps executing here (`InFlight`, which a cancel
+reaches) and the stop flag. `Engine` composes one; so may a host that
 wires its own parts (tests, a serverless handler).
 """
 
@@ -18,6 +19,7 @@ from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.store import Clock, EventStore
 from ledgerflow.runtime.handoff import Finished, Wakeup
 from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.steps import InFlight
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     finished: Finished = field(default_factory=Finished)
     stop: threading.Event = field(default_factory=threading.Event)
+    inflight: InFlight = field(default_factory=InFlight)
 
     @property
     def stopping(self) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy.engine import Connection
@@ -33,16 +33,37 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ledgerflow.eventstore.backend import Batch, Position
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Memo(dict[K, V]):
+    """Compiled SQL by statement object: a dict (reads are plain `get`s) that forgets
+    its oldest entries past `maxsize`, so a process that builds many stores (each
+    with statements of its own) does not keep every one it ever compiled."""
+
+    def __init__(self, maxsize: int = 512) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def remember(self, key: K, value: V) -> V:
+        if len(self) >= self.maxsize:
+            for old in list(self)[: max(len(self) // 4, 1)]:
+                del self[old]
+        self[key] = value
+        return value
+
+
 _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
 _Compiled = tuple[str, _Binds | None, SQLCompiler, dict[str, Callable[[Any], Any]]]
-_CACHE: dict[tuple[Executable, tuple[str, ...]], _Compiled] = {}
+_CACHE: _Memo[tuple[Executable, tuple[str, ...]], _Compiled] = _Memo()
 _PARAM = re.compile(r"%\((\w+)\)s")
 _MAX_VALUES = 16
 _COPY_ROWS = 64
-_COPY: dict[tuple[Executable, tuple[str, ...]], tuple[str, _Binds] | None] = {}
+_COPY: _Memo[tuple[Executable, tuple[str, ...]], tuple[str, _Binds] | None] = _Memo()
 _VALUE = re.compile(r"%\((\w+)\)s(?:::[A-Z][A-Z ]*)?")
 _UNSET: Any = object()
-_MULTI: dict[tuple[Executable, tuple[str, ...], int], str | None] = {}
+_MULTI: _Memo[tuple[Executable, tuple[str, ...], int], str | None] = _Memo()
 _CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
@@ -61,12 +82,13 @@ def execute(conn: Connection, statement: Executable,
         return
     entry = _CACHE.get((statement, first))
     if entry is None:
-        entry = _CACHE[(statement, first)] = _compile(conn, statement, first)
+        entry = _CACHE.remember((statement, first), _compile(conn, statement, first))
     sql, binds, compiled, processors = entry
     if binds is not None and 1 < len(rows) <= _MAX_VALUES:
         many = _MULTI.get((statement, first, len(rows)), _UNSET)
         if many is _UNSET:
-            many = _MULTI[(statement, first, len(rows))] = _multi_values(sql, binds, len(rows))
+            many = _MULTI.remember((statement, first, len(rows)),
+                                  _multi_values(sql, binds, len(rows)))
         if isinstance(many, str):
             cursor(conn).execute(many, {
                 f"r{index}_{name}": row[name] if process is None else process(row[name])
@@ -75,7 +97,7 @@ def execute(conn: Connection, statement: Executable,
     if binds is not None and len(rows) >= _COPY_ROWS:
         copy = _COPY.get((statement, first), _UNSET)
         if copy is _UNSET:
-            copy = _COPY[(statement, first)] = _copy_form(sql, binds)
+            copy = _COPY.remember((statement, first), _copy_form(sql, binds))
         if copy is not None:
             command, ordered = copy
             with cursor(conn).copy(command) as out:
@@ -172,8 +194,8 @@ _Kinds = tuple[tuple[tuple[str, bool], ...], ...] | None
 """Per row, the (key, is text) of each `Position` value; None when there is none."""
 _Combined = tuple[str, tuple[tuple[str, _Binds], ...]]
 _Shape = tuple[tuple[Executable, tuple[str, ...], int, _Kinds], ...]
-_COMBINED: dict[_Shape, _Combined | None] = {}
-_WITH: dict[tuple[Any, _Shape], tuple[str, tuple[str, ...], _Combined] | None] = {}
+_COMBINED: _Memo[_Shape, _Combined | None] = _Memo()
+_WITH: _Memo[tuple[Any, _Shape], tuple[str, tuple[str, ...], _Combined] | None] = _Memo()
 _RAW_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
@@ -191,9 +213,9 @@ def execute_all(conn: Connection, batches: Sequence[Batch]) -> None:
     if len(batches) > 1:
         shape = _shape(batches)
         if shape is not None:
-            if shape not in _COMBINED:
-                _COMBINED[shape] = _combine(conn, shape)
-            combined = _COMBINED[shape]
+            combined = _COMBINED.get(shape, _UNSET)
+            if combined is _UNSET:
+                combined = _COMBINED.remember(shape, _combine(conn, shape))
     if combined is None:
         for statement, rows in batches:
             execute(conn, statement, rows)
@@ -226,8 +248,8 @@ def statement_with(conn: Connection, key: Any, head: str, params: dict[str, Any]
     entry = _WITH.get((key, shape), _UNSET)
     if entry is _UNSET:
         combined = _combine(conn, shape, (head, tail))
-        entry = _WITH[(key, shape)] = None if combined is None else (
-            *_numbered(combined[0]), combined)
+        entry = _WITH.remember((key, shape), None if combined is None else (
+            *_numbered(combined[0]), combined))
     if entry is None:
         return None
     sql, order, (_, parts) = entry
@@ -310,7 +332,7 @@ def _combine(conn: Connection, shape: _Shape,
     for index, (statement, keys, count, kinds) in enumerate(shape):
         entry = _CACHE.get((statement, keys))
         if entry is None:
-            entry = _CACHE[(statement, keys)] = _compile(conn, statement, keys)
+            entry = _CACHE.remember((statement, keys), _compile(conn, statement, keys))
         sql, binds = entry[0], entry[1]
         if binds is None or "%%" in sql or "RETURNING" in sql:
             return None

@@ -21,6 +21,7 @@ from ledgerflow.migrations import upgrade_all
 from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
 from ledgerflow.projections import InlineProjections
 from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
@@ -53,23 +54,34 @@ class Ledgerflow:
 
     @classmethod
     def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
-             clock: Clock = utcnow, upgrade: bool = True) -> Ledgerflow:
-        """Connect, (optionally) migrate, and wire store, hooks and engine."""
+             clock: Clock = utcnow, upgrade: bool = True,
+             faults: FaultPoints | None = None) -> Ledgerflow:
+        """Connect, (optionally) migrate, and wire store, hooks and engine.
+
+        `faults` (default: those `settings.faults` arms) are the engine's and the
+        relay's fault points, for crash tests."""
         import_workflows(settings.workflow_modules())
         db = create_engine(settings.database_url)
         if upgrade:
             upgrade_all(db)
         store = build_store(db, settings, clock)
         engine = Engine(store, registry if registry is not None else default_registry,
-                        clock=clock, lease=timedelta(seconds=settings.lease_seconds))
+                        clock=clock, lease=timedelta(seconds=settings.lease_seconds),
+                        faults=faults if faults is not None else settings.fault_points())
         return cls(settings=settings, db=db, store=store, engine=engine,
                    keys=IdempotencyKeys(db, clock=clock), clock=clock)
+
+    @property
+    def faults(self) -> FaultPoints:
+        """The fault points of this process's engine and relay (crash tests arm them)."""
+        return self.engine.runtime.faults
 
     def relay(self, **overrides: object) -> Relay:
         """An outbox relay to Kafka, or to the JSON-lines sink when no broker is set."""
         options: dict[str, object] = {
             "max_attempts": self.settings.outbox_max_attempts,
             "dead_letter_topic": self.settings.dlq_topic, "clock": self.clock,
+            "fault_point": self.faults,
         }
         options.update(overrides)
         return Relay(self.db, publisher_from_settings(self.settings), **options)  # type: ignore[arg-type]

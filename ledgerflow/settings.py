@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledgerflow.eventstore.database import DEFAULT_URL
+from ledgerflow.runtime.faults import FaultPoints
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,18 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=10, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    faults: str | None = None
+    """Fault points to arm, for crash tests (`name=exit:CODE,other=raise,third=kill`)."""
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_parse(cls, value: str | None) -> str | None:
+        FaultPoints.parse(value)  # a malformed value fails at the edge, clearly
+        return value
+
+    def fault_points(self) -> FaultPoints:
+        """The fault points `faults` arms (none when unset)."""
+        return FaultPoints.parse(self.faults)
 
     def workflow_modules(self) -> list[str]:
         return [m.strip() for m in (self.workflows or "").split(",") if m.strip()]

@@ -1,5 +1,14 @@
-"""Testing kit: an in-process engine, a fake clock, run-to-completion, history export,
-and a `Replayer` that replays an exported history against current code."""
+"""Testing kit: an in-process app wired as the product wires it, a fake clock,
+run-to-completion, the read models and outbox as consumers would see them, history
+export, and a `Replayer` that replays an exported history against current code.
+
+`open_test_app()` is `Ledgerflow.open` on a fresh temporary SQLite database (or a
+given URL) with the JSON-lines sink in the same directory and a `FakeClock`: every
+append writes the inline projections (run views, step journal) and the outbox rows in
+its transaction, exactly as in production. `run_view`, `step_journal` and
+`outbox_rows` read them; `relay_to_sink` runs the product's relay and returns the
+messages a consumer would receive. `open_test_engine()` is the same app's engine.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +21,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from ledgerflow._app import Ledgerflow
 from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import NonDeterminismError
+from ledgerflow.domain.errors import NonDeterminismError, UnknownRun
 from ledgerflow.domain.state import RunState
-from ledgerflow.eventstore.database import create_engine
 from ledgerflow.eventstore.records import RecordedEvent
-from ledgerflow.eventstore.store import AppendHook, EventStore
-from ledgerflow.migrations import upgrade_all
+from ledgerflow.eventstore.store import AppendHook
+from ledgerflow.outbox import outbox
+from ledgerflow.projections import queries
 from ledgerflow.runtime.context import Context, Park, json_roundtrip
 from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.journal import Journal
+from ledgerflow.settings import Settings
 
 __all__ = ["FakeClock", "ReplayReport", "Replayer", "export_history", "load_history",
-           "open_test_engine", "run_to_completion"]
+           "open_test_app", "open_test_engine", "outbox_rows", "relay_to_sink",
+           "run_to_completion", "run_view", "step_journal"]
 
 
 class FakeClock:
@@ -50,18 +65,79 @@ class FakeClock:
             self._now = when
 
 
+def open_test_app(url: str | None = None, *, registry: WorkflowRegistry | None = None,
+                  clock: Any = None, settings: Settings | None = None,
+                  faults: FaultPoints | None = None,
+                  lease: timedelta | None = None) -> Ledgerflow:
+    """`Ledgerflow.open` as the product does it (migrated; inline projections and outbox
+    writer on every append), on `url` or else `settings.database_url` or else a fresh
+    temporary SQLite file, with `clock` (default: a `FakeClock`) and `faults` (default:
+    those the `faults` setting arms). Without `settings`, the relay writes to a
+    JSON-lines sink in a temporary directory (never to a broker). Close it when done."""
+    if settings is None:
+        directory = Path(tempfile.mkdtemp(prefix="ledgerflow-test-"))
+        settings = Settings(database_url=f"sqlite:///{directory}/ledgerflow.db",
+                            sink_path=str(directory / "events.jsonl"), kafka_bootstrap=None)
+    updates: dict[str, Any] = {} if url is None else {"database_url": url}
+    if lease is not None:
+        updates["lease_seconds"] = lease.total_seconds()
+    return Ledgerflow.open(settings.model_copy(update=updates), registry=registry,
+                           clock=clock if clock is not None else FakeClock(), faults=faults)
+
+
 def open_test_engine(url: str | None = None, *, registry: WorkflowRegistry | None = None,
                      clock: Any = None, hooks: Sequence[AppendHook] = (),
                      lease: timedelta = timedelta(seconds=30)) -> Engine:
-    """An engine on `url` (default: a fresh temporary SQLite file), migrated, with
-    `clock` (default: a `FakeClock`) and extra append hooks (projections, outbox)."""
-    if url is None:
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='ledgerflow-test-')}/ledgerflow.db"
-    sa_engine = create_engine(url)
-    upgrade_all(sa_engine)
-    clock = clock if clock is not None else FakeClock()
-    store = EventStore(sa_engine, hooks=hooks, clock=clock)
-    return Engine(store, registry, clock=clock, lease=lease)
+    """The engine of `open_test_app(url, registry=, clock=, lease=)`, with `hooks`
+    added after the product's own (projections, outbox)."""
+    engine = open_test_app(url, registry=registry, clock=clock, lease=lease).engine
+    for hook in hooks:
+        engine.store.add_hook(hook)
+    return engine
+
+
+def run_view(app: Ledgerflow, run_id: str) -> queries.RunRecord:
+    """The run's row of the run views, as the API serves it (`UnknownRun` if none)."""
+    with app.db.connect() as conn:
+        record = queries.get_run(conn, run_id)
+    if record is None:
+        raise UnknownRun(run_id)
+    return record
+
+
+def step_journal(app: Ledgerflow, run_id: str) -> list[queries.JournalEntry]:
+    """The run's step journal, as the API serves it."""
+    with app.db.connect() as conn:
+        return queries.get_journal(conn, run_id)
+
+
+def outbox_rows(app: Ledgerflow) -> list[dict[str, Any]]:
+    """Every outbox row in id order, its `headers` and `payload` decoded from JSON."""
+    with app.db.connect() as conn:
+        rows = conn.execute(sa.select(outbox).order_by(outbox.c.id)).all()
+    return [{**row._asdict(), "headers": dict(json.loads(row.headers)),
+             "payload": json.loads(row.payload)} for row in rows]
+
+
+def relay_to_sink(app: Ledgerflow, *, max_batches: int = 1000) -> list[dict[str, Any]]:
+    """Relay every due outbox row with the product's relay to the JSON-lines sink; the
+    messages this call wrote there (`topic`, `key`, `value`, `headers`), in order."""
+    if app.settings.kafka_bootstrap:
+        raise ValueError("relay_to_sink needs the JSON-lines sink (no LEDGERFLOW_KAFKA_BOOTSTRAP)")
+    sink = Path(app.settings.sink_path)
+    start = sink.stat().st_size if sink.exists() else 0
+    relay = app.relay()
+    try:
+        for _ in range(max_batches):
+            if relay.run_once().claimed == 0:
+                break
+    finally:
+        relay.publisher.close()
+    if not sink.exists():
+        return []
+    with sink.open("rb") as lines:
+        lines.seek(start)
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def run_to_completion(engine: Engine, run_id: str, *, max_rounds: int = 1000) -> RunState:
@@ -76,14 +152,11 @@ def run_to_completion(engine: Engine, run_id: str, *, max_rounds: int = 1000) ->
 
 
 def export_history(engine: Engine, run_id: str) -> dict[str, Any]:
-    """A run's history as JSON-ready data (wire shape, plus `schemaVersion`)."""
-    return {"runId": run_id, "events": [_entry(rec) for rec in engine.history(run_id)]}
-
-
-def _entry(rec: RecordedEvent) -> dict[str, Any]:
-    return {"eventId": rec.event_id, "position": rec.position, "version": rec.version,
-            "type": rec.type, "schemaVersion": rec.schema_version, "data": rec.data,
-            "metadata": rec.metadata, "recordedAt": rec.recorded_at.isoformat()}
+    """A run's history as JSON-ready data: the API's history entries (`queries.
+    HistoryEntry`), each with its `schemaVersion` too."""
+    return {"runId": run_id, "events": [
+        {**queries.HistoryEntry.from_recorded(rec).to_wire(), "schemaVersion": rec.schema_version}
+        for rec in engine.history(run_id)]}
 
 
 def load_history(source: str | Path | dict[str, Any]) -> list[RecordedEvent]:

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ledgerflow.domain.wire import Timestamp, WireRecord, wire_record
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._schema import DEAD, PENDING, PUBLISHED, outbox
 
@@ -42,9 +43,10 @@ class OutboxStatus:
                            for t in self.topics]}
 
 
+@wire_record
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A dead outbox row: what it was and why it died."""
+class DeadLetter(WireRecord):
+    """A dead outbox row: what it was and why it died (its wire shape: `to_wire()`)."""
 
     id: int
     event_id: str
@@ -54,18 +56,9 @@ class DeadLetter:
     attempts: int
     error_class: str | None
     last_error: str | None
-    first_attempt_at: datetime | None
-    last_attempt_at: datetime | None
-    created_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        def iso(at: datetime | None) -> str | None:
-            return at.isoformat() if at else None
-        return {"id": self.id, "eventId": self.event_id, "topic": self.topic,
-                "key": self.key, "eventType": self.event_type, "attempts": self.attempts,
-                "errorClass": self.error_class, "lastError": self.last_error,
-                "firstAttemptAt": iso(self.first_attempt_at),
-                "lastAttemptAt": iso(self.last_attempt_at), "createdAt": iso(self.created_at)}
+    first_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    created_at: Timestamp
 
 
 def status(engine: Engine, clock: Clock = utcnow) -> OutboxStatus:

@@ -1,6 +1,8 @@
 """Reads for the HTTP API and the CLI: a run, a page of runs, a journal, a history.
 
-Wire shapes are DESIGN.md's (camelCase, ISO-8601 times). `list_runs` pages by
+The records are the wire shapes, declared once (DESIGN.md's fields; see
+`ledgerflow.domain.wire`): the HTTP API serialises them with `to_wire()` and declares
+them as its response models; `Page` is a list. `list_runs` pages by
 keyset, newest first, on (created_at, run_id); the cursor is opaque
 (url-safe base64 of the last row's key). `tenant_id` restricts any query to one
 tenant's runs (what a tenant-bound API token sees).
@@ -12,14 +14,18 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from pydantic import Field, PlainSerializer, WithJsonSchema
 from sqlalchemy.engine import Connection, Row
 
+from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.domain.wire import Timestamp, WireRecord, camel_keys, camel_schema, wire_record
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.schema import UTCDateTime
 from ledgerflow.eventstore.store import StreamReader
@@ -28,85 +34,71 @@ from ledgerflow.projections._schema import run_tags, run_views, step_journal
 
 MAX_LIMIT = 500
 
+ErrorJson = Annotated[dict[str, Any], PlainSerializer(camel_keys),
+                      WithJsonSchema(camel_schema(ev.ErrorInfo))]
+"""A stored `ErrorInfo` (snake_case, as journaled); camelCase keys on the wire."""
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+WaitpointJson = Annotated[dict[str, Any], PlainSerializer(camel_keys),
+                          WithJsonSchema(camel_schema(ev.Waitpoint))]
+"""A stored `Waitpoint` (snake_case, as journaled); camelCase keys on the wire."""
 
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _camel_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {_camel(k): v for k, v in value.items()}
-    return value
+Hidden = Field(exclude=True)
+"""A column the record keeps for Python callers that the wire does not show."""
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of `run_views`."""
+@wire_record
+@dataclass(frozen=True, slots=True)
+class RunRecord(WireRecord):
+    """One row of `run_views`: the run record of the HTTP API (`id` on the wire)."""
 
-    run_id: str
+    run_id: Annotated[str, Field(serialization_alias="id")]
     workflow_id: str
     workflow_version: str
-    status: str
+    status: RunStatus
     input: Any
     result: Any
-    error: dict[str, Any] | None
-    waitpoint: dict[str, Any] | None
-    wake_at: datetime | None
-    timeout_at: datetime | None
+    error: ErrorJson | None
+    waitpoint: WaitpointJson | None
+    wake_at: Timestamp | None
+    timeout_at: Annotated[datetime | None, Hidden]
     parent_run_id: str | None
-    parent_step_id: str | None
+    parent_step_id: Annotated[str | None, Hidden]
     children: list[str]
-    tenant_id: str | None
-    tenant_meta: dict[str, Any]
     tags: list[str]
-    created_at: datetime
-    updated_at: datetime
+    tenant_id: Annotated[str | None, Hidden]
+    tenant_meta: dict[str, Any]
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> RunRecord:
-        return cls(**row._asdict())
+        return cls.of(row._asdict())
 
-    def to_wire(self) -> dict[str, Any]:
-        """The run record of the HTTP API."""
-        return {
-            "id": self.run_id, "workflowId": self.workflow_id,
-            "workflowVersion": self.workflow_version, "status": self.status,
-            "input": self.input, "result": self.result, "error": _camel_keys(self.error),
-            "waitpoint": _camel_keys(self.waitpoint), "wakeAt": _time(self.wake_at),
-            "parentRunId": self.parent_run_id, "children": list(self.children),
-            "tags": list(self.tags), "tenantMeta": dict(self.tenant_meta),
-            "createdAt": _time(self.created_at), "updatedAt": _time(self.updated_at),
-            "version": self.version,
-        }
+    @classmethod
+    def of(cls, columns: dict[str, Any]) -> RunRecord:
+        """The record of a `run_views` row given as a column -> value dict."""
+        columns["status"] = RunStatus(columns["status"])
+        return cls(**columns)
 
 
-@dataclass(frozen=True)
-class JournalEntry:
-    """One row of `step_journal`."""
+@wire_record
+@dataclass(frozen=True, slots=True)
+class JournalEntry(WireRecord):
+    """One row of `step_journal`: a journal entry of the HTTP API."""
 
     step_id: str
     status: str
     attempt: int
     result: Any
-    error: dict[str, Any] | None
-    started_at: datetime | None
-    completed_at: datetime | None
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"stepId": self.step_id, "status": self.status, "attempt": self.attempt,
-                "result": self.result, "error": _camel_keys(self.error),
-                "startedAt": _time(self.started_at),
-                "completedAt": _time(self.completed_at)}
+    error: ErrorJson | None
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+@wire_record
+@dataclass(frozen=True, slots=True)
+class HistoryEntry(WireRecord):
     """One event of a run's stream, with who/what caused it (metadata)."""
 
     event_id: str
@@ -115,20 +107,15 @@ class HistoryEntry:
     type: str
     data: dict[str, Any]
     metadata: dict[str, Any]
-    recorded_at: datetime
+    recorded_at: Timestamp
 
     @classmethod
     def from_recorded(cls, recorded: RecordedEvent) -> HistoryEntry:
         return cls(recorded.event_id, recorded.position, recorded.version, recorded.type,
                    recorded.data, dict(recorded.metadata), recorded.recorded_at)
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"eventId": self.event_id, "position": self.position, "version": self.version,
-                "type": self.type, "data": self.data, "metadata": self.metadata,
-                "recordedAt": _time(self.recorded_at)}
 
-
-_RUN_COLUMNS = [run_views.c[name] for name in RunRecord.__dataclass_fields__]
+_RUN_COLUMNS = [run_views.c[field.name] for field in fields(RunRecord)]
 
 
 def get_run(conn: Connection, run_id: str, *, tenant_id: str | None = None) -> RunRecord | None:
@@ -147,7 +134,7 @@ def record_from_events(run_id: str, recorded: Sequence[RecordedEvent]) -> RunRec
     patch = fold([r for r in recorded if r.stream_id == run_id]).get(run_id)
     if patch is None or not patch.created:
         return None
-    return RunRecord(run_id=run_id, children=list(patch.children), **patch.row)
+    return RunRecord.of({**patch.row, "run_id": run_id, "children": list(patch.children)})
 
 
 def list_runs(

@@ -14,6 +14,7 @@ from ledgerflow.api._idempotency import Outcome, idempotent
 from ledgerflow.api._models import DeadLetterPage, ErrorBody, Health, ReplayOut, ReplayRequest
 from ledgerflow.api._runs import App, Caller, IdemKey, _errors
 from ledgerflow.domain.errors import StoreUnavailable
+from ledgerflow.domain.wire import Page
 
 router = APIRouter(tags=["outbox"])
 
@@ -24,7 +25,7 @@ def dead_letters(lf: App, who: Caller,
     """Dead outbox rows, oldest first, with the error that killed them."""
     who.require_all("the dead-letter queue")
     rows = outbox.dead_letters(lf.db, limit)
-    return json_response(200, {"data": [r.as_dict() for r in rows], "nextCursor": None})
+    return json_response(200, Page(rows).wire_values())
 
 
 @router.post("/api/outbox/dead-letters/replay", response_model=ReplayOut,

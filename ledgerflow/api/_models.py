@@ -1,8 +1,11 @@
 """Wire models of the HTTP API: camelCase on the wire, snake_case in Python.
 
-Request models validate what a client sends (422 otherwise); response models
-document what the API returns (the routes serialise the projections' `to_wire()`
-dicts directly, which have exactly these shapes).
+Request models validate what a client sends (422 otherwise). The records the API
+returns are declared once, by the read side (`projections.queries`' run record,
+history and journal entries; `outbox.DeadLetter`; `domain.wire.Page` for lists):
+the routes serialise them (`wire_values()` on GET, `to_wire()` on POST) and name
+the same classes as their response models, so the OpenAPI document describes
+exactly what is sent.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
+
+from ledgerflow.domain.wire import Page
+from ledgerflow.outbox import DeadLetter
+from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord
 
 MAX_ID = 200
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
@@ -155,87 +162,12 @@ class ErrorBody(Wire):
     details: JsonValue = None
 
 
-class WaitpointOut(Wire):
-    kind: str
-    name: str
-    token_id: str | None = None
-    wake_at: str | None = None
-    timeout_at: str | None = None
-
-
-class RunOut(Wire):
-    """A run record."""
-
-    id: str
-    workflow_id: str
-    workflow_version: str
-    status: Status
-    input: JsonValue
-    result: JsonValue
-    error: dict[str, JsonValue] | None
-    waitpoint: WaitpointOut | None
-    wake_at: str | None
-    parent_run_id: str | None
-    children: list[str]
-    tags: list[str]
-    tenant_meta: dict[str, JsonValue]
-    created_at: str
-    updated_at: str
-    version: int
-
-
-class RunPage(Wire):
-    data: list[RunOut]
-    next_cursor: str | None
-
-
-class HistoryOut(Wire):
-    event_id: str
-    position: int
-    version: int
-    type: str
-    data: dict[str, JsonValue]
-    metadata: dict[str, JsonValue]
-    recorded_at: str
-
-
-class HistoryPage(Wire):
-    data: list[HistoryOut]
-    next_cursor: str | None
-
-
-class JournalOut(Wire):
-    step_id: str
-    status: str
-    attempt: int
-    result: JsonValue
-    error: dict[str, JsonValue] | None
-    started_at: str | None
-    completed_at: str | None
-
-
-class JournalPage(Wire):
-    data: list[JournalOut]
-    next_cursor: str | None
-
-
-class DeadLetterOut(Wire):
-    id: int
-    event_id: str
-    topic: str
-    key: str | None
-    event_type: str | None
-    attempts: int
-    error_class: str | None
-    last_error: str | None
-    first_attempt_at: str | None
-    last_attempt_at: str | None
-    created_at: str | None
-
-
-class DeadLetterPage(Wire):
-    data: list[DeadLetterOut]
-    next_cursor: str | None
+# The response models the routes name: the read side's records, not copies of them.
+RunOut = RunRecord
+RunPage = Page[RunRecord]
+HistoryPage = Page[HistoryEntry]
+JournalPage = Page[JournalEntry]
+DeadLetterPage = Page[DeadLetter]
 
 
 class ReplayOut(Wire):

@@ -136,22 +136,20 @@ def list_runs(
         records, next_cursor = queries.list_runs(
             conn, status=status, workflow_id=workflow_id, tenant_id=who.tenant or tenant_id,
             tag=tag, parent_run_id=parent_run_id, limit=limit, cursor=cursor)
-    return json_response(200, {"data": [r.to_wire() for r in records],
-                               "nextCursor": next_cursor})
+    return json_response(200, RunPage(records, next_cursor).wire_values())
 
 
 @router.get("/{id}", response_model=RunOut, responses=_errors(404))
 def get_run(run_id: RunId, lf: App, who: Caller) -> Response:
     """The run record."""
-    return json_response(200, visible_run(lf, who, run_id).to_wire())
+    return json_response(200, visible_run(lf, who, run_id).wire_values())
 
 
 @router.get("/{id}/history", response_model=HistoryPage, responses=_errors(404))
 def get_history(run_id: RunId, lf: App, who: Caller) -> Response:
     """Every event of the run, in order, with its metadata (the audit trail)."""
     visible_run(lf, who, run_id)
-    entries = queries.history(lf.store, run_id)
-    return json_response(200, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+    return json_response(200, HistoryPage(queries.history(lf.store, run_id)).wire_values())
 
 
 @router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404))
@@ -160,7 +158,7 @@ def get_journal(run_id: RunId, lf: App, who: Caller) -> Response:
     visible_run(lf, who, run_id)
     with lf.db.connect() as conn:
         entries = queries.get_journal(conn, run_id)
-    return json_response(200, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+    return json_response(200, JournalPage(entries).wire_values())
 
 
 def _on_run(lf: Ledgerflow, request: Request, who: Principal, key: str | None,

@@ -53,7 +53,7 @@ def dlq_list(limit: Annotated[int, typer.Option(min=1, help="At most this many r
     from ledgerflow import outbox
     rows = outbox.dead_letters(_engine(), limit)
     if as_json:
-        console.print_json(json.dumps({"data": [r.as_dict() for r in rows]}))
+        console.print_json(json.dumps({"data": [r.to_wire() for r in rows]}))
         return
     if not rows:
         console.print("no dead letters")

@@ -11,14 +11,15 @@ from ledgerflow.settings import Settings
 
 
 def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
-    """The relay `serve` and `relay` run: settings -> engine, publisher, topics, attempts."""
+    """The relay `relay` runs: settings -> engine, publisher, topics, attempts, faults."""
     from ledgerflow import outbox
     from ledgerflow.eventstore import create_engine
 
     return outbox.Relay(create_engine(settings.database_url),
                         outbox.publisher_from_settings(settings), batch_size=batch_size,
                         max_attempts=settings.outbox_max_attempts,
-                        dead_letter_topic=settings.dlq_topic)
+                        dead_letter_topic=settings.dlq_topic,
+                        fault_point=settings.fault_points())
 
 
 def relay_command(batch_size: int = 500, once: bool = False) -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from ledgerflow.cli.common import console
 from ledgerflow.cli.support import open_app, user_errors
 from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.domain.wire import Page
 from ledgerflow.projections import queries
 
 app = typer.Typer(no_args_is_help=True, help="Inspect runs: list, show one, its history.")
@@ -96,7 +97,7 @@ def list_command(
         finally:
             lf.close()
     if as_json:
-        print_json(console, {"data": [r.to_wire() for r in records], "nextCursor": next_cursor})
+        print_json(console, Page(records, next_cursor).to_wire())
         return
     if not records:
         console.print("no runs")
@@ -170,6 +171,6 @@ def history_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) 
         if not entries:
             raise UnknownRun(run_id)
     if as_json:
-        print_json(console, {"data": [e.to_wire() for e in entries], "nextCursor": None})
+        print_json(console, Page(entries).to_wire())
         return
     console.print(history_table(entries, title=f"run {run_id}"))

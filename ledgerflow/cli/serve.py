@@ -76,7 +76,7 @@ class Services:
                 log.info("rebuilt stale projections: %s", report)
         except Exception:
             log.exception("background rebuild of stale projections failed")
-        projectors = [Projector(self.lf.store, p, clock=self.lf.clock)
+        projectors = [Projector(self.lf.store, p, clock=self.lf.clock, faults=self.lf.faults)
                       for p in default_projections() if not p.inline]
         while not self.stop_event.is_set():
             applied = 0

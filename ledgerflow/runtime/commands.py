@@ -35,7 +35,6 @@ from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.compensation import cancel_error, canceling
 from ledgerflow.runtime.failures import json_roundtrip
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
@@ -172,7 +171,7 @@ class RunCommands:
                 run_once(self.rt.store, key, apply)
             except ConcurrencyError:
                 continue
-            fault_point("command_committed")
+            self.rt.faults("command_committed")
             if any(woke):
                 self.rt.wakeup.notify()
             return

@@ -22,7 +22,6 @@ from ledgerflow.runtime.cursor import OpCursor
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.failures import NotSerializable as NotSerializable
 from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
 from ledgerflow.runtime.steps import RunWatch
 
@@ -78,14 +77,21 @@ def token_id_for(run_id: str, op: str) -> str:
     return str(uuid.uuid5(TOKEN_NAMESPACE, f"{run_id}/{op}"))
 
 
+def _no_faults(name: str) -> None:
+    """No fault point is armed (a replay, or a host that arms none)."""
+
+
 class Context(OpCursor):
     """The handle a workflow function receives as `ctx`."""
 
-    def __init__(self, session: Session, watch: RunWatch | None = None) -> None:
-        """`watch`: how a cancel reaches this run's step attempts (the executor's)."""
+    def __init__(self, session: Session, faults: Callable[[str], None] | None = None,
+                 watch: RunWatch | None = None) -> None:
+        """`faults`: the engine's fault points (crash tests arm `step_executed`);
+        `watch`: how a cancel reaches this run's step attempts (the executor's)."""
         state = session.journal.state
         super().__init__(session, state.run_id)
         self._session = session
+        self._faults = faults or _no_faults
         self.workflow_id: str = state.workflow_id
         self.workflow_version: str = state.workflow_version
         self.input: Any = state.input
@@ -170,7 +176,7 @@ class Context(OpCursor):
         completed = self._steps.attempt(op, call, rules)
         if completed is None:
             return
-        fault_point("step_executed")
+        self._faults("step_executed")
         self._record(completed)
 
     def parallel(self, name: str, branches: Mapping[str, Callable[[], Any]], *,

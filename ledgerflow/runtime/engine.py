@@ -44,7 +44,7 @@ from ledgerflow.eventstore.store import Clock, EventStore, PendingAppend, Transa
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.commands import RunCommands, json_value
 from ledgerflow.runtime.executor import RunSession, claim_next
-from ledgerflow.runtime.faults import fault_point
+from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
@@ -94,11 +94,11 @@ class Engine:
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, faults: FaultPoints | None = None) -> None:
         self.runtime = Runtime(
             store, registry if registry is not None else default_registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lease)
+            lease, faults=faults if faults is not None else FaultPoints())
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup
@@ -212,7 +212,7 @@ class Engine:
             result = run_once(self.store, key, write)
         except ConcurrencyError:  # the run exists: name it (under a key, remember that)
             return run_once(self.store, key, lambda tx: TriggerResult(run_id, False))
-        fault_point("command_committed")
+        self.runtime.faults("command_committed")
         if not result.created:  # replayed by its key
             return result
         if not leased:

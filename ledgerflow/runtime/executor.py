@@ -41,7 +41,6 @@ from ledgerflow.runtime.compensation import canceling, cancels, outcome_note, un
 from ledgerflow.runtime.context import Context, Park
 from ledgerflow.runtime.errors import StepFailed
 from ledgerflow.runtime.failures import error_info, json_roundtrip
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
@@ -148,7 +147,7 @@ class RunSession:
             self.journal.last_event_id = recorded[-1].event_id
         self.committed = self.watch.version = self.journal.version
         if had_step:
-            fault_point("step_committed")
+            self.rt.faults("step_committed")
         if replay or self._now_canceling:
             self._now_canceling = False
             raise Replay()
@@ -192,7 +191,7 @@ class RunSession:
             definition = self.rt.registry.get(state.workflow_id, state.workflow_version)
         except UnknownWorkflow as error:
             return self.fail(error_info(error), "none")
-        ctx = Context(self, self.watch)
+        ctx = Context(self, self.rt.faults, self.watch)
         try:
             result = definition.fn(ctx, ctx.input)
             ctx.finish()
@@ -239,14 +238,14 @@ class RunSession:
                 f"run {self.run_id!r} was rolling back, but its workflow now returns normally")
             return self.fail(error_info(error), "none")
         decision = decide(self.journal.state, Complete(result=result))
-        fault_point("run_finishing")
+        self.rt.faults("run_finishing")
         self.flush(decision, self._ending("completed", result, None))
         self._nudge_parent()
         return "completed"
 
     def fail(self, error: ev.ErrorInfo, compensation: Compensated) -> str:
         decision = decide(self.journal.state, Fail(error=error, compensation=compensation))
-        fault_point("run_finishing")
+        self.rt.faults("run_finishing")
         self.flush(decision, self._ending("failed", None, error))
         self._nudge_parent()
         return "failed"
@@ -380,6 +379,6 @@ def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
                         journal.add_recorded(rec)
         except ConcurrencyError:
             continue
-        fault_point("run_claimed")
+        rt.faults("run_claimed")
         return Claimed(run_id, journal)
     return False

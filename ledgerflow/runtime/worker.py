@@ -27,7 +27,6 @@ import time
 from types import FrameType
 
 from ledgerflow.runtime.engine import Engine
-from ledgerflow.runtime.faults import fault_point
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.listen import Listener
 
@@ -134,7 +133,8 @@ class Worker:
                 self._halt.wait(self.poll_interval)
 
     def _execute(self, handed: Claimed) -> None:
-        fault_point("run_handed")  # crash tests: the process dies holding a handed run
+        # crash tests: the process dies holding a run its trigger leased to it
+        self.engine.runtime.faults("run_handed")
         self.engine.execute(handed)
 
     def _beat(self) -> None:

@@ -3,8 +3,6 @@ command commits (fault point `command_committed`) cannot make a retry append twi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -14,20 +12,14 @@ from ledgerflow.api import create_app
 from ledgerflow.api._idempotency import fingerprint
 from ledgerflow.api._models import SignalRequest
 from ledgerflow.eventstore.schema import events
-from ledgerflow.runtime.faults import InjectedFault, arm, disarm
+from ledgerflow.runtime.faults import InjectedFault
 from tests.api.test_errors_auth import assert_error
-
-
-@pytest.fixture(autouse=True)
-def _disarm() -> Iterator[None]:
-    yield
-    disarm()
 
 
 def crashing_post(lf: Ledgerflow, path: str, body: object, key: str) -> None:
     """POST on a server of its own that dies (fault point `command_committed`) after
     the command committed, before it answers."""
-    arm("command_committed")
+    lf.faults.arm("command_committed")
     with pytest.raises(InjectedFault):
         TestClient(create_app(lf)).post(path, json=body, headers={"Idempotency-Key": key})
 

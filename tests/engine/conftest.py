@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow import Engine, WorkflowRegistry
 from ledgerflow.eventstore import EventStore
-from ledgerflow.runtime.faults import disarm
 from ledgerflow.testing import FakeClock
 
 
@@ -25,7 +22,6 @@ def registry() -> WorkflowRegistry:
 
 @pytest.fixture
 def engine(any_engine: SAEngine, registry: WorkflowRegistry,
-           clock: FakeClock) -> Iterator[Engine]:
+           clock: FakeClock) -> Engine:
     """An engine on each backend with a fake clock."""
-    yield Engine(EventStore(any_engine, clock=clock), registry, clock=clock)
-    disarm()
+    return Engine(EventStore(any_engine, clock=clock), registry, clock=clock)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow import Engine, Worker
 from ledgerflow.domain.lifecycle import RunStatus
-from ledgerflow.runtime.faults import InjectedFault, arm
+from ledgerflow.runtime.faults import FaultPoints, InjectedFault
 from ledgerflow.runtime.queue import queue_row
 from ledgerflow.testing import FakeClock
 from tests.engine import worker_proc
@@ -71,9 +71,11 @@ def test_same_run_twice_side_effects_once_where_journaled(
     from ledgerflow.eventstore import EventStore
 
     worker_proc.COUNTERS = tmp_path
-    engine = Engine(EventStore(any_engine, clock=clock), worker_proc.registry, clock=clock)
+    faults = FaultPoints()
+    engine = Engine(EventStore(any_engine, clock=clock), worker_proc.registry, clock=clock,
+                    faults=faults)
     run = engine.trigger("three-effects", {"tag": "t"}, run_id="fixed-run").run_id
-    arm("step_committed", skip=1)  # crash right after b's completion commits
+    faults.arm("step_committed", skip=1)  # crash right after b's completion commits
     with pytest.raises(InjectedFault):
         engine.run_due()
     assert _completions(engine, run) == Counter({"a": 1, "b": 1})

@@ -17,7 +17,7 @@ from ledgerflow import Context, Engine, WorkflowRegistry
 from ledgerflow.domain.errors import IdempotencyConflict, IllegalTransition
 from ledgerflow.eventstore import IdempotencyInProgress, IdempotencyKey, IdempotencyKeys
 from ledgerflow.eventstore.schema import idempotency_keys
-from ledgerflow.runtime.faults import InjectedFault, arm
+from ledgerflow.runtime.faults import InjectedFault
 from tests._concurrency import at_once
 
 
@@ -57,7 +57,7 @@ def types(engine: Engine, run_id: str) -> Counter[str]:
 def test_a_crash_right_after_a_signal_commits_leaves_nothing_to_deliver_twice(
         engine: Engine, waiting: str) -> None:
     keys = Recorder()
-    arm("command_committed")
+    engine.runtime.faults.arm("command_committed")
     with pytest.raises(InjectedFault):
         engine.signal(waiting, "go", "first", idempotency_key=keys.key())
     assert types(engine, waiting)["SignalReceived"] == 1  # committed, with its key
@@ -109,7 +109,7 @@ def test_a_key_with_another_fingerprint_or_held_in_two_steps_is_refused(
 def test_a_crash_right_after_a_keyed_trigger_commits_returns_the_same_run(
         engine: Engine, registry: WorkflowRegistry) -> None:
     registry.register("w", lambda ctx, data: data)
-    arm("command_committed")
+    engine.runtime.faults.arm("command_committed")
     with pytest.raises(InjectedFault):
         engine.trigger("w", {"x": 1}, idempotency_key="order-7")
     again = engine.trigger("w", {"x": 1}, idempotency_key="order-7")

@@ -5,7 +5,8 @@
 - `worker`: a `Worker` with SIGTERM handling, until stopped;
 - `eager RUN_ID`: a `Worker` (30 s lease), then an eager trigger of "three-effects"
   (tag "e") with that run id; the parent arms a fault point that ends the process.
-Fault points are armed through `LEDGERFLOW_FAULTS` by the parent test.
+Fault points are armed through `LEDGERFLOW_FAULTS` by the parent test: this module
+is the process's edge, so it reads them from `Settings` and gives them to its engine.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ledgerflow import Context, Engine, Worker, WorkflowRegistry
+from ledgerflow import Context, Engine, Settings, Worker, WorkflowRegistry
 from ledgerflow.eventstore import EventStore, create_engine
+from ledgerflow.runtime.faults import FaultPoints
 
 registry = WorkflowRegistry()
 COUNTERS = Path(".")
@@ -53,14 +55,16 @@ def count(counters: Path, name: str) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def make_engine(url: str, lease: float = 1.0) -> Engine:
-    return Engine(EventStore(create_engine(url)), registry, lease=timedelta(seconds=lease))
+def make_engine(url: str, lease: float = 1.0, faults: FaultPoints | None = None) -> Engine:
+    return Engine(EventStore(create_engine(url)), registry, lease=timedelta(seconds=lease),
+                  faults=faults)
 
 
 def main(argv: list[str]) -> int:
     global COUNTERS
     url, COUNTERS, mode = argv[0], Path(argv[1]), argv[2]
-    engine = make_engine(url)
+    faults = Settings().fault_points()
+    engine = make_engine(url, faults=faults)
     if mode == "until-done":
         deadline = time.monotonic() + 60
         while not engine.state(argv[3]).is_terminal:
@@ -70,7 +74,7 @@ def main(argv: list[str]) -> int:
                 time.sleep(0.05)
         return 0
     if mode == "eager":
-        return _eager(url, argv[3])
+        return _eager(url, argv[3], faults)
     worker = Worker(engine, threads=2, poll_interval=0.05)
     worker.install_signal_handlers()
     (COUNTERS / f"ready-{os.getpid()}").write_text("1")
@@ -78,8 +82,8 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _eager(url: str, run_id: str) -> int:
-    engine = make_engine(url, lease=30.0)
+def _eager(url: str, run_id: str, faults: FaultPoints) -> int:
+    engine = make_engine(url, lease=30.0, faults=faults)
     Worker(engine, threads=1, poll_interval=0.05).start()
     engine.trigger("three-effects", {"tag": "e"}, run_id=run_id, eager=True)
     time.sleep(60)  # the armed fault point ends the process before this returns

@@ -204,3 +204,15 @@ def test_copy_takes_json_columns_as_the_insert_does(pg_db: Engine) -> None:
     assert len(rows) == 70
     assert rows[5][4] == {"text": "a\tb\\c\n\"d\"", "n": 5, "none": None}
     assert rows[5][5] is None and rows[4][5] == {"type": "E", "message": "x"}
+
+
+def test_compiled_sql_is_remembered_within_a_bound() -> None:
+    """A process that builds many stores does not keep every statement it compiled."""
+    from ledgerflow.eventstore.fastpath import _Memo
+
+    memo: _Memo[int, str] = _Memo(maxsize=8)
+    for n in range(100):
+        assert memo.remember(n, str(n)) == str(n)
+        assert memo.get(n) == str(n)
+    assert len(memo) <= 8
+    assert 99 in memo and 0 not in memo

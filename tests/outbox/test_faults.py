@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from ledgerflow.eventstore import EventStore
-from ledgerflow.outbox import KafkaPublisher, OutboxWriter, Relay
+from ledgerflow.outbox import PUBLISHED_POINT, KafkaPublisher, OutboxWriter, Relay
 from ledgerflow.outbox.consumer import InboxConsumer
 from tests._broker import TansuBroker, read_topic
 from tests.outbox._support import (
@@ -82,7 +82,7 @@ def test_relay_killed_between_publish_and_mark_redelivers_once_in_effect(
 
     crashed = subprocess.run(
         [sys.executable, "-m", "tests.outbox._relay_process", pg_url, kafka_bootstrap],
-        cwd=ROOT, env={**os.environ, "LEDGERFLOW_TEST_FAULT": "relay.published"},
+        cwd=ROOT, env={**os.environ, "LEDGERFLOW_FAULTS": f"{PUBLISHED_POINT}=kill"},
         timeout=120, capture_output=True)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
     assert status_counts(downstream) == {"pending": len(appended)}  # marks never committed

@@ -118,9 +118,10 @@ class TokenRequest(JsonChecked):
 
 
 class CancelRequest(JsonChecked):
-    """`POST /api/runs/{id}/cancel`."""
+    """`POST /api/runs/{id}/cancel`; `compensate`: undo the completed steps first."""
 
     reason: Text | None = None
+    compensate: bool = False
 
 
 class RerunRequest(JsonChecked):

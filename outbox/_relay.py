@@ -143,11 +143,10 @@ def _first_dead(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str
     return {(topic, key): int(first) for topic, key, first in rows}
 
 
-def to_message(row: Any, *, value: bytes | None = None) -> OutboundMessage:
+def to_message(row: Any) -> OutboundMessage:
     """The broker message of an outbox row (its stored payload and headers, as sent)."""
     headers = [(name, text.encode()) for name, text in json.loads(row.headers)]
-    return OutboundMessage(row.topic, row.key,
-                           row.payload.encode() if value is None else value, headers)
+    return OutboundMessage(row.topic, row.key, row.payload.encode(), headers)
 
 
 def error_class(exc: BaseException) -> str:

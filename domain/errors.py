@@ -154,3 +154,20 @@ class NonDeterminismError(LedgerflowError):
 
     code = "non_determinism"
     http_status = 500
+
+
+class AmbiguousRunId(LedgerflowError):
+    """A run id prefix that more than one run's id starts with."""
+
+    code = "ambiguous_run_id"
+    http_status = 409
+
+    def __init__(self, prefix: str, candidates: list[str], more: bool = False) -> None:
+        self.prefix, self.candidates, self.more = prefix, candidates, more
+        listed = ", ".join(candidates) + (", ..." if more else "")
+        super().__init__(f"run id prefix {prefix!r} is ambiguous: it starts {listed}; "
+                         "give more characters")
+
+    def details(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "candidates": self.candidates, "more": self.more}
+

@@ -14,7 +14,7 @@ its recorders):
   held connection; notices);
 - `PositionReader`: `read_all`, which never skips an event that commits late;
 - `Statements`: the SQL that differs (insert-or-ignore, upsert, JSON array
-  append, `FOR UPDATE SKIP LOCKED`) and how hot statements are sent;
+  append, a prefix match, `FOR UPDATE SKIP LOCKED`) and how hot statements are sent;
 - `Notices`: hearing what `Transaction.notify` sent, where the database can;
 - `TableSwap`: shadow tables swapped in by a projection rebuild.
 
@@ -147,6 +147,11 @@ class Statements(Protocol):
     def json_append(self, column: Column[Any],
                     values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
         """The JSON array `column` with `values` appended, in order."""
+        ...
+
+    def starts_with(self, column: Column[Any], prefix: str) -> ColumnElement[bool]:
+        """`column` starts with `prefix` (case-sensitive, every character literal), as a
+        condition an index on `column` serves."""
         ...
 
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:

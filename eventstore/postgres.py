@@ -389,6 +389,10 @@ class PostgresBackend:
                     values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
         return column.op("||", return_type=JSONB())(sa.func.jsonb_build_array(*values))
 
+    def starts_with(self, column: Column[Any], prefix: str) -> ColumnElement[bool]:
+        escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        return column.like(escaped + "%", escape="/")  # a range on a varchar_pattern_ops index
+
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query.with_for_update(skip_locked=True, of=of)
 
@@ -418,7 +422,8 @@ class PostgresBackend:
 
     def index_shadow(self, conn: Connection, live: Table, copy: Table, suffix: str) -> None:
         for index in live.indexes:
-            extra = sa.Index(f"{index.name}{suffix}", *[copy.c[c.name] for c in index.columns])
+            extra = sa.Index(f"{index.name}{suffix}", *[copy.c[c.name] for c in index.columns],
+                             **index.dialect_kwargs)  # operator classes, WHERE
             extra.create(conn)
             copy.indexes.discard(extra)  # the shadow Table stays PK-only
 

@@ -156,6 +156,12 @@ class SqliteBackend:
             args.extend([sa.literal("$[#]"), value])
         return sa.func.json_insert(*args)
 
+    def starts_with(self, column: Column[Any], prefix: str) -> ColumnElement[bool]:
+        # GLOB (case-sensitive, unlike LIKE) with a literal prefix: SQLite turns it into
+        # a range on the column's index (BINARY collation). [x] escapes a wildcard.
+        escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
+        return column.op("GLOB", is_comparison=True)(escaped + "*")
+
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query  # the write transaction holds the database lock already
 

@@ -20,6 +20,8 @@ from ledgerflow.projections.status import ProjectionStatus, status
 MIGRATIONS: list[Migration] = [
     Migration("projections", 1, "run views, run tags, step journal, projection checkpoints",
               {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
+    Migration("projections", 2, "PostgreSQL: run_views index for run id prefixes",
+              {POSTGRESQL: _ddl.V2_POSTGRESQL}),
 ]
 
 __all__ = [

@@ -134,3 +134,12 @@ CREATE TABLE projection_checkpoints (
     PRIMARY KEY (name)
 )""",
 )
+
+# ------------------- 2: run id prefixes (PostgreSQL only)
+# `resolve_run_id` finds a run by a prefix of its id with `LIKE 'prefix%'`, which the
+# primary key's index serves only under the "C" collation; this one serves it under
+# any. SQLite needs none: its prefix match (GLOB) runs on the primary key's index.
+
+V2_POSTGRESQL = (
+    "CREATE INDEX run_views_id_prefix ON run_views (run_id varchar_pattern_ops)",
+)

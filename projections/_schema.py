@@ -69,6 +69,10 @@ run_views = Table(
     Index("run_views_workflow_created", "workflow_id", "created_at", "run_id"),
     Index("run_views_tenant_created", "tenant_id", "created_at", "run_id"),
     Index("run_views_parent_created", "parent_run_id", "created_at", "run_id"),
+    # Run id prefixes (`queries.resolve_run_id`): LIKE 'prefix%' under any collation.
+    # PostgreSQL only: SQLite matches a prefix on the primary key's index.
+    Index("run_views_id_prefix", "run_id", postgresql_ops={"run_id": "varchar_pattern_ops"})
+    .ddl_if(dialect="postgresql"),
 )
 
 run_tags = Table(

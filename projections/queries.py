@@ -1,9 +1,10 @@
 """Reads for the HTTP API and the CLI: a run, a page of runs, a journal, a history.
 
-The records are the wire shapes, declared once (DESIGN.md's fields; see
-`ledgerflow.domain.wire`): the HTTP API serialises them with `to_wire()` and declares
-them as its response models; `Page` is a list. `list_runs` pages by
-keyset, newest first, on (created_at, run_id); the cursor is opaque
+The records are the wire shapes, declared once (see `ledgerflow.domain.wire`): the
+HTTP API serialises them with `to_wire()` and declares them as its response models;
+`Page` is a list. `resolve_run_id` turns what a user typed (a run id, or the unique
+prefix of one that a table showed) into the run's id, for the CLI and the API alike.
+`list_runs` pages by keyset, newest first, on (created_at, run_id); the cursor is opaque
 (url-safe base64 of the last row's key). `tenant_id` restricts any query to one
 tenant's runs (what a tenant-bound API token sees).
 """
@@ -23,9 +24,10 @@ from pydantic import Field, PlainSerializer, WithJsonSchema
 from sqlalchemy.engine import Connection, Row
 
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.domain.errors import AmbiguousRunId, InvalidRequest, UnknownRun
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.wire import Timestamp, WireRecord, camel_keys, camel_schema, wire_record
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.schema import UTCDateTime
 from ledgerflow.eventstore.store import StreamReader
@@ -125,6 +127,54 @@ def get_run(conn: Connection, run_id: str, *, tenant_id: str | None = None) -> R
         query = query.where(run_views.c.tenant_id == tenant_id)
     row = conn.execute(query).first()
     return None if row is None else RunRecord.from_row(row)
+
+
+MIN_PREFIX = 6
+"""The shortest run id prefix `resolve_run_id` looks up (shorter ids must be exact)."""
+
+MAX_CANDIDATES = 10
+
+
+def resolve_run_id(conn: Connection, run_id: str, *, tenant_id: str | None = None) -> str:
+    """The id of the run `run_id` names: a run's whole id, or a prefix (at least
+    `MIN_PREFIX` characters) that exactly one run's id starts with. `UnknownRun` when no
+    run matches (runs of other tenants do not); `AmbiguousRunId` listing (at most
+    `MAX_CANDIDATES` of) the candidates when several do. Both lookups use an index."""
+    exact = _run_ids(tenant_id).where(run_views.c.run_id == run_id)
+    if conn.execute(exact).first() is not None:
+        return run_id
+    return _by_prefix(conn, run_id, tenant_id)
+
+
+def find_run(conn: Connection, run_id: str, *, tenant_id: str | None = None) -> RunRecord:
+    """The record of the run `run_id` names, as `resolve_run_id` finds it (one query
+    for a whole id)."""
+    record = get_run(conn, run_id, tenant_id=tenant_id)
+    if record is None:
+        record = get_run(conn, _by_prefix(conn, run_id, tenant_id), tenant_id=tenant_id)
+    if record is None:  # gone in between (a rebuild's swap)
+        raise UnknownRun(run_id)
+    return record
+
+
+def _run_ids(tenant_id: str | None) -> sa.Select[Any]:
+    query = sa.select(run_views.c.run_id)
+    return query if tenant_id is None else query.where(run_views.c.tenant_id == tenant_id)
+
+
+def _by_prefix(conn: Connection, prefix: str, tenant_id: str | None) -> str:
+    """The one run id that starts with `prefix` (see `resolve_run_id`)."""
+    if len(prefix) < MIN_PREFIX:
+        raise UnknownRun(prefix)
+    matching = _run_ids(tenant_id).where(backend_for(conn).starts_with(run_views.c.run_id,
+                                                                      prefix))
+    found = list(conn.execute(matching.order_by(run_views.c.run_id)
+                              .limit(MAX_CANDIDATES + 1)).scalars())
+    if not found:
+        raise UnknownRun(prefix)
+    if len(found) > 1:
+        raise AmbiguousRunId(prefix, found[:MAX_CANDIDATES], len(found) > MAX_CANDIDATES)
+    return str(found[0])
 
 
 def record_from_events(run_id: str, recorded: Sequence[RecordedEvent]) -> RunRecord | None:

@@ -3,6 +3,12 @@
 Routes are plain `def`s (FastAPI runs them on its thread pool): the engine and
 the queries are synchronous SQLAlchemy. Reads go to the inline projections, which
 commit with the events, so a client reads its own writes.
+
+`{id}` in a path is a run's id or a unique prefix of it (at least 6 characters, as
+the CLI's tables show them; `queries.resolve_run_id`): the route acts on the run it
+names. A prefix several runs start with answers 409 `ambiguous_run_id` with the
+candidates in `details.candidates` (409, not 404: the runs exist, the request is
+what is unclear); no match, or only other tenants' runs, answers 404.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from ledgerflow.projections import queries
 from ledgerflow.runtime.engine import TriggerResult
 
 _ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-RunId = Annotated[str, Path(alias="id", min_length=1, max_length=MAX_ID, pattern=_ID_PATTERN)]
+PathId = Annotated[str, Path(alias="id", min_length=1, max_length=MAX_ID, pattern=_ID_PATTERN,
+                             description="The run's id, or a unique prefix of it (at least "
+                             "6 characters).")]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_ID,
                                        pattern=_ID_PATTERN)]
 Caller = Annotated[Principal, Depends(principal)]
@@ -54,18 +62,23 @@ def ledgerflow(request: Request) -> Ledgerflow:
 App = Annotated[Ledgerflow, Depends(ledgerflow)]
 
 
+def visible_run_id(run_id: PathId, lf: App, who: Caller) -> str:
+    """The whole id of the run `{id}` names, if the caller may see it (404 otherwise;
+    409 for an ambiguous prefix)."""
+    with lf.db.connect() as conn:
+        return queries.resolve_run_id(conn, run_id, tenant_id=who.tenant)
+
+
+RunId = Annotated[str, Depends(visible_run_id)]
+"""A path's run, resolved: its whole id (the caller may see it)."""
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     common = (401, 413, 422)
     return {c: {"model": ErrorBody} for c in sorted({*codes, *common})}
 
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-
-
-def visible_run(lf: Ledgerflow, who: Principal, run_id: str) -> queries.RunRecord:
-    """The run's record if the caller may see it; 404 otherwise (also for other tenants)."""
-    with lf.db.connect() as conn:
-        return _visible(conn, who, run_id)
 
 
 def _visible(conn: Connection, who: Principal, run_id: str) -> queries.RunRecord:
@@ -139,23 +152,23 @@ def list_runs(
     return json_response(200, RunPage(records, next_cursor).wire_values())
 
 
-@router.get("/{id}", response_model=RunOut, responses=_errors(404))
-def get_run(run_id: RunId, lf: App, who: Caller) -> Response:
+@router.get("/{id}", response_model=RunOut, responses=_errors(404, 409))
+def get_run(run_id: PathId, lf: App, who: Caller) -> Response:
     """The run record."""
-    return json_response(200, visible_run(lf, who, run_id).wire_values())
+    with lf.db.connect() as conn:  # one query for a whole id
+        record = queries.find_run(conn, run_id, tenant_id=who.tenant)
+    return json_response(200, record.wire_values())
 
 
-@router.get("/{id}/history", response_model=HistoryPage, responses=_errors(404))
+@router.get("/{id}/history", response_model=HistoryPage, responses=_errors(404, 409))
 def get_history(run_id: RunId, lf: App, who: Caller) -> Response:
     """Every event of the run, in order, with its metadata (the audit trail)."""
-    visible_run(lf, who, run_id)
     return json_response(200, HistoryPage(queries.history(lf.store, run_id)).wire_values())
 
 
-@router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404))
-def get_journal(run_id: RunId, lf: App, who: Caller) -> Response:
+@router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404, 409))
+def get_journal(run_id: RunId, lf: App) -> Response:
     """The run's step journal, in the order the steps first ran."""
-    visible_run(lf, who, run_id)
     with lf.db.connect() as conn:
         entries = queries.get_journal(conn, run_id)
     return json_response(200, JournalPage(entries).wire_values())
@@ -164,7 +177,6 @@ def get_journal(run_id: RunId, lf: App, who: Caller) -> Response:
 def _on_run(lf: Ledgerflow, request: Request, who: Principal, key: str | None,
             run_id: str, params: dict[str, Any], body: Any) -> RequestKey[None]:
     """The key of a command on run `run_id`, whose response is the run as it left it."""
-    visible_run(lf, who, run_id)
     return RequestKey(lf.db, request, who, key, params, body,
                       lambda conn, _: (200, _visible(conn, who, run_id).to_wire()), _nothing)
 
@@ -172,7 +184,6 @@ def _on_run(lf: Ledgerflow, request: Request, who: Principal, key: str | None,
 def _new_run(lf: Ledgerflow, request: Request, who: Principal, key: str | None,
              run_id: str, body: Any) -> RequestKey[TriggerResult]:
     """The key of a rerun or resume of `run_id`, whose response is the new run (201)."""
-    visible_run(lf, who, run_id)
     return RequestKey(lf.db, request, who, key, {"id": run_id}, body,
                       lambda conn, new: (201, _visible(conn, who, new.run_id).to_wire()),
                       _run_of)
@@ -223,7 +234,8 @@ def cancel(run_id: RunId, request: Request, lf: App, who: Caller,
     return call.response(None)
 
 
-@router.post("/{id}/rerun", status_code=201, response_model=RunOut, responses=_errors(404))
+@router.post("/{id}/rerun", status_code=201, response_model=RunOut,
+             responses=_errors(404, 409))
 def rerun(run_id: RunId, request: Request, lf: App, who: Caller,
           body: RerunRequest | None = None, idempotency_key: IdemKey = None) -> Response:
     """A new run of the same workflow, with the same input unless one is given."""

@@ -57,22 +57,24 @@ class RunCommands:
         self.rt = rt
 
     def signal(self, run_id: str, name: str, payload: Any = None, *,
-               actor: str | None = None, idempotency_key: Key | None = None) -> None:
-        """Deliver signal `name`; buffered when the run is not waiting for it yet."""
+               actor: str | None = None, idempotency_key: Key | None = None) -> bool:
+        """Deliver signal `name`; buffered when the run is not waiting for it yet.
+        True when it woke the run (False: buffered, or a replay of its key)."""
         data = json_value(payload, "signal payload")
-        self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data), actor,
-                      idempotency_key)
+        return self._deliver(run_id, "signal", name, ev.SignalReceived(name=name, payload=data),
+                             actor, idempotency_key)
 
     def send_event(self, run_id: str, event_type: str, payload: Any = None, *,
-                   actor: str | None = None, idempotency_key: Key | None = None) -> None:
-        """Deliver an external event; buffered when the run is not waiting for it yet."""
+                   actor: str | None = None, idempotency_key: Key | None = None) -> bool:
+        """Deliver an external event; buffered when the run is not waiting for it yet.
+        True when it woke the run (False: buffered, or a replay of its key)."""
         data = json_value(payload, "event payload")
-        self._deliver(run_id, "event", event_type,
-                      ev.EventReceived(event_type=event_type, payload=data), actor,
-                      idempotency_key)
+        return self._deliver(run_id, "event", event_type,
+                             ev.EventReceived(event_type=event_type, payload=data), actor,
+                             idempotency_key)
 
     def _deliver(self, run_id: str, kind: str, name: str, event: ev.Event,
-                 actor: str | None, key: Key | None) -> None:
+                 actor: str | None, key: Key | None) -> bool:
         def build(journal: Journal) -> tuple[list[ev.Event], bool]:
             state = journal.state
             if state.is_terminal:
@@ -83,7 +85,7 @@ class RunCommands:
                 return [event, *decide(state, Wake(reason=kind, name=name))], True
             return [event], False
 
-        self._command(run_id, build, actor, key=key)
+        return self._command(run_id, build, actor, key=key)
 
     def resolve_token(self, run_id: str, token_id: str, payload: Any = None, *,
                       actor: str | None = None, idempotency_key: Key | None = None) -> None:
@@ -146,8 +148,9 @@ class RunCommands:
     def _command(self, run_id: str,
                  build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
                  also: Callable[[Transaction, Journal], None] | None = None,
-                 key: Key | None = None) -> None:
-        """Read the run, decide with `build`, append, in one transaction (once per key)."""
+                 key: Key | None = None) -> bool:
+        """Read the run, decide with `build`, append, in one transaction (once per key);
+        True when it woke the run (False too when its key was replayed)."""
         woke: list[bool] = []
 
         def apply(tx: Transaction) -> None:
@@ -174,7 +177,7 @@ class RunCommands:
             self.rt.faults("command_committed")
             if any(woke):
                 self.rt.wakeup.notify()
-            return
+            return any(woke)
         raise ConcurrencyError(run_id, -1, -1)
 
 

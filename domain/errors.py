@@ -171,3 +171,9 @@ class AmbiguousRunId(LedgerflowError):
     def details(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "candidates": self.candidates, "more": self.more}
 
+
+class DatabaseNotReady(LedgerflowError):
+    """The database is missing or its schema is not upgraded (`ledgerflow db upgrade`)."""
+
+    code = "database_not_ready"
+    http_status = 503

@@ -12,6 +12,7 @@ A read-only connection (execution option `readonly=True`) starts with `BEGIN`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,8 @@ from ledgerflow.eventstore.backend import Backend
 
 DEFAULT_URL = "sqlite:///./ledgerflow.db"
 
+_SUPPORTED = ("postgresql+psycopg://", "sqlite://", "sqlite+pysqlite://")
+
 
 def normalize_url(url: str) -> str:
     """Map `postgres://` / `postgresql://` to the psycopg 3 driver."""
@@ -33,8 +36,12 @@ def normalize_url(url: str) -> str:
 
 
 def create_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
-    """An engine for `url` with ledgerflow's per-backend settings."""
+    """An engine for `url` with ledgerflow's per-backend settings; `ValueError` for a
+    URL of another database or driver (`postgresql+psycopg2://`, `mysql://`)."""
     url = normalize_url(url)
+    if not url.startswith(_SUPPORTED):
+        raise ValueError(f"unsupported database URL {display_url(url)!r}; use postgresql:// "
+                         "or sqlite:///")
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_size", 10)
@@ -50,6 +57,27 @@ def create_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
             set_json_loads(orjson.loads, dbapi_conn)  # jsonb columns decode with orjson
 
     return engine
+
+
+def display_url(url: str) -> str:
+    """`url` as it may be shown: without its password."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url.split("://", 1)[0] + "://..."
+
+
+def missing_file(url: str) -> Path | None:
+    """The file of a SQLite URL when it does not exist (connecting would create it);
+    None for an in-memory database, an existing file, or another database."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
 
 
 def dumps(value: Any) -> str:

@@ -8,13 +8,17 @@ The engine, the relay, the worker, the HTTP API and the CLI all hang off it.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.migrations import upgrade_all
@@ -32,13 +36,55 @@ def build_store(db: SAEngine, settings: Settings, clock: Clock = utcnow) -> Even
                       clock=clock)
 
 
+class WorkflowImportError(LedgerflowError):
+    """A module named by `--workflows` / `LEDGERFLOW_WORKFLOWS` that does not import."""
+
+    code = "workflow_import_failed"
+    http_status = 500
+
+    def __init__(self, module: str, error: BaseException) -> None:
+        self.module = module
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        super().__init__(f"cannot import workflow module {module!r}: {reason}")
+
+
 def import_workflows(modules: Iterable[str]) -> list[str]:
-    """Import the modules that define workflows (`--workflows`, `LEDGERFLOW_WORKFLOWS`)."""
+    """Import the modules that define workflows (`--workflows`, `LEDGERFLOW_WORKFLOWS`).
+
+    Each is a module name, found on `sys.path` or in the current directory (as
+    `python -m` finds it), or the path of a Python file (`booking.py`,
+    `flows/booking.py`), imported as the module named after the file, its directory
+    on `sys.path` (so it may import its neighbours). Whatever a module raises while
+    it imports becomes `WorkflowImportError` naming it (the original is its cause).
+    """
     imported = []
     for name in modules:
-        importlib.import_module(name)
+        try:
+            _import(name)
+        except Exception as error:
+            raise WorkflowImportError(name, error) from error
         imported.append(name)
     return imported
+
+
+def _import(name: str) -> None:
+    if name.endswith(".py") or "/" in name or os.sep in name:
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file {str(path)!r}")
+        _searched(path.parent)
+        importlib.import_module(path.stem)
+    else:
+        _searched(Path.cwd())
+        importlib.import_module(name)
+
+
+def _searched(directory: Path) -> None:
+    """Put `directory` first on `sys.path` (once)."""
+    entry = str(directory)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
 
 
 @dataclass

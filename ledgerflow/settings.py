@@ -12,7 +12,9 @@ from ledgerflow.runtime.faults import FaultPoints
 
 
 class Settings(BaseSettings):
-    """`LEDGERFLOW_*` environment variables; see DESIGN.md "Configuration"."""
+    """The `LEDGERFLOW_*` environment variables (each field is one: `database_url` is
+    `LEDGERFLOW_DATABASE_URL`). The README's "Settings" table lists them all with their
+    defaults; a new field gets a row there."""
 
     model_config = SettingsConfigDict(env_prefix="LEDGERFLOW_", extra="ignore")
 
@@ -28,6 +30,8 @@ class Settings(BaseSettings):
     outbox_on_dead: Literal["hold", "skip"] = "hold"
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    debug: bool = False
+    """CLI errors show their traceback (as `--debug`)."""
     faults: str | None = None
     """Fault points to arm, for crash tests (`name=exit:CODE,other=raise,third=kill`)."""
 

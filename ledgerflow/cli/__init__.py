@@ -2,102 +2,119 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from ledgerflow.cli import commands, outbox, projections, runs
-from ledgerflow.cli.common import console, open_settings
+from ledgerflow.cli.common import console, new_app, open_settings
+from ledgerflow.cli.launch import serve_command, worker
 from ledgerflow.cli.relay import relay_command
-from ledgerflow.cli.support import cli_settings, user_errors
+from ledgerflow.cli.support import user_errors
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="ledgerflow: durable, event-sourced workflows.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app = new_app("ledgerflow: durable, event-sourced workflows.")
+db_app = new_app("Database schema.")
 app.add_typer(db_app, name="db")
 app.add_typer(runs.app, name="runs")
 app.add_typer(projections.app, name="projections")
 app.add_typer(outbox.app, name="outbox")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
+app.command("worker")(worker)
 app.command("relay")(relay_command)
+app.command("serve")(serve_command)
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        try:
+            number = version("ledgerflow")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            number = "unknown"
+        console.print(f"ledgerflow {number}", highlight=False)
+        raise typer.Exit()
+
+
+def _debug_setting() -> bool:
+    try:
+        return open_settings().debug
+    except ValidationError:
+        return False
 
 
 @app.callback()
 def main_options(
     ctx: typer.Context,
     workflows: Annotated[list[str] | None, typer.Option(
-        "--workflows", help="Import MODULE, which defines workflows (repeatable; adds to "
-        "LEDGERFLOW_WORKFLOWS).", metavar="MODULE")] = None,
+        "--workflows", metavar="MODULE", help="Import the workflows of MODULE: a module name "
+        "(found in the current directory too) or a file such as booking.py. Repeatable; "
+        "adds to LEDGERFLOW_WORKFLOWS.")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the traceback of an error (also LEDGERFLOW_DEBUG=1).")] = False,
+    _shown: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
 ) -> None:
     """ledgerflow: durable, event-sourced workflows."""
-    ctx.obj = {"workflows": list(workflows or [])}
+    ctx.obj = {"workflows": list(workflows or []), "debug": debug or _debug_setting()}
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or upgrade the schema by the versioned migrations (idempotent)."""
+    """Create or upgrade the schema. Creates the database too (a SQLite file), or
+    applies the migrations it lacks; safe to repeat."""
     from ledgerflow.eventstore import create_engine
     from ledgerflow.migrations import upgrade_all
 
-    settings = open_settings()
     with user_errors():
-        engine = create_engine(settings.database_url)
-        applied = upgrade_all(engine)
+        engine = create_engine(open_settings().database_url)
+        try:
+            applied = upgrade_all(engine)
+        finally:
+            engine.dispose()
     if applied:
         for m in applied:
-            console.print(f"applied {m.component} {m.version:>3}  {m.description}")
+            console.print(f"applied {m.component} {m.version}: {m.description}",
+                          highlight=False, soft_wrap=True)
     else:
         console.print("schema is up to date")
-
-
-@app.command("serve")
-def serve_command(
-    ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    threads: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 4,
-    poll_interval: Annotated[float, typer.Option(min=0.01)] = 0.5,
-    no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve HTTP.")] = False,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Run no worker.")] = False,
-    no_relay: Annotated[bool, typer.Option("--no-relay", help="Run no outbox relay.")] = False,
-    no_projector: Annotated[bool, typer.Option("--no-projector",
-                                               help="Run no catch-up projector.")] = False,
-) -> None:
-    """API + worker + outbox relay + projector in one process (SIGTERM stops gracefully)."""
-    from ledgerflow._app import Ledgerflow
-    from ledgerflow.cli.serve import ServeOptions, serve
-
-    options = ServeOptions(host=host, port=port, threads=threads, poll_interval=poll_interval,
-                           api=not no_api, worker=not no_worker, relay=not no_relay,
-                           projector=not no_projector)
-    with user_errors():
-        settings = cli_settings(ctx)
-        settings.token_tenants()  # a malformed LEDGERFLOW_API_TOKENS fails here, clearly
-        lf = Ledgerflow.open(settings)
-    serve(lf, options, announce=lambda line: console.print(line, highlight=False))
 
 
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path | None, typer.Option(
-        "--dir", help="Keep the demo database and sink here (default: a temporary directory).",
-        file_okay=False)] = None,
+        "--dir", metavar="PATH", file_okay=False,
+        help="Keep the demo's database and event file in PATH (created if missing). "
+        "Without it, a temporary directory is used and removed at the end.")] = None,
 ) -> None:
-    """Run the bundled checkout saga (and a failing, compensating variant) end to end."""
+    """Run the bundled example end to end. A checkout saga and a failing variant whose
+    compensators undo its steps, on SQLite, with events to a JSON-lines file."""
     import ledgerflow.demo
     from ledgerflow.demo._run import demo_settings
 
-    with user_errors():
+    where = directory or Path(tempfile.mkdtemp(prefix="ledgerflow-demo-"))
+    try:
+        with user_errors():
+            where.mkdir(parents=True, exist_ok=True)
+            settings = demo_settings(open_settings(), where.resolve())
+            ledgerflow.demo.run_demo(settings, console)
+    finally:
         if directory is None:
-            directory = Path(tempfile.mkdtemp(prefix="ledgerflow-demo-"))
-        directory.mkdir(parents=True, exist_ok=True)
-        settings = demo_settings(open_settings(), directory.resolve())
-        ledgerflow.demo.run_demo(settings, console)
+            shutil.rmtree(where, ignore_errors=True)
+    if directory is None:
+        console.print("the demo's directory was temporary and is removed; "
+                      "`ledgerflow demo --dir demo` keeps it", highlight=False, markup=False,
+                      soft_wrap=True)
+    else:
+        console.print("look at its runs: export LEDGERFLOW_DATABASE_URL=sqlite:///"
+                      f"{where.resolve() / 'ledgerflow.db'}; ledgerflow runs list",
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:
     app()
-

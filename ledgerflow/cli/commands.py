@@ -1,4 +1,7 @@
-"""`ledgerflow trigger|signal|event|token|cancel|rerun|resume|worker`."""
+"""`ledgerflow trigger|signal|event|token|cancel|rerun|resume`.
+
+A run id argument is a run's whole id or a unique prefix of it (at least 6
+characters), as the tables show them."""
 
 from __future__ import annotations
 
@@ -9,16 +12,25 @@ from typing import Annotated, Any
 import typer
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.cli.common import console
-from ledgerflow.cli.support import open_app, parse_json, user_errors
-from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.cli.common import console, err_console, error_text
+from ledgerflow.cli.support import open_app, parse_json, resolve, user_errors
+from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.projections import queries
 
-Payload = Annotated[str | None, typer.Option("--payload", help="JSON payload.")]
-InputOpt = Annotated[str | None, typer.Option("--input", help="JSON input.")]
-Tags = Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")]
-Actor = Annotated[str | None, typer.Option("--actor", help="Who does this (audit metadata).")]
+Payload = Annotated[str | None, typer.Option("--payload", metavar="JSON",
+                                             help="The payload, as JSON (default null).")]
+InputOpt = Annotated[str | None, typer.Option("--input", metavar="JSON",
+                                              help="The run's input, as JSON.")]
+Tags = Annotated[list[str] | None, typer.Option("--tag", metavar="TAG",
+                                                help="Tag the run (repeatable).")]
+Actor = Annotated[str | None, typer.Option("--actor", metavar="NAME",
+                                           help="Who does this (kept in the audit metadata).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")]
+RunIdArg = Annotated[str, typer.Argument(metavar="RUN_ID",
+                                         help="The run's id, or a unique prefix of it.")]
+
+WAIT_TIMED_OUT = 3
+"""`trigger --wait`'s exit code when the run has not finished by `--timeout`."""
 
 
 def _with_app(ctx: typer.Context, action: Callable[[Ledgerflow], Any]) -> Any:
@@ -37,34 +49,47 @@ def _report(lf: Ledgerflow, run_id: str, verb: str, as_json: bool) -> None:
         console.print_json(data=record.to_wire())
     else:
         status = record.status if record else "?"
-        console.print(f"{verb} run {run_id} ({status})", highlight=False)
+        console.print(f"{verb} run {run_id} ({status})", highlight=False, markup=False)
 
 
 def trigger(
     ctx: typer.Context,
-    workflow_id: Annotated[str, typer.Argument(help="The workflow to run.")],
+    workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW",
+                                               help="The workflow to run.")],
     input: InputOpt = None,
-    version: Annotated[str | None, typer.Option(help="Workflow version (default latest).")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant id (tenantMeta.tenantId).")] = None,
+    version: Annotated[str | None, typer.Option(
+        metavar="VERSION", help="The workflow's version (default: the latest).")] = None,
+    tenant: Annotated[str | None, typer.Option(
+        metavar="TENANT", help="The run's tenant (tenantMeta.tenantId).")] = None,
     tags: Tags = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
-    key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the run to finish "
-                                        "(needs a worker running).")] = 0.0,
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", metavar="ID", help="The new run's id (default: a random UUID); an "
+        "existing run with this id is shown instead.")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--idempotency-key", metavar="KEY", help="Run at most once per KEY: a repeat "
+        "with the same content shows the first run.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait until the run finishes (a worker must be running). Exit 0: "
+        "completed; 1: failed or canceled; 3: not finished within --timeout.")] = False,
+    timeout: Annotated[float, typer.Option(
+        min=0, metavar="SECONDS", help="How long --wait waits.")] = 60.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Start a run of a workflow; prints its id."""
     data = parse_json(input, "--input")
 
-    def action(lf: Ledgerflow) -> None:
+    def action(lf: Ledgerflow) -> int:
         result = lf.engine.trigger(workflow_id, data, workflow_version=version,
                                    tenant_meta={"tenantId": tenant} if tenant else None,
                                    tags=tags, run_id=run_id, idempotency_key=key)
-        if wait > 0:
-            _wait_terminal(lf, result.run_id, wait)
+        if wait:
+            _wait_terminal(lf, result.run_id, timeout)
         _report(lf, result.run_id, "triggered" if result.created else "existing", as_json)
+        return _outcome(lf, result.run_id, timeout, as_json) if wait else 0
 
-    _with_app(ctx, action)
+    code = _with_app(ctx, action)
+    if code:
+        raise typer.Exit(code)
 
 
 def _wait_terminal(lf: Ledgerflow, run_id: str, seconds: float) -> None:
@@ -73,113 +98,148 @@ def _wait_terminal(lf: Ledgerflow, run_id: str, seconds: float) -> None:
         time.sleep(0.1)
 
 
-def signal(ctx: typer.Context, run_id: str, name: str, payload: Payload = None,
-           actor: Actor = None, as_json: JsonFlag = False) -> None:
-    """Send signal NAME to a run (buffered until the run waits for it)."""
+def _outcome(lf: Ledgerflow, run_id: str, waited: float, as_json: bool) -> int:
+    """How a `trigger --wait` ends: the exit code, and the result or what went wrong."""
+    with lf.db.connect() as conn:
+        record = queries.get_run(conn, run_id)
+    assert record is not None
+    if record.status is RunStatus.COMPLETED:
+        if not as_json:
+            console.print_json(data=record.result)
+        return 0
+    if record.status in (RunStatus.FAILED, RunStatus.CANCELED):
+        reason = f": {error_text(record.error)}" if record.error else ""
+        err_console.print(f"run {run_id} {record.status.value}{reason}", highlight=False,
+                          soft_wrap=True, markup=False)
+        return 1
+    wp = record.waitpoint
+    hint = f" (it waits for {wp['kind']} {wp['name']!r})" if wp else ""
+    if record.status is RunStatus.PENDING:
+        hint = "; no worker may be running (start one with `ledgerflow worker`)"
+    err_console.print(f"run {run_id} is still {record.status.value} after {waited:g}s{hint}",
+                      highlight=False, soft_wrap=True, markup=False)
+    return WAIT_TIMED_OUT
+
+
+def signal(ctx: typer.Context, run_id: RunIdArg,
+           name: Annotated[str, typer.Argument(
+               metavar="NAME", help="The signal's name, as the workflow waits for it.")],
+           payload: Payload = None, actor: Actor = None, as_json: JsonFlag = False) -> None:
+    """Send signal NAME to a run. A run not waiting for it keeps it until it does, and
+    the command says what the run waits for instead."""
     _deliver(ctx, run_id, payload, as_json, f"signal {name!r} sent to",
-             lambda lf, data: lf.engine.signal(run_id, name, data, actor=actor))
+             lambda lf, rid, data: lf.engine.signal(rid, name, data, actor=actor))
 
 
-def event(ctx: typer.Context, run_id: str, event_type: str, payload: Payload = None,
-          actor: Actor = None, as_json: JsonFlag = False) -> None:
-    """Deliver an external event of EVENT_TYPE to a run."""
+def event(ctx: typer.Context, run_id: RunIdArg,
+          event_type: Annotated[str, typer.Argument(
+              metavar="EVENT_TYPE", help="The event's type, as the workflow waits for it.")],
+          payload: Payload = None, actor: Actor = None, as_json: JsonFlag = False) -> None:
+    """Deliver an external event to a run. A run not waiting for it keeps it until it
+    does."""
     _deliver(ctx, run_id, payload, as_json, f"event {event_type!r} sent to",
-             lambda lf, data: lf.engine.send_event(run_id, event_type, data, actor=actor))
+             lambda lf, rid, data: lf.engine.send_event(rid, event_type, data, actor=actor))
 
 
-def token(ctx: typer.Context, run_id: str, token_id: str, payload: Payload = None,
-          actor: Actor = None, as_json: JsonFlag = False) -> None:
+def token(ctx: typer.Context, run_id: RunIdArg,
+          token_id: Annotated[str, typer.Argument(
+              metavar="TOKEN_ID", help="The token's id (`runs show` shows the run's).")],
+          payload: Payload = None, actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Resolve the token a run waits on (its waitpoint's tokenId)."""
     _deliver(ctx, run_id, payload, as_json, "token resolved for",
-             lambda lf, data: lf.engine.resolve_token(run_id, token_id, data, actor=actor))
+             lambda lf, rid, data: lf.engine.resolve_token(rid, token_id, data, actor=actor))
 
 
 def _deliver(ctx: typer.Context, run_id: str, payload: str | None, as_json: bool, done: str,
-             send: Callable[[Ledgerflow, Any], None]) -> None:
-    """Parse `--payload`, send it to the run, report the run afterwards."""
+             send: Callable[[Ledgerflow, str, Any], bool | None]) -> None:
+    """Parse `--payload`, send it to the run, report the run afterwards (and when the
+    run kept it for later, what the run waits for instead)."""
     data = parse_json(payload, "--payload")
 
     def action(lf: Ledgerflow) -> None:
-        send(lf, data)
-        _report(lf, run_id, done, as_json)
+        rid = resolve(lf, run_id)
+        woke = send(lf, rid, data)
+        _report(lf, rid, done, as_json)
+        if woke is False:
+            _buffered(lf, rid, as_json)
 
     _with_app(ctx, action)
 
 
-def cancel(ctx: typer.Context, run_id: str,
-           reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+def _buffered(lf: Ledgerflow, run_id: str, as_json: bool) -> None:
+    with lf.db.connect() as conn:
+        record = queries.get_run(conn, run_id)
+    wp = record.waitpoint if record is not None else None
+    status = record.status.value if record is not None else "?"
+    line = f"buffered: run waits for {wp['kind']} {wp['name']!r}" if wp \
+        else f"buffered: run is {status}, not waiting; it gets it when it waits for it"
+    (err_console if as_json else console).print(line, highlight=False, markup=False)
+
+
+def cancel(ctx: typer.Context, run_id: RunIdArg,
+           reason: Annotated[str | None, typer.Option(
+               metavar="TEXT", help="Why (kept in the run's history).")] = None,
            compensate: Annotated[bool, typer.Option(
                "--compensate", help="Undo the completed steps first (their compensators "
                "run on a worker, then the run is canceled).")] = False,
            actor: Actor = None, as_json: JsonFlag = False) -> None:
-    """Cancel a run that has not finished."""
+    """Cancel a run that has not finished. Its unfinished children are canceled too."""
     def action(lf: Ledgerflow) -> None:
-        lf.engine.cancel(run_id, reason, compensate=compensate, actor=actor)
-        _report(lf, run_id, "cancel requested for" if compensate else "canceled", as_json)
+        rid = resolve(lf, run_id)
+        lf.engine.cancel(rid, reason, compensate=compensate, actor=actor)
+        _report(lf, rid, "cancel requested for" if compensate else "canceled", as_json)
 
     _with_app(ctx, action)
 
 
-def rerun(ctx: typer.Context, run_id: str, input: InputOpt = None, tags: Tags = None,
+def rerun(ctx: typer.Context, run_id: RunIdArg, input: InputOpt = None, tags: Tags = None,
           actor: Actor = None, as_json: JsonFlag = False) -> None:
-    """Start a new run of the same workflow with the same (or the given) input."""
+    """Run a run's workflow again as a new run. Same input unless --input is given."""
     options: dict[str, Any] = {"tags": tags, "actor": actor}
     if input is not None:
         options["input"] = parse_json(input, "--input")
 
     def action(lf: Ledgerflow) -> None:
-        new_id = lf.engine.rerun(run_id, **options)
-        _report(lf, new_id, f"rerun of {run_id}:", as_json)
+        rid = resolve(lf, run_id)
+        new_id = lf.engine.rerun(rid, **options)
+        _report(lf, new_id, f"rerun of {rid}:", as_json)
 
     _with_app(ctx, action)
 
 
 def resume(
-    ctx: typer.Context, run_id: str,
-    from_step: Annotated[str | None, typer.Option("--from-step",
-                                                  help="Re-execute from this step.")] = None,
-    seed: Annotated[str | None, typer.Option("--seed", help="JSON {stepId: result}.")] = None,
+    ctx: typer.Context, run_id: RunIdArg,
+    from_step: Annotated[str | None, typer.Option(
+        "--from-step", metavar="STEP", help="Execute again from this step: the steps "
+        "before it keep their results.")] = None,
+    seed: Annotated[str | None, typer.Option(
+        "--seed", metavar="JSON", help="Step results to start with, {stepId: result}.")]
+    = None,
     input: InputOpt = None,
-    workflow: Annotated[str | None, typer.Option("--workflow")] = None,
-    new_run_id: Annotated[str | None, typer.Option("--run-id")] = None,
+    workflow: Annotated[str | None, typer.Option(
+        "--workflow", metavar="WORKFLOW", help="Run this workflow instead of the failed "
+        "run's.")] = None,
+    new_run_id: Annotated[str | None, typer.Option(
+        "--run-id", metavar="ID", help="The new run's id (default: a random UUID).")] = None,
     tags: Tags = None, actor: Actor = None, as_json: JsonFlag = False,
 ) -> None:
-    """Start a new run linked to a failed one, reusing its step results."""
+    """Continue a failed run as a new run. It reuses the failed run's step results."""
     seeds = parse_json(seed, "--seed")
     if seeds is not None and not isinstance(seeds, dict):
         raise typer.BadParameter("--seed must be a JSON object {stepId: result}")
     data = parse_json(input, "--input")
 
     def action(lf: Ledgerflow) -> None:
-        new_id = lf.engine.resume(run_id, input=data, workflow_id=workflow,
+        rid = resolve(lf, run_id)
+        new_id = lf.engine.resume(rid, input=data, workflow_id=workflow,
                                   resume_from_step=from_step, seed_results=seeds,
                                   new_run_id=new_run_id, tags=tags, actor=actor)
-        _report(lf, new_id, f"resumed {run_id} as", as_json)
-
-    _with_app(ctx, action)
-
-
-def worker(
-    ctx: typer.Context,
-    threads: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 4,
-    poll_interval: Annotated[float, typer.Option(min=0.01)] = 0.5,
-) -> None:
-    """Execute due runs until SIGTERM/SIGINT (finishes the step in hand)."""
-    def action(lf: Ledgerflow) -> None:
-        if not lf.engine.registry.names():
-            raise InvalidRequest("no workflows are registered: pass --workflows MODULE "
-                                 "or set LEDGERFLOW_WORKFLOWS")
-        w = lf.worker(threads, poll_interval)
-        w.install_signal_handlers()
-        console.print(f"worker {lf.engine.worker_id}: {threads} thread(s), workflows "
-                      f"{', '.join(lf.engine.registry.names())}", highlight=False)
-        w.run()
-        console.print("worker stopped")
+        _report(lf, new_id, f"resumed {rid} as", as_json)
 
     _with_app(ctx, action)
 
 
 COMMANDS: dict[str, Callable[..., None]] = {
     "trigger": trigger, "signal": signal, "event": event, "token": token, "cancel": cancel,
-    "rerun": rerun, "resume": resume, "worker": worker,
+    "rerun": rerun, "resume": resume,
 }

@@ -10,19 +10,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ledgerflow.cli.common import console, err_console, open_settings
+from ledgerflow.cli.common import SHORT_ID, console, err_console, new_app
+from ledgerflow.cli.support import open_database, user_errors
 
-app = typer.Typer(no_args_is_help=True, help="The transactional outbox and its dead letters.")
-dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered outbox rows.")
+app = new_app("The transactional outbox and its dead letters.")
+dlq_app = new_app("Dead-lettered outbox rows.")
 app.add_typer(dlq_app, name="dlq")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _engine() -> Any:
-    from ledgerflow.eventstore import create_engine
-
-    return create_engine(open_settings().database_url)
+    """The database's engine; it must exist, upgraded (nothing is created)."""
+    with user_errors():
+        return open_database()
 
 
 def _age(seconds: float | None) -> str:
@@ -31,7 +32,8 @@ def _age(seconds: float | None) -> str:
 
 @app.command("status")
 def status_command(as_json: JsonFlag = False) -> None:
-    """Pending / published / dead counts, oldest pending age, and lag per topic."""
+    """Show the outbox's state. Pending / published / dead counts, the oldest pending
+    row's age, and the lag per topic."""
     from ledgerflow import outbox
     report = outbox.status(_engine())
     if as_json:
@@ -49,9 +51,10 @@ def status_command(as_json: JsonFlag = False) -> None:
 
 
 @dlq_app.command("list")
-def dlq_list(limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 100,
+def dlq_list(limit: Annotated[int, typer.Option(min=1, metavar="N",
+                                                help="At most N rows.")] = 100,
              as_json: JsonFlag = False) -> None:
-    """Dead outbox rows, oldest first, with the error that killed them."""
+    """List dead rows, oldest first. With the error that killed each."""
     from ledgerflow import outbox
     rows = outbox.dead_letters(_engine(), limit)
     if as_json:
@@ -61,18 +64,25 @@ def dlq_list(limit: Annotated[int, typer.Option(min=1, help="At most this many r
         console.print("no dead letters")
         return
     table = Table("id", "event id", "type", "run", "topic", "attempts", "error")
-    for r in rows:
-        table.add_row(str(r.id), r.event_id, r.event_type or "-", r.key or "-", r.topic,
-                      str(r.attempts), f"{r.error_class}: {r.last_error}")
+    for column in table.columns[:4]:
+        column.no_wrap = True
+    for r in rows:  # ids shortened (--json has them whole); the error's message first
+        table.add_row(str(r.id), r.event_id[:SHORT_ID], r.event_type or "-",
+                      (r.key or "-")[:SHORT_ID], r.topic, str(r.attempts),
+                      f"{r.error_class}: {r.last_error}")
     console.print(table)
 
 
 @dlq_app.command("replay")
 def dlq_replay(
-    ids: Annotated[list[int] | None, typer.Option("--id", help="Row id (repeatable).")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="The oldest N dead rows.")] = None,
+    ids: Annotated[list[int] | None, typer.Option(
+        "--id", metavar="ID", help="A dead row's id, as `dlq list` shows it (repeatable).")]
+    = None,
+    limit: Annotated[int | None, typer.Option(min=1, metavar="N",
+                                              help="The oldest N dead rows.")] = None,
 ) -> None:
-    """Put dead rows back to pending with a fresh retry counter (all of them by default)."""
+    """Send dead rows again. They go back to pending with a fresh retry counter (all of
+    them unless --id or --limit says which)."""
     from ledgerflow import outbox
     if ids and limit is not None:
         err_console.print("give --id or --limit, not both")
@@ -102,17 +112,20 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90`, `90s`, `15m`, `12h` or `7d`."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    """`90s`, `15m`, `12h` or `7d`: a number and its unit (a bare number is refused)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
     if match is None:
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 12h or 7d")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+        raise typer.BadParameter(f"{text!r} is not a duration: give a number and its unit, "
+                                 "such as 90s, 15m, 12h or 7d")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
 @app.command("purge")
 def purge(older_than: Annotated[str, typer.Option(
-        "--older-than", help="Published longer ago than this (90s, 15m, 12h, 7d).")]) -> None:
-    """Delete published rows past their retention period (pending and dead rows stay)."""
+        "--older-than", metavar="AGE",
+        help="Published longer ago than AGE: 90s, 15m, 12h or 7d.")]) -> None:
+    """Delete old published rows. Pending and dead rows stay."""
     from ledgerflow import outbox
-    deleted = outbox.purge_published(_engine(), parse_duration(older_than))
+    age = parse_duration(older_than)
+    deleted = outbox.purge_published(_engine(), age)
     console.print(f"purged {deleted} published row(s)")

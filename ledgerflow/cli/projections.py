@@ -10,15 +10,15 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
 
-from ledgerflow.cli.common import console, err_console, open_settings
-from ledgerflow.eventstore import EventStore, create_engine
+from ledgerflow.cli.common import console, err_console, new_app
+from ledgerflow.cli.support import open_database, user_errors
+from ledgerflow.eventstore import EventStore
 from ledgerflow.projections import (
     Projection,
     RebuildInProgress,
@@ -27,11 +27,13 @@ from ledgerflow.projections import (
     status,
 )
 
-app = typer.Typer(no_args_is_help=True, help="Read models: rebuild and status.")
+app = new_app("Read models: rebuild and status.")
 
 
 def _store() -> EventStore:
-    return EventStore(create_engine(open_settings().database_url))
+    """The store of the database, which must exist, upgraded (nothing is created)."""
+    with user_errors():
+        return EventStore(open_database())
 
 
 def _chosen(name: str | None) -> list[Projection]:
@@ -48,18 +50,23 @@ def _chosen(name: str | None) -> list[Projection]:
 
 @app.command("rebuild")
 def rebuild_command(
-    name: Annotated[str | None, typer.Argument(help="One projection (default: all).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Events per replay transaction.")] = 5000,
+    name: Annotated[str | None, typer.Argument(
+        metavar="NAME", help="One projection: run_views or step_journal (default: all).")]
+    = None,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N",
+                                            help="Events per replay transaction.")] = 5000,
 ) -> None:
-    """Replay the whole store into fresh tables and swap them in (no downtime)."""
+    """Rebuild read models from the events. Replays the whole store into fresh tables
+    and swaps them in (readers go on meanwhile)."""
     projections = _chosen(name)
     store = _store()
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), TextColumn("{task.fields[rate]:>9,.0f} ev/s"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("replaying " + ", ".join(p.name for p in projections),
-                            total=None, rate=0.0)
+    console.print(f"rebuilding {', '.join(p.name for p in projections)}", highlight=False)
+    # Fits 80 columns: the bar takes what the figures leave.
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
+               MofNCompleteColumn(), TextColumn("{task.fields[rate]:>7,.0f} ev/s"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False, expand=True) as bar:
+        task = bar.add_task("replay", total=None, rate=0.0)
 
         def progress(done: int, total: int) -> None:
             elapsed = bar.tasks[task].elapsed or 0.0
@@ -81,14 +88,22 @@ def rebuild_command(
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Each projection's code and built version, checkpoint, generation and lag."""
+    """Show each read model's state. Code and built version, checkpoint, generation,
+    lag; "not started" before anything caught it up or rebuilt it."""
     found = status(_store(), default_projections())
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in found], indent=2))
         return
-    table = Table("projection", "mode", "version", "built", "checkpoint", "generation", "lag",
-                  "state")
+    # "code": the version this code builds; "built": the version of the live tables.
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for header in ("projection", "mode", "code", "built", "checkpoint", "generation", "lag",
+                   "state"):
+        table.add_column(header, no_wrap=True)
     for s in found:
+        if not s.started:
+            table.add_row(s.name, s.mode, str(s.code_version), "-", "-", "-",
+                          f"{s.lag:,}" if s.lag else "-", "not started")
+            continue
         state = "rebuilding" if s.rebuilding else "stale: rebuild due" if s.stale else "ok"
         table.add_row(s.name, s.mode, str(s.code_version), str(s.built_version),
                       f"{s.checkpoint:,}", str(s.table_generation), f"{s.lag:,}", state)

@@ -4,33 +4,46 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
 
 from ledgerflow.cli.common import console, open_settings
+from ledgerflow.cli.support import open_database, user_errors
 from ledgerflow.settings import Settings
+
+
+def relay_target(settings: Settings) -> str:
+    """Where the relay publishes: the Kafka cluster and topic, or the JSON-lines file."""
+    if settings.kafka_bootstrap:
+        return f"Kafka {settings.kafka_bootstrap}, topic {settings.topic}"
+    return f"the JSON-lines file {Path(settings.sink_path).resolve()}"
 
 
 def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
     """The relay `relay` runs: settings -> engine, publisher, topics, attempts, faults."""
     from ledgerflow import outbox
-    from ledgerflow.eventstore import create_engine
 
-    return outbox.Relay(create_engine(settings.database_url),
+    return outbox.Relay(open_database(settings),
                         outbox.publisher_from_settings(settings), batch_size=batch_size,
                         max_attempts=settings.outbox_max_attempts,
                         dead_letter_topic=settings.dlq_topic, on_dead=settings.outbox_on_dead,
                         fault_point=settings.fault_points())
 
 
-def relay_command(batch_size: int = 500, once: bool = False) -> None:
-    """Relay outbox rows until SIGINT/SIGTERM (or one batch with `once`).
-
-    Register with typer as `app.command("relay")(relay_command)`; the parameters
-    become `--batch-size N` and `--once`.
-    """
-    settings = open_settings()
-    relay = build_relay(settings, batch_size=batch_size)
-    target = settings.kafka_bootstrap or f"sink {settings.sink_path}"
+def relay_command(
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N",
+                                            help="Outbox rows claimed per batch.")] = 500,
+    once: Annotated[bool, typer.Option("--once", help="Relay one batch, print what "
+                                       "happened to it, and exit.")] = False,
+) -> None:
+    """Publish the outbox until stopped. To Kafka when LEDGERFLOW_KAFKA_BOOTSTRAP is set,
+    else to the JSON-lines file LEDGERFLOW_SINK_PATH; until Ctrl-C or SIGTERM."""
+    with user_errors():
+        settings = open_settings()
+        relay = build_relay(settings, batch_size=batch_size)
+    target = relay_target(settings)
     try:
         if once:
             stats = relay.run_once()

@@ -1,4 +1,8 @@
-"""`ledgerflow runs list|show|history`, and the renderers the demo reuses."""
+"""`ledgerflow runs list|show|history`, and the renderers the demo reuses.
+
+Tables fit an 80-column terminal: ids are shortened to the fewest characters (at
+least 8) that tell the listed runs apart, which `show`, `history` and every command
+taking a run id accept as a prefix; ids and times never wrap (other cells shrink)."""
 
 from __future__ import annotations
 
@@ -9,30 +13,40 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ledgerflow.cli.common import console
-from ledgerflow.cli.support import open_app, user_errors
+from ledgerflow.cli.common import SHORT_ID, console, error_text, new_app
+from ledgerflow.cli.support import open_app, resolve, user_errors
 from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.wire import Page
 from ledgerflow.projections import queries
 
-app = typer.Typer(no_args_is_help=True, help="Inspect runs: list, show one, its history.")
+app = new_app("Inspect runs: list, show one, its history.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunIdArg = Annotated[str, typer.Argument(metavar="RUN_ID",
+                                         help="The run's id, or a unique prefix of it.")]
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "canceled": "yellow",
                  "compensating": "magenta", "suspended": "cyan", "running": "blue"}
 
 
 def _short(value: Any, width: int = 60) -> str:
+    """`value` (JSON unless a string) in at most `width` characters, for a table cell
+    (markup escaped: a `[x]` in a value is shown, not taken for a style)."""
+    return escape(_shortened(value, width))
+
+
+def _shortened(value: Any, width: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
                                                              default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
 
 
 def _status(status: str) -> str:
@@ -40,17 +54,43 @@ def _status(status: str) -> str:
     return f"[{style}]{status}[/{style}]" if style else status
 
 
-def runs_table(records: Sequence[queries.RunRecord], *, short_ids: bool = False) -> Table:
-    """Runs as a table: id, workflow, status, what it waits for, parent, tenant, created."""
-    table = Table("run id", "workflow", "status", "waiting for", "parent", "tenant", "created")
-    for r in records:
-        wp = r.waitpoint
-        waiting = f"{wp['kind']} {wp['name']}" if wp else "-"
-        run_id = r.run_id[:8] if short_ids else r.run_id
-        table.add_row(run_id, f"{r.workflow_id}@{r.workflow_version}", _status(r.status),
-                      waiting, (r.parent_run_id or "-")[:8], r.tenant_id or "-",
-                      _when(r.created_at))
+def short_length(ids: Sequence[str]) -> int:
+    """The fewest characters (at least `SHORT_ID`) that keep `ids` apart."""
+    length = SHORT_ID
+    while length < max(map(len, ids), default=0) and \
+            len({i[:length] for i in ids}) < len(set(ids)):
+        length += 1
+    return length
+
+
+def runs_table(records: Sequence[queries.RunRecord]) -> Table:
+    """Runs as a table: short id, workflow, status, and what each waits for, its parent
+    and its tenant where any listed run has one (a column of dashes is left out, to fit
+    80 columns), and when it was created."""
+    width = short_length([r.run_id for r in records])
+    cells = {
+        "run id": [r.run_id[:width] for r in records],
+        "workflow": [f"{r.workflow_id}@{r.workflow_version}" for r in records],
+        "status": [_status(r.status) for r in records],
+        "waiting for": [f"{r.waitpoint['kind']} {r.waitpoint['name']}" if r.waitpoint
+                        else "-" for r in records],
+        "parent": [(r.parent_run_id or "-")[:width] for r in records],
+        "tenant": [r.tenant_id or "-" for r in records],
+        "created": [_when(r.created_at) for r in records],
+    }
+    shown = {header: column for header, column in cells.items()
+             if header not in _OPTIONAL or any(value != "-" for value in column)}
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for header in shown:
+        table.add_column(header, no_wrap=header in _NO_WRAP)
+    for row in zip(*shown.values(), strict=True):
+        table.add_row(*(cell if header == "status" else escape(cell)
+                        for header, cell in zip(shown, row, strict=True)))
     return table
+
+
+_OPTIONAL = ("waiting for", "parent", "tenant")
+_NO_WRAP = ("run id", "status", "parent", "created")
 
 
 def _brief(entry: queries.HistoryEntry) -> str:
@@ -63,6 +103,7 @@ def _brief(entry: queries.HistoryEntry) -> str:
 def history_table(entries: Sequence[queries.HistoryEntry], title: str | None = None) -> Table:
     """A run's history as a timeline: time, version, event type, short data."""
     table = Table("time", "v", "event", "data", title=title, title_justify="left")
+    table.columns[0].no_wrap = True
     for e in entries:
         table.add_row(e.recorded_at.strftime("%H:%M:%S.%f")[:-3], str(e.version), e.type,
                       _brief(e))
@@ -76,21 +117,29 @@ def print_json(out: Console, value: Any) -> None:
 @app.command("list")
 def list_command(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="pending, running, suspended, "
-                                               "compensating, completed, failed, canceled")] = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow id.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant id.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Runs with this tag.")] = None,
-    parent: Annotated[str | None, typer.Option(help="Children of this run.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=queries.MAX_LIMIT)] = 50,
-    cursor: Annotated[str | None, typer.Option(help="`nextCursor` of a previous page.")] = None,
+    status: Annotated[RunStatus | None, typer.Option(
+        metavar="STATUS", help="Runs in this status: pending, running, suspended, "
+        "compensating, completed, failed or canceled.")] = None,
+    workflow: Annotated[str | None, typer.Option(
+        "--workflow", metavar="WORKFLOW", help="Runs of this workflow.")] = None,
+    tenant: Annotated[str | None, typer.Option(metavar="TENANT",
+                                               help="Runs of this tenant.")] = None,
+    tag: Annotated[str | None, typer.Option(metavar="TAG", help="Runs with this tag.")] = None,
+    parent: Annotated[str | None, typer.Option(
+        metavar="RUN_ID", help="Children of this run (its id or a unique prefix).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=queries.MAX_LIMIT, metavar="N",
+                                       help="At most N runs (a page).")] = 50,
+    cursor: Annotated[str | None, typer.Option(
+        metavar="CURSOR", help="The next page: the cursor a previous page printed.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Runs, newest first, with filters."""
+    """List runs, newest first. Filters combine."""
     with user_errors():
         lf = open_app(ctx)
         try:
             with lf.db.connect() as conn:
+                if parent is not None:
+                    parent = queries.resolve_run_id(conn, parent)
                 records, next_cursor = queries.list_runs(
                     conn, status=status, workflow_id=workflow, tenant_id=tenant, tag=tag,
                     parent_run_id=parent, limit=limit, cursor=cursor)
@@ -108,16 +157,14 @@ def list_command(
 
 
 @app.command("show")
-def show_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) -> None:
-    """One run: status, input, result, error, what it waits for, its steps."""
+def show_command(ctx: typer.Context, run_id: RunIdArg, as_json: JsonFlag = False) -> None:
+    """Show one run. Its status, input, result, error, what it waits for, its steps."""
     with user_errors():
         lf = open_app(ctx)
         try:
             with lf.db.connect() as conn:
-                record = queries.get_run(conn, run_id)
-                if record is None:
-                    raise UnknownRun(run_id)
-                journal = queries.get_journal(conn, run_id)
+                record = queries.find_run(conn, run_id)
+                journal = queries.get_journal(conn, record.run_id)
         finally:
             lf.close()
     wire = record.to_wire()
@@ -128,24 +175,19 @@ def show_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) -> 
     for key in ("id", "workflowId", "workflowVersion", "status", "input", "result", "error",
                 "waitpoint", "wakeAt", "parentRunId", "children", "tags", "tenantMeta",
                 "createdAt", "updatedAt", "version"):
-        value = _untraced(wire[key]) if key == "error" else wire[key]
-        table.add_row(key, _status(value) if key == "status" else _short(value, 100))
+        value = wire[key]
+        shown = escape(error_text(record.error)) if key == "error" and value \
+            else _short(value, 100)
+        table.add_row(key, _status(value) if key == "status" else shown)
     console.print(table)
     if journal:
         steps = Table("step", "status", "attempt", "result / error")
         for j in journal:
-            steps.add_row(j.step_id, _status(j.status), str(j.attempt),
-                          _short(_untraced(j.error) if j.error else j.result))
+            steps.add_row(escape(j.step_id), _status(j.status), str(j.attempt),
+                          _short(error_text(j.error) if j.error else j.result))
         console.print(steps)
     _print_tracebacks([("run", record.error), *((f"step {j.step_id!r} attempt {j.attempt}",
                                                   j.error) for j in journal)])
-
-
-def _untraced(error: Any) -> Any:
-    """An error without its traceback (printed in full below the tables)."""
-    if not isinstance(error, dict):
-        return error
-    return {k: v for k, v in error.items() if k != "traceback" and v not in (None, {})}
 
 
 def _print_tracebacks(errors: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
@@ -160,11 +202,12 @@ def _print_tracebacks(errors: Sequence[tuple[str, dict[str, Any] | None]]) -> No
 
 
 @app.command("history")
-def history_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) -> None:
-    """The run's events in order: a timeline (the audit trail)."""
+def history_command(ctx: typer.Context, run_id: RunIdArg, as_json: JsonFlag = False) -> None:
+    """Show a run's history. Its events in order: a timeline (the audit trail)."""
     with user_errors():
         lf = open_app(ctx)
         try:
+            run_id = resolve(lf, run_id)
             entries = queries.history(lf.store, run_id)
         finally:
             lf.close()
@@ -173,4 +216,4 @@ def history_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) 
     if as_json:
         print_json(console, Page(entries).to_wire())
         return
-    console.print(history_table(entries, title=f"run {run_id}"))
+    console.print(history_table(entries, title=f"run {escape(run_id)}"))

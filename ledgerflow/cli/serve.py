@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,24 +100,49 @@ class Services:
             self._relay.publisher.close()
 
 
-def serve(lf: Ledgerflow, options: ServeOptions,
-          announce: Callable[[str], None] = print) -> None:
-    """Run until SIGTERM/SIGINT, then stop gracefully."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` and listening (`OSError` when it cannot be)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+def serve(lf: Ledgerflow, options: ServeOptions, announce: Callable[[str], None] = print,
+          sock: socket.socket | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully. With the API on, `sock` is the
+    listening socket it serves (bound by the caller, so a port in use fails before
+    anything starts; default: bound here)."""
+    if options.api and sock is None:
+        sock = listen(options.host, options.port)
+    server = None if sock is None else uvicorn.Server(uvicorn.Config(
+        create_app(lf), log_level="warning", access_log=False, lifespan="off"))
     # Our handlers first: uvicorn captures the signals while it serves, restores
     # these afterwards and re-raises what it caught, which must land here (and not
-    # kill the process) so the worker and relay below still stop gracefully.
+    # kill the process) so the worker and relay below still stop gracefully. A signal
+    # before uvicorn captures them stops it as soon as it starts.
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
+    _run(lf, options, announce, server, sock, stop)
+    announce("ledgerflow stopped")
+
+
+def _run(lf: Ledgerflow, options: ServeOptions, announce: Callable[[str], None],
+         server: uvicorn.Server | None, sock: socket.socket | None,
+         stop: threading.Event) -> None:
     services = Services(lf, options)
     running = services.start()
     try:
-        if options.api:
-            config = uvicorn.Config(create_app(lf), host=options.host, port=options.port,
-                                    log_level="warning", access_log=False, lifespan="off")
-            announce(f"ledgerflow serving http://{options.host}:{options.port} "
-                     f"with {', '.join(['api', *running])}")
-            uvicorn.Server(config).run()
+        if server is not None and sock is not None:
+            host, port = sock.getsockname()[:2]
+            announce(f"ledgerflow serving {_url(host, port)} with "
+                     f"{', '.join(['api', *running])}")
+            server.run(sockets=[sock])
         else:
             announce(f"ledgerflow running {', '.join(running) or 'nothing'}")
             while not stop.wait(0.5):
@@ -124,4 +150,7 @@ def serve(lf: Ledgerflow, options: ServeOptions,
     finally:
         services.stop()
         lf.close()
-    announce("ledgerflow stopped")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ledgerflow._app import Ledgerflow
+from ledgerflow.cli.common import SHORT_ID
 from ledgerflow.cli.runs import history_table, runs_table
 from ledgerflow.demo.workflows import CHECKOUT, CHECKOUT_FAILING
 from ledgerflow.domain.errors import LedgerflowError
@@ -74,12 +75,13 @@ def _drive(lf: Ledgerflow, out: Console) -> DemoReport:
         bad = engine.trigger(CHECKOUT_FAILING, {"bookingId": "B-1002", "amount": 75.5,
                                                 "coolOffSeconds": 1},
                              tenant_meta={"tenantId": "acme"}, tags=["demo"]).run_id
-        out.print(f"triggered {CHECKOUT} {ok} and {CHECKOUT_FAILING} {bad}", highlight=False)
+        out.print(f"triggered {CHECKOUT} {_short(ok)} and {CHECKOUT_FAILING} {_short(bad)}",
+                  highlight=False)
         for run_id in (ok, bad):
             _await(lf, run_id, lambda s: s.status.value == "suspended"
                    and s.waitpoint is not None and s.waitpoint.kind == "signal")
             engine.signal(run_id, "approval", "ops@example.com", actor="demo")
-            out.print(f"sent signal 'approval' to {run_id}", highlight=False)
+            out.print(f"sent signal 'approval' to {_short(run_id)}", highlight=False)
         report = DemoReport(lf.settings.database_url, ok, bad)
         for run_id in (ok, bad):
             report.statuses[run_id] = _await(lf, run_id, lambda s: s.is_terminal).status.value
@@ -97,6 +99,11 @@ def _await(lf: Ledgerflow, run_id: str, done: Callable[[RunState], bool]) -> Run
         time.sleep(0.05)
     raise DemoStuck(f"run {run_id} did not get there within {DEADLINE_S:.0f}s "
                     f"(status {lf.engine.state(run_id).status.value})")
+
+
+def _short(run_id: str) -> str:
+    """The run id as the tables show it (every command accepts it as a prefix)."""
+    return run_id[:SHORT_ID]
 
 
 def _drain(lf: Ledgerflow, report: DemoReport) -> None:
@@ -126,16 +133,16 @@ def _show(lf: Ledgerflow, report: DemoReport, out: Console) -> None:
     with lf.db.connect() as conn:
         records, _ = queries.list_runs(conn, limit=20)
     out.print()
-    out.print(runs_table(records, short_ids=True))
+    out.print(runs_table(records))
     out.print()
     out.print(history_table(queries.history(lf.store, report.checkout_run),
-                            title=f"history of {CHECKOUT} run {report.checkout_run}"))
+                            title=f"history of {CHECKOUT} run {_short(report.checkout_run)}"))
     out.print()
     with lf.db.connect() as conn:
         journal = queries.get_journal(conn, report.failing_run)
     undone = [j.step_id.removesuffix(COMPENSATE_SUFFIX) for j in journal
               if j.step_id.endswith(COMPENSATE_SUFFIX) and j.status == "completed"]
-    out.print(f"{CHECKOUT_FAILING} {report.failing_run}: "
+    out.print(f"{CHECKOUT_FAILING} {_short(report.failing_run)}: "
               f"{report.statuses[report.failing_run]}, compensated: "
               f"{', '.join(undone) or 'nothing'}", highlight=False)
     where = report.destination

@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
+from typer.testing import CliRunner, Result
 
 from ledgerflow._app import Ledgerflow
+from ledgerflow.cli import app
+from ledgerflow.cli.common import console, err_console
 from ledgerflow.settings import Settings
 from tests.api._workflows import registry
 
@@ -59,3 +62,43 @@ def lf(pg_engine: SAEngine, pg_url: str, tmp_path: Path) -> Iterator[Ledgerflow]
                           registry=registry(), upgrade=False)
     yield app
     app.close()
+
+
+def fresh_env(**extra: str) -> dict[str, str]:
+    """A new user's shell: no LEDGERFLOW_* setting and no PYTHONPATH, 80 columns."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LEDGERFLOW_") and k != "PYTHONPATH"}
+    env.update(COLUMNS="80", **extra)
+    return env
+
+
+def run_in(cwd: Path, env: dict[str, str], *args: str,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`ledgerflow ARGS` run in `cwd` as the installed console script runs: `-P` keeps
+    the current directory off `sys.path` (`python -m` alone would put it first)."""
+    return subprocess.run([sys.executable, "-P", "-m", "ledgerflow.cli", *args], env=env,
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line a user mistake prints (asserting there is one)."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0, done.stdout
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def run(pg_engine: SAEngine, pg_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`ledgerflow ARGS` in this process, on the session database, 80 columns wide."""
+    for out in (console, err_console):
+        monkeypatch.setattr(out, "width", 80)
+    monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", pg_url)
+    monkeypatch.setenv("LEDGERFLOW_WORKFLOWS", WORKFLOWS)
+    monkeypatch.setenv("LEDGERFLOW_SINK_PATH", str(tmp_path / "events.jsonl"))
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(app, list(args))
+
+    yield invoke

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledgerflow._app import Ledgerflow
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, fresh_env, run_in
 
 
 def test_db_upgrade_is_idempotent(cli: Cli) -> None:
@@ -22,7 +22,8 @@ def test_trigger_list_show_history(cli: Cli, lf: Ledgerflow) -> None:
         (run_id, "completed", {"tenantId": "acme"})]
     assert cli.json("runs", "list", "--status", "failed")["data"] == []
     table = cli("runs", "list").stdout
-    assert run_id in table and "greet@1" in table and "completed" in table
+    assert run_id[:8] in table and run_id not in table  # a short id: a prefix commands take
+    assert "greet@1" in table and "completed" in table
     shown = cli.json("runs", "show", run_id)
     assert shown["result"] == "hello ada" and shown["journal"][0]["stepId"] == "greet"
     assert "hello ada" in cli("runs", "show", run_id).stdout
@@ -106,3 +107,11 @@ def test_demo_runs_end_to_end_and_leaves_its_files(cli: Cli, tmp_path: Path) -> 
     for event_type in ("TimerFired", "SignalReceived", "ChildStarted", "ChildFinished",
                        "RunCompleted"):
         assert event_type in out
+    # the README's follow-up commands, on the directory the demo kept
+    env = fresh_env(LEDGERFLOW_DATABASE_URL=f"sqlite:///{where}/ledgerflow.db")
+    assert out.splitlines()[-1] == ("look at its runs: export LEDGERFLOW_DATABASE_URL="
+                                    f"sqlite:///{where}/ledgerflow.db; ledgerflow runs list")
+    failed = run_in(tmp_path, env, "runs", "list", "--status", "failed").stdout.splitlines()
+    assert len(failed) == 2 and "demo.checkout-failing@1" in failed[1], failed
+    history = run_in(tmp_path, env, "runs", "history", failed[1].split()[0])
+    assert history.returncode == 0 and "RunCompensating" in history.stdout

@@ -5,7 +5,7 @@ symlinked into it, so the walk follows links), every import counted: top level,
 inside functions, and under `if TYPE_CHECKING:` (a cycle hidden there is still a
 cycle of ideas). Relative imports are resolved against the importing module.
 
-Layers (DESIGN.md): `domain` <- `eventstore` <- `projections`, `outbox` <- the
+Layers (the README's "Layout"): `domain` <- `eventstore` <- `projections`, `outbox` <- the
 rest of `ledgerflow`. A layer may import its own modules and the layers below it,
 nothing else of ours; and nothing imports the bare names `domain`, `eventstore`,
 `projections` or `outbox`, which the distribution does not install.

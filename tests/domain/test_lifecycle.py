@@ -1,4 +1,5 @@
-"""The lifecycle machine: exactly DESIGN.md's declaration, and nothing else gets through."""
+"""The lifecycle machine: exactly the declared transitions (the table below, written out
+by hand), and nothing else gets through."""
 
 from __future__ import annotations
 

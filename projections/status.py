@@ -27,7 +27,8 @@ class ProjectionStatus:
     lag: int
     rebuilding: bool
     started: bool = True
-    """False while the projection has no checkpoint (its figures are then zeros)."""
+    """False while the projection has no checkpoint row; its figures are then those of
+    the row that would be made (current: the code's version, position 0, generation 1)."""
 
     @property
     def stale(self) -> bool:
@@ -51,10 +52,10 @@ def status(store: EventStore, projections: Sequence[Projection], *,
     result = []
     for p in projections:
         row = found.get(p.name)
-        if row is None:
+        if row is None:  # figures as the row would be made: current, at position 0
             lag = 0 if p.inline else store.count_events(0)
-            result.append(ProjectionStatus(p.name, _mode(p), p.version, 0, 0, 0, lag, False,
-                                           started=False))
+            result.append(ProjectionStatus(p.name, _mode(p), p.version, p.version, 0, 1, lag,
+                                           False, started=False))
             continue
         lag = 0 if p.inline else store.count_events(row.position)
         rebuilding = row.rebuild_owner is not None and (

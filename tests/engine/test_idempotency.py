@@ -138,6 +138,6 @@ def test_a_trigger_key_is_kept_forever_in_the_one_key_table(
 def test_concurrent_duplicates_deliver_once(engine: Engine, waiting: str) -> None:
     keys = Recorder()
     results = at_once(lambda: engine.signal(waiting, "late", idempotency_key=keys.key()), 4)
-    assert results == [None] * 4
+    assert results == [False] * 4  # buffered (the run waits for another signal), or replayed
     assert types(engine, waiting)["SignalReceived"] == 1
     assert len(keys.remembered) == 1 and len(keys.recalled) == 3

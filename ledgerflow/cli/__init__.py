@@ -107,7 +107,7 @@ def demo_command(
         if directory is None:
             shutil.rmtree(where, ignore_errors=True)
     if directory is None:
-        console.print("the demo's directory was temporary and is removed; "
+        console.print("the demo's temporary directory is removed; "
                       "`ledgerflow demo --dir demo` keeps it", highlight=False, markup=False,
                       soft_wrap=True)
     else:

@@ -186,5 +186,5 @@ def test_demo_removes_its_temporary_directory(tmp_path: Path) -> None:
     done = run_in(tmp_path, fresh_env(TMPDIR=str(scratch)), "demo", timeout=120)
     assert done.returncode == 0, done.stderr
     assert list(scratch.iterdir()) == []
-    assert done.stdout.splitlines()[-1] == ("the demo's directory was temporary and is "
-                                            "removed; `ledgerflow demo --dir demo` keeps it")
+    assert done.stdout.splitlines()[-1] == ("the demo's temporary directory is removed; "
+                                            "`ledgerflow demo --dir demo` keeps it")

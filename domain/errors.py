@@ -77,6 +77,24 @@ class InvalidEvent(LedgerflowError):
     code = "invalid_event"
 
 
+class EventTooLarge(InvalidEvent):
+    """An event larger than the store's `max_event_bytes` (an event that could never
+    be published): refused at the append, nothing written."""
+
+    code = "event_too_large"
+    http_status = 413
+
+    def __init__(self, type_name: str, stream: str, size: int, limit: int) -> None:
+        self.type_name, self.stream, self.size, self.limit = type_name, stream, size, limit
+        super().__init__(
+            f"{type_name} for stream {stream!r} is {size} bytes, over the event size limit "
+            f"of {limit} bytes (LEDGERFLOW_MAX_EVENT_BYTES); nothing was appended")
+
+    def details(self) -> dict[str, Any]:
+        return {"eventType": self.type_name, "stream": self.stream, "bytes": self.size,
+                "maxBytes": self.limit}
+
+
 class StoreUnavailable(LedgerflowError):
     """The database could not be reached or refused the operation for a non-domain reason."""
 

@@ -29,7 +29,7 @@ from ledgerflow.settings import Settings
 def build_store(db: SAEngine, settings: Settings, clock: Clock = utcnow) -> EventStore:
     """The event store with the inline projections and the outbox writer as hooks."""
     return EventStore(db, hooks=[InlineProjections(), OutboxWriter(topic=settings.topic)],
-                      clock=clock)
+                      clock=clock, max_event_bytes=settings.max_event_bytes)
 
 
 def import_workflows(modules: Iterable[str]) -> list[str]:

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledgerflow.eventstore.database import DEFAULT_URL
+from ledgerflow.outbox import DEFAULT_MAX_EVENT_BYTES
 from ledgerflow.runtime.faults import FaultPoints
 
 
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=10, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, gt=0)
+    """The largest event an append accepts (its data and metadata JSON, in bytes); by
+    default what kafka-python's default `max_request_size` leaves once the outbox has
+    wrapped it (`outbox._writer.ENVELOPE_ALLOWANCE`). Raise it together with the
+    producer's `max_request_size` and the broker's `message.max.bytes`."""
     faults: str | None = None
     """Fault points to arm, for crash tests (`name=exit:CODE,other=raise,third=kill`)."""
 

@@ -27,10 +27,18 @@ from ledgerflow.outbox._publishers import (
 )
 from ledgerflow.outbox._relay import PUBLISHED_POINT, FaultPoint, Relay, RelayStats, claim
 from ledgerflow.outbox._schema import DEAD, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
-from ledgerflow.outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, message_headers
+from ledgerflow.outbox._writer import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_TOPIC,
+    OutboxWriter,
+    Router,
+    envelope,
+    message_headers,
+)
 
 __all__ = [
-    "DEAD", "DEFAULT_TOPIC", "MIGRATIONS", "PENDING", "PUBLISHED", "PUBLISHED_POINT",
+    "DEAD", "DEFAULT_MAX_EVENT_BYTES", "DEFAULT_TOPIC", "MIGRATIONS", "PENDING", "PUBLISHED",
+    "PUBLISHED_POINT",
     "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
     "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",

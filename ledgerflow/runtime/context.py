@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import NonDeterminismError
+from ledgerflow.domain.errors import InvalidEvent, NonDeterminismError
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
 
@@ -33,7 +33,7 @@ class Session(Protocol):
     @property
     def journal(self) -> Journal: ...
     def clock(self) -> datetime: ...
-    def record(self, event: ev.Event) -> bool: ...
+    def record(self, event: ev.Event) -> bool: ...  # InvalidEvent: the store refuses it
     def before_step(self) -> None: ...
     def decide_now(self, decision: list[ev.Event]) -> bool: ...
     def check_workflow(self, name: str) -> None: ...
@@ -238,9 +238,16 @@ class Context:
             self._failed(op, exc, rules, started)
             return
         self._faults("step_executed")
-        self._record(ev.StepCompleted(step_id=op, result=result,
-                                      attempt=self._j.attempts.get(op, 0) + 1,
-                                      started_at=started))
+        self._succeeded(op, result, rules, started)
+
+    def _succeeded(self, op: str, result: Any, rules: _Rules, started: datetime) -> None:
+        """Journal an attempt's result; one the store refuses (`InvalidEvent`: larger than
+        `LEDGERFLOW_MAX_EVENT_BYTES`) fails the step instead, not retried."""
+        try:
+            self._record(ev.StepCompleted(step_id=op, result=result, started_at=started,
+                                          attempt=self._j.attempts.get(op, 0) + 1))
+        except InvalidEvent as exc:
+            self._failed(op, exc, rules, started)
 
     def _failed(self, op: str, exc: Exception, rules: _Rules, started: datetime) -> None:
         attempt = self._j.attempts.get(op, 0) + 1
@@ -317,8 +324,7 @@ class Context:
             if isinstance(out, Exception):
                 self._failed(step_id, out, rules, started)
             else:
-                self._record(ev.StepCompleted(step_id=step_id, result=out, started_at=started,
-                                              attempt=self._j.attempts.get(step_id, 0) + 1))
+                self._succeeded(step_id, out, rules, started)
 
     # --------------------------------------------------------------------- waits
 
@@ -426,7 +432,7 @@ class _Rules:
 
     def retryable(self, exc: Exception) -> bool:
         return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
-                and not isinstance(exc, NotSerializable))
+                and not isinstance(exc, NotSerializable | InvalidEvent))
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: timedelta | None) -> Any:

@@ -64,9 +64,19 @@ class RunSession:
     # ---------------------------------------------------------- used by Context
 
     def record(self, event: ev.Event) -> bool:
-        """Buffer a fact; True if it added an op to the journal's order."""
+        """Buffer a fact; True if it added an op to the journal's order. A step's
+        completion that the store would refuse (`InvalidEvent`: over its size limit)
+        raises here, before it is buffered, so the step fails rather than the write."""
+        if isinstance(event, ev.StepCompleted):
+            self.check(event)
         self.pending.append(event)
         return self.journal.add(event)
+
+    def check(self, event: ev.Event) -> None:
+        """Raise what the store would raise for `event` on this run (`InvalidEvent`)."""
+        if self.rt.store.max_event_bytes is not None:
+            meta = event_metadata(self.journal.base_metadata, self.journal.last_event_id)
+            self.rt.store.check_event(self.run_id, NewEvent(event, metadata=meta))
 
     def before_step(self) -> None:
         """A step is about to run: stop if asked, make earlier facts durable."""
@@ -160,6 +170,7 @@ class RunSession:
             result = definition.fn(ctx, ctx.input)
             ctx.finish()
             result = json_roundtrip(result, "the workflow's result")
+            self.check(ev.RunCompleted(result=result))  # too large: rolls back, fails
         except Park as park:
             return self.park(park)
         except StopRequested:

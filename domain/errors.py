@@ -105,15 +105,44 @@ class StoreUnavailable(LedgerflowError):
 class IdempotencyConflict(LedgerflowError):
     """An idempotency key reused with a different request fingerprint."""
 
-    code = "idempotency_conflict"
-    http_status = 422
+    code = "conflict"
+    http_status = 409
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, key: str | None, kept: Any = None) -> None:
+        self.key, self.kept = key, kept
         super().__init__(
             f"idempotency key {key!r} was already used with a different request; "
             "use a new key for a different request"
         )
+
+    def details(self) -> dict[str, Any]:
+        return {"key": self.key}
+
+
+class RunConflict(IdempotencyConflict):
+    """A trigger that names an existing run (by its run id, or by an idempotency key)
+    with another workflow or input: refused, the existing run is left as it is."""
+
+    def __init__(self, run_id: str, *, key: str | None = None,
+                 differs: list[str] | None = None) -> None:
+        LedgerflowError.__init__(self, _run_conflict(run_id, key, differs))
+        self.run_id, self.key, self.kept, self.differs = run_id, key, None, differs
+
+    def details(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"runId": self.run_id}
+        if self.key is not None:
+            found["key"] = self.key
+        if self.differs:
+            found["differs"] = self.differs
+        return found
+
+
+def _run_conflict(run_id: str, key: str | None, differs: list[str] | None) -> str:
+    named = f"idempotency key {key!r} names run {run_id!r}" if key is not None else \
+        f"run {run_id!r} exists already"
+    what = f"another {', '.join(differs)}" if differs else "another workflow or input"
+    return (f"{named}, triggered with {what}: nothing was appended (the same workflow "
+            "and input return the existing run; use a new id or key for another run)")
 
 
 class UnknownRun(LedgerflowError):

@@ -150,6 +150,12 @@ class Transaction:
         transaction sees them: its own appends (deferred ones too) included."""
         return _read(self.conn, _READ_STREAM, {"sid": stream_id, "from": from_version})
 
+    def read_first(self, stream_id: str) -> RecordedEvent | None:
+        """The first event of `stream_id` (a run's RunCreated) as this transaction sees
+        it; None for an empty stream."""
+        found = _read(self.conn, _READ_FIRST, {"sid": stream_id})
+        return found[0] if found else None
+
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after `after_position` in position order, as this transaction sees
         them. Unlike `EventStore.read_all` it does not wait for writers in flight: it is
@@ -408,6 +414,8 @@ _READ_STREAM = (sa.select(*_ROW)
                 .where(events.c.stream_id == sa.bindparam("sid"),
                        events.c.version >= sa.bindparam("from"))
                 .order_by(events.c.version))
+_READ_FIRST = sa.select(*_ROW).where(events.c.stream_id == sa.bindparam("sid"),
+                                     events.c.version == 1)
 _READ_ALL = (sa.select(*_ROW).where(events.c.position > sa.bindparam("after"))
              .order_by(events.c.position).limit(sa.bindparam("limit")))
 _COUNT = sa.select(sa.func.count()).where(events.c.position > sa.bindparam("after"))

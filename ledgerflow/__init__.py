@@ -18,6 +18,7 @@ from ledgerflow._authoring import (
 )
 from ledgerflow.domain.errors import (
     ConcurrencyError,
+    EventTooLarge,
     IdempotencyConflict,
     IllegalTransition,
     InvalidEvent,
@@ -25,6 +26,7 @@ from ledgerflow.domain.errors import (
     LedgerflowError,
     NonDeterminismError,
     NotAwaited,
+    RunConflict,
     StoreUnavailable,
     UnknownRun,
     UnknownWorkflow,
@@ -37,9 +39,10 @@ from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "ChildFailed", "ConcurrencyError", "Context", "Engine", "IdempotencyConflict",
-    "IllegalTransition", "InvalidEvent", "InvalidRequest", "Ledgerflow", "LedgerflowError",
-    "NonDeterminismError", "NotAwaited", "RetryPolicy", "Settings", "StepFailed",
+    "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge",
+    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidRequest", "Ledgerflow",
+    "LedgerflowError", "NonDeterminismError", "NotAwaited", "RetryPolicy", "RunConflict",
+    "Settings", "StepFailed",
     "StepTimeout", "StoreUnavailable", "TickResult", "TriggerResult", "UnknownRun",
     "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowRegistry",
     "default_registry", "workflow",

@@ -34,7 +34,7 @@ from ledgerflow.api._models import (
     TokenRequest,
     TriggerRequest,
 )
-from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.domain.errors import RunConflict, UnknownRun
 from ledgerflow.projections import queries
 from ledgerflow.runtime.engine import TriggerResult
 
@@ -97,7 +97,8 @@ def _stamp_tenant(who: Principal, meta: dict[str, Any] | None) -> dict[str, Any]
 
 
 @router.post("", status_code=201, response_model=RunOut, responses=_errors(403, 404, 409),
-             summary="Trigger a run (200 when runId names an existing run)")
+             summary="Trigger a run (200 when runId names an existing run with the same "
+             "workflow and input; 409 with another)")
 def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
             idempotency_key: IdemKey = None) -> Response:
     def respond(conn: Connection, result: TriggerResult) -> Outcome:
@@ -110,7 +111,11 @@ def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
                            {"runId": result.run_id})
         return (201 if result.created else 200), record.to_wire()
 
-    call = RequestKey(lf.db, request, who, idempotency_key, {}, body, respond, _run_of)
+    def conflict(kept: Outcome) -> RunConflict:
+        return RunConflict(str(kept[1]["id"]), key=idempotency_key)
+
+    call = RequestKey(lf.db, request, who, idempotency_key, {}, body, respond, _run_of,
+                      conflict)
     result = lf.engine.trigger(
         body.workflow_id, body.input, workflow_version=body.workflow_version,
         tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,

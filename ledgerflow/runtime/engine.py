@@ -34,6 +34,7 @@ from ledgerflow.domain.errors import (
     ConcurrencyError,
     IllegalTransition,
     InvalidRequest,
+    RunConflict,
 )
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.metadata import run_metadata
@@ -158,8 +159,10 @@ class Engine:
 
         A key given as a string names the run forever: the same key with the same
         content returns its run (`created=False`), with other content raises
-        `IdempotencyConflict`. An `IdempotencyKey` (the HTTP API's) remembers what
-        its `remember` makes of the result, and a replay returns its `recall`.
+        `RunConflict` naming it; so does a given `run_id` of an existing run created
+        with another workflow, input, tenant or tags (or version, when one is given).
+        An `IdempotencyKey` (the HTTP API's) remembers what its `remember` makes of the
+        result, and a replay returns its `recall`.
 
         Eager start: when this engine has a running `Worker` in this process and
         `eager` is True (or None and one of its threads is idle), the trigger
@@ -179,12 +182,12 @@ class Engine:
         key = _trigger_key(idempotency_key, created) if isinstance(idempotency_key, str) \
             else idempotency_key
         return self._create(created, run_id=run_id, key=key, delay=delay, actor=actor,
-                            leased=leased)
+                            leased=leased, any_version=workflow_version is None)
 
     def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
                 key: IdempotencyKey[TriggerResult] | None = None,
                 delay: timedelta | None = None, actor: str | None = None,
-                leased: bool = False) -> TriggerResult:
+                leased: bool = False, any_version: bool = False) -> TriggerResult:
         run_id = run_id or new_id()
         now = self.clock()
         due = now + delay if delay else now
@@ -209,8 +212,10 @@ class Engine:
 
         try:
             result = run_once(self.store, key, write)
-        except ConcurrencyError:  # the run exists: name it (under a key, remember that)
-            return run_once(self.store, key, lambda tx: TriggerResult(run_id, False))
+        except ConcurrencyError:  # the run exists: the same run (under a key, remember
+            # that), or a conflict
+            return run_once(self.store, key,
+                            lambda tx: _existing(tx, run_id, created, any_version))
         self.runtime.faults("command_committed")
         if not result.created:  # replayed by its key
             return result
@@ -337,13 +342,28 @@ class Engine:
         return released
 
 
+def _existing(tx: Transaction, run_id: str, created: ev.RunCreated,
+              any_version: bool) -> TriggerResult:
+    """A trigger whose run id names an existing run: that run, when it was created with
+    the same workflow and input (and tenant, tags, lineage); else `RunConflict`."""
+    first = tx.read_first(run_id)
+    existing = None if first is None else first.event
+    if not isinstance(existing, ev.RunCreated):
+        raise RunConflict(run_id)
+    differs = runs.differences(existing, created, any_version=any_version)
+    if differs:
+        raise RunConflict(run_id, differs=differs)
+    return TriggerResult(run_id, False)
+
+
 def _trigger_key(key: str, created: ev.RunCreated) -> IdempotencyKey[TriggerResult]:
     """A trigger's own key: scope "trigger", bound to the run's content, kept forever,
-    remembering the run it names."""
+    remembering the run it names (and naming it in a conflict)."""
     return IdempotencyKey(
         "trigger", key, runs.fingerprint(created),
         remember=lambda _conn, result: {"runId": result.run_id},
-        recall=lambda kept: TriggerResult(str(kept["runId"]), False), ttl=None)
+        recall=lambda kept: TriggerResult(str(kept["runId"]), False), ttl=None,
+        conflict=lambda kept: RunConflict(str(kept["runId"]), key=key) if kept else None)
 
 
 def _tags(tags: list[str] | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Writing runs that other runs cause: a child created in its parent's park
 transaction, a parent told (and woken) in its child's terminal transaction, the
-first events of an eagerly started run, and the fingerprint a trigger's
-idempotency key binds (the key itself is an `eventstore.idempotency` key).
+first events of an eagerly started run, and what a trigger that names an existing
+run must share with it: the fingerprint its idempotency key binds (the key itself
+is an `eventstore.idempotency` key) and, for a given run id, `differences`.
 
 Each function writes inside the caller's `Transaction`; none commits.
 """
@@ -31,6 +32,22 @@ def fingerprint(created: ev.RunCreated) -> str:
     return hashlib.sha256(json.dumps(
         [created.workflow_id, created.workflow_version, created.input, created.tenant_meta,
          created.tags], sort_keys=True).encode()).hexdigest()
+
+
+_COMPARED = {"workflow_id": "workflow", "workflow_version": "workflow version",
+             "input": "input", "tenant_meta": "tenant", "tags": "tags",
+             "parent_run_id": "parent", "rerun_of": "rerun lineage",
+             "resumed_from": "resume lineage"}
+
+
+def differences(existing: ev.RunCreated, created: ev.RunCreated, *,
+                any_version: bool = False) -> list[str]:
+    """What a trigger asks (`created`) that the run it names was not created with, in
+    words ("input", "tags", ...); empty: it is the same run. `any_version`: the trigger
+    did not name a version (the run may have started on an earlier one)."""
+    return [words for name, words in _COMPARED.items()
+            if getattr(existing, name) != getattr(created, name)
+            and not (any_version and name == "workflow_version")]
 
 
 def start_events(rt: Runtime, run_id: str, created: ev.RunCreated,

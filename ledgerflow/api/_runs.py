@@ -119,7 +119,7 @@ def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
     result = lf.engine.trigger(
         body.workflow_id, body.input, workflow_version=body.workflow_version,
         tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
-        run_id=body.run_id, idempotency_key=call.key)
+        run_id=body.run_id, priority=body.priority, idempotency_key=call.key)
     return call.response(result)
 
 

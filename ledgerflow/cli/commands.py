@@ -49,6 +49,8 @@ def trigger(
     tags: Tags = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Use this run id.")] = None,
     key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    priority: Annotated[int, typer.Option(min=-(2**31), max=2**31 - 1, help=(
+        "Higher is claimed first by the workers (default 0)."))] = 0,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the run to finish "
                                         "(needs a worker running).")] = 0.0,
     as_json: JsonFlag = False,
@@ -59,7 +61,8 @@ def trigger(
     def action(lf: Ledgerflow) -> None:
         result = lf.engine.trigger(workflow_id, data, workflow_version=version,
                                    tenant_meta={"tenantId": tenant} if tenant else None,
-                                   tags=tags, run_id=run_id, idempotency_key=key)
+                                   tags=tags, run_id=run_id, idempotency_key=key,
+                                   priority=priority)
         if wait > 0:
             _wait_terminal(lf, result.run_id, wait)
         _report(lf, result.run_id, "triggered" if result.created else "existing", as_json)

@@ -176,7 +176,7 @@ class Engine:
             workflow_id=definition.name, workflow_version=definition.version,
             input=json_value(input, "input"),
             tenant_meta=json_value(dict(tenant_meta or {}), "tenant_meta"),
-            tags=_tags(tags), priority=int(priority))
+            tags=_tags(tags), priority=_priority(priority))
         leased = not delay and eager is not False and not self.stopping \
             and self.wakeup.can_take(force=eager is True)
         key = _trigger_key(idempotency_key, created) if isinstance(idempotency_key, str) \
@@ -364,6 +364,13 @@ def _trigger_key(key: str, created: ev.RunCreated) -> IdempotencyKey[TriggerResu
         remember=lambda _conn, result: {"runId": result.run_id},
         recall=lambda kept: TriggerResult(str(kept["runId"]), False), ttl=None,
         conflict=lambda kept: RunConflict(str(kept["runId"]), key=key) if kept else None)
+
+
+def _priority(priority: int) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not -(2**31) <= priority < 2**31:
+        raise InvalidRequest(f"priority must be a 32-bit integer, got {priority!r}")
+    return priority
 
 
 def _tags(tags: list[str] | None) -> list[str]:

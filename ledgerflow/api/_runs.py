@@ -130,17 +130,23 @@ def list_runs(
     tenant_id: Annotated[Name | None, Query(alias="tenantId")] = None,
     tag: Name | None = None,
     parent_run_id: Annotated[Name | None, Query(alias="parentRunId")] = None,
+    resumed_from: Annotated[Name | None, Query(alias="resumedFrom")] = None,
+    rerun_of: Annotated[Name | None, Query(alias="rerunOf")] = None,
+    compensation: queries.Compensation | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000, pattern=_ID_PATTERN)] = None,
 ) -> Response:
-    """Runs newest first; `nextCursor` pages on."""
+    """Runs newest first; `nextCursor` pages on. `resumedFrom` / `rerunOf`: the runs
+    that resumed / reran that run; `compensation`: failed runs by how their rollback
+    ended."""
     if who.tenant is not None and tenant_id not in (None, who.tenant):
         raise ApiError(403, "forbidden", f"this token is bound to tenant {who.tenant!r} and "
                        f"cannot list tenant {tenant_id!r}", {"tenantId": tenant_id})
     with lf.db.connect() as conn:
         records, next_cursor = queries.list_runs(
             conn, status=status, workflow_id=workflow_id, tenant_id=who.tenant or tenant_id,
-            tag=tag, parent_run_id=parent_run_id, limit=limit, cursor=cursor)
+            tag=tag, parent_run_id=parent_run_id, resumed_from=resumed_from,
+            rerun_of=rerun_of, compensation=compensation, limit=limit, cursor=cursor)
     return json_response(200, RunPage(records, next_cursor).wire_values())
 
 

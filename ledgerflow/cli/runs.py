@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -73,6 +73,16 @@ def print_json(out: Console, value: Any) -> None:
     out.print_json(json.dumps(value, default=str))
 
 
+def _one_of(choices: tuple[str, ...]) -> Any:
+    """A typer callback that refuses a value not in `choices` (usage error, exit 2)."""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
 @app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -82,6 +92,13 @@ def list_command(
     tenant: Annotated[str | None, typer.Option(help="Tenant id.")] = None,
     tag: Annotated[str | None, typer.Option(help="Runs with this tag.")] = None,
     parent: Annotated[str | None, typer.Option(help="Children of this run.")] = None,
+    resumed_from: Annotated[str | None, typer.Option(
+        "--resumed-from", help="Runs that resumed this run.")] = None,
+    rerun_of: Annotated[str | None, typer.Option(
+        "--rerun-of", help="Reruns of this run.")] = None,
+    compensation: Annotated[str | None, typer.Option(
+        help="Failed runs whose rollback ended so: compensated, compensation_failed.",
+        callback=_one_of(get_args(queries.Compensation)))] = None,
     limit: Annotated[int, typer.Option(min=1, max=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, typer.Option(help="`nextCursor` of a previous page.")] = None,
     as_json: JsonFlag = False,
@@ -93,7 +110,8 @@ def list_command(
             with lf.db.connect() as conn:
                 records, next_cursor = queries.list_runs(
                     conn, status=status, workflow_id=workflow, tenant_id=tenant, tag=tag,
-                    parent_run_id=parent, limit=limit, cursor=cursor)
+                    parent_run_id=parent, resumed_from=resumed_from, rerun_of=rerun_of,
+                    compensation=compensation, limit=limit, cursor=cursor)
         finally:
             lf.close()
     if as_json:
@@ -127,7 +145,8 @@ def show_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) -> 
     table = Table(show_header=False, box=None)
     for key in ("id", "workflowId", "workflowVersion", "status", "input", "result", "error",
                 "waitpoint", "wakeAt", "parentRunId", "children", "tags", "tenantMeta",
-                "createdAt", "updatedAt", "version"):
+                "createdAt", "updatedAt", "version", "resumedFrom", "rerunOf",
+                "compensation", "priority"):
         value = wire[key]
         table.add_row(key, _status(value) if key == "status" else _short(value, 100))
     console.print(table)

@@ -4,6 +4,7 @@ checked before anything is appended, and the registered workflows are listed."""
 
 from __future__ import annotations
 
+from ledgerflow._app import Ledgerflow
 from tests.cli.conftest import Cli
 
 
@@ -17,3 +18,20 @@ def test_a_run_id_reused_with_other_input_exits_non_zero_with_one_line(cli: Cli)
     [line] = other.stderr.strip().splitlines()
     assert line.startswith("error: run 'r-1' exists already, triggered with another input")
     assert cli.json("runs", "show", "r-1")["input"] == "ada"
+
+
+def test_priority_and_the_lineage_filters(cli: Cli, lf: Ledgerflow) -> None:
+    urgent = cli.json("trigger", "greet", "--priority", "5")
+    assert urgent["priority"] == 5
+    failed = cli("trigger", "fragile").stdout.split()[2]
+    lf.engine.run_due()
+    rerun = cli.json("rerun", failed)
+    resumed = cli.json("resume", failed, "--from-step", "second", "--input", '{"ok": true}')
+    assert [r["id"] for r in cli.json("runs", "list", "--rerun-of", failed)["data"]] == [
+        rerun["id"]]
+    assert [r["id"] for r in cli.json("runs", "list", "--resumed-from", failed)["data"]] == [
+        resumed["id"]]
+    assert cli.json("runs", "list", "--compensation", "compensated")["data"] == []
+    assert cli("runs", "list", "--compensation", "partial", ok=False).returncode == 2
+    shown = cli("runs", "show", resumed["id"]).stdout
+    assert "resumedFrom" in shown and failed in shown

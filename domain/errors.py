@@ -196,6 +196,24 @@ class InvalidRequest(LedgerflowError):
     http_status = 422
 
 
+class InvalidInput(InvalidRequest):
+    """A run's input that its workflow's input model refuses: nothing was appended.
+    `errors`: pydantic's, each `{loc, msg, type}`, `loc` starting at "input"."""
+
+    def __init__(self, workflow: str, errors: list[dict[str, Any]]) -> None:
+        self.workflow, self.errors = workflow, errors
+        listed = "; ".join(self.lines()[:5]) + ("; ..." if len(errors) > 5 else "")
+        super().__init__(f"the input of workflow {workflow!r} does not validate "
+                         f"({len(errors)} error(s)): {listed}; nothing was appended")
+
+    def lines(self) -> list[str]:
+        """One line per error: where (`input.items.0.qty`), then what is wrong."""
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in self.errors]
+
+    def details(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "errors": self.errors}
+
+
 class NonDeterminismError(LedgerflowError):
     """Replay reached a step that history does not have at that point."""
 

@@ -12,6 +12,7 @@ The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 from ledgerflow._app import Ledgerflow
 from ledgerflow._authoring import (
     WorkflowDef,
+    WorkflowInfo,
     WorkflowRegistry,
     default_registry,
     workflow,
@@ -22,6 +23,7 @@ from ledgerflow.domain.errors import (
     IdempotencyConflict,
     IllegalTransition,
     InvalidEvent,
+    InvalidInput,
     InvalidRequest,
     LedgerflowError,
     NonDeterminismError,
@@ -40,10 +42,9 @@ from ledgerflow.settings import Settings
 
 __all__ = [
     "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge",
-    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidRequest", "Ledgerflow",
-    "LedgerflowError", "NonDeterminismError", "NotAwaited", "RetryPolicy", "RunConflict",
-    "Settings", "StepFailed",
-    "StepTimeout", "StoreUnavailable", "TickResult", "TriggerResult", "UnknownRun",
-    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowRegistry",
-    "default_registry", "workflow",
+    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
+    "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
+    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepTimeout", "StoreUnavailable",
+    "TickResult", "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker",
+    "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "default_registry", "workflow",
 ]

@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import err_console, open_settings
-from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.domain.errors import InvalidInput, LedgerflowError
 from ledgerflow.settings import Settings
 
 
@@ -32,6 +32,9 @@ def user_errors() -> Iterator[None]:
     """Print an error the user can act on as one line and exit 1 (no traceback)."""
     try:
         yield
+    except InvalidInput as exc:  # one line per error
+        fail("\n".join([f"the input of workflow {exc.workflow!r} does not validate; "
+                        "nothing was appended", *exc.lines()]))
     except LedgerflowError as exc:
         fail(str(exc))
     except ImportError as exc:

@@ -174,7 +174,7 @@ class Engine:
         definition = self.registry.get(workflow_id, workflow_version)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
-            input=json_value(input, "input"),
+            input=json_value(definition.check_input(input), "input"),
             tenant_meta=json_value(dict(tenant_meta or {}), "tenant_meta"),
             tags=_tags(tags), priority=_priority(priority))
         leased = not delay and eager is not False and not self.stopping \
@@ -240,6 +240,8 @@ class Engine:
         journal = self.runtime.journal(run_id)
         old = journal.created
         assert old is not None
+        if input is not _SAME:
+            input = self.registry.get(old.workflow_id, old.workflow_version).check_input(input)
         created = ev.RunCreated(
             workflow_id=old.workflow_id, workflow_version=old.workflow_version,
             input=old.input if input is _SAME else json_value(input, "input"),
@@ -266,7 +268,8 @@ class Engine:
             definition = self.registry.get(workflow_id)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
-            input=old.input if input is None else json_value(input, "input"),
+            input=old.input if input is None else json_value(definition.check_input(input),
+                                                             "input"),
             tenant_meta=dict(old.tenant_meta),
             tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)

@@ -167,7 +167,7 @@ class RunSession:
             return self.fail(error_info(error), "none")
         ctx = Context(self, self.rt.faults)
         try:
-            result = definition.fn(ctx, ctx.input)
+            result = definition.call(ctx, ctx.input)
             ctx.finish()
             result = json_roundtrip(result, "the workflow's result")
             self.check(ev.RunCompleted(result=result))  # too large: rolls back, fails

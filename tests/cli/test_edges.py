@@ -35,3 +35,20 @@ def test_priority_and_the_lineage_filters(cli: Cli, lf: Ledgerflow) -> None:
     assert cli("runs", "list", "--compensation", "partial", ok=False).returncode == 2
     shown = cli("runs", "show", resumed["id"]).stdout
     assert "resumedFrom" in shown and failed in shown
+
+
+def test_typed_input_errors_one_line_each_and_workflows_are_listed(cli: Cli) -> None:
+    typed = ("--workflows", "tests.cli._typed")
+    bad = cli(*typed, "trigger", "pay", "--input", '{"cents": "ten"}', ok=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        "error: the input of workflow 'pay@1' does not validate; nothing was appended",
+        "input.account: Field required",
+        "input.cents: Input should be a valid integer, unable to parse string as an integer"]
+    assert cli.json("runs", "list")["data"] == []
+    listed = {w["name"]: w for w in cli.json(*typed, "workflows")["data"]}
+    assert listed["pay"]["inputSchema"]["title"] == "Payment"
+    assert listed["pay"]["description"] == "Charge an account."
+    assert {"greet", "waiter", "fragile", "parent"} <= set(listed)
+    table = cli(*typed, "workflows").stdout
+    assert "pay" in table and "Payment" in table and "Charge an account." in table

@@ -33,13 +33,17 @@ class Event(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    """A failure, as journaled: the exception's class, its message and where it happened."""
+    """A failure, as journaled: the exception's class, its message and where it happened.
+
+    `traceback` (optional; histories written before it existed have none) is the
+    formatted traceback of the user's code, the engine's own frames left out."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     type: str
     message: str
     step_id: str | None = None
     details: dict[str, JSON] = Field(default_factory=dict)
+    traceback: str | None = None
 
 
 WaitKind = Literal["sleep", "signal", "event", "token", "child", "retry"]
@@ -262,6 +266,19 @@ class RetryScheduled(Event):
     step_id: str
     attempt: int
     due_at: datetime
+
+
+@register
+class StepResultDiscarded(Event):
+    """An attempt that had timed out returned after all (within its grace period, or
+    later): what it returned (`result`) or raised (`error`) is kept for the audit and
+    never used. Another attempt, or the workflow, has gone on without it."""
+
+    step_id: str
+    attempt: int
+    result: JSON = None
+    error: ErrorInfo | None = None
+    reason: str = "timeout"
 
 
 @register

@@ -2,7 +2,8 @@
 
 What users import: the authoring API (`workflow`, `Context`, the registry), the
 exceptions workflow code catches (`StepFailed`, `WaitTimeout`, `ChildFailed`,
-`StepTimeout`), the engine and its worker, the app object `Ledgerflow` (built from
+`StepTimeout`), what a step's code asks about itself (`current_step()`, a
+`StepInfo`), the engine and its worker, the app object `Ledgerflow` (built from
 `Settings`; `ledgerflow.api.create_app(app)` serves it over HTTP) and the errors
 commands raise (`ConcurrencyError`, `IllegalTransition`, `UnknownRun`, ...).
 The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
@@ -33,10 +34,11 @@ from ledgerflow.domain.errors import (
     UnknownRun,
     UnknownWorkflow,
 )
-from ledgerflow.runtime.context import Context, StepTimeout
+from ledgerflow.runtime.context import Context
 from ledgerflow.runtime.engine import Engine, TickResult, TriggerResult
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.retry import RetryPolicy
+from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
@@ -44,7 +46,8 @@ __all__ = [
     "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge",
     "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
     "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepTimeout", "StoreUnavailable",
-    "TickResult", "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker",
-    "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "default_registry", "workflow",
+    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout",
+    "StoreUnavailable", "TickResult", "TriggerResult", "UnknownRun", "UnknownWorkflow",
+    "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry",
+    "current_step", "default_registry", "workflow",
 ]

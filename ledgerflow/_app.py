@@ -80,7 +80,8 @@ class Ledgerflow:
         """An outbox relay to Kafka, or to the JSON-lines sink when no broker is set."""
         options: dict[str, object] = {
             "max_attempts": self.settings.outbox_max_attempts,
-            "dead_letter_topic": self.settings.dlq_topic, "clock": self.clock,
+            "dead_letter_topic": self.settings.dlq_topic,
+            "on_dead": self.settings.outbox_on_dead, "clock": self.clock,
             "fault_point": self.faults,
         }
         options.update(overrides)

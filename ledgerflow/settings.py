@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,8 @@ class Settings(BaseSettings):
     topic: str = "ledgerflow.run-events"
     dlq_topic: str = "ledgerflow.run-events.dlq"
     outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_publish_timeout: float = Field(default=30.0, gt=0)
+    outbox_on_dead: Literal["hold", "skip"] = "hold"
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, gt=0)

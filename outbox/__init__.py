@@ -5,6 +5,10 @@ inbox for downstream services.
     store = EventStore(engine, hooks=[OutboxWriter()])
     relay = Relay(engine, publisher_from_settings(settings))
     relay.run_forever(stop_event)
+
+Only failures that will happen again (poison) count toward a row's attempts; a broker
+outage only delays rows (`is_poison`). A dead row holds the later rows of its run
+until it is replayed or discarded (`on_dead="hold"`), or lets them pass (`"skip"`).
 """
 
 from ledgerflow.outbox._admin import (
@@ -12,10 +16,12 @@ from ledgerflow.outbox._admin import (
     OutboxStatus,
     TopicLag,
     dead_letters,
+    discard_dead,
     purge_published,
     replay_dead,
     status,
 )
+from ledgerflow.outbox._errors import is_poison
 from ledgerflow.outbox._publishers import (
     JsonlSinkPublisher,
     KafkaPublisher,
@@ -25,8 +31,17 @@ from ledgerflow.outbox._publishers import (
     Publisher,
     publisher_from_settings,
 )
-from ledgerflow.outbox._relay import PUBLISHED_POINT, FaultPoint, Relay, RelayStats, claim
-from ledgerflow.outbox._schema import DEAD, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
+from ledgerflow.outbox._relay import (
+    HOLD,
+    ON_DEAD,
+    PUBLISHED_POINT,
+    SKIP,
+    FaultPoint,
+    Relay,
+    RelayStats,
+    claim,
+)
+from ledgerflow.outbox._schema import DEAD, DISCARDED, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
 from ledgerflow.outbox._writer import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_TOPIC,
@@ -37,11 +52,12 @@ from ledgerflow.outbox._writer import (
 )
 
 __all__ = [
-    "DEAD", "DEFAULT_MAX_EVENT_BYTES", "DEFAULT_TOPIC", "MIGRATIONS", "PENDING", "PUBLISHED",
-    "PUBLISHED_POINT",
+    "DEAD", "DEFAULT_MAX_EVENT_BYTES", "DEFAULT_TOPIC", "DISCARDED", "HOLD", "MIGRATIONS",
+    "ON_DEAD", "PENDING", "PUBLISHED", "PUBLISHED_POINT", "SKIP",
     "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
     "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",
-    "TopicLag", "claim", "dead_letters", "envelope", "inbox", "message_headers", "outbox",
-    "publisher_from_settings", "purge_published", "replay_dead", "status",
+    "TopicLag", "claim", "dead_letters", "discard_dead", "envelope", "inbox", "is_poison",
+    "message_headers", "outbox", "publisher_from_settings", "purge_published",
+    "replay_dead", "status",
 ]

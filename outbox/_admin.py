@@ -1,4 +1,4 @@
-"""Operating the outbox: status counts, the dead-letter list, replay and purge."""
+"""Operating the outbox: status counts, the dead-letter list, replay, discard and purge."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.domain.wire import Timestamp, WireRecord, wire_record
 from ledgerflow.eventstore.store import Clock, utcnow
-from ledgerflow.outbox._schema import DEAD, PENDING, PUBLISHED, outbox
+from ledgerflow.outbox._relay import earlier_row
+from ledgerflow.outbox._schema import DEAD, DISCARDED, PENDING, PUBLISHED, outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,13 @@ class OutboxStatus:
     dead: int
     oldest_pending_age_s: float | None
     topics: list[TopicLag]
+    discarded: int = 0
+    held: int = 0
+    """Pending rows behind a dead row of their key (held there under `on_dead=hold`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"pending": self.pending, "published": self.published, "dead": self.dead,
+                "discarded": self.discarded, "held": self.held,
                 "oldestPendingAgeSeconds": self.oldest_pending_age_s,
                 "topics": [{"topic": t.topic, "pending": t.pending,
                             "oldestPendingAgeSeconds": t.oldest_pending_age_s}
@@ -71,10 +76,18 @@ def status(engine: Engine, clock: Clock = utcnow) -> OutboxStatus:
             sa.select(outbox.c.topic, sa.func.count(), sa.func.min(outbox.c.created_at))
             .where(outbox.c.status == PENDING).group_by(outbox.c.topic)
             .order_by(outbox.c.topic)).all()
+        held = _held(conn) if counts.get(DEAD) else 0
     topics = [TopicLag(topic, int(n), _age(now, oldest)) for topic, n, oldest in lag]
     ages = [t.oldest_pending_age_s for t in topics if t.oldest_pending_age_s is not None]
     return OutboxStatus(int(counts.get(PENDING, 0)), int(counts.get(PUBLISHED, 0)),
-                        int(counts.get(DEAD, 0)), max(ages) if ages else None, topics)
+                        int(counts.get(DEAD, 0)), max(ages) if ages else None, topics,
+                        int(counts.get(DISCARDED, 0)), held)
+
+
+def _held(conn: Connection) -> int:
+    """Pending rows behind a dead row of their key (held there under `on_dead=hold`)."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+        outbox.c.status == PENDING, earlier_row(DEAD))).scalar_one())
 
 
 def _age(now: datetime, oldest: Any) -> float | None:
@@ -108,7 +121,29 @@ def replay_dead(engine: Engine, ids: Sequence[int] = (), limit: int | None = Non
 
     `ids` picks rows; otherwise the oldest `limit` dead rows (all when None).
     Returns the ids replayed. The error of the last attempt is kept for reference.
+    A replayed row is the first of its key again, so the rows it held follow it, in
+    stream order.
     """
+    return _change_dead(engine, ids, limit, status=PENDING, attempts=0,
+                        next_attempt_at=clock(), first_attempt_at=None, last_attempt_at=None)
+
+
+def discard_dead(engine: Engine, ids: Sequence[int]) -> list[int]:
+    """Give up dead rows: status `discarded`, never sent, and their key moves on.
+
+    Under `LEDGERFLOW_OUTBOX_ON_DEAD=hold` the rows a dead row held flow once it is
+    discarded; the consumer then sees a gap in that run's `stream-version`s, as it
+    asked. Only the given `ids` (there is no "all"); returns the ids discarded. The
+    event itself stays in the event store.
+    """
+    if not ids:
+        return []
+    return _change_dead(engine, ids, None, status=DISCARDED)
+
+
+def _change_dead(engine: Engine, ids: Sequence[int], limit: int | None,
+                 **values: Any) -> list[int]:
+    """Update the chosen dead rows (`ids`, else the oldest `limit`, else all); their ids."""
     where = [outbox.c.status == DEAD]
     if ids:
         where.append(outbox.c.id.in_(list(ids)))
@@ -118,9 +153,8 @@ def replay_dead(engine: Engine, ids: Sequence[int] = (), limit: int | None = Non
     with engine.begin() as conn:
         chosen = [int(i) for i in conn.execute(pick).scalars()]
         if chosen:
-            conn.execute(outbox.update().where(outbox.c.id.in_(chosen))
-                         .values(status=PENDING, attempts=0, next_attempt_at=clock(),
-                                 first_attempt_at=None, last_attempt_at=None))
+            conn.execute(outbox.update().where(outbox.c.id.in_(chosen),
+                                               outbox.c.status == DEAD).values(**values))
     return chosen
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from typing import Any, Protocol
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
+from kafka.net.compat import KafkaNetClient
+
+log = logging.getLogger("ledgerflow.outbox.publisher")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +58,14 @@ class Publisher(Protocol):
 class SettingsLike(Protocol):
     kafka_bootstrap: str | None
     sink_path: str
+    outbox_publish_timeout: float
 
 
 def publisher_from_settings(settings: SettingsLike) -> Publisher:
     """Kafka when `LEDGERFLOW_KAFKA_BOOTSTRAP` is set, else the JSON-lines sink."""
     if settings.kafka_bootstrap:
-        return KafkaPublisher(settings.kafka_bootstrap)
+        return KafkaPublisher(settings.kafka_bootstrap,
+                              timeout_s=settings.outbox_publish_timeout)
     return JsonlSinkPublisher(settings.sink_path)
 
 
@@ -79,6 +86,12 @@ class KafkaPublisher:
     the new broker does not know, and never recovers on its own. Topics are created
     with the admin client before the first send to them (never by broker auto-create);
     a rebuilt producer checks them again, since a restarted broker may have lost them.
+
+    `timeout_s` (`LEDGERFLOW_OUTBOX_PUBLISH_TIMEOUT`) bounds one attempt: connecting
+    (`bootstrap_timeout_ms`), waiting for metadata or buffer space (`max_block_ms`),
+    each request (`request_timeout_ms`), and the wait for the broker's
+    acknowledgement of a batch (its flush). A message not acknowledged by then fails
+    with `KafkaTimeoutError` and is sent again later (the producer is rebuilt).
     """
 
     def __init__(self, bootstrap: str, *, client_id: str = "ledgerflow-relay",
@@ -107,21 +120,32 @@ class KafkaPublisher:
             return outcomes
 
     def _send_all(self, producer: Any, messages: Sequence[OutboundMessage]) -> list[Outcome]:
+        """Send each message and wait, until the publish timeout, for the acknowledgements.
+
+        A send that fails for a reason beyond its record (no metadata within
+        `max_block_ms`: the broker is unreachable) fails every message after it the
+        same way, so that one attempt waits for the broker once, not once per message.
+        """
+        deadline = time.monotonic() + self.timeout_s
         pending: list[Any] = []
         refused: set[tuple[str, str]] = set()
+        broken: BaseException | None = None
         for m in messages:
-            if m.key is not None and (m.topic, m.key) in refused:
-                pending.append(NotAttempted(f"an earlier message of key {m.key} failed"))
+            if broken is not None or (m.key is not None and (m.topic, m.key) in refused):
+                pending.append(broken or NotAttempted(f"an earlier message of key {m.key} "
+                                                      "failed"))
                 continue
             try:
                 pending.append(producer.send(m.topic, value=m.value, headers=m.headers,
                                              key=None if m.key is None else m.key.encode()))
             except Exception as exc:
                 pending.append(exc)
-                if m.key is not None:
+                if not isinstance(exc, _RECORD_ERRORS):
+                    broken = exc
+                elif m.key is not None:
                     refused.add((m.topic, m.key))
         with contextlib.suppress(kafka_errors.KafkaTimeoutError):
-            producer.flush(timeout=self.timeout_s)
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
         return [self._outcome(p) for p in pending]
 
     def _outcome(self, sent: Any) -> Outcome:
@@ -160,10 +184,7 @@ class KafkaPublisher:
         return KafkaProducer(**config)
 
     def _create_topics(self, topics: set[str]) -> None:
-        timeout_ms = int(self.timeout_s * 1000)
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                 client_id=f"{self.client_id}-admin",
-                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        admin = self._admin()
         try:
             existing = set(admin.list_topics())
             for name in sorted(topics - existing):
@@ -173,18 +194,63 @@ class KafkaPublisher:
         finally:
             admin.close()
 
+    def _admin(self) -> Any:
+        """An admin client; one that cannot reach the broker leaves no thread behind
+        (kafka-python does not close the network client of an admin client whose
+        bootstrap failed: its I/O thread would live on, one per failed attempt)."""
+        timeout_ms = int(self.timeout_s * 1000)
+        made: list[Any] = []
+
+        def client(**config: Any) -> Any:
+            made.append(KafkaNetClient(**config))
+            return made[-1]
+
+        try:
+            return KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    client_id=f"{self.client_id}-admin", kafka_client=client,
+                                    request_timeout_ms=timeout_ms,
+                                    bootstrap_timeout_ms=timeout_ms)
+        except Exception:
+            for net in made:
+                net.close()
+            raise
+
     def _reset(self) -> None:
         producer, self._producer = self._producer, None
         self._topics.clear()
         if producer is not None:
-            with contextlib.suppress(Exception):
-                producer.close(timeout=0)
+            abandon(producer, self.timeout_s)
 
     def close(self) -> None:
+        """Send what is buffered (waiting up to the publish timeout), then end the producer."""
         with self._lock:
             producer, self._producer = self._producer, None
-            if producer is not None:
+            if producer is None:
+                return
+            try:
                 producer.close(timeout=self.timeout_s)
+            except kafka_errors.KafkaTimeoutError:  # unacknowledged records: give them up
+                abandon(producer, self.timeout_s)
+
+
+def abandon(producer: Any, timeout_s: float) -> None:
+    """End a producer at once, failing the records it still holds (the relay sends
+    them again, through a new producer), so that its network thread and connections end.
+
+    kafka-python's `close(timeout=0)` flushes before it stops the network thread and
+    raises `KafkaTimeoutError` from that flush while records are unacknowledged:
+    the thread would live on (one more per broker outage) and the producer's
+    `__del__` would later print "Exception ignored ... KafkaTimeoutError". So the
+    sender is force-closed first, as `close()` itself does once its flush returns:
+    it fails every unfinished batch at once, and `close()` then finds nothing to wait for.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception:
+        log.warning("an abandoned Kafka producer did not close cleanly", exc_info=True)
 
 
 class JsonlSinkPublisher:

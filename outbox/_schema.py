@@ -4,8 +4,9 @@
 `payload` and `headers` are stored as the exact JSON text the relay sends (built
 once, at append), so the relay never re-encodes an event.
 
-`attempts` counts failed publish attempts (the retry counter); a row goes dead
-when it reaches the relay's `max_attempts`.
+`attempts` counts failed publish attempts that will fail again (poison, not
+outages); a row goes dead when it reaches the relay's `max_attempts`. `status` is
+pending, published, dead, or discarded (a dead row given up).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ledgerflow.outbox import _ddl
 PENDING = "pending"
 PUBLISHED = "published"
 DEAD = "dead"
+DISCARDED = "discarded"
+"""A dead row an operator gave up on (`dlq discard`): never sent, and it holds no key."""
 
 _PENDING_ONLY: dict[str, Any] = {"postgresql_where": text("status = 'pending'"),
                  "sqlite_where": text("status = 'pending'")}

@@ -11,7 +11,15 @@ from fastapi.responses import Response
 from ledgerflow import outbox
 from ledgerflow.api._errors import json_response
 from ledgerflow.api._idempotency import Outcome, idempotent
-from ledgerflow.api._models import DeadLetterPage, ErrorBody, Health, ReplayOut, ReplayRequest
+from ledgerflow.api._models import (
+    DeadLetterPage,
+    DiscardOut,
+    DiscardRequest,
+    ErrorBody,
+    Health,
+    ReplayOut,
+    ReplayRequest,
+)
 from ledgerflow.api._runs import App, Caller, IdemKey, _errors
 from ledgerflow.domain.errors import StoreUnavailable
 from ledgerflow.domain.wire import Page
@@ -39,6 +47,22 @@ def replay(request: Request, lf: App, who: Caller, body: ReplayRequest | None = 
         ids = body.ids if body and body.ids else ()
         limit = body.limit if body else None
         return 200, {"replayed": outbox.replay_dead(lf.db, ids, limit, clock=lf.clock)}
+
+    return idempotent(lf.keys, request, who, idempotency_key, {}, body, action)
+
+
+@router.post("/api/outbox/dead-letters/discard", response_model=DiscardOut,
+             responses=_errors(403, 409, 422))
+def discard(request: Request, lf: App, who: Caller, body: DiscardRequest,
+            idempotency_key: IdemKey = None) -> Response:
+    """Give up dead rows (`ids`): never sent; the later events of their runs flow on.
+
+    Ids that are not dead rows (published, pending, unknown) are left out of
+    `discarded`."""
+    who.require_all("the dead-letter queue")
+
+    def action() -> Outcome:
+        return 200, {"discarded": outbox.discard_dead(lf.db, body.ids)}
 
     return idempotent(lf.keys, request, who, idempotency_key, {}, body, action)
 

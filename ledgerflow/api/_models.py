@@ -122,9 +122,10 @@ class TokenRequest(JsonChecked):
 
 
 class CancelRequest(JsonChecked):
-    """`POST /api/runs/{id}/cancel`."""
+    """`POST /api/runs/{id}/cancel`; `compensate`: undo the completed steps first."""
 
     reason: Text | None = None
+    compensate: bool = False
 
 
 class RerunRequest(JsonChecked):
@@ -179,3 +180,13 @@ class ReplayOut(Wire):
 
 class Health(Wire):
     status: Literal["ok"]
+
+
+class DiscardRequest(Wire):
+    """`POST /api/outbox/dead-letters/discard`: the dead rows to give up, by id."""
+
+    ids: list[Annotated[int, Field(ge=1, lt=_INT64)]] = Field(min_length=1, max_length=10_000)
+
+
+class DiscardOut(Wire):
+    discarded: list[int]

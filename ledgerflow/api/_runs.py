@@ -225,9 +225,12 @@ def resolve_token(
 @router.post("/{id}/cancel", response_model=RunOut, responses=_errors(404, 409))
 def cancel(run_id: RunId, request: Request, lf: App, who: Caller,
            body: CancelRequest | None = None, idempotency_key: IdemKey = None) -> Response:
-    """Cancel a run that has not finished (409 if it has)."""
+    """Cancel a run that has not finished (409 if it has). With `compensate`, a run
+    with completed steps answers `compensating`: a worker runs their compensators, then
+    the run is `canceled`."""
     call = _on_run(lf, request, who, idempotency_key, run_id, {"id": run_id}, body)
-    lf.engine.cancel(run_id, body.reason if body else None, idempotency_key=call.key)
+    lf.engine.cancel(run_id, body.reason if body else None,
+                     compensate=body.compensate if body else False, idempotency_key=call.key)
     return call.response(None)
 
 

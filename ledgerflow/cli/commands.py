@@ -111,11 +111,14 @@ def _deliver(ctx: typer.Context, run_id: str, payload: str | None, as_json: bool
 
 def cancel(ctx: typer.Context, run_id: str,
            reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+           compensate: Annotated[bool, typer.Option(
+               "--compensate", help="Undo the completed steps first (their compensators "
+               "run on a worker, then the run is canceled).")] = False,
            actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Cancel a run that has not finished."""
     def action(lf: Ledgerflow) -> None:
-        lf.engine.cancel(run_id, reason, actor=actor)
-        _report(lf, run_id, "canceled", as_json)
+        lf.engine.cancel(run_id, reason, compensate=compensate, actor=actor)
+        _report(lf, run_id, "cancel requested for" if compensate else "canceled", as_json)
 
     _with_app(ctx, action)
 

@@ -1,4 +1,4 @@
-"""`ledgerflow outbox ...` commands: status, dead letters, replay, purge."""
+"""`ledgerflow outbox ...` commands: status, dead letters, replay, discard, purge."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def status_command(as_json: JsonFlag = False) -> None:
         console.print_json(json.dumps(report.as_dict()))
         return
     console.print(f"pending {report.pending}   published {report.published}   "
-                  f"dead {report.dead}   oldest pending {_age(report.oldest_pending_age_s)}")
+                  f"dead {report.dead}   oldest pending {_age(report.oldest_pending_age_s)}"
+                  + (f"   held by dead rows {report.held}" if report.held else "")
+                  + (f"   discarded {report.discarded}" if report.discarded else ""))
     if report.topics:
         table = Table("topic", "pending", "oldest pending")
         for lag in report.topics:
@@ -75,10 +77,22 @@ def dlq_replay(
     if ids and limit is not None:
         err_console.print("give --id or --limit, not both")
         raise typer.Exit(2)
-    replayed = outbox.replay_dead(_engine(), ids or (), limit)
-    missing = sorted(set(ids or ()) - set(replayed))
-    console.print(f"replayed {len(replayed)} dead row(s)"
-                  + (f": {', '.join(map(str, replayed))}" if replayed else ""))
+    _report("replayed", outbox.replay_dead(_engine(), ids or (), limit), ids or [])
+
+
+@dlq_app.command("discard")
+def dlq_discard(ids: Annotated[list[int], typer.Argument(
+        help="Dead row id(s), as `dlq list` shows them.", show_default=False)]) -> None:
+    """Give up dead rows: never sent; the later events of their runs flow on (a gap)."""
+    from ledgerflow import outbox
+    _report("discarded", outbox.discard_dead(_engine(), ids), ids)
+
+
+def _report(done: str, changed: list[int], asked: list[int]) -> None:
+    """Print the rows changed; exit 1 when some of the ids asked for were not dead."""
+    console.print(f"{done} {len(changed)} dead row(s)"
+                  + (f": {', '.join(map(str, changed))}" if changed else ""))
+    missing = sorted(set(asked) - set(changed))
     if missing:
         err_console.print(f"not dead (or unknown): {', '.join(map(str, missing))}")
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
     return outbox.Relay(create_engine(settings.database_url),
                         outbox.publisher_from_settings(settings), batch_size=batch_size,
                         max_attempts=settings.outbox_max_attempts,
-                        dead_letter_topic=settings.dlq_topic,
+                        dead_letter_topic=settings.dlq_topic, on_dead=settings.outbox_on_dead,
                         fault_point=settings.fault_points())
 
 

@@ -147,15 +147,35 @@ def show_command(ctx: typer.Context, run_id: str, as_json: JsonFlag = False) -> 
                 "waitpoint", "wakeAt", "parentRunId", "children", "tags", "tenantMeta",
                 "createdAt", "updatedAt", "version", "resumedFrom", "rerunOf",
                 "compensation", "priority"):
-        value = wire[key]
+        value = _untraced(wire[key]) if key == "error" else wire[key]
         table.add_row(key, _status(value) if key == "status" else _short(value, 100))
     console.print(table)
     if journal:
         steps = Table("step", "status", "attempt", "result / error")
         for j in journal:
             steps.add_row(j.step_id, _status(j.status), str(j.attempt),
-                          _short(j.error if j.error else j.result))
+                          _short(_untraced(j.error) if j.error else j.result))
         console.print(steps)
+    _print_tracebacks([("run", record.error), *((f"step {j.step_id!r} attempt {j.attempt}",
+                                                  j.error) for j in journal)])
+
+
+def _untraced(error: Any) -> Any:
+    """An error without its traceback (printed in full below the tables)."""
+    if not isinstance(error, dict):
+        return error
+    return {k: v for k, v in error.items() if k != "traceback" and v not in (None, {})}
+
+
+def _print_tracebacks(errors: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
+    """Each distinct traceback of the run's and its steps' errors, in full."""
+    seen: set[str] = set()
+    for where, error in errors:
+        trace = (error or {}).get("traceback")
+        if isinstance(trace, str) and trace not in seen:
+            seen.add(trace)
+            console.print(f"\n[bold]traceback ({where})[/bold]")
+            console.print(trace.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("history")

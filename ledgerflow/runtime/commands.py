@@ -28,12 +28,13 @@ from ledgerflow.domain.errors import (
     UnknownRun,
 )
 from ledgerflow.domain.lifecycle import RunStatus
-from ledgerflow.domain.state import Cancel, Wake, decide
+from ledgerflow.domain.state import Cancel, Rollback, RunState, Wake, decide
 from ledgerflow.eventstore.idempotency import IdempotencyKey, run_once
 from ledgerflow.eventstore.records import NewEvent, StreamAppend
 from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
-from ledgerflow.runtime.context import json_roundtrip
+from ledgerflow.runtime.compensation import cancel_error, canceling
+from ledgerflow.runtime.failures import json_roundtrip
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
@@ -99,34 +100,48 @@ class RunCommands:
 
         self._command(run_id, build, actor, key=idempotency_key)
 
-    def cancel(self, run_id: str, reason: str | None = None, *, actor: str | None = None,
-               idempotency_key: Key | None = None) -> None:
+    def cancel(self, run_id: str, reason: str | None = None, *, compensate: bool = False,
+               actor: str | None = None, idempotency_key: Key | None = None) -> None:
         """Cancel a non-terminal run (`IllegalTransition` if terminal), then its children.
 
-        As Temporal's default parent-close policy: the run's unfinished children (and
-        theirs) are canceled too, each in its own transaction after the parent's (a
-        cancel replayed by its key cancels them too: the first may have crashed before).
+        A step of the run in flight in this process has its `current_step().cancelled`
+        set at once (in another process: at that worker's next heartbeat). With
+        `compensate`, a running or suspended run with completed steps rolls back first
+        (RunCompensating for the cancel; its waits end at once): a worker runs the
+        compensators of its completed steps, then appends RunCanceled (see
+        `runtime.compensation`). As Temporal's default parent-close policy: the run's
+        unfinished children (and theirs) are canceled too, likewise, each in its own
+        transaction after the parent's (a cancel replayed by its key cancels them too:
+        the first may have crashed before).
         """
         children: list[str] | None = None
+        ended = True
 
         def build(journal: Journal) -> tuple[list[ev.Event], bool]:
-            return decide(journal.state, Cancel(reason=reason)), False
+            nonlocal ended
+            events, ended = _cancel_events(journal.state, reason, compensate)
+            return events, not ended
 
         def also(tx: Transaction, journal: Journal) -> None:
             nonlocal children
-            queue.remove(tx, run_id)
-            error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
-            runs.notify_parent(self.rt, tx, journal, "canceled", None, error)
             children = list(journal.state.children)
+            if ended:
+                queue.remove(tx, run_id)
+                error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
+                runs.notify_parent(self.rt, tx, journal, "canceled", None, error)
 
         self._command(run_id, build, actor, also, idempotency_key)
         if children is None:  # replayed
-            children = list(self.rt.journal(run_id).state.children)
-        self.rt.finished.mark(run_id)
+            state = self.rt.journal(run_id).state
+            children, ended = list(state.children), state.is_terminal
+        if ended:
+            self.rt.finished.mark(run_id)
+        self.rt.inflight.cancel(run_id)
         self.rt.wakeup.notify()
         for child in children:
             with contextlib.suppress(IllegalTransition):  # that child had finished already
-                self.cancel(child, f"parent run {run_id} was canceled", actor=actor)
+                self.cancel(child, f"parent run {run_id} was canceled", compensate=compensate,
+                            actor=actor)
 
     def _command(self, run_id: str,
                  build: Callable[[Journal], tuple[list[ev.Event], bool]], actor: str | None,
@@ -161,3 +176,15 @@ class RunCommands:
                 self.rt.wakeup.notify()
             return
         raise ConcurrencyError(run_id, -1, -1)
+
+
+def _cancel_events(state: RunState, reason: str | None,
+                   compensate: bool) -> tuple[list[ev.Event], bool]:
+    """What a cancel appends, and whether it ends the run now (else it rolls back first:
+    only a running or suspended run with completed steps has anything to undo)."""
+    if compensate and canceling(state):
+        return [], False  # canceled with compensation already: it is under way
+    if compensate and state.completed_steps and state.status in (RunStatus.RUNNING,
+                                                                 RunStatus.SUSPENDED):
+        return decide(state, Rollback(error=cancel_error(reason))), False
+    return decide(state, Cancel(reason=reason)), True

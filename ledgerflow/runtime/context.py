@@ -1,27 +1,29 @@
 """`Context`: what workflow code calls. Every call is journaled or replayed.
 
 A run re-executes its function from the top. Each call gets an op id (its name,
-`name#n` for the n-th call of that name); an op with a journaled outcome returns
-it without running, a new op runs and its outcome is recorded. Suspension
-(sleep, waits, retry back-off, children) unwinds the function with `Park`; a
-later claim re-runs it from the top.
+`name#n` for the n-th call of that name; `cursor.OpCursor` checks them against
+history); an op with a journaled outcome returns it without running, a new op runs
+and its outcome is recorded. Step attempts run and are journaled by
+`attempts.StepAttempts`. Suspension (sleep, waits, retry back-off, children)
+unwinds the function with `Park`; a later claim re-runs it from the top.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import InvalidEvent, NonDeterminismError
+from ledgerflow.runtime.attempts import Rules, StepAttempts
+from ledgerflow.runtime.cursor import OpCursor
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.failures import NotSerializable as NotSerializable
+from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
+from ledgerflow.runtime.steps import RunWatch
 
 if TYPE_CHECKING:
     from ledgerflow.runtime.journal import Journal
@@ -60,10 +62,6 @@ class ChildSpec:
     input: Any
 
 
-class NotSerializable(Exception):
-    """A step result (or error detail) that JSON cannot carry."""
-
-
 @dataclass
 class Compensation:
     """A completed step's compensator, gathered as replay passes the step."""
@@ -72,28 +70,6 @@ class Compensation:
     fn: Callable[[Any], Any]
     result: Any
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-def json_roundtrip(value: Any, what: str,
-                   error: type[Exception] = NotSerializable) -> Any:
-    """`value` as it will read back from the journal, or `error` saying why it cannot."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise error(
-            f"{what} is a {type(value).__name__}, which is not JSON-serialisable ({exc}); "
-            "use dicts, lists, strings, numbers, booleans or None") from None
-    reason = ev.unstorable_json(text)
-    if reason is not None:
-        raise error(f"{what} holds {reason}, which the event store cannot keep")
-    return json.loads(text)
-
-
-def error_info(exc: BaseException, step_id: str | None = None) -> ev.ErrorInfo:
-    """The journaled form of an exception."""
-    # A NUL cannot be stored (see domain.events.nul_in_json); in a message it is shown.
-    message = str(exc).replace("\x00", "\\x00")
-    return ev.ErrorInfo(type=type(exc).__name__, message=message, step_id=step_id)
 
 
 def token_id_for(run_id: str, op: str) -> str:
@@ -105,64 +81,26 @@ def _no_faults(name: str) -> None:
     """No fault point is armed (a replay, or a host that arms none)."""
 
 
-class Context:
+class Context(OpCursor):
     """The handle a workflow function receives as `ctx`."""
 
-    def __init__(self, session: Session, faults: Callable[[str], None] | None = None) -> None:
-        self._session = session
-        self._faults = faults or _no_faults  # the engine's (crash tests arm `step_executed`)
+    def __init__(self, session: Session, faults: Callable[[str], None] | None = None,
+                 watch: RunWatch | None = None) -> None:
+        """`faults`: the engine's fault points (crash tests arm `step_executed`);
+        `watch`: how a cancel reaches this run's step attempts (the executor's)."""
         state = session.journal.state
-        self.run_id: str = state.run_id
+        super().__init__(session, state.run_id)
+        self._session = session
+        self._faults = faults or _no_faults
         self.workflow_id: str = state.workflow_id
         self.workflow_version: str = state.workflow_version
         self.input: Any = state.input
         self.tenant_meta: dict[str, Any] = dict(state.tenant_meta)
         self.tags: tuple[str, ...] = state.tags
         self.compensations: list[Compensation] = []
-        self._counts: dict[str, int] = {}
         self._items: dict[tuple[str, str], int] = {}
-        self._cursor = 0
-        self.diverged: NonDeterminismError | None = None
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _diverge(self, message: str) -> NonDeterminismError:
-        self.diverged = NonDeterminismError(f"run {self.run_id!r}: {message}")
-        return self.diverged
-
-    @property
-    def _j(self) -> Journal:
-        return self._session.journal
-
-    def _op(self, name: str) -> str:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"an operation needs a non-empty name, got {name!r}")
-        count = self._counts.get(name, 0) + 1
-        self._counts[name] = count
-        return name if count == 1 else f"{name}#{count}"
-
-    def _enter(self, op: str, what: str) -> None:
-        """Check op against history: at this point replay must meet this op (or none)."""
-        order = self._j.order
-        if self._cursor < len(order):
-            expected = order[self._cursor]
-            if expected != op:
-                raise self._diverge(
-                    f"replay reached {what} {op!r} but history has {expected!r} at that "
-                    "point (renamed, reordered or removed?)")
-            self._cursor += 1
-
-    def _record(self, event: ev.Event) -> None:
-        if self._session.record(event):
-            self._cursor += 1
-
-    def finish(self) -> None:
-        """The function returned: history must hold nothing it did not meet."""
-        order = self._j.order
-        if self._cursor < len(order):
-            raise self._diverge(
-                f"the workflow returned, but history has {order[self._cursor]!r} next "
-                "(a step was removed?)")
+        self._steps = StepAttempts(session, self._record,
+                                   watch if watch is not None else RunWatch(state.run_id))
 
     def now(self) -> datetime:
         """The current time, journaled: replay returns the same value."""
@@ -189,6 +127,7 @@ class Context:
     def step(self, name: str, fn: Callable[..., Any], *args: Any, max_attempts: int = 1,
              backoff: Backoff = "exponential", initial_delay: timedelta = timedelta(seconds=1),
              max_delay: timedelta = timedelta(minutes=5), timeout: timedelta | None = None,
+             timeout_grace: timedelta | None = None,
              retry_on: tuple[type[BaseException], ...] = (Exception,),
              non_retryable: tuple[type[BaseException], ...] = (),
              compensate: Callable[[Any], Any] | None = None) -> Any:
@@ -196,10 +135,13 @@ class Context:
 
         Failures are retried up to `max_attempts` (back-off delays are durable due
         times, not sleeps); the last failure raises `StepFailed`. `compensate(result)`
-        runs if the run later rolls back.
+        runs if the run later rolls back. An attempt running past `timeout` fails with
+        `StepTimeout` and its `current_step().cancelled` is set; the run waits up to
+        `timeout_grace` (default: `timeout`) for it to return before it goes on (what
+        it returns then is journaled as discarded, never used).
         """
-        rules = _Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
-                       retry_on, non_retryable)
+        rules = Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
+                      retry_on, non_retryable, timeout_grace)
         op = self._op(name)
         self._enter(op, "step")
         j = self._j
@@ -214,7 +156,7 @@ class Context:
             if due is not None and due > self._session.clock():
                 raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
             self._session.before_step()
-            self._attempt(op, lambda: _call(fn, args, timeout), rules)
+            self._attempt(op, lambda: fn(*args), rules)
 
     def _seed(self, op: str) -> None:
         """A step of a resumed run with a seeded result: journal the seed, do not run."""
@@ -228,41 +170,20 @@ class Context:
             self.compensations.append(Compensation(op, compensate, result, policy))
         return result
 
-    def _attempt(self, op: str, call: Callable[[], Any], rules: _Rules) -> None:
+    def _attempt(self, op: str, call: Callable[[], Any], rules: Rules) -> None:
         """One attempt of step `op`, journaled: StepCompleted, or StepFailed (final, or
         with RetryScheduled for the next attempt). The caller reads the journal."""
-        started = self._session.clock()
-        try:
-            result = json_roundtrip(call(), f"the result of step {op!r}")
-        except Exception as exc:
-            self._failed(op, exc, rules, started)
+        completed = self._steps.attempt(op, call, rules)
+        if completed is None:
             return
         self._faults("step_executed")
-        self._succeeded(op, result, rules, started)
-
-    def _succeeded(self, op: str, result: Any, rules: _Rules, started: datetime) -> None:
-        """Journal an attempt's result; one the store refuses (`InvalidEvent`: larger than
-        `LEDGERFLOW_MAX_EVENT_BYTES`) fails the step instead, not retried."""
-        try:
-            self._record(ev.StepCompleted(step_id=op, result=result, started_at=started,
-                                          attempt=self._j.attempts.get(op, 0) + 1))
-        except InvalidEvent as exc:
-            self._failed(op, exc, rules, started)
-
-    def _failed(self, op: str, exc: Exception, rules: _Rules, started: datetime) -> None:
-        attempt = self._j.attempts.get(op, 0) + 1
-        final = not rules.retryable(exc) or attempt >= rules.policy.max_attempts
-        self._record(ev.StepFailed(step_id=op, attempt=attempt, error=error_info(exc, op),
-                                   final=final, started_at=started))
-        delay = rules.policy.delay_after(attempt)
-        if not final and delay > timedelta(0):  # no delay: the caller retries at once
-            due = self._session.clock() + delay
-            self._record(ev.RetryScheduled(step_id=op, attempt=attempt + 1, due_at=due))
+        self._steps.succeeded(completed, rules)
 
     def parallel(self, name: str, branches: Mapping[str, Callable[[], Any]], *,
                  max_attempts: int = 1, backoff: Backoff = "exponential",
                  initial_delay: timedelta = timedelta(seconds=1),
                  max_delay: timedelta = timedelta(minutes=5), timeout: timedelta | None = None,
+                 timeout_grace: timedelta | None = None,
                  retry_on: tuple[type[BaseException], ...] = (Exception,),
                  non_retryable: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
         """Run each branch (a no-argument callable) concurrently, each journaled as step
@@ -273,8 +194,8 @@ class Context:
         earliest). A branch's last failure raises `StepFailed` once its round is
         journaled (pending retries of the others are then dropped).
         """
-        rules = _Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
-                       retry_on, non_retryable)
+        rules = Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
+                      retry_on, non_retryable, timeout_grace)
         op = self._op(name)
         ids = {branch: f"{op}/{branch}" for branch in branches}
         j = self._j
@@ -297,34 +218,7 @@ class Context:
                 due = min(j.retry_due[i] for i in todo.values())
                 raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
             self._session.before_step()
-            self._run_branches(ready, branches, rules)
-
-    def _enter_any(self, allowed: set[str], what: str) -> None:
-        order = self._j.order
-        if self._cursor < len(order) and order[self._cursor] not in allowed:
-            raise self._diverge(
-                f"replay reached {what} but history has {order[self._cursor]!r} at that point")
-        self._cursor += 1
-
-    def _run_branches(self, ready: dict[str, str], branches: Mapping[str, Callable[[], Any]],
-                      rules: _Rules) -> None:
-        """One attempt of each ready branch, concurrently; journaled in branch order."""
-        started = self._session.clock()
-        with ThreadPoolExecutor(max_workers=len(ready)) as pool:
-            futures = {b: pool.submit(_call, branches[b], (), rules.timeout) for b in ready}
-            outcomes: dict[str, Any] = {}
-            for branch, future in futures.items():
-                try:
-                    outcomes[branch] = json_roundtrip(future.result(),
-                                                      f"branch {ready[branch]!r}")
-                except Exception as exc:
-                    outcomes[branch] = exc
-        for branch, step_id in ready.items():
-            out = outcomes[branch]
-            if isinstance(out, Exception):
-                self._failed(step_id, out, rules, started)
-            else:
-                self._succeeded(step_id, out, rules, started)
+            self._steps.branches(ready, branches, rules)
 
     # --------------------------------------------------------------------- waits
 
@@ -419,33 +313,3 @@ class Context:
         spec = ChildSpec(child_id, op, workflow_name,
                          json_roundtrip(input, f"the input of child {op!r}"))
         raise Park(wp, None, [started], spec)
-
-
-@dataclass(frozen=True)
-class _Rules:
-    """How a step's attempts go: retry policy, per-attempt timeout, what is retried."""
-
-    policy: RetryPolicy
-    timeout: timedelta | None
-    retry_on: tuple[type[BaseException], ...]
-    non_retryable: tuple[type[BaseException], ...]
-
-    def retryable(self, exc: Exception) -> bool:
-        return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
-                and not isinstance(exc, NotSerializable | InvalidEvent))
-
-
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: timedelta | None) -> Any:
-    if timeout is None:
-        return fn(*args)
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(fn, *args).result(timeout=timeout.total_seconds())
-    except FutureTimeout:
-        raise StepTimeout(f"step did not finish within {timeout.total_seconds()}s") from None
-    finally:
-        pool.shutdown(wait=False)
-
-
-class StepTimeout(Exception):
-    """A step attempt ran longer than its `timeout` (the attempt counts as failed)."""

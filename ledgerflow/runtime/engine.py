@@ -83,6 +83,7 @@ class TickResult:
     reaped: int = 0
     released: int = 0
     abandoned: int = 0
+    canceled: int = 0
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -107,6 +108,8 @@ class Engine:
         self.send_event = self.commands.send_event
         self.resolve_token = self.commands.resolve_token
         self.cancel = self.commands.cancel
+        self._dropped: set[str] = set()  # runs whose execution broke off: to give back
+        self._dropped_lock = threading.Lock()
 
     @property
     def stopping(self) -> bool:
@@ -228,9 +231,19 @@ class Engine:
         return result
 
     def execute(self, claimed: Claimed) -> str:
-        """Execute a run leased to this worker (claimed, or handed over by a trigger)."""
-        with self.store.held_connection():
-            return RunSession(self.runtime, claimed.journal).run()
+        """Execute a run leased to this worker (claimed, or handed over by a trigger).
+
+        An execution that breaks off (the store went away mid-run) leaves the run
+        leased to this worker: the next heartbeat gives it back, due now, instead of
+        renewing its lease with the others, so that a worker continues it from its
+        journal (else it would stay running, its lease renewed for ever)."""
+        try:
+            with self.store.held_connection():
+                return RunSession(self.runtime, claimed.journal).run()
+        except Exception:
+            with self._dropped_lock:
+                self._dropped.add(claimed.run_id)
+            raise
 
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None,
@@ -254,14 +267,13 @@ class Engine:
                new_run_id: str | None = None, tags: list[str] | None = None,
                actor: str | None = None,
                idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
-        """A new run linked to a failed run, its journal seeded with earlier results
-        (with a key: once; a replay returns the run id its `recall` names)."""
+        """A new run linked to a failed run, seeded as `_seeds` says (a key: once)."""
         journal = self.runtime.journal(run_id)
         state, old = journal.state, journal.created
         assert old is not None
         if state.status is not RunStatus.FAILED:
             raise IllegalTransition(run_id, state.status.value, "resume")
-        seeds = _seeds(journal, resume_from_step, seed_results)
+        resume_from_step, seeds = _seeds(journal, resume_from_step, seed_results)
         if workflow_id is None:
             definition = self.registry.get(old.workflow_id, old.workflow_version)
         else:
@@ -332,9 +344,19 @@ class Engine:
             return queue.reap(conn, self.clock())
 
     def heartbeat(self) -> int:
-        """Extend the leases this engine's worker id holds."""
+        """Give back the runs whose execution broke off, extend the leases this engine's
+        worker id holds (returns how many), then cancel the steps in flight here whose
+        run another process canceled."""
+        with self._dropped_lock:
+            dropped = set(self._dropped)
         with self.store.engine.begin() as conn:
-            return queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+            if dropped:
+                queue.release_owner(conn, self.worker_id, self.clock(), runs=dropped)
+            renewed = queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
+        with self._dropped_lock:
+            self._dropped -= dropped
+        self.runtime.inflight.poll(self.store.read_stream)
+        return renewed
 
     def release_leases(self) -> int:
         """Give back every run this worker id holds (due now)."""
@@ -385,7 +407,20 @@ def _tags(tags: list[str] | None) -> list[str]:
 
 
 def _seeds(journal: Journal, resume_from_step: str | None,
-           seed_results: dict[str, Any] | None) -> dict[str, Any]:
+           seed_results: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """Where a resume of the failed run `journal` starts, and the results it seeds.
+
+    `resume_from_step`: the results of the steps before it are seeded; it and what
+    follows run again. `seed_results`: exactly those results are seeded. With neither,
+    the run continues where the failed one stopped: from the first step that did not
+    complete, every completed step before it seeded (its side effect does not happen
+    again); if every step completed, all their results are seeded."""
+    if resume_from_step is None and seed_results is None:
+        resume_from_step = next((op for op in journal.order if op in journal.attempts
+                                 and op not in journal.results), None)
+        if resume_from_step is None:
+            seed_results = {op: journal.results[op] for op in journal.order
+                            if op in journal.results}
     seeds: dict[str, Any] = {}
     if resume_from_step is not None:
         if resume_from_step not in journal.order:
@@ -408,4 +443,4 @@ def _seeds(journal: Journal, resume_from_step: str | None,
                 f"seed_results names {', '.join(not_steps)}, which in run {journal.run_id!r} "
                 "are not steps (sleeps, waits, children or values cannot be seeded)")
         seeds.update(json_value(seed_results, "seed_results"))
-    return seeds
+    return resume_from_step, seeds

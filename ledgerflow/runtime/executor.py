@@ -16,24 +16,44 @@ means the run is no longer ours: the execution is abandoned there.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import ConcurrencyError, NonDeterminismError, UnknownWorkflow
+from ledgerflow.domain.errors import (
+    ConcurrencyError,
+    NonDeterminismError,
+    StoreUnavailable,
+    UnknownWorkflow,
+)
 from ledgerflow.domain.lifecycle import RunStatus
-from ledgerflow.domain.state import Begin, Complete, Fail, Rollback, Suspend, Wake, decide
+from ledgerflow.domain.state import (
+    Begin,
+    Cancel,
+    Complete,
+    Fail,
+    Rollback,
+    Suspend,
+    Wake,
+    decide,
+)
 from ledgerflow.eventstore.records import NewEvent, StreamAppend
 from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
-from ledgerflow.runtime.context import Compensation, Context, Park, error_info, json_roundtrip
+from ledgerflow.runtime.attempts import discarded
+from ledgerflow.runtime.compensation import canceling, cancels, outcome_note, undo
+from ledgerflow.runtime.context import Context, Park
 from ledgerflow.runtime.errors import StepFailed
+from ledgerflow.runtime.failures import error_info, json_roundtrip
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
 from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.steps import Late, RunWatch
 from ledgerflow.runtime.streams import event_metadata
 
+log = logging.getLogger("ledgerflow.executor")
 Also = Callable[[Transaction], None]
 Compensated = Literal["none", "completed", "partial"]
 
@@ -50,6 +70,10 @@ class StopRequested(BaseException):
     """The worker is stopping: write what is buffered and give the run back."""
 
 
+class CancelRequested(BaseException):
+    """The run is being canceled with compensation: start nothing new, undo what is done."""
+
+
 class RunSession:
     """One execution of one claimed run by one thread."""
 
@@ -60,6 +84,14 @@ class RunSession:
         self.committed = journal.version
         self.pending: list[ev.Event] = []
         self.clock = rt.clock
+        self.watch = RunWatch(self.run_id, self.committed, self._late,
+                              journal.state.workflow_id)
+        self._now_canceling = False
+
+    @property
+    def canceling(self) -> bool:
+        """Canceled with compensation: replay only to undo completed steps."""
+        return canceling(self.journal.state)
 
     # ---------------------------------------------------------- used by Context
 
@@ -82,6 +114,8 @@ class RunSession:
         """A step is about to run: stop if asked, make earlier facts durable."""
         if self.rt.stopping:
             raise StopRequested()
+        if self.canceling:
+            raise CancelRequested()
         if self.pending:
             self.flush()
 
@@ -126,10 +160,11 @@ class RunSession:
             for rec in recorded[cut:]:
                 self.journal.add_recorded(rec)
             self.journal.last_event_id = recorded[-1].event_id
-        self.committed = self.journal.version
+        self.committed = self.watch.version = self.journal.version
         if had_step:
             self.rt.faults("step_committed")
-        if replay:
+        if replay or self._now_canceling:
+            self._now_canceling = False
             raise Replay()
 
     def _reconcile(self) -> None:
@@ -140,7 +175,9 @@ class RunSession:
             recs = tx.read_stream(self.run_id)
         for rec in recs:
             if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
-                raise Abandon()
+                if not cancels(rec.event):
+                    raise Abandon()
+                self._now_canceling = True  # canceled with compensation: this session undoes
         journal = Journal.build(self.run_id, recs)
         for event in self.pending:
             journal.add(event)
@@ -151,13 +188,17 @@ class RunSession:
 
     def run(self) -> str:
         """Execute until the run completes, fails, parks or is given back."""
-        while True:
-            try:
-                return self._run_once()
-            except Replay:
-                continue
-            except Abandon:
-                return "abandoned"
+        self.rt.inflight.add(self.watch)
+        try:
+            while True:
+                try:
+                    return self._run_once()
+                except Replay:
+                    continue
+                except Abandon:
+                    return "abandoned"
+        finally:
+            self.rt.inflight.remove(self.watch)
 
     def _run_once(self) -> str:
         state = self.journal.state
@@ -165,26 +206,30 @@ class RunSession:
             definition = self.rt.registry.get(state.workflow_id, state.workflow_version)
         except UnknownWorkflow as error:
             return self.fail(error_info(error), "none")
-        ctx = Context(self, self.rt.faults)
+        ctx = Context(self, self.rt.faults, self.watch)
         try:
             result = definition.call(ctx, ctx.input)
             ctx.finish()
             result = json_roundtrip(result, "the workflow's result")
             self.check(ev.RunCompleted(result=result))  # too large: rolls back, fails
         except Park as park:
-            return self.park(park)
+            return self.cancel(ctx) if self.canceling else self.park(park)
+        except CancelRequested:
+            return self.cancel(ctx)
         except StopRequested:
             self.flush(also=self._give_back)
             return "released"
         except NonDeterminismError as error:
             return self.fail(error_info(error), "none")
+        except StoreUnavailable:  # the store's failure, not the workflow's: not failed,
+            raise  # the run is given back and continues from what was committed
         except Exception as error:
             if ctx.diverged is not None:
                 return self.fail(error_info(ctx.diverged), "none")
             return self.rollback(ctx, error)
         if ctx.diverged is not None:
             return self.fail(error_info(ctx.diverged), "none")
-        return self.complete(result)
+        return self.cancel(ctx) if self.canceling else self.complete(result)
 
     def _give_back(self, tx: Transaction) -> None:
         """The worker stops: the run is due again at once, for any worker."""
@@ -238,53 +283,65 @@ class RunSession:
 
     def rollback(self, ctx: Context, error: Exception) -> str:
         """Run the compensators of completed steps in reverse order, then fail."""
+        if self.canceling:
+            return self.cancel(ctx)
         info = _failure_info(error)
         comps = ctx.compensations
         if not comps:
             return self.fail(info, "none")
         if self.journal.state.status is not RunStatus.COMPENSATING:
             self.flush(decide(self.journal.state, Rollback(error=info)))
-        failed: list[str] = []
-        for comp in reversed(comps):
-            done = self.journal.compensated.get(comp.step_id)
-            if done is None:
-                done = self._compensate(comp)
-            if not done:
-                failed.append(comp.step_id)
+        failed = undo(self, comps, self.journal.compensated)
         outcome: Compensated = "partial" if failed else "completed"
-        note = (f"compensation completed ({len(comps)} step(s) undone)" if not failed else
-                f"compensation partial: compensator(s) of {', '.join(failed)} failed")
-        final = ev.ErrorInfo(type=info.type, message=f"{info.message}; {note}",
-                             step_id=info.step_id,
-                             details={**info.details, "compensation": outcome,
-                                      "compensationFailed": failed})
+        final = info.model_copy(update={
+            "message": f"{info.message}; {outcome_note(len(comps), failed)}",
+            "details": {**info.details, "compensation": outcome, "compensationFailed": failed}})
         return self.fail(final, outcome)
 
-    def _compensate(self, comp: Compensation) -> bool:
-        attempts = max(3, comp.policy.max_attempts)
-        last: Exception | None = None
-        for attempt in range(1, attempts + 1):
-            if self.pending:
-                self.flush()
-            try:
-                out = json_roundtrip(comp.fn(comp.result), f"compensator of {comp.step_id!r}")
-            except Exception as exc:
-                last = exc
-                continue
-            self.record(ev.CompensationCompleted(step_id=comp.step_id, attempt=attempt,
-                                                 result=out))
-            return True
-        assert last is not None
-        self.record(ev.CompensationFailed(step_id=comp.step_id, attempt=attempts,
-                                          error=error_info(last, comp.step_id)))
-        return False
+    def cancel(self, ctx: Context) -> str:
+        """Canceled with compensation: undo the completed steps, then RunCanceled."""
+        undo(self, ctx.compensations, self.journal.compensated)
+        state = self.journal.state
+        reason = state.error.message if state.error is not None else None
+        error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
+        self.flush(decide(state, Cancel(reason=reason)),
+                   self._ending("canceled", None, error))
+        self._nudge_parent()
+        return "canceled"
+
+    def _late(self, step_id: str, attempt: int, late: Late) -> None:
+        """A timed-out attempt returned after its grace period: journal it as discarded
+        (in a transaction of its own, from the attempt's thread), unless the run ended."""
+        append_late(self.rt, self.run_id, discarded(step_id, attempt, late))
+
+
+def append_late(rt: Runtime, run_id: str, event: ev.Event) -> None:
+    """Append `event` (merged by an executing session as input) unless the run ended."""
+    for _ in range(20):
+        try:
+            with rt.store.transaction() as tx:
+                journal = Journal.build(run_id, tx.read_stream(run_id))
+                if journal.state.is_terminal:
+                    log.warning("run %s is %s: not journaling %s", run_id,
+                                journal.state.status.value, event.type_name(),
+                                extra={"run_id": run_id})
+                    return
+                meta = event_metadata(journal.base_metadata, journal.last_event_id)
+                tx.append(StreamAppend(run_id, [NewEvent(event, metadata=meta)],
+                                       journal.version))
+            return
+        except ConcurrencyError:
+            continue
 
 
 def _failure_info(error: Exception) -> ev.ErrorInfo:
+    """A run's error: a step's last failure (its traceback: the step's), or the
+    workflow code's own exception."""
     if isinstance(error, StepFailed):
         return ev.ErrorInfo(type="StepFailed", message=str(error), step_id=error.step_id,
                             details={"cause": error.error.model_dump(mode="json"),
-                                     "attempts": error.attempts})
+                                     "attempts": error.attempts},
+                            traceback=error.error.traceback)
     return error_info(error)
 
 

@@ -22,8 +22,10 @@ from ledgerflow.domain import events as ev
 from ledgerflow.domain.state import RunState, evolve, initial
 from ledgerflow.eventstore.records import RecordedEvent
 
-INPUT_EVENTS = (ev.SignalReceived, ev.EventReceived, ev.TokenResolved, ev.ChildFinished)
-"""Events other parties append to a running run; they never conflict with its journal."""
+INPUT_EVENTS = (ev.SignalReceived, ev.EventReceived, ev.TokenResolved, ev.ChildFinished,
+                ev.StepResultDiscarded)
+"""Events other parties append to a running run; they never conflict with its journal
+(a late step result is appended by the thread of the attempt that timed out)."""
 
 _ORDERED_WAITS = ("sleep", "token", "child")
 

@@ -23,6 +23,7 @@ the `run_keys` table that held them before is gone (engine migration 2).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -150,10 +151,13 @@ def reap(conn: Connection, now: datetime) -> int:
     return int(conn.execute(_REAP, {"now": now}).rowcount)
 
 
-def release_owner(conn: Connection, owner: str, now: datetime) -> int:
-    """Give back every run `owner` still holds, due now (graceful shutdown)."""
+def release_owner(conn: Connection, owner: str, now: datetime,
+                  runs: Collection[str] | None = None) -> int:
+    """Give back every run `owner` still holds (or those of `runs`), due now."""
     stmt = run_queue.update().where(_q.lease_owner == owner).values(
         lease_owner=None, lease_expires_at=None, due_at=now)
+    if runs is not None:
+        stmt = stmt.where(_q.run_id.in_(sorted(runs)))
     return int(conn.execute(stmt).rowcount)
 
 

@@ -37,12 +37,21 @@ def fragile(ctx: Context, data: Any) -> dict[str, Any]:
     return {"first": first, "second": ctx.step("second", second)}
 
 
+def booking(ctx: Context, _input: Any) -> Any:
+    """Holds a seat (released if the run is undone), then waits for a signal."""
+    held = ctx.step("hold", lambda: {"seat": "12A"},
+                    compensate=lambda seat: {"released": seat["seat"]})
+    ctx.wait_for_signal("confirm")
+    return held
+
+
 def parent(ctx: Context, _input: Any) -> Any:
     """Starts a `greet` child."""
     return ctx.child("kid", "greet", "child")
 
 
-WORKFLOWS = {"greet": greet, "waiter": waiter, "fragile": fragile, "parent": parent}
+WORKFLOWS = {"greet": greet, "waiter": waiter, "fragile": fragile, "parent": parent,
+             "booking": booking}
 
 
 def registry() -> WorkflowRegistry:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from kafka.errors import TopicAuthorizationFailedError
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.eventstore.schema import events
@@ -189,10 +190,11 @@ def test_a_failed_request_does_not_burn_its_key(client: TestClient, lf: Ledgerfl
 
 
 class Refusing:
-    """An injected fault: a publisher whose broker refuses every message."""
+    """An injected fault: a publisher whose broker refuses every message (poison: an
+    unreachable broker would only delay them)."""
 
     def publish(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
-        return [ConnectionRefusedError("broker refused") for _ in messages]
+        return [TopicAuthorizationFailedError("broker refused") for _ in messages]
 
     def close(self) -> None:
         pass

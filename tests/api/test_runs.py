@@ -92,6 +92,39 @@ def test_cancel_then_cancel_again_is_409_and_appends_nothing(client: TestClient,
     assert history_types(client, run_id) == before
 
 
+def test_cancel_with_compensate_undoes_completed_steps_then_cancels(
+        client: TestClient, lf: Ledgerflow) -> None:
+    run_id = trigger(client, "booking")["id"]
+    lf.engine.run_due()
+    assert client.get(f"/api/runs/{run_id}").json()["status"] == "suspended"
+    asked = client.post(f"/api/runs/{run_id}/cancel",
+                        json={"reason": "trip called off", "compensate": True})
+    assert asked.status_code == 200 and asked.json()["status"] == "compensating"
+    lf.engine.run_due()
+    assert client.get(f"/api/runs/{run_id}").json()["status"] == "canceled"
+    history = client.get(f"/api/runs/{run_id}/history").json()["data"]
+    assert [e["type"] for e in history][-3:] == ["RunCompensating", "CompensationCompleted",
+                                                 "RunCanceled"]
+    assert history[-2]["data"]["result"] == {"released": "12A"}
+    assert history[-1]["data"]["reason"] == "trip called off"
+
+
+def test_a_failed_runs_error_shows_the_users_traceback(client: TestClient,
+                                                       lf: Ledgerflow) -> None:
+    run_id = trigger(client, "fragile", {"ok": False})["id"]
+    lf.engine.run_due()
+    error = client.get(f"/api/runs/{run_id}").json()["error"]
+    assert {"type", "message", "traceback", "details"} <= set(error)
+    assert "_workflows.py" in error["traceback"] and "in second" in error["traceback"]
+    assert 'raise Declined("card declined")' in error["traceback"]
+    (step,) = [j for j in client.get(f"/api/runs/{run_id}/journal").json()["data"]
+               if j["stepId"] == "second"]
+    assert step["error"]["traceback"] == error["traceback"]
+    failed = [e for e in client.get(f"/api/runs/{run_id}/history").json()["data"]
+              if e["type"] == "StepFailed"]
+    assert failed[0]["data"]["error"]["traceback"] == error["traceback"]
+
+
 def test_token_that_is_not_awaited_is_409(client: TestClient, lf: Ledgerflow) -> None:
     run_id = trigger(client, "waiter")["id"]
     lf.engine.run_due()

@@ -112,6 +112,6 @@ def test_records_follow_their_tables_and_the_domain() -> None:
     error = ev.ErrorInfo(type="ValueError", message="no", step_id="s")
     wait = ev.Waitpoint(kind="token", name="t", token_id="x")
     assert set(camel_keys(error.model_dump(mode="json"))) == {"type", "message", "stepId",
-                                                               "details"}
+                                                               "details", "traceback"}
     assert set(camel_keys(wait.model_dump(mode="json"))) == {"kind", "name", "tokenId",
                                                               "wakeAt", "timeoutAt"}

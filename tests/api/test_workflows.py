@@ -10,6 +10,7 @@ from ledgerflow import Context
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api import create_app
 from ledgerflow.settings import Settings
+from tests.api._workflows import registry
 from tests.api.conftest import ROOT, TOKENS
 from tests.api.test_errors_auth import assert_error, event_count
 
@@ -32,7 +33,7 @@ def test_workflows_are_listed_with_versions_description_and_input_schema(
     body = listed.json()
     assert body["nextCursor"] is None
     found = {w["name"]: w for w in body["data"]}
-    assert set(found) == {"greet", "waiter", "fragile", "parent", "pay"}
+    assert set(found) == {*registry().names(), "pay"}
     assert found["pay"] == {
         "name": "pay", "versions": ["1"], "description": "Charge an account.",
         "inputSchema": Payment.model_json_schema(), "outputSchema": None, "queue": None,

@@ -65,6 +65,22 @@ def test_rerun_and_resume(cli: Cli, lf: Ledgerflow) -> None:
     assert done["status"] == "completed" and done["result"]["second"] == "paid"
 
 
+def test_show_prints_the_traceback_and_cancel_can_compensate(cli: Cli, lf: Ledgerflow) -> None:
+    failed = cli("trigger", "fragile", "--input", '{"ok": false}').stdout.split()[2]
+    lf.engine.run_due()
+    shown = cli("runs", "show", failed).stdout
+    assert "traceback (run)" in shown and 'raise Declined("card declined")' in shown
+    assert "Declined: card declined" in shown
+    booking = cli("trigger", "booking").stdout.split()[2]
+    lf.engine.run_due()
+    asked = cli("cancel", booking, "--reason", "trip called off", "--compensate").stdout
+    assert "compensating" in asked
+    lf.engine.run_due()
+    done = cli.json("runs", "show", booking)
+    assert done["status"] == "canceled"
+    assert [j["stepId"] for j in done["journal"]] == ["hold", "hold:compensate"]
+
+
 def test_user_mistakes_print_one_line_and_exit_non_zero(cli: Cli) -> None:
     for args in (("runs", "show", "no-such-run"), ("runs", "history", "no-such-run"),
                  ("signal", "no-such-run", "go"), ("trigger", "no-such-workflow"),

@@ -127,20 +127,29 @@ def test_rerun_starts_a_linked_run_with_the_same_input(engine: Engine,
     assert created.rerun_of == run and created.tags == ["x"]  # type: ignore[attr-defined]
 
 
-def test_resume_seeds_completed_steps_before_the_resume_point(
-        engine: Engine, registry: WorkflowRegistry, clock: FakeClock) -> None:
-    calls: list[str] = []
-    broken = {"on": True}
+class Effects:
+    """Steps' side effects, counted; step `broken` raises while `on`."""
 
-    def effect(name: str) -> str:
-        calls.append(name)
-        if name == "c" and broken["on"]:
-            raise RuntimeError("c is broken")
+    def __init__(self, broken: str) -> None:
+        self.broken, self.on = broken, True
+        self.calls: list[str] = []
+
+    def __call__(self, name: str) -> str:
+        self.calls.append(name)
+        if name == self.broken and self.on:
+            raise RuntimeError(f"{name} is broken")
         return name.upper()
 
-    @registry.workflow("abc")
-    def abc(ctx: Context, data: Any) -> Any:
-        return [ctx.step(n, effect, n) for n in ("a", "b", "c")]
+    def workflow(self, registry: WorkflowRegistry, name: str, steps: tuple[str, ...]) -> None:
+        """Register `name`: one step per name in `steps`, returning their results."""
+        registry.register(name, lambda ctx, data: [ctx.step(n, self, n) for n in steps])
+
+
+def test_resume_seeds_completed_steps_before_the_resume_point(
+        engine: Engine, registry: WorkflowRegistry, clock: FakeClock) -> None:
+    effects = Effects("c")
+    effects.workflow(registry, "abc", ("a", "b", "c"))
+    calls, broken = effects.calls, effects
 
     run = engine.trigger("abc", None).run_id
     assert run_to_completion(engine, run).status is RunStatus.FAILED
@@ -152,7 +161,7 @@ def test_resume_seeds_completed_steps_before_the_resume_point(
         engine.resume(run, resume_from_step="zz")
     with pytest.raises(InvalidRequest, match="seed_results"):
         engine.resume(run, seed_results={"": 1})
-    broken["on"] = False
+    broken.on = False
     calls.clear()
     resumed = engine.resume(run, resume_from_step="b")
     state = run_to_completion(engine, resumed)
@@ -202,3 +211,46 @@ def test_cancel_cascades_to_unfinished_children(engine: Engine,
         assert canceled.metadata["actor"] == "alice"
     assert engine.state(quick).status is RunStatus.COMPLETED  # finished children stay as they are
     assert engine.state(run).status is RunStatus.CANCELED
+
+
+def test_resume_continues_from_the_step_that_failed(engine: Engine,
+                                                    registry: WorkflowRegistry) -> None:
+    effects = Effects("two")
+    effects.workflow(registry, "one-two-three", ("one", "two", "three"))
+    calls = effects.calls
+
+    run = engine.trigger("one-two-three", None).run_id
+    assert run_to_completion(engine, run).status is RunStatus.FAILED
+    assert calls == ["one", "two"]
+    effects.on = False
+    resumed = engine.resume(run)
+    assert run_to_completion(engine, resumed).result == ["ONE", "TWO", "THREE"]
+    assert calls == ["one", "two", "two", "three"]  # step one's side effect: once in all
+    created = engine.history(resumed)[0].event
+    assert isinstance(created, ev.RunCreated)
+    assert (created.resume_from_step, created.seed_results) == ("two", {"one": "ONE"})
+    seeded = [r.event for r in engine.history(resumed) if r.type == "StepCompleted"]
+    assert [(e.step_id, e.attempt) for e in seeded] == [  # type: ignore[attr-defined]
+        ("one", 0), ("two", 1), ("three", 1)]
+
+
+def test_resume_after_every_step_completed_seeds_them_all(
+        engine: Engine, registry: WorkflowRegistry) -> None:
+    calls: list[str] = []
+
+    def add_up() -> int:
+        calls.append("sum")
+        return 3
+
+    @registry.workflow("checks-after")
+    def checks_after(ctx: Context, data: Any) -> Any:
+        total = ctx.step("sum", add_up)
+        if total != data["expect"]:
+            raise ValueError(f"expected {data['expect']}, got {total}")
+        return total
+
+    run = engine.trigger("checks-after", {"expect": 4}).run_id
+    assert run_to_completion(engine, run).status is RunStatus.FAILED
+    resumed = engine.resume(run, input={"expect": 3})
+    assert run_to_completion(engine, resumed).result == 3
+    assert calls == ["sum"]

@@ -67,3 +67,14 @@ def test_purge_keeps_recent_rows_and_dead_ones(db: Engine) -> None:
     assert status_counts(db) == {DEAD: 1}
     assert parse_duration("7d").total_seconds() == 7 * 86400
     assert runner.invoke(app, ["purge", "--older-than", "soon"]).exit_code != 0
+
+
+def test_dlq_discard_gives_up_a_dead_row(db: Engine) -> None:
+    dead = dead_letters(db)[0].id
+    discarded = runner.invoke(app, ["dlq", "discard", str(dead)])
+    assert discarded.exit_code == 0 and f"discarded 1 dead row(s): {dead}" in discarded.output
+    assert dead_letters(db) == []
+    assert status_counts(db) == {"published": 6, "discarded": 1}
+    assert "discarded 1" in runner.invoke(app, ["status"]).output
+    assert runner.invoke(app, ["dlq", "discard", str(dead)]).exit_code == 1  # not dead now
+    assert runner.invoke(app, ["dlq", "discard"]).exit_code != 0  # an id is required

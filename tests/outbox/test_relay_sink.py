@@ -72,8 +72,8 @@ def test_failing_row_blocks_its_run_then_dies_and_the_run_moves_on(
     healthy_run, healthy = append_run(store, run_history(steps=1))
     sink = tmp_path / "events.jsonl"
     publisher = FailingFor(JsonlSinkPublisher(sink), "StepFailed")
-    relay = Relay(any_engine, publisher, max_attempts=3, base_delay=1.0, clock=clock,
-                  jitter=lambda: 1.0)
+    relay = Relay(any_engine, publisher, max_attempts=3, on_dead="skip", base_delay=1.0,
+                  clock=clock, jitter=lambda: 1.0)
 
     _drain(relay)
     published = [line["value"]["eventType"] for line in _sink(sink)

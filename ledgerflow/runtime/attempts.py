@@ -1,0 +1,155 @@
+"""Journaling step attempts: run one (`steps.run_attempt`) and record what came of it.
+
+`StepAttempts` is what `Context.step` and `Context.parallel` use once the journal says
+an attempt is due. They record StepCompleted (unless the store would refuse it: then
+the step fails with that error), or StepFailed (final, or followed by
+RetryScheduled), and then StepResultDiscarded for anything a timed-out attempt
+returned within its grace period. Each failed attempt is logged as one WARNING line on logger
+`ledgerflow.executor`, naming the run, workflow, step, attempt and error. `run_id`,
+`workflow`, `step` and `attempt` are also passed as `extra` fields, so a structured
+formatter can read them, and so is `traceback` (the stored one, the user's frames
+only). The text of the line stays one line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import InvalidEvent
+from ledgerflow.runtime.failures import NotSerializable, error_info, json_roundtrip
+from ledgerflow.runtime.retry import RetryPolicy
+from ledgerflow.runtime.steps import Late, RunWatch, StepTimeout, run_attempt
+
+if TYPE_CHECKING:
+    from ledgerflow.runtime.journal import Journal
+
+log = logging.getLogger("ledgerflow.executor")
+
+
+class Host(Protocol):
+    """What recording attempts needs from the session executing the run."""
+
+    @property
+    def journal(self) -> Journal: ...
+    def clock(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How a step's attempts go: retry policy, per-attempt timeout and its grace
+    period, what is retried."""
+
+    policy: RetryPolicy
+    timeout: timedelta | None
+    retry_on: tuple[type[BaseException], ...]
+    non_retryable: tuple[type[BaseException], ...]
+    grace: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.grace is not None and self.grace < timedelta(0):
+            raise ValueError(f"timeout_grace must not be negative, got {self.grace}")
+
+    def retryable(self, exc: Exception) -> bool:
+        return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
+                and not isinstance(exc, NotSerializable | InvalidEvent))
+
+
+def discarded(step_id: str, attempt: int, late: Late) -> ev.StepResultDiscarded:
+    """The journal's record of what a timed-out attempt returned or raised."""
+    if late.error is not None:
+        return ev.StepResultDiscarded(step_id=step_id, attempt=attempt,
+                                      error=error_info(late.error, step_id))
+    try:
+        result = json_roundtrip(late.result, f"the late result of step {step_id!r}")
+    except NotSerializable as exc:
+        return ev.StepResultDiscarded(step_id=step_id, attempt=attempt,
+                                      error=error_info(exc, step_id))
+    return ev.StepResultDiscarded(step_id=step_id, attempt=attempt, result=result)
+
+
+class StepAttempts:
+    """Runs due attempts of one run's steps and records their outcomes."""
+
+    def __init__(self, host: Host, record: Callable[[ev.Event], None], watch: RunWatch) -> None:
+        self._host, self._record, self._watch = host, record, watch
+
+    def _next(self, op: str) -> int:
+        return self._host.journal.attempts.get(op, 0) + 1
+
+    def attempt(self, op: str, call: Callable[[], Any], rules: Rules) -> ev.StepCompleted | None:
+        """Run the next attempt of step `op`. Returns its completion, which the caller
+        records; a failure is recorded here (None)."""
+        started, attempt = self._host.clock(), self._next(op)
+        try:
+            result = json_roundtrip(
+                run_attempt(self._watch, op, attempt, call, rules.timeout, rules.grace),
+                f"the result of step {op!r}")
+        except Exception as exc:
+            self._failed(op, attempt, exc, rules, started)
+            return None
+        return ev.StepCompleted(step_id=op, result=result, attempt=attempt, started_at=started)
+
+    def branches(self, ready: dict[str, str], branches: Mapping[str, Callable[[], Any]],
+                 rules: Rules) -> None:
+        """One attempt of each ready branch, concurrently; journaled in branch order."""
+        started = self._host.clock()
+        attempts = {branch: self._next(step_id) for branch, step_id in ready.items()}
+        with ThreadPoolExecutor(max_workers=len(ready)) as pool:
+            futures = {b: pool.submit(contextvars.copy_context().run, run_attempt, self._watch,
+                                      ready[b], attempts[b], branches[b], rules.timeout,
+                                      rules.grace) for b in ready}
+            outcomes: dict[str, Any] = {}
+            for branch, future in futures.items():
+                try:
+                    outcomes[branch] = json_roundtrip(future.result(),
+                                                      f"branch {ready[branch]!r}")
+                except Exception as exc:
+                    outcomes[branch] = exc
+        for branch, step_id in ready.items():
+            out = outcomes[branch]
+            if isinstance(out, Exception):
+                self._failed(step_id, attempts[branch], out, rules, started)
+            else:
+                self.succeeded(ev.StepCompleted(step_id=step_id, result=out,
+                                                started_at=started, attempt=attempts[branch]),
+                               rules)
+
+    def succeeded(self, completed: ev.StepCompleted, rules: Rules) -> None:
+        """Record an attempt's completion. One the store refuses (`InvalidEvent`: larger
+        than `LEDGERFLOW_MAX_EVENT_BYTES`) fails the step instead, with that error, and
+        is not retried (the same result would be refused again)."""
+        try:
+            self._record(completed)
+        except InvalidEvent as exc:
+            self._failed(completed.step_id, completed.attempt, exc, rules,
+                         completed.started_at or self._host.clock())
+
+    def _failed(self, op: str, attempt: int, exc: Exception, rules: Rules,
+                started: datetime) -> None:
+        final = not rules.retryable(exc) or attempt >= rules.policy.max_attempts
+        timeout = exc if isinstance(exc, StepTimeout) else None
+        info = error_info(exc, op, where=None if timeout is None else timeout.where)
+        self._log(op, attempt, final, info)
+        self._record(ev.StepFailed(step_id=op, attempt=attempt, error=info, final=final,
+                                   started_at=started))
+        if timeout is not None and timeout.late is not None:
+            self._record(discarded(op, attempt, timeout.late))
+        delay = rules.policy.delay_after(attempt)
+        if not final and delay > timedelta(0):  # no delay: the caller retries at once
+            due = self._host.clock() + delay
+            self._record(ev.RetryScheduled(step_id=op, attempt=attempt + 1, due_at=due))
+
+    def _log(self, op: str, attempt: int, final: bool, error: ev.ErrorInfo) -> None:
+        state = self._host.journal.state
+        log.warning("run %s (workflow %s): step %r attempt %d failed%s: %s: %s",
+                    state.run_id, state.workflow_id, op, attempt,
+                    "" if final else ", will retry", error.type, error.message,
+                    extra={"run_id": state.run_id, "workflow": state.workflow_id,
+                           "step": op, "attempt": attempt, "traceback": error.traceback})

@@ -60,20 +60,12 @@ def _runs(engine: Engine) -> dict[str, str]:
 
 
 @pytest.fixture
-def engine(any_engine: SAEngine, registry: WorkflowRegistry, clock: FakeClock) -> Engine:
+def engine(any_engine: SAEngine) -> Engine:
+    """An engine whose store keeps the run views inline, with `_workflows`."""
+    registry, clock = WorkflowRegistry(), FakeClock()
     _workflows(registry)
     return Engine(EventStore(any_engine, hooks=[InlineProjections()], clock=clock), registry,
                   clock=clock)
-
-
-@pytest.fixture
-def registry() -> WorkflowRegistry:
-    return WorkflowRegistry()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def test_the_record_carries_lineage_compensation_and_priority(engine: Engine) -> None:
@@ -103,11 +95,10 @@ def test_the_record_carries_lineage_compensation_and_priority(engine: Engine) ->
 
 
 def test_runs_projected_before_the_columns_existed_are_rebuilt_with_them(
-        new_database: NewDatabase, registry: WorkflowRegistry,  # noqa: F811
-        clock: FakeClock) -> None:
+        new_database: NewDatabase) -> None:  # noqa: F811
     """projections 2 adds the columns and marks a store that has run views as built by
     version 1: `rebuild_stale` (what `serve` runs at start) fills them from history."""
-    db = new_database()
+    db, registry, clock = new_database(), WorkflowRegistry(), FakeClock()
     migrate(db, [m for m in all_migrations() if (m.component, m.version) != ("projections", 2)])
     _workflows(registry)
     made = _runs(Engine(EventStore(db, clock=clock), registry, clock=clock))  # events only

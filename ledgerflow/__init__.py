@@ -32,6 +32,7 @@ from ledgerflow.domain.errors import (
     UnknownRun,
     UnknownWorkflow,
 )
+from ledgerflow.flows import Flow, FlowContext, flow
 from ledgerflow.runtime.agent import Suspend
 from ledgerflow.runtime.context import Context
 from ledgerflow.runtime.engine import Engine, TickResult, TriggerResult
@@ -43,10 +44,11 @@ from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "IdempotencyConflict",
-    "IllegalTransition", "InvalidEvent", "InvalidRequest", "Ledgerflow", "LedgerflowError",
-    "NonDeterminismError", "NotAwaited", "RetryPolicy", "Settings", "StepFailed",
-    "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend", "TickResult", "TriggerResult",
-    "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
-    "WorkflowRegistry", "current_step", "default_registry", "workflow",
+    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "Flow", "FlowContext",
+    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidRequest",
+    "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited", "RetryPolicy",
+    "Settings", "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend",
+    "TickResult", "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker",
+    "WorkflowDef", "WorkflowRegistry", "current_step", "default_registry", "flow",
+    "workflow",
 ]

@@ -18,9 +18,10 @@ from typing import Any
 @dataclass(frozen=True)
 class Branch:
     """A parallel branch with a compensator: `fn()` runs as the branch (journaled as step
-    `name/branch`); `compensate(result)` runs if the run later rolls back."""
+    `name/branch`; in a flow, `fn(fctx)`); `compensate(result)` runs if the run later
+    rolls back."""
 
-    fn: Callable[[], Any]
+    fn: Callable[..., Any]
     compensate: Callable[[Any], Any] | None = None
 
 

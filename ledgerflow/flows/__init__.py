@@ -31,16 +31,9 @@ from __future__ import annotations
 
 from ledgerflow._authoring import WorkflowRegistry
 from ledgerflow.domain.errors import LedgerflowError
-from ledgerflow.flows._builder import (
-    Flow,
-    FlowDefinitionError,
-    FlowSpec,
-    FlowWorkflow,
-    flow,
-    flow_spec,
-)
+from ledgerflow.flows._builder import Flow, FlowDefinitionError, FlowWorkflow, flow, flow_spec
 from ledgerflow.flows._graph import graph, mermaid
-from ledgerflow.flows._nodes import FlowContext, LoopExhausted, UnknownBranch
+from ledgerflow.flows._nodes import FlowContext, FlowSpec, LoopExhausted, UnknownBranch
 from ledgerflow.flows._overlay import history_entries, overlay
 
 

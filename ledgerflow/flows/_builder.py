@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from ledgerflow._authoring import WorkflowDef, WorkflowRegistry, default_registry
+from ledgerflow.flows._graph import graph, mermaid
 from ledgerflow.flows._nodes import (
     ChildNode,
     FlowContext,
+    FlowSpec,
     LoopNode,
     Node,
     ParallelNode,
@@ -55,16 +56,6 @@ class FlowDefinitionError(ValueError):
         self.problems = problems
         super().__init__(f"flow {name!r} is not valid:\n" + "\n".join(f"- {p}"
                                                                       for p in problems))
-
-
-@dataclass(frozen=True)
-class FlowSpec:
-    """A checked, frozen flow definition: what runs and what is drawn."""
-
-    name: str
-    version: str
-    nodes: tuple[Node, ...]
-    description: str | None = None
 
 
 class FlowWorkflow:
@@ -182,12 +173,10 @@ class Flow:
 
     def graph(self) -> dict[str, Any]:
         """The flow's graph: `{nodes, edges}` (see `ledgerflow.flows.graph`)."""
-        from ledgerflow.flows._graph import graph
         return graph(self.build())
 
     def mermaid(self) -> str:
         """The flow's graph as Mermaid flowchart text."""
-        from ledgerflow.flows._graph import mermaid
         return mermaid(self.graph())
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledgerflow.flows._builder import FlowSpec
 from ledgerflow.flows._nodes import (
     ChildNode,
+    FlowSpec,
     LoopNode,
     Node,
     ParallelNode,

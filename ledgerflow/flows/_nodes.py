@@ -73,6 +73,16 @@ class SubFlow:
     nodes: tuple[Node, ...]
 
 
+@dataclass(frozen=True)
+class FlowSpec:
+    """A checked, frozen flow definition: what runs and what is drawn."""
+
+    name: str
+    version: str
+    nodes: tuple[Node, ...]
+    description: str | None = None
+
+
 def _not_callable(what: str, value: Any) -> list[str]:
     return [] if callable(value) else [f"{what} must be callable, not {type(value).__name__}"]
 

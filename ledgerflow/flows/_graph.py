@@ -23,17 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledgerflow.flows._nodes import (
-    ChildNode,
-    FlowSpec,
-    LoopNode,
-    Node,
-    ParallelNode,
-    RouteNode,
-    SignalNode,
-    SleepNode,
-    StepNode,
-)
+import ledgerflow.flows._nodes as n
 
 START, END = "__start__", "__end__"
 Graph = dict[str, Any]
@@ -56,16 +46,16 @@ class _Drawing:
         for source, label, kind in pending:
             self.edge(source, target, kind, label)
 
-    def sequence(self, nodes: Iterable[Node], pending: list[Pending]) -> list[Pending]:
+    def sequence(self, nodes: Iterable[n.Node], pending: list[Pending]) -> list[Pending]:
         for node in nodes:
             pending = self.place(node, pending)
         return pending
 
-    def place(self, node: Node, pending: list[Pending]) -> list[Pending]:
+    def place(self, node: n.Node, pending: list[Pending]) -> list[Pending]:
         """Draw `node` after `pending`; the edges that leave it."""
         name = node.name
         match node:
-            case ParallelNode():
+            case n.ParallelNode():
                 most = "" if node.max_concurrency is None else f", max {node.max_concurrency}"
                 self.node(name, "parallel", f"{name} (parallel{most})",
                           maxConcurrency=node.max_concurrency)
@@ -75,12 +65,12 @@ class _Drawing:
                               compensate=spec.compensate is not None)
                     self.edge(name, f"{name}/{branch}", "fanout")
                 return [(f"{name}/{branch}", None, "fanin") for branch in node.branches]
-            case RouteNode():
+            case n.RouteNode():
                 self.node(name, "route", f"{name} (route)")
                 self.into(pending, name)
                 return [out for branch, sub in node.branches.items()
                         for out in self.sequence(sub.nodes, [(name, branch, "branch")])]
-            case LoopNode():
+            case n.LoopNode():
                 self.node(name, "loop", f"{name} (loop, max {node.max_iterations})",
                           maxIterations=node.max_iterations)
                 self.into(pending, name)
@@ -92,20 +82,20 @@ class _Drawing:
         return [(name, None, "next")]
 
 
-def _simple(node: Node) -> tuple[str, str, dict[str, Any]]:
+def _simple(node: n.Node) -> tuple[str, str, dict[str, Any]]:
     """(kind, label, details) of a node drawn as one box."""
     name = node.name
     match node:
-        case StepNode(options=options):
+        case n.StepNode(options=options):
             return "step", name, {"maxAttempts": options.get("max_attempts", 1),
                                   "compensate": options.get("compensate") is not None}
-        case SleepNode(duration=duration):
+        case n.SleepNode(duration=duration):
             seconds = duration.total_seconds()
             return "sleep", f"{name} (sleep {_span(seconds)})", {"seconds": seconds}
-        case SignalNode(timeout=timeout):
+        case n.SignalNode(timeout=timeout):
             return "signal", f"{name} (signal)", {
                 "timeoutSeconds": None if timeout is None else timeout.total_seconds()}
-        case ChildNode(workflow=workflow):
+        case n.ChildNode(workflow=workflow):
             return "child", f"{name} (child: {workflow})", {"workflow": workflow}
     raise TypeError(f"cannot draw a {type(node).__name__}")
 
@@ -117,7 +107,7 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def graph(spec: FlowSpec) -> Graph:
+def graph(spec: n.FlowSpec) -> Graph:
     """The flow's graph (see the module's docstring)."""
     drawing = _Drawing()
     drawing.node(START, "start", "start")

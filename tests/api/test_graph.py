@@ -39,15 +39,10 @@ def _registry() -> WorkflowRegistry:
 
 @pytest.fixture
 def lf(settings: Settings) -> Iterator[Ledgerflow]:
+    """conftest's `lf` (which its `client` serves) with this module's workflows."""
     app = Ledgerflow.open(settings, registry=_registry(), upgrade=False)
     yield app
     app.close()
-
-
-@pytest.fixture
-def client(lf: Ledgerflow) -> Iterator[TestClient]:
-    with TestClient(create_app(lf)) as c:
-        yield c
 
 
 def test_a_flows_graph_is_served(client: TestClient) -> None:

@@ -59,6 +59,10 @@ class WorkflowRegistry:
     def names(self) -> list[str]:
         return sorted(self._latest)
 
+    def definitions(self) -> list[WorkflowDef]:
+        """Every registered definition, by name then version (as registered)."""
+        return [self._defs[key] for key in sorted(self._defs)]
+
 
 default_registry = WorkflowRegistry()
 """The registry `@workflow` writes to and `Engine` uses when given none."""

@@ -143,7 +143,7 @@ class RunSession:
         else:
             raise Abandon()
         recorded = pending.recorded
-        had_step = any(isinstance(e, ev.StepCompleted) for e in self.pending)
+        had_step = any(isinstance(e, ev.StepCompleted | ev.StepSuspended) for e in self.pending)
         cut = len(self.pending)
         self.pending = []
         if recorded:

@@ -40,8 +40,12 @@ class WorkflowDef:
 
     @property
     def description(self) -> str | None:
-        """The function's docstring."""
-        return inspect.getdoc(self.fn)
+        """The function's docstring (a callable object's own `__doc__`, not its class's)."""
+        fn = self.fn
+        if inspect.isroutine(fn):
+            return inspect.getdoc(fn)
+        own = getattr(fn, "__dict__", {}).get("__doc__")
+        return inspect.cleandoc(own) if isinstance(own, str) else None
 
     def check_input(self, value: Any) -> Any:
         """The input to store for a new run: `value` (a model instance as its JSON
@@ -76,12 +80,14 @@ def _problems(error: ValidationError) -> list[dict[str, Any]]:
 @dataclass(frozen=True, slots=True)
 class WorkflowInfo(WireRecord):
     """A registered workflow as `GET /api/workflows` lists it: its versions (the last
-    is the default), and of that version the description (docstring) and the JSON
-    schemas of input and output (null: untyped). `queue` and `schedule` are null until
+    is the default), and of that version its kind (`code`, or `flow`: built with
+    `ledgerflow.flow()`, it has a graph), description (docstring) and the JSON schemas
+    of input and output (null: untyped). `queue` and `schedule` are null until
     workflows can name them."""
 
     name: str
     versions: list[str]
+    kind: str
     description: str | None
     input_schema: dict[str, Any] | None
     output_schema: dict[str, Any] | None
@@ -89,9 +95,9 @@ class WorkflowInfo(WireRecord):
     schedule: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, versions: list[WorkflowDef]) -> WorkflowInfo:
+    def of(cls, versions: list[WorkflowDef], kind: str = "code") -> WorkflowInfo:
         latest = versions[-1]
-        return cls(latest.name, [d.version for d in versions], latest.description,
+        return cls(latest.name, [d.version for d in versions], kind, latest.description,
                    _schema(latest.input_model), _schema(latest.output_model))
 
 
@@ -144,13 +150,20 @@ class WorkflowRegistry:
     def names(self) -> list[str]:
         return sorted(self._latest)
 
-    def describe(self) -> list[WorkflowInfo]:
+    def definitions(self) -> list[WorkflowDef]:
+        """Every registered definition, by name then version (as registered)."""
+        return [self._defs[key] for key in sorted(self._defs)]
+
+    def describe(self, kind: Callable[[WorkflowDef], str] | None = None,
+                 ) -> list[WorkflowInfo]:
         """Every registered workflow, by name; versions in the order registered, the
-        default (latest) last."""
+        default (latest) last. `kind(definition)`: what kind the latest is (default
+        "code"; `ledgerflow.flows.kind` knows flows)."""
         by_name: dict[str, list[WorkflowDef]] = {}
         for definition in self._defs.values():
             by_name.setdefault(definition.name, []).append(definition)
-        return [WorkflowInfo.of(by_name[name]) for name in sorted(by_name)]
+        return [WorkflowInfo.of(found, "code" if kind is None else kind(found[-1]))
+                for found in (by_name[name] for name in sorted(by_name))]
 
 
 default_registry = WorkflowRegistry()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ledgerflow.cli import commands, outbox, projections, runs, workflows
+from ledgerflow.cli import commands, flows, outbox, projections, runs
 from ledgerflow.cli.common import console, open_settings
 from ledgerflow.cli.relay import relay_command
 from ledgerflow.cli.support import cli_settings, user_errors
@@ -20,7 +20,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(runs.app, name="runs")
 app.add_typer(projections.app, name="projections")
 app.add_typer(outbox.app, name="outbox")
-app.add_typer(workflows.app, name="workflows")
+app.add_typer(flows.app, name="workflows")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("relay")(relay_command)

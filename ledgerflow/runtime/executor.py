@@ -97,9 +97,9 @@ class RunSession:
 
     def record(self, event: ev.Event) -> bool:
         """Buffer a fact; True if it added an op to the journal's order. A step's
-        completion that the store would refuse (`InvalidEvent`: over its size limit)
+        completion (or suspension) that the store would refuse (`InvalidEvent`: over its size limit)
         raises here, before it is buffered, so the step fails rather than the write."""
-        if isinstance(event, ev.StepCompleted):
+        if isinstance(event, ev.StepCompleted | ev.StepSuspended):
             self.check(event)
         self.pending.append(event)
         return self.journal.add(event)
@@ -153,7 +153,7 @@ class RunSession:
         else:
             raise Abandon()
         recorded = pending.recorded
-        had_step = any(isinstance(e, ev.StepCompleted) for e in self.pending)
+        had_step = any(isinstance(e, ev.StepCompleted | ev.StepSuspended) for e in self.pending)
         cut = len(self.pending)
         self.pending = []
         if recorded:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from ledgerflow import Context
+from ledgerflow import Context, flow
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api import create_app
 from ledgerflow.settings import Settings
@@ -28,14 +28,18 @@ def pay(ctx: Context, payment: Payment) -> dict[str, int]:
 def test_workflows_are_listed_with_versions_description_and_input_schema(
         client: TestClient, lf: Ledgerflow) -> None:
     lf.engine.registry.register("pay", pay, input=Payment)
+    flow("drawn", description="A flow: it has a graph.", registry=lf.engine.registry).step(
+        "only", lambda fctx: 1).register()
     listed = client.get("/api/workflows")
     assert listed.status_code == 200
     body = listed.json()
     assert body["nextCursor"] is None
     found = {w["name"]: w for w in body["data"]}
-    assert set(found) == {*registry().names(), "pay"}
+    assert set(found) == {*registry().names(), "pay", "drawn"}
+    assert (found["drawn"]["kind"], found["drawn"]["description"]) == (
+        "flow", "A flow: it has a graph.")
     assert found["pay"] == {
-        "name": "pay", "versions": ["1"], "description": "Charge an account.",
+        "name": "pay", "versions": ["1"], "kind": "code", "description": "Charge an account.",
         "inputSchema": Payment.model_json_schema(), "outputSchema": None, "queue": None,
         "schedule": None}
     assert found["greet"]["description"] == "One step." and found["greet"]["inputSchema"] is None

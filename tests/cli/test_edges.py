@@ -50,5 +50,7 @@ def test_typed_input_errors_one_line_each_and_workflows_are_listed(cli: Cli) -> 
     assert listed["pay"]["inputSchema"]["title"] == "Payment"
     assert listed["pay"]["description"] == "Charge an account."
     assert {"greet", "waiter", "fragile", "parent"} <= set(listed)
+    assert listed["pay"]["kind"] == "code"
+    assert cli.json(*typed, "workflows", "list") == cli.json(*typed, "workflows")
     table = cli(*typed, "workflows").stdout
     assert "pay" in table and "Payment" in table and "Charge an account." in table

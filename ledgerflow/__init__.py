@@ -39,10 +39,11 @@ from ledgerflow.domain.errors import (
 from ledgerflow.flows import Flow, FlowContext, flow
 from ledgerflow.runtime.agent import Suspend
 from ledgerflow.runtime.context import Context
-from ledgerflow.runtime.engine import Engine, TickResult, TriggerResult
+from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.parallel import Branch
 from ledgerflow.runtime.retry import RetryPolicy
+from ledgerflow.runtime.runner import TickResult
 from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings

@@ -1,7 +1,8 @@
-"""`Engine`: creating runs (trigger, rerun, resume, children), state and history
-queries, and `run_due` / `tick` for hosts without a worker; the commands on an
-existing run (signal, event, token, cancel) are a composed `RunCommands`. The
-executor and the commands are given the engine's `Runtime`, never the engine.
+"""`Engine`: creating runs (trigger, rerun, resume, children) and state and history
+queries; it composes the commands on an existing run (signal, event, token, cancel:
+`RunCommands`) and the running of leased runs (`run_due` / `tick` for hosts without a
+worker, heartbeat: `Runner`). The executor, the commands and the runner are given
+the engine's `Runtime`, never the engine.
 
 Every command folds the run's stream, decides with `domain.state.decide` (so the
 lifecycle machine validates it), and appends with the version it folded; a
@@ -21,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,12 +44,12 @@ from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend,
 from ledgerflow.eventstore.store import Clock, EventStore, PendingAppend, Transaction, utcnow
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.commands import RunCommands, json_value
-from ledgerflow.runtime.executor import RunSession, claim_next
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.runner import Runner
 
 _SAME: Any = object()
 log = logging.getLogger("ledgerflow.engine")
@@ -72,23 +72,6 @@ class TriggerResult:
         return () if self.pending is None else tuple(self.pending.recorded)
 
 
-@dataclass
-class TickResult:
-    """What one `run_due` / `tick` did."""
-
-    claimed: int = 0
-    completed: int = 0
-    parked: int = 0
-    failed: int = 0
-    reaped: int = 0
-    released: int = 0
-    abandoned: int = 0
-    canceled: int = 0
-
-    def count(self, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
-
-
 class Engine:
     """The workflow engine over one event store: composes a `Runtime` (given to the
     executor and the commands) and the `RunCommands` over it."""
@@ -108,8 +91,12 @@ class Engine:
         self.send_event = self.commands.send_event
         self.resolve_token = self.commands.resolve_token
         self.cancel = self.commands.cancel
-        self._dropped: set[str] = set()  # runs whose execution broke off: to give back
-        self._dropped_lock = threading.Lock()
+        self.runner = Runner(self.runtime)
+        """Claims, executes and keeps leases; also reachable as `engine.run_due(...)`, ..."""
+        self.execute, self.run_due, self.tick = (
+            self.runner.execute, self.runner.run_due, self.runner.tick)
+        self.reap, self.heartbeat, self.release_leases = (
+            self.runner.reap, self.runner.heartbeat, self.runner.release_leases)
 
     @property
     def stopping(self) -> bool:
@@ -230,21 +217,6 @@ class Engine:
                 announce(tx, self.worker_id)
         return result
 
-    def execute(self, claimed: Claimed) -> str:
-        """Execute a run leased to this worker (claimed, or handed over by a trigger).
-
-        An execution that breaks off (the store went away mid-run) leaves the run
-        leased to this worker: the next heartbeat gives it back, due now, instead of
-        renewing its lease with the others, so that a worker continues it from its
-        journal (else it would stay running, its lease renewed for ever)."""
-        try:
-            with self.store.held_connection():
-                return RunSession(self.runtime, claimed.journal).run()
-        except Exception:
-            with self._dropped_lock:
-                self._dropped.add(claimed.run_id)
-            raise
-
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None,
               idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
@@ -287,84 +259,6 @@ class Engine:
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
         return self._create(created, run_id=new_run_id, actor=actor,
                             key=idempotency_key).run_id
-
-    # ------------------------------------------------------------------ running
-
-    def run_due(self, max_runs: int = 100, *, heartbeat: bool = True) -> TickResult:
-        """Claim and execute due runs (at most `max_runs`) in this thread.
-
-        From the first claim on, a heartbeat thread renews this engine's leases every
-        lease / 3 until the call returns, so a run that takes longer than the lease is
-        not taken over by another host meanwhile (`Worker` threads pass
-        `heartbeat=False`: the worker has a heartbeat thread of its own)."""
-        result = TickResult()
-        beating: threading.Event | None = None
-        try:
-            with self.store.held_connection():
-                while result.claimed < max_runs:
-                    claimed = claim_next(self.runtime)
-                    if claimed is None:
-                        break
-                    if heartbeat and beating is None:
-                        beating = self._beat_until_set()
-                    result.claimed += 1
-                    if claimed is False:
-                        continue
-                    result.count(self.execute(claimed))
-        finally:
-            if beating is not None:
-                beating.set()
-        return result
-
-    def _beat_until_set(self) -> threading.Event:
-        """Renew this engine's leases every lease / 3 until the returned event is set."""
-        done = threading.Event()
-        interval = max(self.lease.total_seconds() / 3, 0.05)
-
-        def beat() -> None:
-            while not done.wait(interval):
-                try:
-                    self.heartbeat()
-                except Exception:  # the next beat retries; the lease has slack for two
-                    log.exception("heartbeat failed")
-
-        threading.Thread(target=beat, name="ledgerflow-run-due-heartbeat", daemon=True).start()
-        return done
-
-    def tick(self, max_runs: int = 100) -> TickResult:
-        """For cron / serverless hosts: reap stale leases, then `run_due`."""
-        reaped = self.reap()
-        result = self.run_due(max_runs)
-        result.reaped = reaped
-        return result
-
-    def reap(self) -> int:
-        """Clear expired leases; returns how many runs became claimable again."""
-        with self.store.engine.begin() as conn:
-            return queue.reap(conn, self.clock())
-
-    def heartbeat(self) -> int:
-        """Give back the runs whose execution broke off, extend the leases this engine's
-        worker id holds (returns how many), then cancel the steps in flight here whose
-        run another process canceled."""
-        with self._dropped_lock:
-            dropped = set(self._dropped)
-        with self.store.engine.begin() as conn:
-            if dropped:
-                queue.release_owner(conn, self.worker_id, self.clock(), runs=dropped)
-            renewed = queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
-        with self._dropped_lock:
-            self._dropped -= dropped
-        self.runtime.inflight.poll(self.store.read_stream)
-        return renewed
-
-    def release_leases(self) -> int:
-        """Give back every run this worker id holds (due now)."""
-        with self.store.transaction() as tx:
-            released = queue.release_owner(tx.conn, self.worker_id, self.clock())
-            if released:
-                announce(tx, self.worker_id)
-        return released
 
 
 def _existing(tx: Transaction, run_id: str, created: ev.RunCreated,

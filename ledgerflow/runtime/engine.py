@@ -202,10 +202,8 @@ class Engine:
 
         try:
             result = run_once(self.store, key, write)
-        except ConcurrencyError:  # the run exists: the same run (under a key, remember
-            # that), or a conflict
-            return run_once(self.store, key,
-                            lambda tx: _existing(tx, run_id, created, any_version))
+        except ConcurrencyError:  # the run exists: it (under a key, remembered) or a conflict
+            return run_once(self.store, key, lambda tx: _existing(tx, run_id, created, any_version))
         self.runtime.faults("command_committed")
         if not result.created:  # replayed by its key
             return result

@@ -18,6 +18,7 @@ from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.observability.metrics import Metrics
 from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
 from ledgerflow.projections import InlineProjections
 from ledgerflow.runtime.engine import Engine
@@ -51,6 +52,8 @@ class Ledgerflow:
     engine: Engine
     keys: IdempotencyKeys
     clock: Clock = field(default=utcnow)
+    metrics: Metrics | None = None
+    """This process's metrics (`Ledgerflow.open` makes them; the engine counts in them)."""
 
     @classmethod
     def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
@@ -65,11 +68,15 @@ class Ledgerflow:
         if upgrade:
             upgrade_all(db)
         store = build_store(db, settings, clock)
+        metrics = Metrics(store, clock=clock,
+                          overdue_after=timedelta(seconds=settings.doctor_overdue_warn_seconds),
+                          cache_seconds=settings.metrics_cache_seconds)
         engine = Engine(store, registry if registry is not None else default_registry,
                         clock=clock, lease=timedelta(seconds=settings.lease_seconds),
-                        faults=faults if faults is not None else settings.fault_points())
+                        faults=faults if faults is not None else settings.fault_points(),
+                        observer=metrics)
         return cls(settings=settings, db=db, store=store, engine=engine,
-                   keys=IdempotencyKeys(db, clock=clock), clock=clock)
+                   keys=IdempotencyKeys(db, clock=clock), clock=clock, metrics=metrics)
 
     @property
     def faults(self) -> FaultPoints:

@@ -98,6 +98,8 @@ class RunSession:
     def record(self, event: ev.Event) -> bool:
         """Buffer a fact; True if it added an op to the journal's order."""
         self.pending.append(event)
+        if isinstance(event, ev.StepCompleted | ev.StepFailed):
+            self.rt.observer.step_ended(self.journal.state.workflow_id, event, self.clock())
         return self.journal.add(event)
 
     def before_step(self) -> None:
@@ -259,6 +261,7 @@ class RunSession:
 
     def _nudge_parent(self) -> None:
         self.rt.finished.mark(self.run_id, self.journal.state)
+        self.rt.observer.run_ended(self.journal.state.workflow_id, self.journal.state.status)
         created = self.journal.created
         if created is not None and created.parent_run_id is not None:
             self.rt.wakeup.notify()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.api import _admin, _graph, _metrics, _runs
+from ledgerflow.api import _admin, _graph, _health, _metrics, _runs
 from ledgerflow.api._errors import install_error_handlers
 from ledgerflow.api._gate import Gate
 from ledgerflow.settings import Settings
@@ -29,6 +29,7 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     api.include_router(_admin.health)
     api.include_router(_graph.router)
     api.include_router(_metrics.router)
+    api.include_router(_health.router)
     api.add_middleware(Gate, tokens=settings.token_tenants(),
                        max_body_bytes=settings.max_body_bytes)
     return api

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ledgerflow.cli import commands, flows, outbox, projections, runs
+from ledgerflow.cli import commands, flows, observe, outbox, projections, runs
 from ledgerflow.cli.common import console, open_settings
 from ledgerflow.cli.relay import relay_command
 from ledgerflow.cli.support import cli_settings, user_errors
@@ -24,6 +24,8 @@ app.add_typer(flows.app, name="workflows")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("relay")(relay_command)
+app.command("doctor")(observe.doctor_command)
+app.command("metrics")(observe.metrics_command)
 
 
 @app.callback()

@@ -72,6 +72,7 @@ def serve_command(
     """API + worker + outbox relay + projector in one process (SIGTERM stops gracefully)."""
     from ledgerflow._app import Ledgerflow
     from ledgerflow.cli.serve import ServeOptions, serve
+    from ledgerflow.observability.logs import configure_logging
 
     options = ServeOptions(host=host, port=port, threads=threads, poll_interval=poll_interval,
                            api=not no_api, worker=not no_worker, relay=not no_relay,
@@ -79,6 +80,7 @@ def serve_command(
     with user_errors():
         settings = cli_settings(ctx)
         settings.token_tenants()  # a malformed LEDGERFLOW_API_TOKENS fails here, clearly
+        configure_logging(settings)
         lf = Ledgerflow.open(settings)
     serve(lf, options, announce=lambda line: console.print(line, highlight=False))
 

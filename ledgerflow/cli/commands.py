@@ -12,6 +12,7 @@ from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import console
 from ledgerflow.cli.support import open_app, parse_json, user_errors
 from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.observability.logs import configure_logging
 from ledgerflow.observability.metrics import serve_metrics
 from ledgerflow.projections import queries
 
@@ -169,6 +170,7 @@ def worker(
 ) -> None:
     """Execute due runs until SIGTERM/SIGINT (finishes the step in hand)."""
     def action(lf: Ledgerflow) -> None:
+        configure_logging(lf.settings)
         if metrics_port and lf.metrics is not None:
             serve_metrics(lf.metrics, metrics_port)
         if not lf.engine.registry.names():

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from ledgerflow.cli.common import console, open_settings
+from ledgerflow.observability.logs import configure_logging
 from ledgerflow.settings import Settings
 
 
@@ -29,6 +30,7 @@ def relay_command(batch_size: int = 500, once: bool = False, metrics_port: int =
     become `--batch-size N`, `--once` and `--metrics-port N` (serve GET /metrics).
     """
     settings = open_settings()
+    configure_logging(settings)
     if metrics_port:
         from ledgerflow.cli.observe import serve_store_metrics
         serve_store_metrics(settings, metrics_port)

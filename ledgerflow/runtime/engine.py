@@ -197,7 +197,8 @@ class Engine:
             created = created.model_copy(update={"not_before": due})
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
-                            actor=actor, idempotency_key=None if key is None else key.key)
+                            actor=actor, idempotency_key=None if key is None else key.key,
+                            traceparent=self.runtime.observer.traceparent())
         new = [NewEvent(created, new_id(), meta)]
         if leased:
             new += runs.start_events(self.runtime, run_id, created, new[0])

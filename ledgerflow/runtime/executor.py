@@ -182,13 +182,15 @@ class RunSession:
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            while True:
-                try:
-                    return self._run_once()
-                except Replay:
-                    continue
-                except Abandon:
-                    return "abandoned"
+            with self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
+                                            self.journal.base_metadata):
+                while True:
+                    try:
+                        return self._run_once()
+                    except Replay:
+                        continue
+                    except Abandon:
+                        return "abandoned"
         finally:
             self.rt.inflight.remove(self.watch)
 

@@ -105,7 +105,7 @@ class Metrics(Observer):
     def __init__(self, store: EventStore, *, clock: Clock = utcnow,
                  overdue_after: timedelta = timedelta(seconds=60),
                  cache_seconds: float = 5.0) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)  # no store read at start
         self.runs_finished = Counter(
             "ledgerflow_runs_finished", "Runs that ended in this process, by outcome.",
             ["workflow", "status"], registry=self.registry)

@@ -125,3 +125,14 @@ def test_gauges_are_read_from_the_store_not_from_this_process(
     assert value(lf, "ledgerflow_runs", status="completed") == 1
     assert value(lf, "ledgerflow_runs_finished_total", workflow="greet",
                  status="completed") == 0  # counters are per process
+
+
+def test_building_the_metrics_reads_nothing_from_the_store(tmp_path: object) -> None:
+    from ledgerflow.eventstore import EventStore, create_engine
+    from ledgerflow.observability.metrics import Metrics
+    db = create_engine(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    try:
+        metrics = Metrics(EventStore(db))  # a process starts even if the store is down
+        assert metrics.registry is not None
+    finally:
+        db.dispose()

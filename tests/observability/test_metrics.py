@@ -98,13 +98,21 @@ def test_an_unclaimed_due_run_becomes_overdue(lf: Ledgerflow, clock: FakeClock) 
     assert value(lf, "ledgerflow_runs_overdue") == 0
 
 
-def test_outbox_oldest_pending_age_grows_while_nothing_publishes(
+def test_outbox_oldest_pending_age_grows_while_the_broker_is_down(
         lf: Ledgerflow, clock: FakeClock) -> None:
-    lf.engine.trigger("greet", "ada")  # no relay runs: the broker is out of reach
+    from ledgerflow.outbox import KafkaPublisher, Relay
+    from tests._broker import free_port
+    lf.engine.trigger("greet", "ada")
     pending = value(lf, "ledgerflow_outbox_pending")
     assert pending >= 1
     first = value(lf, "ledgerflow_outbox_oldest_pending_seconds")
+    stopped = Relay(lf.db, KafkaPublisher(f"127.0.0.1:{free_port()}", timeout_s=1), clock=clock)
+    try:
+        stopped.run_once()  # nothing listens on the broker's port
+    finally:
+        stopped.publisher.close()
     clock.advance(timedelta(seconds=90))
+    assert value(lf, "ledgerflow_outbox_pending") == pending
     assert value(lf, "ledgerflow_outbox_oldest_pending_seconds") >= first + 90
     lf.relay().run_once()
     assert value(lf, "ledgerflow_outbox_pending") == 0
@@ -136,3 +144,21 @@ def test_building_the_metrics_reads_nothing_from_the_store(tmp_path: object) -> 
         assert metrics.registry is not None
     finally:
         db.dispose()
+
+
+def test_a_host_without_the_api_serves_metrics_on_its_port(lf: Ledgerflow) -> None:
+    import httpx
+
+    from ledgerflow.observability.metrics import serve_metrics
+    from tests._broker import free_port
+    assert lf.metrics is not None
+    lf.engine.trigger("greet", "ada")
+    lf.engine.tick()
+    port = free_port()
+    server = serve_metrics(lf.metrics, port, "127.0.0.1")
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        server.shutdown()
+    assert 'ledgerflow_runs_finished_total{status="completed",workflow="greet"} 1.0' in text
+    assert 'ledgerflow_runs{status="completed"} 1.0' in text

@@ -192,3 +192,19 @@ def test_log_lines_of_a_traced_run_carry_its_trace_id(
     lines = [json.loads(x) for x in stream.getvalue().splitlines()]
     failed = [x for x in lines if x["logger"] == "ledgerflow.executor"]
     assert failed and {x["trace_id"] for x in failed} == {trace_id(run)}
+
+
+def test_another_process_executing_the_run_later_joins_the_stored_trace(
+        lf: Ledgerflow, traced: Ledgerflow, clock: FakeClock,
+        exporter: InMemorySpanExporter) -> None:
+    from datetime import timedelta
+    caller = trace.SpanContext(int(TRACE_ID, 16), int(CALLER_SPAN, 16), is_remote=True,
+                               trace_flags=trace.TraceFlags(1))
+    with trace.use_span(trace.NonRecordingSpan(caller)):  # the API host: no SDK there
+        run = lf.engine.trigger("greet", "ada")
+    clock.advance(timedelta(hours=3))
+    traced.engine.tick()  # a worker elsewhere, hours later
+    assert traced.engine.state(run.run_id).status == "completed"
+    (span,) = spans(exporter, "ledgerflow.run")
+    assert trace_id(span) == TRACE_ID
+    assert span.parent is not None and format(span.parent.span_id, "016x") == CALLER_SPAN

@@ -84,7 +84,14 @@ def message_headers(recorded: RecordedEvent, source: str) -> list[tuple[str, str
         ("ce_subject", recorded.stream_id),
         ("ce_time", recorded.recorded_at.isoformat()),
         ("content-type", CONTENT_TYPE),
+        *_trace_headers(recorded.metadata),
     ]
+
+
+def _trace_headers(metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's W3C `traceparent` (stored at trigger), so consumers continue its trace."""
+    traceparent = metadata.get(meta_keys.TRACEPARENT)
+    return [("traceparent", traceparent)] if isinstance(traceparent, str) else []
 
 
 class OutboxWriter:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ledgerflow.cli import commands, flows, outbox, projections, runs
+from ledgerflow.cli import commands, flows, observe, outbox, projections, runs
 from ledgerflow.cli.common import console, open_settings
 from ledgerflow.cli.relay import relay_command
 from ledgerflow.cli.support import cli_settings, user_errors
@@ -24,6 +24,8 @@ app.add_typer(flows.app, name="workflows")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("relay")(relay_command)
+app.command("doctor")(observe.doctor_command)
+app.command("metrics")(observe.metrics_command)
 
 
 @app.callback()
@@ -70,6 +72,7 @@ def serve_command(
     """API + worker + outbox relay + projector in one process (SIGTERM stops gracefully)."""
     from ledgerflow._app import Ledgerflow
     from ledgerflow.cli.serve import ServeOptions, serve
+    from ledgerflow.observability.logs import configure_logging
 
     options = ServeOptions(host=host, port=port, threads=threads, poll_interval=poll_interval,
                            api=not no_api, worker=not no_worker, relay=not no_relay,
@@ -77,6 +80,7 @@ def serve_command(
     with user_errors():
         settings = cli_settings(ctx)
         settings.token_tenants()  # a malformed LEDGERFLOW_API_TOKENS fails here, clearly
+        configure_logging(settings)
         lf = Ledgerflow.open(settings)
     serve(lf, options, announce=lambda line: console.print(line, highlight=False))
 

@@ -12,6 +12,8 @@ from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import console
 from ledgerflow.cli.support import open_app, parse_json, user_errors
 from ledgerflow.domain.errors import InvalidRequest
+from ledgerflow.observability.logs import configure_logging
+from ledgerflow.observability.metrics import serve_metrics
 from ledgerflow.projections import queries
 
 Payload = Annotated[str | None, typer.Option("--payload", help="JSON payload.")]
@@ -166,9 +168,14 @@ def worker(
     ctx: typer.Context,
     threads: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 4,
     poll_interval: Annotated[float, typer.Option(min=0.01)] = 0.5,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve GET /metrics "
+                                              "on this port (0: do not).")] = 0,
 ) -> None:
     """Execute due runs until SIGTERM/SIGINT (finishes the step in hand)."""
     def action(lf: Ledgerflow) -> None:
+        configure_logging(lf.settings)
+        if metrics_port and lf.metrics is not None:
+            serve_metrics(lf.metrics, metrics_port)
         if not lf.engine.registry.names():
             raise InvalidRequest("no workflows are registered: pass --workflows MODULE "
                                  "or set LEDGERFLOW_WORKFLOWS")

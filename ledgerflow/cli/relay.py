@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from ledgerflow.cli.common import console, open_settings
+from ledgerflow.observability.logs import configure_logging
 from ledgerflow.settings import Settings
 
 
@@ -22,13 +23,17 @@ def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
                         fault_point=settings.fault_points())
 
 
-def relay_command(batch_size: int = 500, once: bool = False) -> None:
+def relay_command(batch_size: int = 500, once: bool = False, metrics_port: int = 0) -> None:
     """Relay outbox rows until SIGINT/SIGTERM (or one batch with `once`).
 
     Register with typer as `app.command("relay")(relay_command)`; the parameters
-    become `--batch-size N` and `--once`.
+    become `--batch-size N`, `--once` and `--metrics-port N` (serve GET /metrics).
     """
     settings = open_settings()
+    configure_logging(settings)
+    if metrics_port:
+        from ledgerflow.cli.observe import serve_store_metrics
+        serve_store_metrics(settings, metrics_port)
     relay = build_relay(settings, batch_size=batch_size)
     target = settings.kafka_bootstrap or f"sink {settings.sink_path}"
     try:

@@ -49,6 +49,7 @@ from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.runner import Runner
 
 _SAME: Any = object()
@@ -78,11 +79,12 @@ class Engine:
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
-                 worker_id: str | None = None, faults: FaultPoints | None = None) -> None:
+                 worker_id: str | None = None, faults: FaultPoints | None = None,
+                 observer: Observer = NO_OBSERVER) -> None:
         self.runtime = Runtime(
             store, registry if registry is not None else default_registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lease, faults=faults if faults is not None else FaultPoints())
+            lease, faults=faults if faults is not None else FaultPoints(), observer=observer)
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup
@@ -185,7 +187,8 @@ class Engine:
             created = created.model_copy(update={"not_before": due})
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
-                            actor=actor, idempotency_key=None if key is None else key.key)
+                            actor=actor, idempotency_key=None if key is None else key.key,
+                            traceparent=self.runtime.observer.traceparent())
         new = [NewEvent(created, new_id(), meta)]
         if leased:
             new += runs.start_events(self.runtime, run_id, created, new[0])

@@ -102,6 +102,8 @@ class RunSession:
         if isinstance(event, ev.StepCompleted | ev.StepSuspended):
             self.check(event)
         self.pending.append(event)
+        if isinstance(event, ev.StepCompleted | ev.StepFailed):
+            self.rt.observer.step_ended(self.journal.state.workflow_id, event, self.clock())
         return self.journal.add(event)
 
     def check(self, event: ev.Event) -> None:
@@ -190,13 +192,15 @@ class RunSession:
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            while True:
-                try:
-                    return self._run_once()
-                except Replay:
-                    continue
-                except Abandon:
-                    return "abandoned"
+            with self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
+                                            self.journal.base_metadata):
+                while True:
+                    try:
+                        return self._run_once()
+                    except Replay:
+                        continue
+                    except Abandon:
+                        return "abandoned"
         finally:
             self.rt.inflight.remove(self.watch)
 
@@ -270,6 +274,7 @@ class RunSession:
 
     def _nudge_parent(self) -> None:
         self.rt.finished.mark(self.run_id, self.journal.state)
+        self.rt.observer.run_ended(self.journal.state.workflow_id, self.journal.state.status)
         created = self.journal.created
         if created is not None and created.parent_run_id is not None:
             self.rt.wakeup.notify()

@@ -72,7 +72,9 @@ def create_child(rt: Runtime, tx: Transaction, parent: Journal, spec: ChildSpec)
                         pstate.tenant_meta.get("tenantId"),
                         correlation_id=parent.base_metadata.get("correlation_id",
                                                                 parent.run_id),
-                        causation_id=parent.last_event_id)
+                        causation_id=parent.last_event_id,
+                        traceparent=rt.observer.child_traceparent(
+                            pstate.workflow_id, parent.run_id, spec.step_id))
     now = rt.clock()
     tx.append_deferred(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
     queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now)

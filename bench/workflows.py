@@ -25,7 +25,10 @@ threads and the driver, as DBOS's is).
 Each phase runs WF_REPEATS times (3) and the median of each figure is used, for
 both engines alike.
 
-Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3).
+Then `wf_obs_overhead` and `metrics_scrape_ms` (see `bench/obs_overhead.py`).
+
+Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3;
+`WF_ONLY=obs` runs the observability phase alone).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ WORKER_THREADS = int(os.environ.get("WF_WORKER_THREADS", "8"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")
 DBOS_DB = "ledgerflow_bench_dbos"
-LF_DB = "ledgerflow_bench_wf"
+LF_DB = os.environ.get("WF_LF_DB", "ledgerflow_bench_wf")
 
 
 def ensure_database(name: str) -> sa.engine.URL:
@@ -183,13 +186,11 @@ def measure(label: str, one: Callable[[int], Any], concurrency: int) -> dict[str
 # ------------------------------------------------------------------- ledgerflow
 
 
-def bench_ledgerflow() -> dict[str, dict[str, float]]:
-    from ledgerflow import Context, Engine, Worker, WorkflowRegistry
-    from ledgerflow._app import build_store
+def fresh_lf_database() -> tuple[str, sa.engine.Engine]:
+    """ledgerflow's bench database, migrated and emptied."""
     from ledgerflow.eventstore import create_engine
     from ledgerflow.eventstore.schema import metadata
     from ledgerflow.migrations import upgrade_all
-    from ledgerflow.settings import Settings
 
     url = ensure_database(LF_DB).render_as_string(hide_password=False)
     engine_sa = create_engine(url, pool_size=20)
@@ -199,8 +200,12 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         existing = set(sa.inspect(conn).get_table_names())
         conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names if n in existing)
                              + " RESTART IDENTITY CASCADE"))
-    counts = {"stmts": 0, "tx": 0}
-    stop_counting = count_statements(counts)
+    return url, engine_sa
+
+
+def bench_registry() -> Any:
+    """A registry with the 3-step `bench3` workflow."""
+    from ledgerflow import Context, WorkflowRegistry
 
     registry = WorkflowRegistry()
 
@@ -211,6 +216,18 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         c = ctx.step("c", step_c)
         return {**a, **b, **c}
 
+    return registry
+
+
+def bench_ledgerflow() -> dict[str, dict[str, float]]:
+    from ledgerflow import Engine, Worker
+    from ledgerflow._app import build_store
+    from ledgerflow.settings import Settings
+
+    url, engine_sa = fresh_lf_database()
+    counts = {"stmts": 0, "tx": 0}
+    stop_counting = count_statements(counts)
+    registry = bench_registry()
     store = build_store(engine_sa, Settings(database_url=url))
     engine = Engine(store, registry)
     worker = Worker(engine, threads=WORKER_THREADS, poll_interval=1.0).start()
@@ -274,8 +291,24 @@ def bench_dbos() -> dict[str, dict[str, float]]:
     return results
 
 
+def bench_obs() -> dict[str, float]:
+    """Observability on vs off, and the /metrics scrape at 100k runs (`obs_overhead`)."""
+    import obs_overhead
+
+    url, engine_sa = fresh_lf_database()
+    figures = {"wf_obs_overhead": obs_overhead.overhead(engine_sa, url, bench_registry(),
+                                                        measure, REPEATS),
+               "metrics_scrape_ms": obs_overhead.scrape_ms(engine_sa, url)}
+    engine_sa.dispose()
+    return figures
+
+
 def main() -> None:
     print(f"N={N} workflows of 3 steps per phase; PostgreSQL at {sa.engine.make_url(URL).host}")
+    if os.environ.get("WF_ONLY") == "obs":  # a reduced run of the observability phase
+        for name, value in bench_obs().items():
+            print(f"BENCH {name} {value:.3f}")
+        return
     lf = bench_ledgerflow()
     db = bench_dbos()
     print(f"conc8: ledgerflow {lf['conc8']['per_s']:.1f}/s vs DBOS {db['conc8']['per_s']:.1f}/s "
@@ -292,6 +325,7 @@ def main() -> None:
         "wf_cpu_vs_dbos": lf["seq"]["cpu_ms"] / db["seq"]["cpu_ms"],
         "wf_tx_per_wf": lf["seq"]["tx"],
         "wf_stmts_per_wf": lf["seq"]["stmts"],
+        **bench_obs(),
     }
     for name, value in figures.items():
         print(f"BENCH {name} {value:.3f}")

@@ -77,6 +77,24 @@ class InvalidEvent(LedgerflowError):
     code = "invalid_event"
 
 
+class EventTooLarge(InvalidEvent):
+    """An event larger than the store's `max_event_bytes` (an event that could never
+    be published): refused at the append, nothing written."""
+
+    code = "event_too_large"
+    http_status = 413
+
+    def __init__(self, type_name: str, stream: str, size: int, limit: int) -> None:
+        self.type_name, self.stream, self.size, self.limit = type_name, stream, size, limit
+        super().__init__(
+            f"{type_name} for stream {stream!r} is {size} bytes, over the event size limit "
+            f"of {limit} bytes (LEDGERFLOW_MAX_EVENT_BYTES); nothing was appended")
+
+    def details(self) -> dict[str, Any]:
+        return {"eventType": self.type_name, "stream": self.stream, "bytes": self.size,
+                "maxBytes": self.limit}
+
+
 class StoreUnavailable(LedgerflowError):
     """The database could not be reached or refused the operation for a non-domain reason."""
 
@@ -87,15 +105,44 @@ class StoreUnavailable(LedgerflowError):
 class IdempotencyConflict(LedgerflowError):
     """An idempotency key reused with a different request fingerprint."""
 
-    code = "idempotency_conflict"
-    http_status = 422
+    code = "conflict"
+    http_status = 409
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, key: str | None, kept: Any = None) -> None:
+        self.key, self.kept = key, kept
         super().__init__(
             f"idempotency key {key!r} was already used with a different request; "
             "use a new key for a different request"
         )
+
+    def details(self) -> dict[str, Any]:
+        return {"key": self.key}
+
+
+class RunConflict(IdempotencyConflict):
+    """A trigger that names an existing run (by its run id, or by an idempotency key)
+    with another workflow or input: refused, the existing run is left as it is."""
+
+    def __init__(self, run_id: str, *, key: str | None = None,
+                 differs: list[str] | None = None) -> None:
+        LedgerflowError.__init__(self, _run_conflict(run_id, key, differs))
+        self.run_id, self.key, self.kept, self.differs = run_id, key, None, differs
+
+    def details(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"runId": self.run_id}
+        if self.key is not None:
+            found["key"] = self.key
+        if self.differs:
+            found["differs"] = self.differs
+        return found
+
+
+def _run_conflict(run_id: str, key: str | None, differs: list[str] | None) -> str:
+    named = f"idempotency key {key!r} names run {run_id!r}" if key is not None else \
+        f"run {run_id!r} exists already"
+    what = f"another {', '.join(differs)}" if differs else "another workflow or input"
+    return (f"{named}, triggered with {what}: nothing was appended (the same workflow "
+            "and input return the existing run; use a new id or key for another run)")
 
 
 class UnknownRun(LedgerflowError):
@@ -147,6 +194,24 @@ class InvalidRequest(LedgerflowError):
 
     code = "invalid_request"
     http_status = 422
+
+
+class InvalidInput(InvalidRequest):
+    """A run's input that its workflow's input model refuses: nothing was appended.
+    `errors`: pydantic's, each `{loc, msg, type}`, `loc` starting at "input"."""
+
+    def __init__(self, workflow: str, errors: list[dict[str, Any]]) -> None:
+        self.workflow, self.errors = workflow, errors
+        listed = "; ".join(self.lines()[:5]) + ("; ..." if len(errors) > 5 else "")
+        super().__init__(f"the input of workflow {workflow!r} does not validate "
+                         f"({len(errors)} error(s)): {listed}; nothing was appended")
+
+    def lines(self) -> list[str]:
+        """One line per error: where (`input.items.0.qty`), then what is wrong."""
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in self.errors]
+
+    def details(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "errors": self.errors}
 
 
 class NonDeterminismError(LedgerflowError):

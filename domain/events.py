@@ -46,11 +46,12 @@ class ErrorInfo(BaseModel):
     traceback: str | None = None
 
 
-WaitKind = Literal["sleep", "signal", "event", "token", "child", "retry"]
+WaitKind = Literal["sleep", "signal", "event", "token", "child", "retry", "agent"]
 
 
 class Waitpoint(BaseModel):
-    """What a suspended run waits for."""
+    """What a suspended run waits for. `pending` (kind `agent` only): the tool calls the
+    agent step waits on, as its suspension journaled them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: WaitKind
@@ -58,6 +59,7 @@ class Waitpoint(BaseModel):
     token_id: str | None = None
     wake_at: datetime | None = None
     timeout_at: datetime | None = None
+    pending: list[JSON] | None = None
 
 
 # --------------------------------------------------------------------- registry
@@ -279,6 +281,21 @@ class StepResultDiscarded(Event):
     result: JSON = None
     error: ErrorInfo | None = None
     reason: str = "timeout"
+
+
+@register
+class StepSuspended(Event):
+    """An attempt of an agent step returned a suspension (round `round`, 1-based): the
+    run waits on token `token_id` for the results of the `pending` tool calls, and the
+    step is entered again with them and with `state`, the agent's snapshot."""
+
+    step_id: str
+    attempt: int
+    round: int
+    token_id: str
+    state: JSON = None
+    pending: list[JSON] = Field(default_factory=list)
+    started_at: datetime | None = None
 
 
 @register

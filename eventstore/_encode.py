@@ -8,22 +8,31 @@ from datetime import datetime
 
 import orjson
 
-from ledgerflow.domain.errors import InvalidEvent
+from ledgerflow.domain.errors import EventTooLarge, InvalidEvent
 from ledgerflow.domain.events import nul_in_json
 from ledgerflow.eventstore.backend import Encoded
 from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend
 
 
-def encode_appends(appends: Sequence[StreamAppend]) -> Encoded:
-    """(type, schema version, data JSON, metadata JSON) of each event."""
-    return [[_texts(append, new) for new in append.events] for append in appends]
+def encode_appends(appends: Sequence[StreamAppend], max_bytes: int | None = None) -> Encoded:
+    """(type, schema version, data JSON, metadata JSON) of each event; `max_bytes`: the
+    largest event allowed (see `event_size`), else `EventTooLarge` and nothing is written."""
+    return [[_texts(append, new, max_bytes) for new in append.events] for append in appends]
 
 
-def _texts(append: StreamAppend, new: NewEvent) -> tuple[str, int, str, str]:
+def event_size(data: str, meta: str) -> int:
+    """An event's size as the store counts it: the UTF-8 bytes of its data and metadata
+    JSON, as stored (the outbox message wraps both in an envelope of bounded size)."""
+    return len(data.encode()) + len(meta.encode())
+
+
+def _texts(append: StreamAppend, new: NewEvent,
+           max_bytes: int | None = None) -> tuple[str, int, str, str]:
     """(type, schema version, data JSON, metadata JSON) of an event; refused with
     `InvalidEvent`, on both backends alike and before anything is written, what
     PostgreSQL cannot store: a NUL character (U+0000) or text that is not valid Unicode
-    (an unpaired surrogate), in the ids, the data or the metadata."""
+    (an unpaired surrogate), in the ids, the data or the metadata; and, over
+    `max_bytes`, what could never be published (`EventTooLarge`)."""
     type_name = new.event.type_name()
     try:
         data = new.event.model_dump_json()
@@ -42,6 +51,11 @@ def _texts(append: StreamAppend, new: NewEvent) -> tuple[str, int, str, str]:
             f"{type_name} for stream {append.stream_id!r} holds a NUL character (\\u0000) "
             f"in {where}, which the store cannot keep (PostgreSQL refuses it); "
             "nothing was appended")
+    # At most 4 UTF-8 bytes a character: below a quarter of the limit, no need to count.
+    if max_bytes is not None and len(data) + len(meta) > max_bytes // 4:
+        size = event_size(data, meta)
+        if size > max_bytes:
+            raise EventTooLarge(type_name, append.stream_id, size, max_bytes)
     return type_name, new.event.schema_version, data, meta
 
 

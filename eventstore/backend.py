@@ -66,9 +66,10 @@ class Position(NamedTuple):
 class Appender(Protocol):
     """How a store transaction writes its events."""
 
-    def append(self, conn: Connection, appends: Sequence[StreamAppend], now: datetime,
-               stream_version: StreamVersion) -> list[RecordedEvent]:
-        """Check every expected version and insert the events in `conn`'s transaction;
+    def append(self, conn: Connection, appends: Sequence[StreamAppend], encoded: Encoded,
+               now: datetime, stream_version: StreamVersion) -> list[RecordedEvent]:
+        """Check every expected version and insert the events (`encoded` by the store,
+        which refused what it must not write) in `conn`'s transaction;
         `ConcurrencyError` or `DuplicateEventId` (nothing inserted) when it cannot."""
         ...
 

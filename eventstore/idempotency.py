@@ -86,7 +86,10 @@ class IdempotencyKey(Generic[T]):
     for the key; it runs in the command's transaction, after its writes (so it may
     read them through `conn`), and may raise to refuse (nothing is then written).
     `recall(result)` turns a kept result back into the command's outcome, for a
-    replay. `ttl=None` keeps the key forever.
+    replay. `ttl=None` keeps the key forever. `conflict(result)`, when given, makes
+    the error for a reuse with another fingerprint from the kept result (None while
+    the first request has not finished), e.g. one naming the run the key created;
+    when it returns None, `IdempotencyConflict` is raised.
     """
 
     scope: str
@@ -95,6 +98,7 @@ class IdempotencyKey(Generic[T]):
     remember: Callable[[Connection, T], Any]
     recall: Callable[[Any], T]
     ttl: timedelta | None = DEFAULT_TTL
+    conflict: Callable[[Any], LedgerflowError | None] | None = None
 
 
 def run_once(store: EventStore, key: IdempotencyKey[T] | None,
@@ -104,17 +108,24 @@ def run_once(store: EventStore, key: IdempotencyKey[T] | None,
     The key is claimed first in that transaction and its result written in it, after
     the command's writes: both commit, or neither. A key that was used already returns
     `key.recall` of its result, and `command` does not run; with another fingerprint
-    it raises `IdempotencyConflict`; held by an unfinished two-step caller,
-    `IdempotencyInProgress`. Without a key, `command` simply runs in a transaction
-    (which may then go as one statement, see `Transaction.append_deferred`).
+    it raises `key.conflict`'s error, else `IdempotencyConflict`; held by an
+    unfinished two-step caller, `IdempotencyInProgress`. Without a key, `command`
+    simply runs in a transaction (which may then go as one statement, see
+    `Transaction.append_deferred`).
     """
     with store.transaction() as tx:
         if key is None:
             return command(tx)
         now = store.clock()
         expires = FOREVER if key.ttl is None else now + key.ttl
-        found = _acquire(tx.conn, key.scope, key.key, key.fingerprint, now,
-                         now + DEFAULT_LEASE, expires)
+        try:
+            found = _acquire(tx.conn, key.scope, key.key, key.fingerprint, now,
+                             now + DEFAULT_LEASE, expires)
+        except IdempotencyConflict as error:
+            named = None if key.conflict is None else key.conflict(error.kept)
+            if named is None:
+                raise
+            raise named from None
         if isinstance(found, Replay):
             return key.recall(found.result)
         if isinstance(found, InProgress):
@@ -186,7 +197,7 @@ def _acquire(conn: Connection, scope: str, key: str, fingerprint: str, now: date
         conn.execute(keys.update().where(where).values(**claimed))
         return Acquired()
     if row["fingerprint"] != fingerprint:
-        raise IdempotencyConflict(key)
+        raise IdempotencyConflict(key, row["result"])
     if row["status"] == "completed":
         return Replay(row["result"])
     return InProgress()

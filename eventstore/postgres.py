@@ -53,7 +53,7 @@ from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 
 from ledgerflow.domain.errors import StoreUnavailable
 from ledgerflow.eventstore import _errors, fastpath
-from ledgerflow.eventstore._encode import encode_appends, recorded_events
+from ledgerflow.eventstore._encode import recorded_events
 from ledgerflow.eventstore.backend import Batch, Encoded, Query, StreamVersion
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import VERSION_CONFLICT
@@ -305,9 +305,8 @@ class PostgresBackend:
 
     # -- Appender --------------------------------------------------------------
 
-    def append(self, conn: Connection, appends: Sequence[StreamAppend], now: datetime,
-               stream_version: StreamVersion) -> list[RecordedEvent]:
-        encoded = encode_appends(appends)
+    def append(self, conn: Connection, appends: Sequence[StreamAppend], encoded: Encoded,
+               now: datetime, stream_version: StreamVersion) -> list[RecordedEvent]:
         try:
             rows = insert_events(conn, appends, encoded, now)
         except psycopg.errors.UniqueViolation as error:

@@ -29,7 +29,7 @@ from sqlalchemy.sql import ColumnElement, Executable
 from ledgerflow.domain.errors import ConcurrencyError
 from ledgerflow.domain.events import encode
 from ledgerflow.eventstore import _errors
-from ledgerflow.eventstore._encode import encode_appends, recorded_events
+from ledgerflow.eventstore._encode import recorded_events
 from ledgerflow.eventstore.backend import Batch, Encoded, Query, StreamVersion
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import events
@@ -68,9 +68,8 @@ class SqliteBackend:
 
     # -- Appender --------------------------------------------------------------
 
-    def append(self, conn: Connection, appends: Sequence[StreamAppend], now: datetime,
-               stream_version: StreamVersion) -> list[RecordedEvent]:
-        encoded = encode_appends(appends)  # refuses what no backend can store, before any statement
+    def append(self, conn: Connection, appends: Sequence[StreamAppend], encoded: Encoded,
+               now: datetime, stream_version: StreamVersion) -> list[RecordedEvent]:
         actual = current_versions(conn, [a.stream_id for a in appends])
         params: list[dict[str, Any]] = []
         versions: list[int] = []

@@ -29,7 +29,7 @@ from ledgerflow.eventstore import _errors
 from ledgerflow.eventstore._encode import encode_appends, expected_versions, recorded_events
 from ledgerflow.eventstore.backend import Backend, Batch
 from ledgerflow.eventstore.database import backend_for, create_engine
-from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
+from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import events
 
 Clock = Callable[[], datetime]
@@ -150,6 +150,12 @@ class Transaction:
         transaction sees them: its own appends (deferred ones too) included."""
         return _read(self.conn, _READ_STREAM, {"sid": stream_id, "from": from_version})
 
+    def read_first(self, stream_id: str) -> RecordedEvent | None:
+        """The first event of `stream_id` (a run's RunCreated) as this transaction sees
+        it; None for an empty stream."""
+        found = _read(self.conn, _READ_FIRST, {"sid": stream_id})
+        return found[0] if found else None
+
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events after `after_position` in position order, as this transaction sees
         them. Unlike `EventStore.read_all` it does not wait for writers in flight: it is
@@ -217,7 +223,8 @@ class Transaction:
     def _append(self, appends: Sequence[StreamAppend]) -> list[RecordedEvent]:
         """Write `appends` now (the deferred writes before them are sent already)."""
         store = self.store
-        recorded = self._backend.append(self._conn, appends, store.clock(),
+        encoded = encode_appends(appends, store.max_event_bytes)
+        recorded = self._backend.append(self._conn, appends, encoded, store.clock(),
                                         store.stream_version)
         self._run_hooks(recorded)
         self.recorded.extend(recorded)
@@ -247,7 +254,7 @@ class Transaction:
             return False
         store = self.store
         now = store.clock()
-        encoded = encode_appends(appends)
+        encoded = encode_appends(appends, store.max_event_bytes)
         provisional = recorded_events(appends, encoded, expected_versions(appends), now)
         batches: list[Batch] = []
         for hook in store.hooks:
@@ -273,7 +280,12 @@ class Transaction:
 
 
 class EventStore(GlobalReader):
-    """Append-only event store on SQLAlchemy Core, for PostgreSQL and SQLite."""
+    """Append-only event store on SQLAlchemy Core, for PostgreSQL and SQLite.
+
+    `max_event_bytes`: the largest event an append accepts, counted as the UTF-8 bytes
+    of its data and metadata JSON; a larger one is refused with `EventTooLarge` and the
+    append writes nothing (None: no limit; `Ledgerflow` passes
+    `LEDGERFLOW_MAX_EVENT_BYTES`, derived from what the outbox can publish)."""
 
     def __init__(
         self,
@@ -282,11 +294,13 @@ class EventStore(GlobalReader):
         hooks: Sequence[AppendHook] = (),
         clock: Clock = utcnow,
         read_wait: float = 1.0,
+        max_event_bytes: int | None = None,
     ) -> None:
         self.engine = engine
         self.hooks: list[AppendHook] = list(hooks)
         self.clock = clock
         self.read_wait = read_wait
+        self.max_event_bytes = max_event_bytes
         self.backend: Backend = backend_for(engine)
         """What differs between databases, for this store's engine (and its users')."""
         self._held = threading.local()
@@ -297,6 +311,12 @@ class EventStore(GlobalReader):
 
     def add_hook(self, hook: AppendHook) -> None:
         self.hooks.append(hook)
+
+    def check_event(self, stream_id: str, new: NewEvent) -> None:
+        """Raise what appending `new` to `stream_id` would raise for the event itself
+        (`InvalidEvent`; `EventTooLarge` over `max_event_bytes`), without writing: for a
+        caller that must know before it commits to the event (a step's result)."""
+        encode_appends([StreamAppend(stream_id, [new])], self.max_event_bytes)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -394,6 +414,8 @@ _READ_STREAM = (sa.select(*_ROW)
                 .where(events.c.stream_id == sa.bindparam("sid"),
                        events.c.version >= sa.bindparam("from"))
                 .order_by(events.c.version))
+_READ_FIRST = sa.select(*_ROW).where(events.c.stream_id == sa.bindparam("sid"),
+                                     events.c.version == 1)
 _READ_ALL = (sa.select(*_ROW).where(events.c.position > sa.bindparam("after"))
              .order_by(events.c.position).limit(sa.bindparam("limit")))
 _COUNT = sa.select(sa.func.count()).where(events.c.position > sa.bindparam("after"))

@@ -1,11 +1,13 @@
 """ledgerflow: durable workflows for Python with an event-sourced run lifecycle.
 
-What users import: the authoring API (`workflow`, `Context`, the registry), the
-exceptions workflow code catches (`StepFailed`, `WaitTimeout`, `ChildFailed`,
-`StepTimeout`), what a step's code asks about itself (`current_step()`, a
-`StepInfo`), the engine and its worker, the app object `Ledgerflow` (built from
-`Settings`; `ledgerflow.api.create_app(app)` serves it over HTTP) and the errors
-commands raise (`ConcurrencyError`, `IllegalTransition`, `UnknownRun`, ...).
+What users import: the authoring API (`workflow`, `Context`, the registry; `Branch` for
+a parallel branch with a compensator; `Suspend`, what an agent step returns to suspend
+the run until its tool calls are answered), the exceptions workflow code catches
+(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`), what a step's code asks
+about itself (`current_step()`, a `StepInfo`), the engine and its worker, the app object
+`Ledgerflow` (built from `Settings`; `ledgerflow.api.create_app(app)` serves it over
+HTTP) and the errors commands raise (`ConcurrencyError`, `IllegalTransition`,
+`UnknownRun`, ...).
 The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 `.outbox`.
 """
@@ -13,36 +15,45 @@ The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 from ledgerflow._app import Ledgerflow
 from ledgerflow._authoring import (
     WorkflowDef,
+    WorkflowInfo,
     WorkflowRegistry,
     default_registry,
     workflow,
 )
 from ledgerflow.domain.errors import (
     ConcurrencyError,
+    EventTooLarge,
     IdempotencyConflict,
     IllegalTransition,
     InvalidEvent,
+    InvalidInput,
     InvalidRequest,
     LedgerflowError,
     NonDeterminismError,
     NotAwaited,
+    RunConflict,
     StoreUnavailable,
     UnknownRun,
     UnknownWorkflow,
 )
+from ledgerflow.flows import Flow, FlowContext, flow
+from ledgerflow.runtime.agent import Suspend
 from ledgerflow.runtime.context import Context
-from ledgerflow.runtime.engine import Engine, TickResult, TriggerResult
+from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.parallel import Branch
 from ledgerflow.runtime.retry import RetryPolicy
+from ledgerflow.runtime.runner import TickResult
 from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "ChildFailed", "ConcurrencyError", "Context", "Engine", "IdempotencyConflict",
-    "IllegalTransition", "InvalidEvent", "InvalidRequest", "Ledgerflow", "LedgerflowError",
-    "NonDeterminismError", "NotAwaited", "RetryPolicy", "Settings", "StepFailed",
-    "StepInfo", "StepTimeout", "StoreUnavailable", "TickResult", "TriggerResult",
-    "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
-    "WorkflowRegistry", "current_step", "default_registry", "workflow",
+    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge", "Flow",
+    "FlowContext", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
+    "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
+    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout",
+    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
+    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
+    "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
@@ -22,10 +23,13 @@ from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.observability.metrics import Metrics
+from ledgerflow.observability.tracing import Tracing
 from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
 from ledgerflow.projections import InlineProjections
 from ledgerflow.runtime.engine import Engine
 from ledgerflow.runtime.faults import FaultPoints
+from ledgerflow.runtime.observe import Observers
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
@@ -33,7 +37,7 @@ from ledgerflow.settings import Settings
 def build_store(db: SAEngine, settings: Settings, clock: Clock = utcnow) -> EventStore:
     """The event store with the inline projections and the outbox writer as hooks."""
     return EventStore(db, hooks=[InlineProjections(), OutboxWriter(topic=settings.topic)],
-                      clock=clock)
+                      clock=clock, max_event_bytes=settings.max_event_bytes)
 
 
 class WorkflowImportError(LedgerflowError):
@@ -97,25 +101,33 @@ class Ledgerflow:
     engine: Engine
     keys: IdempotencyKeys
     clock: Clock = field(default=utcnow)
+    metrics: Metrics | None = None
+    """This process's metrics (`Ledgerflow.open` makes them; the engine counts in them)."""
 
     @classmethod
     def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
              clock: Clock = utcnow, upgrade: bool = True,
-             faults: FaultPoints | None = None) -> Ledgerflow:
+             faults: FaultPoints | None = None,
+             tracer_provider: TracerProvider | None = None) -> Ledgerflow:
         """Connect, (optionally) migrate, and wire store, hooks and engine.
 
         `faults` (default: those `settings.faults` arms) are the engine's and the
-        relay's fault points, for crash tests."""
+        relay's fault points, for crash tests. Spans go to `tracer_provider` (default:
+        OpenTelemetry's global one, a no-op unless an SDK is configured)."""
         import_workflows(settings.workflow_modules())
         db = create_engine(settings.database_url)
         if upgrade:
             upgrade_all(db)
         store = build_store(db, settings, clock)
+        metrics = Metrics(store, clock=clock,
+                          overdue_after=timedelta(seconds=settings.doctor_overdue_warn_seconds),
+                          cache_seconds=settings.metrics_cache_seconds)
         engine = Engine(store, registry if registry is not None else default_registry,
                         clock=clock, lease=timedelta(seconds=settings.lease_seconds),
-                        faults=faults if faults is not None else settings.fault_points())
+                        faults=faults if faults is not None else settings.fault_points(),
+                        observer=Observers(metrics, Tracing(tracer_provider)))
         return cls(settings=settings, db=db, store=store, engine=engine,
-                   keys=IdempotencyKeys(db, clock=clock), clock=clock)
+                   keys=IdempotencyKeys(db, clock=clock), clock=clock, metrics=metrics)
 
     @property
     def faults(self) -> FaultPoints:

@@ -1,26 +1,108 @@
-"""Authoring API: `@workflow` and the registry of workflow definitions."""
+"""Authoring API: `@workflow` and the registry of workflow definitions.
+
+A workflow may declare its input (and output) as a pydantic model: `@workflow("pay",
+input=Payment)`. A trigger validates the input before anything is appended
+(`WorkflowDef.check_input`, `InvalidInput` listing pydantic's errors); the store keeps
+the JSON data as given, and every execution, replays included, validates it into the
+model and hands the function the instance (`WorkflowDef.call`). `describe()` is what
+`GET /api/workflows` and `ledgerflow workflows` list.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ledgerflow.domain.errors import UnknownWorkflow
+from pydantic import BaseModel, ValidationError
+
+from ledgerflow.domain.errors import InvalidInput, UnknownWorkflow
+from ledgerflow.domain.wire import WireRecord, wire_record
 
 WorkflowFn = Callable[[Any, Any], Any]
 """`(ctx, input) -> result`; `ctx` is a `ledgerflow.Context` (typed loosely here so the
 registry does not depend on the runtime that executes what it holds)."""
 F = TypeVar("F", bound=WorkflowFn)
+Model = type[BaseModel]
 
 
 @dataclass(frozen=True)
 class WorkflowDef:
-    """A registered workflow: its name, version and function."""
+    """A registered workflow: its name, version and function, and the pydantic models
+    of its input and output when it declares them."""
 
     name: str
     version: str
     fn: WorkflowFn
+    input_model: Model | None = None
+    output_model: Model | None = None
+
+    @property
+    def description(self) -> str | None:
+        """The function's docstring (a callable object's own `__doc__`, not its class's)."""
+        fn = self.fn
+        if inspect.isroutine(fn):
+            return inspect.getdoc(fn)
+        own = getattr(fn, "__dict__", {}).get("__doc__")
+        return inspect.cleandoc(own) if isinstance(own, str) else None
+
+    def check_input(self, value: Any) -> Any:
+        """The input to store for a new run: `value` (a model instance as its JSON
+        data), after the input model accepted it; `InvalidInput` when it does not."""
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        if self.input_model is not None:
+            try:
+                self.input_model.model_validate(value)
+            except ValidationError as error:
+                raise InvalidInput(f"{self.name}@{self.version}", _problems(error)) from None
+        return value
+
+    def call(self, ctx: Any, stored: Any) -> Any:
+        """Run the function on a run's stored input (validated into the input model, if
+        any); its result as JSON data (a model, or what the output model makes of it,
+        dumped)."""
+        data = stored if self.input_model is None else self.input_model.model_validate(stored)
+        result = self.fn(ctx, data)
+        if self.output_model is not None:
+            result = self.output_model.model_validate(result)
+        return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+
+def _problems(error: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as JSON: where (from "input" down), what, and its type."""
+    return [{"loc": ["input", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in error.errors(include_url=False)]
+
+
+@wire_record
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo(WireRecord):
+    """A registered workflow as `GET /api/workflows` lists it: its versions (the last
+    is the default), and of that version its kind (`code`, or `flow`: built with
+    `ledgerflow.flow()`, it has a graph), description (docstring) and the JSON schemas
+    of input and output (null: untyped). `queue` and `schedule` are null until
+    workflows can name them."""
+
+    name: str
+    versions: list[str]
+    kind: str
+    description: str | None
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    queue: str | None = None
+    schedule: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, versions: list[WorkflowDef], kind: str = "code") -> WorkflowInfo:
+        latest = versions[-1]
+        return cls(latest.name, [d.version for d in versions], kind, latest.description,
+                   _schema(latest.input_model), _schema(latest.output_model))
+
+
+def _schema(model: Model | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_json_schema()
 
 
 class WorkflowRegistry:
@@ -30,20 +112,29 @@ class WorkflowRegistry:
         self._defs: dict[tuple[str, str], WorkflowDef] = {}
         self._latest: dict[str, WorkflowDef] = {}
 
-    def register(self, name: str, fn: WorkflowFn, version: str = "1") -> WorkflowDef:
-        """Register `fn` as `name@version`; registering the same pair again replaces it."""
+    def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
+                 input: Model | None = None, output: Model | None = None) -> WorkflowDef:
+        """Register `fn` as `name@version`; registering the same pair again replaces it.
+        `input` / `output`: pydantic models of the workflow's input and result."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
-        definition = WorkflowDef(name, str(version), fn)
+        for what, model in (("input", input), ("output", output)):
+            if model is not None and not (isinstance(model, type)
+                                          and issubclass(model, BaseModel)):
+                raise TypeError(f"{what}= of workflow {name!r} must be a pydantic model "
+                                f"class, got {model!r}")
+        definition = WorkflowDef(name, str(version), fn, input, output)
+        self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
         return definition
 
-    def workflow(self, name: str, *, version: str = "1") -> Callable[[F], F]:
+    def workflow(self, name: str, *, version: str = "1", input: Model | None = None,
+                 output: Model | None = None) -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
-            self.register(name, fn, version)
+            self.register(name, fn, version, input=input, output=output)
             return fn
 
         return deco
@@ -59,12 +150,30 @@ class WorkflowRegistry:
     def names(self) -> list[str]:
         return sorted(self._latest)
 
+    def definitions(self) -> list[WorkflowDef]:
+        """Every registered definition, by name then version (as registered)."""
+        return [self._defs[key] for key in sorted(self._defs)]
+
+    def describe(self, kind: Callable[[WorkflowDef], str] | None = None,
+                 ) -> list[WorkflowInfo]:
+        """Every registered workflow, by name; versions in the order registered, the
+        default (latest) last. `kind(definition)`: what kind the latest is (default
+        "code"; `ledgerflow.flows.kind` knows flows)."""
+        by_name: dict[str, list[WorkflowDef]] = {}
+        for definition in self._defs.values():
+            by_name.setdefault(definition.name, []).append(definition)
+        return [WorkflowInfo.of(found, "code" if kind is None else kind(found[-1]))
+                for found in (by_name[name] for name in sorted(by_name))]
+
 
 default_registry = WorkflowRegistry()
 """The registry `@workflow` writes to and `Engine` uses when given none."""
 
 
-def workflow(name: str, version: str = "1", *,
-             registry: WorkflowRegistry | None = None) -> Callable[[F], F]:
-    """Register a plain function `(ctx, input) -> result` as workflow `name`."""
-    return (registry or default_registry).workflow(name, version=str(version))
+def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None = None,
+             input: Model | None = None, output: Model | None = None) -> Callable[[F], F]:
+    """Register a plain function `(ctx, input) -> result` as workflow `name`; with
+    `input=Model`, triggers validate the input against the pydantic model first and the
+    function receives the model instance (`output=Model`: its result is validated too)."""
+    return (registry or default_registry).workflow(name, version=str(version), input=input,
+                                                   output=output)

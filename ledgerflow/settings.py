@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledgerflow.eventstore.database import DEFAULT_URL
+from ledgerflow.outbox import DEFAULT_MAX_EVENT_BYTES
 from ledgerflow.runtime.faults import FaultPoints
 
 
@@ -30,10 +31,33 @@ class Settings(BaseSettings):
     outbox_on_dead: Literal["hold", "skip"] = "hold"
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, gt=0)
+    """The largest event an append accepts (its data and metadata JSON, in bytes); by
+    default what kafka-python's default `max_request_size` leaves once the outbox has
+    wrapped it (`outbox._writer.ENVELOPE_ALLOWANCE`). Raise it together with the
+    producer's `max_request_size` and the broker's `message.max.bytes`."""
     debug: bool = False
     """CLI errors show their traceback (as `--debug`)."""
     faults: str | None = None
     """Fault points to arm, for crash tests (`name=exit:CODE,other=raise,third=kill`)."""
+    log_format: Literal["text", "json"] | None = None
+    """Log lines as text or JSON; unset: text on a terminal, JSON otherwise."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a reading of the store's gauges is reused by `/metrics` scrapes."""
+    doctor_outbox_warn_seconds: float = Field(default=60.0, ge=0)
+    doctor_outbox_fail_seconds: float = Field(default=600.0, ge=0)
+    doctor_overdue_warn_seconds: float = Field(default=60.0, ge=0)
+    doctor_overdue_fail_seconds: float = Field(default=600.0, ge=0)
+    doctor_dead_warn: int = Field(default=1, ge=1)
+    """Dead letters from which `doctor` warns (default: any)."""
+    doctor_projection_lag_warn: int = Field(default=10_000, ge=1)
+    doctor_clock_skew_warn_seconds: float = Field(default=2.0, ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("faults")
     @classmethod

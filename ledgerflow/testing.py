@@ -228,7 +228,7 @@ class Replayer:
         ctx = Context(session)
         divergence = None
         try:
-            result = definition.fn(ctx, ctx.input)
+            result = definition.call(ctx, ctx.input)
             ctx.finish()
             divergence = _compare_result(state, json_roundtrip(result, "the result"))
         except (_HistoryEnd, Park):

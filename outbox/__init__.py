@@ -42,11 +42,18 @@ from ledgerflow.outbox._relay import (
     claim,
 )
 from ledgerflow.outbox._schema import DEAD, DISCARDED, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
-from ledgerflow.outbox._writer import DEFAULT_TOPIC, OutboxWriter, Router, envelope, message_headers
+from ledgerflow.outbox._writer import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_TOPIC,
+    OutboxWriter,
+    Router,
+    envelope,
+    message_headers,
+)
 
 __all__ = [
-    "DEAD", "DEFAULT_TOPIC", "DISCARDED", "HOLD", "MIGRATIONS", "ON_DEAD", "PENDING",
-    "PUBLISHED", "PUBLISHED_POINT", "SKIP",
+    "DEAD", "DEFAULT_MAX_EVENT_BYTES", "DEFAULT_TOPIC", "DISCARDED", "HOLD", "MIGRATIONS",
+    "ON_DEAD", "PENDING", "PUBLISHED", "PUBLISHED_POINT", "SKIP",
     "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
     "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",

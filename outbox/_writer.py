@@ -21,6 +21,24 @@ from ledgerflow.outbox._schema import PENDING, outbox
 DEFAULT_TOPIC = "ledgerflow.run-events"
 CONTENT_TYPE = "application/json"
 
+PRODUCER_MAX_REQUEST_SIZE = 1_048_576
+"""kafka-python's default `max_request_size`: the producer refuses a larger record."""
+
+ENVELOPE_ALLOWANCE = 8_192
+"""What a message adds to an event's data and metadata (which the store counts, see
+`eventstore._encode.event_size`), with room to spare. Measured: the envelope's other
+fields (`envelope`: ids, type, versions, position, time, tenant), the headers
+(`message_headers`: the run id twice more, the event id twice, the workflow id in
+`ce_source`) and the key, with every id at 200 characters (the API's limit), plus
+Kafka's record batch overhead (61 bytes of batch header and the record's varints),
+come to 2,201 bytes (tests/outbox/test_writer.py measures it with kafka-python's own
+estimate). The rest leaves room for headers added on the way: a dead-letter copy's
+reasons, a `traceparent`."""
+
+DEFAULT_MAX_EVENT_BYTES = PRODUCER_MAX_REQUEST_SIZE - ENVELOPE_ALLOWANCE
+"""`LEDGERFLOW_MAX_EVENT_BYTES` by default (1,040,384): the largest event whose
+message the producer still sends with its default `max_request_size`."""
+
 Router = Callable[[RecordedEvent], Sequence[str]]
 """Chooses the topic(s) of an event; an empty sequence leaves the event out of the outbox."""
 
@@ -66,7 +84,14 @@ def message_headers(recorded: RecordedEvent, source: str) -> list[tuple[str, str
         ("ce_subject", recorded.stream_id),
         ("ce_time", recorded.recorded_at.isoformat()),
         ("content-type", CONTENT_TYPE),
+        *_trace_headers(recorded.metadata),
     ]
+
+
+def _trace_headers(metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's W3C `traceparent` (stored at trigger), so consumers continue its trace."""
+    traceparent = metadata.get(meta_keys.TRACEPARENT)
+    return [("traceparent", traceparent)] if isinstance(traceparent, str) else []
 
 
 class OutboxWriter:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.eventstore.database import backend_for
@@ -31,6 +33,7 @@ from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._schema import inbox
 
 IDEMPOTENCY_HEADER = "idempotency-key"
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +78,29 @@ class ConsumeStats:
 class Inbox:
     """The `inbox` table of one consumer name: record-if-new inside a transaction."""
 
-    def __init__(self, engine: Engine, name: str, clock: Clock = utcnow) -> None:
+    def __init__(self, engine: Engine, name: str, clock: Clock = utcnow,
+                 tracer_provider: trace.TracerProvider | None = None) -> None:
         self.engine = engine
+        self._tracer = trace.get_tracer("ledgerflow.outbox", tracer_provider=tracer_provider)
         self.name = name
         self.clock = clock
         self._insert = backend_for(engine).insert_or_ignore(inbox).returning(
             inbox.c.idempotency_key)
 
     def process(self, message: InboxMessage, handler: Handler) -> bool:
-        """Run `handler` for `message` unless its key was processed; True if it ran."""
+        """Run `handler` for `message` unless its key was processed; True if it ran.
+
+        The work runs in a `ledgerflow.consume` span (OpenTelemetry API) whose parent is
+        the message's `traceparent` header: the producing run's trace continues here."""
+        parent = _PROPAGATOR.extract({k: v for k, v in message.headers.items()
+                                      if k == "traceparent"})
+        with self._tracer.start_as_current_span(
+                "ledgerflow.consume", context=parent, kind=trace.SpanKind.CONSUMER,
+                attributes={"messaging.destination.name": message.topic,
+                            "ledgerflow.consumer": self.name}):
+            return self._process(message, handler)
+
+    def _process(self, message: InboxMessage, handler: Handler) -> bool:
         with self.engine.begin() as conn:
             inserted = conn.execute(self._insert, {
                 "consumer": self.name, "idempotency_key": message.idempotency_key,

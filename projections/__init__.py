@@ -20,8 +20,11 @@ from ledgerflow.projections.status import ProjectionStatus, status
 MIGRATIONS: list[Migration] = [
     Migration("projections", 1, "run views, run tags, step journal, projection checkpoints",
               {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
-    Migration("projections", 2, "PostgreSQL: run_views index for run id prefixes",
-              {POSTGRESQL: _ddl.V2_POSTGRESQL}),
+    Migration("projections", 2, "run views: resumed_from, rerun_of, compensation, queue, "
+              "priority and their list indexes; existing rows are rebuilt",
+              {POSTGRESQL: _ddl.V2_POSTGRESQL, SQLITE: _ddl.V2_SQLITE}),
+    Migration("projections", 3, "PostgreSQL: run_views index for run id prefixes",
+              {POSTGRESQL: _ddl.V3_POSTGRESQL}),
 ]
 
 __all__ = [

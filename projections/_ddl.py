@@ -135,11 +135,43 @@ CREATE TABLE projection_checkpoints (
 )""",
 )
 
-# ------------------- 2: run id prefixes (PostgreSQL only)
+# ------------- 2: run lineage (resumed from, rerun of), compensation, queue, priority
+#
+# Rows projected before have NULL lineage and compensation and priority 0: the run
+# views projection (version 2) fills them from history, so a store that has rows is
+# marked as built by version 1 (its checkpoint row, inserted if missing) and is
+# rebuilt by `ledgerflow projections rebuild` or at `serve`'s start (`rebuild_stale`).
+# Not filled here in SQL: only the event store reads the events table.
+
+V2_POSTGRESQL = (
+    "ALTER TABLE run_views ADD COLUMN resumed_from VARCHAR(200)",
+    "ALTER TABLE run_views ADD COLUMN rerun_of VARCHAR(200)",
+    "ALTER TABLE run_views ADD COLUMN compensation VARCHAR(30)",
+    "ALTER TABLE run_views ADD COLUMN queue VARCHAR(200)",
+    "ALTER TABLE run_views ADD COLUMN priority INTEGER DEFAULT 0 NOT NULL",
+    "CREATE INDEX run_views_compensation_created ON run_views "
+    "(compensation, created_at, run_id)",
+    "CREATE INDEX run_views_rerun_created ON run_views (rerun_of, created_at, run_id)",
+    "CREATE INDEX run_views_resumed_created ON run_views (resumed_from, created_at, run_id)",
+    """
+INSERT INTO projection_checkpoints (name, version, position, table_generation, updated_at)
+SELECT 'run_views', 1, 0, 1, now() WHERE EXISTS (SELECT 1 FROM run_views)
+ON CONFLICT (name) DO NOTHING""",
+)
+
+V2_SQLITE = (
+    *V2_POSTGRESQL[:-1],  # the same DDL text on both
+    """
+INSERT OR IGNORE INTO projection_checkpoints
+    (name, version, position, table_generation, updated_at)
+SELECT 'run_views', 1, 0, 1, CURRENT_TIMESTAMP WHERE EXISTS (SELECT 1 FROM run_views)""",
+)
+
+# ------------------- 3: run id prefixes (PostgreSQL only)
 # `resolve_run_id` finds a run by a prefix of its id with `LIKE 'prefix%'`, which the
 # primary key's index serves only under the "C" collation; this one serves it under
 # any. SQLite needs none: its prefix match (GLOB) runs on the primary key's index.
 
-V2_POSTGRESQL = (
+V3_POSTGRESQL = (
     "CREATE INDEX run_views_id_prefix ON run_views (run_id varchar_pattern_ops)",
 )

@@ -4,6 +4,8 @@
   error of an earlier failed attempt is cleared; `completed_at` = recorded time.
 - StepFailed: status `failed`, attempt, error; `completed_at` only when `final`.
 - RetryScheduled: status `retrying` and the attempt that is due (error kept).
+- StepSuspended: status `suspended` (an agent step waits for its tool results) and
+  the attempt that suspended; its next round's completion overwrites it.
 - CompensationCompleted / CompensationFailed: a row of its own, step id
   `"<step>:compensate"`, status `completed` / `failed`, so the step's own row
   keeps its result and the journal shows the compensation as a step of its own.
@@ -49,6 +51,11 @@ def _failed(e: ev.StepFailed, r: RecordedEvent) -> tuple[str, Row]:
                        "completed_at": r.recorded_at if e.final else None}
 
 
+def _suspended(e: ev.StepSuspended, r: RecordedEvent) -> tuple[str, Row]:
+    return e.step_id, {"status": "suspended", "attempt": e.attempt, "result": None,
+                       "error": None, "started_at": e.started_at, "completed_at": None}
+
+
 def _retry(e: ev.RetryScheduled, r: RecordedEvent) -> tuple[str, Row]:
     return e.step_id, {"status": "retrying", "attempt": e.attempt}
 
@@ -68,6 +75,7 @@ def _compensation_failed(e: ev.CompensationFailed, r: RecordedEvent) -> tuple[st
 _HANDLERS: dict[type[ev.Event], Callable[[Any, RecordedEvent], tuple[str, Row]]] = {
     ev.StepCompleted: _completed,
     ev.StepFailed: _failed,
+    ev.StepSuspended: _suspended,
     ev.RetryScheduled: _retry,
     ev.CompensationCompleted: _compensated,
     ev.CompensationFailed: _compensation_failed,

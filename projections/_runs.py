@@ -1,7 +1,8 @@
 """The `run_views` projection: one row per run, plus `run_tags` for the tag filter.
 
-Every column of a row comes from the run's own stream: RunCreated fills the row;
-lifecycle events set status, result, error and the waitpoint; ChildStarted
+Every column of a row comes from the run's own stream: RunCreated fills the row
+(lineage and priority included); lifecycle events set status, result, error and the
+waitpoint (RunFailed also the outcome of its rollback, `compensation`); ChildStarted
 (on the parent's stream) appends to `children`; every event sets `updated_at`
 and `version`. Events of other types only move `updated_at` and `version`.
 
@@ -52,7 +53,8 @@ def _created(p: _Patch, e: ev.RunCreated, r: RecordedEvent) -> None:
         input=e.input, result=None, error=None, waitpoint=None, wake_at=e.not_before,
         timeout_at=None, parent_run_id=e.parent_run_id, parent_step_id=e.parent_step_id,
         tenant_id=_tenant_id(e.tenant_meta), tenant_meta=dict(e.tenant_meta),
-        tags=list(e.tags), created_at=r.recorded_at,
+        tags=list(e.tags), created_at=r.recorded_at, resumed_from=e.resumed_from,
+        rerun_of=e.rerun_of, compensation=None, queue=None, priority=e.priority,
     )
 
 
@@ -81,6 +83,14 @@ def _dump_error(e: Any) -> Any:
     return e.error.model_dump(mode="json")
 
 
+COMPENSATION = {"none": None, "completed": "compensated", "partial": "compensation_failed"}
+"""A failed run's `compensation` on the record, from its RunFailed's."""
+
+
+def _compensation(e: ev.RunFailed) -> str | None:
+    return COMPENSATION[e.compensation]
+
+
 def _child(p: _Patch, e: ev.ChildStarted, r: RecordedEvent) -> None:
     p.children.append(e.child_run_id)
 
@@ -92,7 +102,7 @@ _HANDLERS: dict[type[ev.Event], Callable[[_Patch, Any, RecordedEvent], None]] = 
     ev.RunWoken: _status("running"),
     ev.RunCompleted: _status("completed", result=lambda e: e.result),
     ev.RunCompensating: _status("compensating", error=_dump_error),
-    ev.RunFailed: _status("failed", error=_dump_error),
+    ev.RunFailed: _status("failed", error=_dump_error, compensation=_compensation),
     ev.RunCanceled: _status("canceled"),
     ev.ChildStarted: _child,
 }
@@ -119,7 +129,7 @@ class RunViews(BatchProjection):
     """The run views projection (tables `run_views`, `run_tags`)."""
 
     name = "run_views"
-    version = 1
+    version = 2  # 2: lineage, compensation, queue and priority (projections migration 2)
     tables = (run_views, run_tags)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -62,6 +62,12 @@ run_views = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("version", Integer, nullable=False),
+    # projections 2: lineage, outcome of a failed run's rollback, queue and priority
+    Column("resumed_from", String(200), nullable=True),
+    Column("rerun_of", String(200), nullable=True),
+    Column("compensation", String(30), nullable=True),
+    Column("queue", String(200), nullable=True),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
     # Keyset pagination is newest first on (created_at, run_id); every list
     # filter has an index that ends with those two columns (scanned backwards).
     Index("run_views_created", "created_at", "run_id"),
@@ -69,6 +75,9 @@ run_views = Table(
     Index("run_views_workflow_created", "workflow_id", "created_at", "run_id"),
     Index("run_views_tenant_created", "tenant_id", "created_at", "run_id"),
     Index("run_views_parent_created", "parent_run_id", "created_at", "run_id"),
+    Index("run_views_resumed_created", "resumed_from", "created_at", "run_id"),
+    Index("run_views_rerun_created", "rerun_of", "created_at", "run_id"),
+    Index("run_views_compensation_created", "compensation", "created_at", "run_id"),
     # Run id prefixes (`queries.resolve_run_id`): LIKE 'prefix%' under any collation.
     # PostgreSQL only: SQLite matches a prefix on the primary key's index.
     Index("run_views_id_prefix", "run_id", postgresql_ops={"run_id": "varchar_pattern_ops"})

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import Field, PlainSerializer, WithJsonSchema
@@ -43,6 +43,9 @@ ErrorJson = Annotated[dict[str, Any], PlainSerializer(camel_keys),
 WaitpointJson = Annotated[dict[str, Any], PlainSerializer(camel_keys),
                           WithJsonSchema(camel_schema(ev.Waitpoint))]
 """A stored `Waitpoint` (snake_case, as journaled); camelCase keys on the wire."""
+
+Compensation = Literal["compensated", "compensation_failed"]
+"""How a failed run's rollback ended (null: nothing was compensated, or not failed)."""
 
 Hidden = Field(exclude=True)
 """A column the record keeps for Python callers that the wire does not show."""
@@ -72,6 +75,11 @@ class RunRecord(WireRecord):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+    resumed_from: str | None
+    rerun_of: str | None
+    compensation: Compensation | None
+    queue: str | None
+    priority: int
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> RunRecord:
@@ -187,17 +195,21 @@ def record_from_events(run_id: str, recorded: Sequence[RecordedEvent]) -> RunRec
     return RunRecord.of({**patch.row, "run_id": run_id, "children": list(patch.children)})
 
 
+FILTERS = ("status", "workflow_id", "tenant_id", "parent_run_id", "resumed_from",
+           "rerun_of", "compensation")
+"""The `run_views` columns a list filters on by equality (each has an index that ends
+with `created_at, run_id`); `tag` filters through `run_tags`."""
+
+
 def list_runs(
-    conn: Connection, *, status: str | None = None, workflow_id: str | None = None,
-    tenant_id: str | None = None, tag: str | None = None, parent_run_id: str | None = None,
-    limit: int = 50, cursor: str | None = None,
+    conn: Connection, *, tag: str | None = None, limit: int = 50, cursor: str | None = None,
+    **filters: str | None,
 ) -> tuple[list[RunRecord], str | None]:
-    """A page of runs, newest first, and the cursor of the next page (None: last page)."""
+    """A page of runs, newest first, and the cursor of the next page (None: last page).
+    `filters`: column=value for the columns of `FILTERS` (None: not filtered)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    query = list_runs_query(status=status, workflow_id=workflow_id, tenant_id=tenant_id,
-                            tag=tag, parent_run_id=parent_run_id, limit=limit + 1,
-                            cursor=cursor)
+    query = list_runs_query(tag=tag, limit=limit + 1, cursor=cursor, **filters)
     records = [RunRecord.from_row(row) for row in conn.execute(query)]
     if len(records) <= limit:
         return records, None
@@ -206,19 +218,20 @@ def list_runs(
 
 
 def list_runs_query(
-    *, status: str | None = None, workflow_id: str | None = None,
-    tenant_id: str | None = None, tag: str | None = None, parent_run_id: str | None = None,
-    limit: int = 51, cursor: str | None = None,
+    *, tag: str | None = None, limit: int = 51, cursor: str | None = None,
+    **filters: str | None,
 ) -> sa.Select[Any]:
     """The SELECT behind `list_runs` (exposed so a test can EXPLAIN it)."""
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise TypeError(f"runs cannot be filtered by {', '.join(unknown)}")
     # With a tag, page on run_tags' (tag, created_at, run_id) index and join the rows.
     key = run_tags if tag is not None else run_views
     query = sa.select(*_RUN_COLUMNS)
     if tag is not None:
         query = query.join(run_tags, run_tags.c.run_id == run_views.c.run_id).where(
             run_tags.c.tag == tag)
-    for column, value in (("status", status), ("workflow_id", workflow_id),
-                          ("tenant_id", tenant_id), ("parent_run_id", parent_run_id)):
+    for column, value in filters.items():
         if value is not None:
             query = query.where(run_views.c[column] == value)
     if cursor is not None:

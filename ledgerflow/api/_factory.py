@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.api import _admin, _runs
+from ledgerflow.api import _admin, _graph, _health, _metrics, _runs, _workflows
 from ledgerflow.api._errors import install_error_handlers
 from ledgerflow.api._gate import Gate
+from ledgerflow.observability.tracing import TraceContextMiddleware
 from ledgerflow.settings import Settings
 
 DESCRIPTION = """Durable, event-sourced workflow runs: trigger, inspect, command, audit.
@@ -25,8 +26,13 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     api.state.ledgerflow = app
     install_error_handlers(api)
     api.include_router(_runs.router)
+    api.include_router(_workflows.router)
     api.include_router(_admin.router)
     api.include_router(_admin.health)
+    api.include_router(_graph.router)
+    api.include_router(_metrics.router)
+    api.include_router(_health.router)
     api.add_middleware(Gate, tokens=settings.token_tenants(),
                        max_body_bytes=settings.max_body_bytes)
+    api.add_middleware(TraceContextMiddleware)
     return api

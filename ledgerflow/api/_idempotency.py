@@ -8,8 +8,9 @@ it and writes the response to remember (status and body, built from what the com
 wrote) in its own transaction, with its events (`eventstore.idempotency.run_once`):
 there is no moment when the command is committed and its key is not. A retry with
 the same key and body gets the first response verbatim (header
-`Idempotent-Replayed: true`); the same key with another body is a 422; a key held by
-a request that has not finished is a 409. A request that fails writes nothing, its
+`Idempotent-Replayed: true`); the same key with another body is a 409 `conflict`
+(a trigger's names the run the key created); a key held by a request that has not
+finished is a 409 `idempotency_in_progress`. A request that fails writes nothing, its
 key included, so it can be retried.
 
 The dead-letter replay is not an engine command (the outbox replays rows in a
@@ -30,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.api._errors import json_response
 from ledgerflow.api._gate import Principal
+from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.eventstore.idempotency import (
     IdempotencyInProgress,
     IdempotencyKey,
@@ -70,13 +72,15 @@ class RequestKey(Generic[T]):
     def __init__(self, db: Engine, request: Request, who: Principal, key: str | None,
                  params: dict[str, Any], body: BaseModel | None,
                  respond: Callable[[Connection, T], Outcome],
-                 recall: Callable[[Outcome], T]) -> None:
+                 recall: Callable[[Outcome], T],
+                 conflict: Callable[[Outcome], LedgerflowError] | None = None) -> None:
         self._db, self._respond, self._recall = db, respond, recall
         self._kept: Outcome | None = None
         self._replayed = False
         self.key: IdempotencyKey[T] | None = None if key is None else IdempotencyKey(
             _scope(request, who), key, fingerprint(params, body),
-            remember=self._remember, recall=self._replay)
+            remember=self._remember, recall=self._replay,
+            conflict=None if conflict is None else _conflict(conflict))
 
     def _remember(self, conn: Connection, outcome: T) -> dict[str, Any]:
         status, data = self._kept = self._respond(conn, outcome)
@@ -93,6 +97,12 @@ class RequestKey(Generic[T]):
             with self._db.connect() as conn:
                 self._kept = self._respond(conn, outcome)
         return json_response(*self._kept, _REPLAYED if self._replayed else None)
+
+
+def _conflict(named: Callable[[Outcome], LedgerflowError],
+              ) -> Callable[[Any], LedgerflowError | None]:
+    """The key's conflict error from its kept response (None while in progress)."""
+    return lambda kept: None if kept is None else named((int(kept["status"]), kept["body"]))
 
 
 def idempotent(keys: IdempotencyKeys, request: Request, who: Principal, key: str | None,

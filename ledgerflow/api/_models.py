@@ -33,6 +33,9 @@ Status = Literal["pending", "running", "suspended", "compensating", "completed",
 
 _INT64 = 2**63
 
+Priority = Annotated[int, Field(ge=-(2**31), lt=2**31)]
+"""A run's priority: higher is claimed first (the run queue keeps it as a 32-bit integer)."""
+
 
 def storable(value: Any, where: str = "value") -> Any:
     """`value` if every database can store it as JSON, else ValueError saying why.
@@ -95,6 +98,7 @@ class TriggerRequest(JsonChecked):
     tenant_meta: dict[str, JsonValue] | None = None
     run_id: Name | None = None
     tags: list[Name] | None = Field(default=None, max_length=100)
+    priority: Priority = 0
 
 
 class SignalRequest(JsonChecked):

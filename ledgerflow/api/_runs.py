@@ -40,7 +40,7 @@ from ledgerflow.api._models import (
     TokenRequest,
     TriggerRequest,
 )
-from ledgerflow.domain.errors import UnknownRun
+from ledgerflow.domain.errors import RunConflict, UnknownRun
 from ledgerflow.projections import queries
 from ledgerflow.runtime.engine import TriggerResult
 
@@ -71,6 +71,13 @@ def visible_run_id(run_id: PathId, lf: App, who: Caller) -> str:
 
 RunId = Annotated[str, Depends(visible_run_id)]
 """A path's run, resolved: its whole id (the caller may see it)."""
+
+
+def visible_run(lf: Ledgerflow, who: Principal, run_id: str) -> queries.RunRecord:
+    """The record of the run `run_id` names (its id or a unique prefix) if the caller
+    may see it; 404 otherwise, 409 for an ambiguous prefix."""
+    with lf.db.connect() as conn:
+        return queries.find_run(conn, run_id, tenant_id=who.tenant)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -110,7 +117,8 @@ def _stamp_tenant(who: Principal, meta: dict[str, Any] | None) -> dict[str, Any]
 
 
 @router.post("", status_code=201, response_model=RunOut, responses=_errors(403, 404, 409),
-             summary="Trigger a run (200 when runId names an existing run)")
+             summary="Trigger a run (200 when runId names an existing run with the same "
+             "workflow and input; 409 with another)")
 def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
             idempotency_key: IdemKey = None) -> Response:
     def respond(conn: Connection, result: TriggerResult) -> Outcome:
@@ -123,11 +131,15 @@ def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
                            {"runId": result.run_id})
         return (201 if result.created else 200), record.to_wire()
 
-    call = RequestKey(lf.db, request, who, idempotency_key, {}, body, respond, _run_of)
+    def conflict(kept: Outcome) -> RunConflict:
+        return RunConflict(str(kept[1]["id"]), key=idempotency_key)
+
+    call = RequestKey(lf.db, request, who, idempotency_key, {}, body, respond, _run_of,
+                      conflict)
     result = lf.engine.trigger(
         body.workflow_id, body.input, workflow_version=body.workflow_version,
         tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
-        run_id=body.run_id, idempotency_key=call.key)
+        run_id=body.run_id, priority=body.priority, idempotency_key=call.key)
     return call.response(result)
 
 
@@ -138,26 +150,30 @@ def list_runs(
     tenant_id: Annotated[Name | None, Query(alias="tenantId")] = None,
     tag: Name | None = None,
     parent_run_id: Annotated[Name | None, Query(alias="parentRunId")] = None,
+    resumed_from: Annotated[Name | None, Query(alias="resumedFrom")] = None,
+    rerun_of: Annotated[Name | None, Query(alias="rerunOf")] = None,
+    compensation: queries.Compensation | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000, pattern=_ID_PATTERN)] = None,
 ) -> Response:
-    """Runs newest first; `nextCursor` pages on."""
+    """Runs newest first; `nextCursor` pages on. `resumedFrom` / `rerunOf`: the runs
+    that resumed / reran that run; `compensation`: failed runs by how their rollback
+    ended."""
     if who.tenant is not None and tenant_id not in (None, who.tenant):
         raise ApiError(403, "forbidden", f"this token is bound to tenant {who.tenant!r} and "
                        f"cannot list tenant {tenant_id!r}", {"tenantId": tenant_id})
     with lf.db.connect() as conn:
         records, next_cursor = queries.list_runs(
             conn, status=status, workflow_id=workflow_id, tenant_id=who.tenant or tenant_id,
-            tag=tag, parent_run_id=parent_run_id, limit=limit, cursor=cursor)
+            tag=tag, parent_run_id=parent_run_id, resumed_from=resumed_from,
+            rerun_of=rerun_of, compensation=compensation, limit=limit, cursor=cursor)
     return json_response(200, RunPage(records, next_cursor).wire_values())
 
 
 @router.get("/{id}", response_model=RunOut, responses=_errors(404, 409))
 def get_run(run_id: PathId, lf: App, who: Caller) -> Response:
     """The run record."""
-    with lf.db.connect() as conn:  # one query for a whole id
-        record = queries.find_run(conn, run_id, tenant_id=who.tenant)
-    return json_response(200, record.wire_values())
+    return json_response(200, visible_run(lf, who, run_id).wire_values())  # one query
 
 
 @router.get("/{id}/history", response_model=HistoryPage, responses=_errors(404, 409))

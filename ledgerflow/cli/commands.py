@@ -68,6 +68,8 @@ def trigger(
     key: Annotated[str | None, typer.Option(
         "--idempotency-key", metavar="KEY", help="Run at most once per KEY: a repeat "
         "with the same content shows the first run.")] = None,
+    priority: Annotated[int, typer.Option(min=-(2**31), max=2**31 - 1, metavar="N", help=(
+        "Higher is claimed first by the workers (default 0)."))] = 0,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait until the run finishes (a worker must be running). Exit 0: "
         "completed; 1: failed or canceled; 3: not finished within --timeout.")] = False,
@@ -81,7 +83,8 @@ def trigger(
     def action(lf: Ledgerflow) -> int:
         result = lf.engine.trigger(workflow_id, data, workflow_version=version,
                                    tenant_meta={"tenantId": tenant} if tenant else None,
-                                   tags=tags, run_id=run_id, idempotency_key=key)
+                                   tags=tags, run_id=run_id, idempotency_key=key,
+                                   priority=priority)
         if wait:
             _wait_terminal(lf, result.run_id, timeout)
         _report(lf, result.run_id, "triggered" if result.created else "existing", as_json)

@@ -110,5 +110,6 @@ class _App(typer.Typer):
 
 def new_app(help: str, **options: Any) -> typer.Typer:
     """A command group with ledgerflow's help style (see the module docstring)."""
-    return _App(cls=PlainGroup, rich_markup_mode=None, no_args_is_help=True,
-                add_completion=False, pretty_exceptions_enable=False, help=help, **options)
+    options.setdefault("no_args_is_help", True)
+    return _App(cls=PlainGroup, rich_markup_mode=None, add_completion=False,
+                pretty_exceptions_enable=False, help=help, **options)

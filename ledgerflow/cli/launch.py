@@ -29,6 +29,8 @@ from ledgerflow.cli.support import cli_settings, fail, user_errors, warn
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.eventstore.database import display_url, missing_file
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.observability.logs import configure_logging
+from ledgerflow.observability.metrics import serve_metrics
 from ledgerflow.runtime.worker import Worker
 
 Threads = Annotated[int, typer.Option(min=1, metavar="N",
@@ -56,6 +58,7 @@ def start_app(ctx: typer.Context) -> Ledgerflow:
     except BaseException:
         lf.close()
         raise
+    configure_logging(settings)  # once the settings and the database are known good
     state = f"schema upgraded ({len(applied)} migrations applied)" if applied \
         else "schema up to date"
     say(f"database {display_url(settings.database_url)}: {'created, ' if created else ''}"
@@ -115,7 +118,12 @@ def _announce_parts(lf: Ledgerflow, api: bool, worker: bool, relay: bool) -> Non
         say(f"relay: publishing the outbox to {relay_target(lf.settings)}")
 
 
-def worker(ctx: typer.Context, threads: Threads = 4, poll_interval: PollInterval = 0.5) -> None:
+def worker(
+    ctx: typer.Context, threads: Threads = 4, poll_interval: PollInterval = 0.5,
+    metrics_port: Annotated[int, typer.Option(
+        min=0, max=65535, metavar="PORT", help="Serve GET /metrics on this port (0: do "
+        "not).")] = 0,
+) -> None:
     """Execute due runs until stopped. Ctrl-C or SIGTERM lets the steps in hand finish;
     a second one stops at once (their runs are taken up again when their lease
     expires). Upgrades the database schema first, and says so."""
@@ -125,6 +133,8 @@ def worker(ctx: typer.Context, threads: Threads = 4, poll_interval: PollInterval
             lf.close()
             raise InvalidRequest(f"no workflows are loaded: {NO_WORKFLOWS}")
     try:
+        if metrics_port and lf.metrics is not None:
+            serve_metrics(lf.metrics, metrics_port)
         w = lf.worker(threads, poll_interval)
         stop_on_signals(w, lf.settings.lease_seconds)
         say(f"worker {lf.engine.worker_id}: {threads} thread(s), workflows "

@@ -11,6 +11,7 @@ import typer
 
 from ledgerflow.cli.common import console, open_settings
 from ledgerflow.cli.support import open_database, user_errors
+from ledgerflow.observability.logs import configure_logging
 from ledgerflow.settings import Settings
 
 
@@ -37,12 +38,19 @@ def relay_command(
                                             help="Outbox rows claimed per batch.")] = 500,
     once: Annotated[bool, typer.Option("--once", help="Relay one batch, print what "
                                        "happened to it, and exit.")] = False,
+    metrics_port: Annotated[int, typer.Option(
+        min=0, max=65535, metavar="PORT", help="Serve GET /metrics on this port (0: do "
+        "not).")] = 0,
 ) -> None:
     """Publish the outbox until stopped. To Kafka when LEDGERFLOW_KAFKA_BOOTSTRAP is set,
     else to the JSON-lines file LEDGERFLOW_SINK_PATH; until Ctrl-C or SIGTERM."""
     with user_errors():
         settings = open_settings()
         relay = build_relay(settings, batch_size=batch_size)
+    configure_logging(settings)
+    if metrics_port:
+        from ledgerflow.cli.observe import serve_store_metrics
+        serve_store_metrics(settings, metrics_port)
     target = relay_target(settings)
     try:
         if once:

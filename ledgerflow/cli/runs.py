@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -114,6 +114,16 @@ def print_json(out: Console, value: Any) -> None:
     out.print_json(json.dumps(value, default=str))
 
 
+def _one_of(choices: tuple[str, ...]) -> Any:
+    """A typer callback that refuses a value not in `choices` (usage error, exit 2)."""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
 @app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -127,6 +137,15 @@ def list_command(
     tag: Annotated[str | None, typer.Option(metavar="TAG", help="Runs with this tag.")] = None,
     parent: Annotated[str | None, typer.Option(
         metavar="RUN_ID", help="Children of this run (its id or a unique prefix).")] = None,
+    resumed_from: Annotated[str | None, typer.Option(
+        "--resumed-from", metavar="RUN_ID", help="Runs that resumed this run (its id or a "
+        "unique prefix).")] = None,
+    rerun_of: Annotated[str | None, typer.Option(
+        "--rerun-of", metavar="RUN_ID", help="Reruns of this run (its id or a unique "
+        "prefix).")] = None,
+    compensation: Annotated[str | None, typer.Option(
+        metavar="OUTCOME", help="Failed runs whose rollback ended so: compensated or "
+        "compensation_failed.", callback=_one_of(get_args(queries.Compensation)))] = None,
     limit: Annotated[int, typer.Option(min=1, max=queries.MAX_LIMIT, metavar="N",
                                        help="At most N runs (a page).")] = 50,
     cursor: Annotated[str | None, typer.Option(
@@ -138,11 +157,13 @@ def list_command(
         lf = open_app(ctx)
         try:
             with lf.db.connect() as conn:
-                if parent is not None:
-                    parent = queries.resolve_run_id(conn, parent)
+                parent, resumed_from, rerun_of = (
+                    None if given is None else queries.resolve_run_id(conn, given)
+                    for given in (parent, resumed_from, rerun_of))
                 records, next_cursor = queries.list_runs(
                     conn, status=status, workflow_id=workflow, tenant_id=tenant, tag=tag,
-                    parent_run_id=parent, limit=limit, cursor=cursor)
+                    parent_run_id=parent, resumed_from=resumed_from, rerun_of=rerun_of,
+                    compensation=compensation, limit=limit, cursor=cursor)
         finally:
             lf.close()
     if as_json:
@@ -174,7 +195,8 @@ def show_command(ctx: typer.Context, run_id: RunIdArg, as_json: JsonFlag = False
     table = Table(show_header=False, box=None)
     for key in ("id", "workflowId", "workflowVersion", "status", "input", "result", "error",
                 "waitpoint", "wakeAt", "parentRunId", "children", "tags", "tenantMeta",
-                "createdAt", "updatedAt", "version"):
+                "createdAt", "updatedAt", "version", "resumedFrom", "rerunOf",
+                "compensation", "priority"):
         value = wire[key]
         shown = escape(error_text(record.error)) if key == "error" and value \
             else _short(value, 100)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow._app import Ledgerflow, WorkflowImportError
 from ledgerflow.cli.common import err_console, open_settings
-from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.domain.errors import InvalidInput, LedgerflowError
 from ledgerflow.projections import queries
 from ledgerflow.settings import Settings
 
@@ -53,6 +53,9 @@ def user_errors() -> Iterator[None]:
         yield
     except WorkflowImportError as exc:
         _fail(exc, str(exc) + ("" if _debug() else " (--debug shows the traceback)"))
+    except InvalidInput as exc:  # one line per error
+        fail("\n".join([f"the input of workflow {exc.workflow!r} does not validate; "
+                        "nothing was appended", *exc.lines()]))
     except LedgerflowError as exc:
         _fail(exc, str(exc))
     except (sa_exc.OperationalError, sa_exc.ArgumentError, sa_exc.InterfaceError) as exc:

@@ -1,13 +1,15 @@
 """Journaling step attempts: run one (`steps.run_attempt`) and record what came of it.
 
 `StepAttempts` is what `Context.step` and `Context.parallel` use once the journal says
-an attempt is due. They record StepCompleted, or StepFailed (final, or followed by
-RetryScheduled), and then StepResultDiscarded for anything a timed-out attempt returned
-within its grace period. Each failed attempt is logged as one WARNING line on logger
-`ledgerflow.executor`, naming the run, workflow, step, attempt and error. `run_id`,
-`workflow`, `step` and `attempt` are also passed as `extra` fields, so a structured
-formatter can read them, and so is `traceback` (the stored one, the user's frames
-only). The text of the line stays one line.
+an attempt is due. They record StepCompleted (unless the store would refuse it: then
+the step fails with that error), or StepFailed (final, or followed by RetryScheduled),
+and then StepResultDiscarded for anything a timed-out attempt returned within its
+grace period. A step's attempt may instead return a suspension
+(StepSuspended, see `runtime.agent`); a parallel branch's may not. Each failed attempt
+is logged as one WARNING line on logger `ledgerflow.executor`, naming the run, workflow,
+step, attempt and error. `run_id`, `workflow`, `step` and `attempt` are also passed as
+`extra` fields, so a structured formatter can read them, and so is `traceback` (the
+stored one, the user's frames only). The text of the line stays one line.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledgerflow.domain import events as ev
+from ledgerflow.domain.errors import InvalidEvent
+from ledgerflow.runtime import agent
 from ledgerflow.runtime.failures import NotSerializable, error_info, json_roundtrip
 from ledgerflow.runtime.retry import RetryPolicy
 from ledgerflow.runtime.steps import Late, RunWatch, StepTimeout, run_attempt
@@ -37,6 +41,10 @@ class Host(Protocol):
     @property
     def journal(self) -> Journal: ...
     def clock(self) -> datetime: ...
+
+
+class CannotSuspend(Exception):
+    """A parallel branch returned a suspension (only a step of its own may suspend)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Rules:
 
     def retryable(self, exc: Exception) -> bool:
         return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
-                and not isinstance(exc, NotSerializable))
+                and not isinstance(exc, NotSerializable | CannotSuspend | InvalidEvent))
 
 
 def discarded(step_id: str, attempt: int, late: Late) -> ev.StepResultDiscarded:
@@ -72,6 +80,13 @@ def discarded(step_id: str, attempt: int, late: Late) -> ev.StepResultDiscarded:
     return ev.StepResultDiscarded(step_id=step_id, attempt=attempt, result=result)
 
 
+def _branch_result(value: Any, step_id: str) -> Any:
+    if agent.suspension(value) is not None:
+        raise CannotSuspend(f"branch {step_id!r} returned a suspension, but a parallel branch "
+                            "cannot suspend the run: make the agent a step of its own")
+    return json_roundtrip(value, f"branch {step_id!r}")
+
+
 class StepAttempts:
     """Runs due attempts of one run's steps and records their outcomes."""
 
@@ -81,33 +96,40 @@ class StepAttempts:
     def _next(self, op: str) -> int:
         return self._host.journal.attempts.get(op, 0) + 1
 
-    def attempt(self, op: str, call: Callable[[], Any], rules: Rules) -> ev.StepCompleted | None:
-        """Run the next attempt of step `op`. Returns its completion, which the caller
-        records; a failure is recorded here (None)."""
+    def attempt(self, op: str, call: Callable[[], Any],
+                rules: Rules) -> ev.StepCompleted | ev.StepSuspended | None:
+        """Run the next attempt of step `op`. Returns its completion (or its suspension:
+        an agent step, see `runtime.agent`), which the caller records; a failure is
+        recorded here (None)."""
+        journal = self._host.journal
         started, attempt = self._host.clock(), self._next(op)
         try:
-            result = json_roundtrip(
-                run_attempt(self._watch, op, attempt, call, rules.timeout, rules.grace),
-                f"the result of step {op!r}")
+            value = run_attempt(self._watch, op, attempt, call, rules.timeout, rules.grace,
+                                agent.resume_of(journal, op))
+            asked = agent.suspension(value)
+            if asked is not None:
+                return agent.suspended(journal, op, attempt, asked, started)
+            result = json_roundtrip(value, f"the result of step {op!r}")
         except Exception as exc:
             self._failed(op, attempt, exc, rules, started)
             return None
         return ev.StepCompleted(step_id=op, result=result, attempt=attempt, started_at=started)
 
     def branches(self, ready: dict[str, str], branches: Mapping[str, Callable[[], Any]],
-                 rules: Rules) -> None:
-        """One attempt of each ready branch, concurrently; journaled in branch order."""
+                 rules: Rules, max_concurrency: int | None = None) -> None:
+        """One attempt of each ready branch, at most `max_concurrency` at once (default:
+        all); journaled in branch order."""
         started = self._host.clock()
         attempts = {branch: self._next(step_id) for branch, step_id in ready.items()}
-        with ThreadPoolExecutor(max_workers=len(ready)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(ready), max_concurrency or len(ready))) \
+                as pool:
             futures = {b: pool.submit(contextvars.copy_context().run, run_attempt, self._watch,
                                       ready[b], attempts[b], branches[b], rules.timeout,
                                       rules.grace) for b in ready}
             outcomes: dict[str, Any] = {}
             for branch, future in futures.items():
                 try:
-                    outcomes[branch] = json_roundtrip(future.result(),
-                                                      f"branch {ready[branch]!r}")
+                    outcomes[branch] = _branch_result(future.result(), ready[branch])
                 except Exception as exc:
                     outcomes[branch] = exc
         for branch, step_id in ready.items():
@@ -115,12 +137,24 @@ class StepAttempts:
             if isinstance(out, Exception):
                 self._failed(step_id, attempts[branch], out, rules, started)
             else:
-                self._record(ev.StepCompleted(step_id=step_id, result=out, started_at=started,
-                                              attempt=attempts[branch]))
+                self.succeeded(ev.StepCompleted(step_id=step_id, result=out,
+                                                started_at=started, attempt=attempts[branch]),
+                               rules)
+
+    def succeeded(self, outcome: ev.StepCompleted | ev.StepSuspended, rules: Rules) -> None:
+        """Record an attempt's completion (or suspension). One the store refuses
+        (`InvalidEvent`: larger than `LEDGERFLOW_MAX_EVENT_BYTES`) fails the step instead,
+        with that error, and is not retried (the same result would be refused again)."""
+        try:
+            self._record(outcome)
+        except InvalidEvent as exc:
+            self._failed(outcome.step_id, outcome.attempt, exc, rules,
+                         outcome.started_at or self._host.clock())
 
     def _failed(self, op: str, attempt: int, exc: Exception, rules: Rules,
                 started: datetime) -> None:
-        final = not rules.retryable(exc) or attempt >= rules.policy.max_attempts
+        tried = attempt - agent.round_base(self._host.journal, op)  # in this round
+        final = not rules.retryable(exc) or tried >= rules.policy.max_attempts
         timeout = exc if isinstance(exc, StepTimeout) else None
         info = error_info(exc, op, where=None if timeout is None else timeout.where)
         self._log(op, attempt, final, info)
@@ -128,7 +162,7 @@ class StepAttempts:
                                    started_at=started))
         if timeout is not None and timeout.late is not None:
             self._record(discarded(op, attempt, timeout.late))
-        delay = rules.policy.delay_after(attempt)
+        delay = rules.policy.delay_after(tried)
         if not final and delay > timedelta(0):  # no delay: the caller retries at once
             due = self._host.clock() + delay
             self._record(ev.RetryScheduled(step_id=op, attempt=attempt + 1, due_at=due))

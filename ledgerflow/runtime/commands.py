@@ -89,16 +89,17 @@ class RunCommands:
 
     def resolve_token(self, run_id: str, token_id: str, payload: Any = None, *,
                       actor: str | None = None, idempotency_key: Key | None = None) -> None:
-        """Resolve the token the run waits on (`NotAwaited` if it is not waiting on it)."""
+        """Resolve the token the run waits on (`NotAwaited` if it is not waiting on it):
+        a `wait_for_token`'s, or an agent step's (the payload: its tool results)."""
         data = json_value(payload, "token payload")
 
         def build(journal: Journal) -> tuple[list[ev.Event], bool]:
             state, wp = journal.state, journal.state.waitpoint
-            if state.status is not RunStatus.SUSPENDED or wp is None or wp.kind != "token" \
-                    or wp.token_id != token_id:
+            if state.status is not RunStatus.SUSPENDED or wp is None \
+                    or wp.kind not in ("token", "agent") or wp.token_id != token_id:
                 raise NotAwaited(run_id, "token", token_id)
             return [ev.TokenResolved(token_id=token_id, payload=data),
-                    *decide(state, Wake(reason="token", name=wp.name))], True
+                    *decide(state, Wake(reason=wp.kind, name=wp.name))], True
 
         self._command(run_id, build, actor, key=idempotency_key)
 

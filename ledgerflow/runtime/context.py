@@ -17,11 +17,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ledgerflow.domain import events as ev
+from ledgerflow.runtime import agent
 from ledgerflow.runtime.attempts import Rules, StepAttempts
 from ledgerflow.runtime.cursor import OpCursor
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.failures import NotSerializable as NotSerializable
 from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
+from ledgerflow.runtime.parallel import BranchSpec, newly_done, split
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
 from ledgerflow.runtime.steps import RunWatch
 
@@ -35,7 +37,7 @@ class Session(Protocol):
     @property
     def journal(self) -> Journal: ...
     def clock(self) -> datetime: ...
-    def record(self, event: ev.Event) -> bool: ...
+    def record(self, event: ev.Event) -> bool: ...  # InvalidEvent: the store refuses it
     def before_step(self) -> None: ...
     def decide_now(self, decision: list[ev.Event]) -> bool: ...
     def check_workflow(self, name: str) -> None: ...
@@ -152,6 +154,9 @@ class Context(OpCursor):
             if op in j.failures:
                 failed = j.failures[op]
                 raise StepFailed(op, failed.error, failed.attempt)
+            suspended = agent.waiting(j, op)
+            if suspended is not None:  # an agent step waits for its tool results
+                raise Park(suspended, None)
             due = j.retry_due.get(op)
             if due is not None and due > self._session.clock():
                 raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
@@ -171,40 +176,42 @@ class Context(OpCursor):
         return result
 
     def _attempt(self, op: str, call: Callable[[], Any], rules: Rules) -> None:
-        """One attempt of step `op`, journaled: StepCompleted, or StepFailed (final, or
-        with RetryScheduled for the next attempt). The caller reads the journal."""
-        completed = self._steps.attempt(op, call, rules)
-        if completed is None:
+        """One attempt of step `op`, journaled: StepCompleted (or StepSuspended), or
+        StepFailed (final, or with RetryScheduled for the next attempt). The caller reads
+        the journal."""
+        outcome = self._steps.attempt(op, call, rules)
+        if outcome is None:
             return
         self._faults("step_executed")
-        self._record(completed)
+        self._steps.succeeded(outcome, rules)
 
-    def parallel(self, name: str, branches: Mapping[str, Callable[[], Any]], *,
+    def parallel(self, name: str, branches: Mapping[str, BranchSpec], *,
+                 max_concurrency: int | None = None,
                  max_attempts: int = 1, backoff: Backoff = "exponential",
                  initial_delay: timedelta = timedelta(seconds=1),
                  max_delay: timedelta = timedelta(minutes=5), timeout: timedelta | None = None,
                  timeout_grace: timedelta | None = None,
                  retry_on: tuple[type[BaseException], ...] = (Exception,),
                  non_retryable: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
-        """Run each branch (a no-argument callable) concurrently, each journaled as step
-        `name/branch` with `ctx.step`'s retry options; returns `{branch: result}`.
+        """Run each branch (a no-argument callable, or a `Branch(fn, compensate=undo)`)
+        concurrently, at most `max_concurrency` at once (default: all), each journaled
+        as step `name/branch` with `ctx.step`'s retry options; returns `{branch: result}`.
 
-        Each round runs the branches that are due at once; failed ones with attempts
-        left are retried in a later round (after a back-off: the run parks until the
-        earliest). A branch's last failure raises `StepFailed` once its round is
-        journaled (pending retries of the others are then dropped).
+        Each round runs the branches that are due; failed ones with attempts left are
+        retried in a later round (after a back-off: the run parks until the earliest).
+        A branch's last failure raises `StepFailed` once its round is journaled (pending
+        retries of the others are then dropped). A completed branch's compensator runs,
+        like a step's, if the run rolls back.
         """
         rules = Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
                       retry_on, non_retryable, timeout_grace)
+        calls, undo = split(branches, max_concurrency)
         op = self._op(name)
-        ids = {branch: f"{op}/{branch}" for branch in branches}
-        j = self._j
-        recorded = {i for i in ids.values() if i in j.attempts}
-        for _ in recorded:
-            self._enter_any(recorded, f"parallel {op!r} branch")
-        for step_id in ids.values():
-            self._seed(step_id)
+        ids, j = self._branch_ids(op, branches), self._j
+        gathered: set[str] = set()
         while True:
+            for step_id, fn, result in newly_done(ids, undo, j.results, gathered):
+                self._completed(step_id, result, fn, rules.policy)
             for step_id in ids.values():
                 if step_id in j.failures:
                     failed = j.failures[step_id]
@@ -218,7 +225,17 @@ class Context(OpCursor):
                 due = min(j.retry_due[i] for i in todo.values())
                 raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
             self._session.before_step()
-            self._steps.branches(ready, branches, rules)
+            self._steps.branches(ready, calls, rules, max_concurrency)
+
+    def _branch_ids(self, op: str, branches: Mapping[str, Any]) -> dict[str, str]:
+        """{branch: step id} of parallel `op`, its journaled branches met, seeds applied."""
+        ids = {branch: f"{op}/{branch}" for branch in branches}
+        recorded = {i for i in ids.values() if i in self._j.attempts}
+        for _ in recorded:
+            self._enter_any(recorded, f"parallel {op!r} branch")
+        for step_id in ids.values():
+            self._seed(step_id)
+        return ids
 
     # --------------------------------------------------------------------- waits
 

@@ -1,7 +1,8 @@
-"""`Engine`: creating runs (trigger, rerun, resume, children), state and history
-queries, and `run_due` / `tick` for hosts without a worker; the commands on an
-existing run (signal, event, token, cancel) are a composed `RunCommands`. The
-executor and the commands are given the engine's `Runtime`, never the engine.
+"""`Engine`: creating runs (trigger, rerun, resume, children) and state and history
+queries; it composes the commands on an existing run (signal, event, token, cancel:
+`RunCommands`) and the running of leased runs (`run_due` / `tick` for hosts without a
+worker, heartbeat: `Runner`). The executor, the commands and the runner are given
+the engine's `Runtime`, never the engine.
 
 Every command folds the run's stream, decides with `domain.state.decide` (so the
 lifecycle machine validates it), and appends with the version it folded; a
@@ -21,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +34,7 @@ from ledgerflow.domain.errors import (
     ConcurrencyError,
     IllegalTransition,
     InvalidRequest,
+    RunConflict,
 )
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.metadata import run_metadata
@@ -43,12 +44,13 @@ from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend,
 from ledgerflow.eventstore.store import Clock, EventStore, PendingAppend, Transaction, utcnow
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.commands import RunCommands, json_value
-from ledgerflow.runtime.executor import RunSession, claim_next
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
+from ledgerflow.runtime.runner import Runner
 
 _SAME: Any = object()
 log = logging.getLogger("ledgerflow.engine")
@@ -71,34 +73,18 @@ class TriggerResult:
         return () if self.pending is None else tuple(self.pending.recorded)
 
 
-@dataclass
-class TickResult:
-    """What one `run_due` / `tick` did."""
-
-    claimed: int = 0
-    completed: int = 0
-    parked: int = 0
-    failed: int = 0
-    reaped: int = 0
-    released: int = 0
-    abandoned: int = 0
-    canceled: int = 0
-
-    def count(self, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
-
-
 class Engine:
     """The workflow engine over one event store: composes a `Runtime` (given to the
     executor and the commands) and the `RunCommands` over it."""
 
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
-                 worker_id: str | None = None, faults: FaultPoints | None = None) -> None:
+                 worker_id: str | None = None, faults: FaultPoints | None = None,
+                 observer: Observer = NO_OBSERVER) -> None:
         self.runtime = Runtime(
             store, registry if registry is not None else default_registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lease, faults=faults if faults is not None else FaultPoints())
+            lease, faults=faults if faults is not None else FaultPoints(), observer=observer)
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup
@@ -107,8 +93,12 @@ class Engine:
         self.send_event = self.commands.send_event
         self.resolve_token = self.commands.resolve_token
         self.cancel = self.commands.cancel
-        self._dropped: set[str] = set()  # runs whose execution broke off: to give back
-        self._dropped_lock = threading.Lock()
+        self.runner = Runner(self.runtime)
+        """Claims, executes and keeps leases; also reachable as `engine.run_due(...)`, ..."""
+        self.execute, self.run_due, self.tick = (
+            self.runner.execute, self.runner.run_due, self.runner.tick)
+        self.reap, self.heartbeat, self.release_leases = (
+            self.runner.reap, self.runner.heartbeat, self.runner.release_leases)
 
     @property
     def stopping(self) -> bool:
@@ -161,8 +151,10 @@ class Engine:
 
         A key given as a string names the run forever: the same key with the same
         content returns its run (`created=False`), with other content raises
-        `IdempotencyConflict`. An `IdempotencyKey` (the HTTP API's) remembers what
-        its `remember` makes of the result, and a replay returns its `recall`.
+        `RunConflict` naming it; so does a given `run_id` of an existing run created
+        with another workflow, input, tenant or tags (or version, when one is given).
+        An `IdempotencyKey` (the HTTP API's) remembers what its `remember` makes of the
+        result, and a replay returns its `recall`.
 
         Eager start: when this engine has a running `Worker` in this process and
         `eager` is True (or None and one of its threads is idle), the trigger
@@ -174,20 +166,20 @@ class Engine:
         definition = self.registry.get(workflow_id, workflow_version)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
-            input=json_value(input, "input"),
+            input=json_value(definition.check_input(input), "input"),
             tenant_meta=json_value(dict(tenant_meta or {}), "tenant_meta"),
-            tags=_tags(tags), priority=int(priority))
+            tags=_tags(tags), priority=_priority(priority))
         leased = not delay and eager is not False and not self.stopping \
             and self.wakeup.can_take(force=eager is True)
         key = _trigger_key(idempotency_key, created) if isinstance(idempotency_key, str) \
             else idempotency_key
         return self._create(created, run_id=run_id, key=key, delay=delay, actor=actor,
-                            leased=leased)
+                            leased=leased, any_version=workflow_version is None)
 
     def _create(self, created: ev.RunCreated, *, run_id: str | None = None,
                 key: IdempotencyKey[TriggerResult] | None = None,
                 delay: timedelta | None = None, actor: str | None = None,
-                leased: bool = False) -> TriggerResult:
+                leased: bool = False, any_version: bool = False) -> TriggerResult:
         run_id = run_id or new_id()
         now = self.clock()
         due = now + delay if delay else now
@@ -195,7 +187,8 @@ class Engine:
             created = created.model_copy(update={"not_before": due})
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
-                            actor=actor, idempotency_key=None if key is None else key.key)
+                            actor=actor, idempotency_key=None if key is None else key.key,
+                            traceparent=self.runtime.observer.traceparent())
         new = [NewEvent(created, new_id(), meta)]
         if leased:
             new += runs.start_events(self.runtime, run_id, created, new[0])
@@ -212,8 +205,8 @@ class Engine:
 
         try:
             result = run_once(self.store, key, write)
-        except ConcurrencyError:  # the run exists: name it (under a key, remember that)
-            return run_once(self.store, key, lambda tx: TriggerResult(run_id, False))
+        except ConcurrencyError:  # the run exists: it (under a key, remembered) or a conflict
+            return run_once(self.store, key, lambda tx: _existing(tx, run_id, created, any_version))
         self.runtime.faults("command_committed")
         if not result.created:  # replayed by its key
             return result
@@ -225,21 +218,6 @@ class Engine:
                 announce(tx, self.worker_id)
         return result
 
-    def execute(self, claimed: Claimed) -> str:
-        """Execute a run leased to this worker (claimed, or handed over by a trigger).
-
-        An execution that breaks off (the store went away mid-run) leaves the run
-        leased to this worker: the next heartbeat gives it back, due now, instead of
-        renewing its lease with the others, so that a worker continues it from its
-        journal (else it would stay running, its lease renewed for ever)."""
-        try:
-            with self.store.held_connection():
-                return RunSession(self.runtime, claimed.journal).run()
-        except Exception:
-            with self._dropped_lock:
-                self._dropped.add(claimed.run_id)
-            raise
-
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None,
               idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
@@ -248,6 +226,8 @@ class Engine:
         journal = self.runtime.journal(run_id)
         old = journal.created
         assert old is not None
+        if input is not _SAME:
+            input = self.registry.get(old.workflow_id, old.workflow_version).check_input(input)
         created = ev.RunCreated(
             workflow_id=old.workflow_id, workflow_version=old.workflow_version,
             input=old.input if input is _SAME else json_value(input, "input"),
@@ -273,99 +253,44 @@ class Engine:
             definition = self.registry.get(workflow_id)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
-            input=old.input if input is None else json_value(input, "input"),
+            input=old.input if input is None else json_value(definition.check_input(input),
+                                                             "input"),
             tenant_meta=dict(old.tenant_meta),
             tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
         return self._create(created, run_id=new_run_id, actor=actor,
                             key=idempotency_key).run_id
 
-    # ------------------------------------------------------------------ running
 
-    def run_due(self, max_runs: int = 100, *, heartbeat: bool = True) -> TickResult:
-        """Claim and execute due runs (at most `max_runs`) in this thread.
-
-        From the first claim on, a heartbeat thread renews this engine's leases every
-        lease / 3 until the call returns, so a run that takes longer than the lease is
-        not taken over by another host meanwhile (`Worker` threads pass
-        `heartbeat=False`: the worker has a heartbeat thread of its own)."""
-        result = TickResult()
-        beating: threading.Event | None = None
-        try:
-            with self.store.held_connection():
-                while result.claimed < max_runs:
-                    claimed = claim_next(self.runtime)
-                    if claimed is None:
-                        break
-                    if heartbeat and beating is None:
-                        beating = self._beat_until_set()
-                    result.claimed += 1
-                    if claimed is False:
-                        continue
-                    result.count(self.execute(claimed))
-        finally:
-            if beating is not None:
-                beating.set()
-        return result
-
-    def _beat_until_set(self) -> threading.Event:
-        """Renew this engine's leases every lease / 3 until the returned event is set."""
-        done = threading.Event()
-        interval = max(self.lease.total_seconds() / 3, 0.05)
-
-        def beat() -> None:
-            while not done.wait(interval):
-                try:
-                    self.heartbeat()
-                except Exception:  # the next beat retries; the lease has slack for two
-                    log.exception("heartbeat failed")
-
-        threading.Thread(target=beat, name="ledgerflow-run-due-heartbeat", daemon=True).start()
-        return done
-
-    def tick(self, max_runs: int = 100) -> TickResult:
-        """For cron / serverless hosts: reap stale leases, then `run_due`."""
-        reaped = self.reap()
-        result = self.run_due(max_runs)
-        result.reaped = reaped
-        return result
-
-    def reap(self) -> int:
-        """Clear expired leases; returns how many runs became claimable again."""
-        with self.store.engine.begin() as conn:
-            return queue.reap(conn, self.clock())
-
-    def heartbeat(self) -> int:
-        """Give back the runs whose execution broke off, extend the leases this engine's
-        worker id holds (returns how many), then cancel the steps in flight here whose
-        run another process canceled."""
-        with self._dropped_lock:
-            dropped = set(self._dropped)
-        with self.store.engine.begin() as conn:
-            if dropped:
-                queue.release_owner(conn, self.worker_id, self.clock(), runs=dropped)
-            renewed = queue.heartbeat(conn, self.worker_id, self.clock() + self.lease)
-        with self._dropped_lock:
-            self._dropped -= dropped
-        self.runtime.inflight.poll(self.store.read_stream)
-        return renewed
-
-    def release_leases(self) -> int:
-        """Give back every run this worker id holds (due now)."""
-        with self.store.transaction() as tx:
-            released = queue.release_owner(tx.conn, self.worker_id, self.clock())
-            if released:
-                announce(tx, self.worker_id)
-        return released
+def _existing(tx: Transaction, run_id: str, created: ev.RunCreated,
+              any_version: bool) -> TriggerResult:
+    """A trigger whose run id names an existing run: that run, when it was created with
+    the same workflow and input (and tenant, tags, lineage); else `RunConflict`."""
+    first = tx.read_first(run_id)
+    existing = None if first is None else first.event
+    if not isinstance(existing, ev.RunCreated):
+        raise RunConflict(run_id)
+    differs = runs.differences(existing, created, any_version=any_version)
+    if differs:
+        raise RunConflict(run_id, differs=differs)
+    return TriggerResult(run_id, False)
 
 
 def _trigger_key(key: str, created: ev.RunCreated) -> IdempotencyKey[TriggerResult]:
     """A trigger's own key: scope "trigger", bound to the run's content, kept forever,
-    remembering the run it names."""
+    remembering the run it names (and naming it in a conflict)."""
     return IdempotencyKey(
         "trigger", key, runs.fingerprint(created),
         remember=lambda _conn, result: {"runId": result.run_id},
-        recall=lambda kept: TriggerResult(str(kept["runId"]), False), ttl=None)
+        recall=lambda kept: TriggerResult(str(kept["runId"]), False), ttl=None,
+        conflict=lambda kept: RunConflict(str(kept["runId"]), key=key) if kept else None)
+
+
+def _priority(priority: int) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not -(2**31) <= priority < 2**31:
+        raise InvalidRequest(f"priority must be a 32-bit integer, got {priority!r}")
+    return priority
 
 
 def _tags(tags: list[str] | None) -> list[str]:

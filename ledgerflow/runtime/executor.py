@@ -96,9 +96,21 @@ class RunSession:
     # ---------------------------------------------------------- used by Context
 
     def record(self, event: ev.Event) -> bool:
-        """Buffer a fact; True if it added an op to the journal's order."""
+        """Buffer a fact; True if it added an op to the journal's order. A step's
+        completion (or suspension) that the store would refuse (`InvalidEvent`: over its size limit)
+        raises here, before it is buffered, so the step fails rather than the write."""
+        if isinstance(event, ev.StepCompleted | ev.StepSuspended):
+            self.check(event)
         self.pending.append(event)
+        if isinstance(event, ev.StepCompleted | ev.StepFailed):
+            self.rt.observer.step_ended(self.journal.state.workflow_id, event, self.clock())
         return self.journal.add(event)
+
+    def check(self, event: ev.Event) -> None:
+        """Raise what the store would raise for `event` on this run (`InvalidEvent`)."""
+        if self.rt.store.max_event_bytes is not None:
+            meta = event_metadata(self.journal.base_metadata, self.journal.last_event_id)
+            self.rt.store.check_event(self.run_id, NewEvent(event, metadata=meta))
 
     def before_step(self) -> None:
         """A step is about to run: stop if asked, make earlier facts durable."""
@@ -143,7 +155,7 @@ class RunSession:
         else:
             raise Abandon()
         recorded = pending.recorded
-        had_step = any(isinstance(e, ev.StepCompleted) for e in self.pending)
+        had_step = any(isinstance(e, ev.StepCompleted | ev.StepSuspended) for e in self.pending)
         cut = len(self.pending)
         self.pending = []
         if recorded:
@@ -180,13 +192,15 @@ class RunSession:
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            while True:
-                try:
-                    return self._run_once()
-                except Replay:
-                    continue
-                except Abandon:
-                    return "abandoned"
+            with self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
+                                            self.journal.base_metadata):
+                while True:
+                    try:
+                        return self._run_once()
+                    except Replay:
+                        continue
+                    except Abandon:
+                        return "abandoned"
         finally:
             self.rt.inflight.remove(self.watch)
 
@@ -198,9 +212,10 @@ class RunSession:
             return self.fail(error_info(error), "none")
         ctx = Context(self, self.rt.faults, self.watch)
         try:
-            result = definition.fn(ctx, ctx.input)
+            result = definition.call(ctx, ctx.input)
             ctx.finish()
             result = json_roundtrip(result, "the workflow's result")
+            self.check(ev.RunCompleted(result=result))  # too large: rolls back, fails
         except Park as park:
             return self.cancel(ctx) if self.canceling else self.park(park)
         except CancelRequested:
@@ -259,6 +274,7 @@ class RunSession:
 
     def _nudge_parent(self) -> None:
         self.rt.finished.mark(self.run_id, self.journal.state)
+        self.rt.observer.run_ended(self.journal.state.workflow_id, self.journal.state.status)
         created = self.journal.created
         if created is not None and created.parent_run_id is not None:
             self.rt.wakeup.notify()

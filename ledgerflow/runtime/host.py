@@ -3,8 +3,9 @@
 It holds what they need and nothing of the `Engine` that builds it: the store, the
 workflow registry, the clock, this worker's id and lease, the in-process hand-offs
 (`Wakeup`, `Finished`), the steps executing here (`InFlight`, which a cancel
-reaches), the stop flag and the fault points crash tests arm. `Engine` composes one;
-so may a host that wires its own parts (tests, a serverless handler).
+reaches), the stop flag, the fault points crash tests arm, and the `Observer` that
+metrics count with. `Engine` composes one; so may a host that wires its own parts
+(tests, a serverless handler).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ledgerflow.eventstore.store import Clock, EventStore
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Finished, Wakeup
 from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.steps import InFlight
 
 
@@ -37,6 +39,7 @@ class Runtime:
     stop: threading.Event = field(default_factory=threading.Event)
     faults: FaultPoints = field(default_factory=FaultPoints)
     inflight: InFlight = field(default_factory=InFlight)
+    observer: Observer = NO_OBSERVER
 
     @property
     def stopping(self) -> bool:

@@ -3,7 +3,8 @@
 Every context operation has an op id: its name, with `#n` appended for the n-th
 call of the same name (loops). Ops that leave records (steps, values, sleeps,
 tokens, children, parallel branches) are kept in `order`, the order in which they
-first appear in the stream; replay must meet them in that order.
+first appear in the stream; replay must meet them in that order. An agent step's
+rounds (`StepSuspended`) are kept in `suspensions` (see `runtime.agent`).
 
 Signals and events are consumed by rule, not by id: the k-th wait for signal N
 takes the k-th item of N's list, where the list holds, in stream order, every
@@ -69,6 +70,7 @@ class Journal:
     events: dict[str, list[Item]] = field(default_factory=dict)
     compensated: dict[str, bool] = field(default_factory=dict)
     item_waits: dict[tuple[str, str, int], ev.Waitpoint] = field(default_factory=dict)
+    suspensions: dict[str, list[ev.StepSuspended]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, run_id: str, recorded: Iterable[RecordedEvent]) -> Journal:
@@ -116,6 +118,11 @@ class Journal:
                 self.attempts[op] = event.attempt
                 if event.final:
                     self.failures[op] = event
+                return self._first(op)
+            case ev.StepSuspended(step_id=op):
+                self.suspensions.setdefault(op, []).append(event)
+                self.attempts[op] = event.attempt
+                self.retry_due.pop(op, None)
                 return self._first(op)
             case ev.RetryScheduled(step_id=op):
                 self.retry_due[op] = event.due_at

@@ -1,7 +1,8 @@
 """Writing runs that other runs cause: a child created in its parent's park
 transaction, a parent told (and woken) in its child's terminal transaction, the
-first events of an eagerly started run, and the fingerprint a trigger's
-idempotency key binds (the key itself is an `eventstore.idempotency` key).
+first events of an eagerly started run, and what a trigger that names an existing
+run must share with it: the fingerprint its idempotency key binds (the key itself
+is an `eventstore.idempotency` key) and, for a given run id, `differences`.
 
 Each function writes inside the caller's `Transaction`; none commits.
 """
@@ -33,6 +34,22 @@ def fingerprint(created: ev.RunCreated) -> str:
          created.tags], sort_keys=True).encode()).hexdigest()
 
 
+_COMPARED = {"workflow_id": "workflow", "workflow_version": "workflow version",
+             "input": "input", "tenant_meta": "tenant", "tags": "tags",
+             "parent_run_id": "parent", "rerun_of": "rerun lineage",
+             "resumed_from": "resume lineage"}
+
+
+def differences(existing: ev.RunCreated, created: ev.RunCreated, *,
+                any_version: bool = False) -> list[str]:
+    """What a trigger asks (`created`) that the run it names was not created with, in
+    words ("input", "tags", ...); empty: it is the same run. `any_version`: the trigger
+    did not name a version (the run may have started on an earlier one)."""
+    return [words for name, words in _COMPARED.items()
+            if getattr(existing, name) != getattr(created, name)
+            and not (any_version and name == "workflow_version")]
+
+
 def start_events(rt: Runtime, run_id: str, created: ev.RunCreated,
                  first: NewEvent) -> list[NewEvent]:
     """What a claim would append (RunStarted), caused by the RunCreated `first`."""
@@ -55,7 +72,9 @@ def create_child(rt: Runtime, tx: Transaction, parent: Journal, spec: ChildSpec)
                         pstate.tenant_meta.get("tenantId"),
                         correlation_id=parent.base_metadata.get("correlation_id",
                                                                 parent.run_id),
-                        causation_id=parent.last_event_id)
+                        causation_id=parent.last_event_id,
+                        traceparent=rt.observer.child_traceparent(
+                            pstate.workflow_id, parent.run_id, spec.step_id))
     now = rt.clock()
     tx.append_deferred(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
     queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now)

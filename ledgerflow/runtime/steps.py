@@ -1,11 +1,12 @@
 """Step attempts: what a step's code sees, how one attempt runs, and how a timeout or a
 cancel reaches it.
 
-- `current_step()`, called in a step's code, returns `StepInfo(run_id, step_id,
-  attempt, cancelled)`. `cancelled` is a `threading.Event` set when the attempt
-  times out or its run is canceled. Python cannot stop a thread from outside, so a long
-  step checks `cancelled` (`is_set()`, or `wait(seconds)` instead of `time.sleep`)
-  and returns early.
+- `current_step()`, called in a step's code, returns `StepInfo(run_id, step_id, attempt,
+  cancelled, resume_data, suspended_state)` (the last two: an agent step entered again
+  after it suspended, see `runtime.agent`). `cancelled` is a `threading.Event` set when
+  the attempt times out or its run is canceled. Python cannot stop a thread from
+  outside, so a long step checks `cancelled` (`is_set()`, or `wait(seconds)` instead of
+  `time.sleep`) and returns early.
 - `run_attempt` runs one attempt. Without a timeout it runs in the calling thread. With
   a timeout it runs in a daemon thread of its own, with a copy of the caller's
   contextvars. At the timeout, `cancelled` is set and the caller waits up to the grace
@@ -55,6 +56,20 @@ class StepInfo:
     cancelled: threading.Event = field(default_factory=threading.Event, compare=False,
                                        repr=False)
     """Set when this attempt timed out or its run was canceled: return soon."""
+    resume_data: Any = None
+    """An agent step entered again after it suspended: the payload its token was
+    resolved with (the tool results); None otherwise (see `runtime.agent`)."""
+    suspended_state: Any = None
+    """An agent step entered again after it suspended: the `state` it suspended with."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What an attempt of a suspended agent step is entered with: its token's payload
+    and the state the step suspended with."""
+
+    data: Any
+    state: Any
 
 
 _current: ContextVar[StepInfo | None] = ContextVar("ledgerflow_current_step", default=None)
@@ -110,9 +125,11 @@ class RunWatch:
         """Whether an attempt is in flight."""
         return bool(self._active)
 
-    def begin(self, step_id: str, attempt: int) -> StepInfo:
+    def begin(self, step_id: str, attempt: int, resume: Resume | None = None) -> StepInfo:
         """An attempt starts (already `cancelled` if the run was canceled)."""
-        info = StepInfo(self.run_id, step_id, attempt)
+        resumed = resume or Resume(None, None)
+        info = StepInfo(self.run_id, step_id, attempt, resume_data=resumed.data,
+                        suspended_state=resumed.state)
         with self._lock:
             if self.canceled:
                 info.cancelled.set()
@@ -188,11 +205,12 @@ class InFlight:
 
 
 def run_attempt(watch: RunWatch, step_id: str, attempt: int, call: Callable[[], Any],
-                timeout: timedelta | None, grace: timedelta | None) -> Any:
-    """Run one attempt of step `step_id` (`current_step()` tells its code which); with a
-    `timeout`, `StepTimeout` once it passes (see the module's docstring). `grace`
-    defaults to `timeout`."""
-    info = watch.begin(step_id, attempt)
+                timeout: timedelta | None, grace: timedelta | None,
+                resume: Resume | None = None) -> Any:
+    """Run one attempt of step `step_id` (`current_step()` tells its code which, and
+    what it `resume`s with); with a `timeout`, `StepTimeout` once it passes (see the
+    module's docstring). `grace` defaults to `timeout`."""
+    info = watch.begin(step_id, attempt, resume)
     try:
         if timeout is None:
             token = _current.set(info)

@@ -158,7 +158,8 @@ def test_same_idempotency_key_and_body_replays_the_response(client: TestClient,
     assert len(client.get("/api/runs").json()["data"]) == 1
     other = client.post("/api/runs", json={**body, "input": "bob"},
                         headers={"Idempotency-Key": "k-1"})
-    assert "different request" in assert_error(other, 422, "idempotency_conflict")["message"]
+    conflict = assert_error(other, 409, "conflict")
+    assert conflict["details"] == {"runId": first.json()["id"], "key": "k-1"}
     assert len(client.get("/api/runs").json()["data"]) == 1
 
 
@@ -173,7 +174,7 @@ def test_idempotency_key_on_a_command_delivers_once(client: TestClient,
     assert types.count("SignalReceived") == 1
     other_run = client.post("/api/runs", json={"workflowId": "waiter"}).json()["id"]
     assert_error(client.post(f"/api/runs/{other_run}/signals", json={"name": "later"},
-                             headers={"Idempotency-Key": "sig-1"}), 422, "idempotency_conflict")
+                             headers={"Idempotency-Key": "sig-1"}), 409, "conflict")
 
 
 def test_a_failed_request_does_not_burn_its_key(client: TestClient, lf: Ledgerflow) -> None:

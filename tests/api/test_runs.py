@@ -10,7 +10,8 @@ from ledgerflow._app import Ledgerflow
 
 RUN_KEYS = {"id", "workflowId", "workflowVersion", "status", "input", "result", "error",
             "waitpoint", "wakeAt", "parentRunId", "children", "tags", "tenantMeta",
-            "createdAt", "updatedAt", "version"}
+            "createdAt", "updatedAt", "version", "resumedFrom", "rerunOf", "compensation",
+            "queue", "priority"}
 
 
 def trigger(client: TestClient, workflow_id: str, input: Any = None, **extra: Any) -> Any:
@@ -48,7 +49,8 @@ def test_trigger_run_and_read_record_history_journal(client: TestClient,
 
 def test_trigger_with_an_existing_run_id_returns_that_run(client: TestClient) -> None:
     first = trigger(client, "greet", "a", runId="order-17")
-    again = client.post("/api/runs", json={"workflowId": "greet", "runId": "order-17"})
+    again = client.post("/api/runs", json={"workflowId": "greet", "input": "a",
+                                           "runId": "order-17"})
     assert again.status_code == 200
     assert again.json()["id"] == first["id"] == "order-17"
     assert history_types(client, "order-17") == ["RunCreated"]

@@ -114,4 +114,4 @@ def test_records_follow_their_tables_and_the_domain() -> None:
     assert set(camel_keys(error.model_dump(mode="json"))) == {"type", "message", "stepId",
                                                                "details", "traceback"}
     assert set(camel_keys(wait.model_dump(mode="json"))) == {"kind", "name", "tokenId",
-                                                              "wakeAt", "timeoutAt"}
+                                                              "wakeAt", "timeoutAt", "pending"}

@@ -19,6 +19,7 @@ from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import (
     ConcurrencyError,
     DuplicateEventId,
+    EventTooLarge,
     IdempotencyConflict,
     InvalidEvent,
 )
@@ -394,6 +395,37 @@ class StoreContract:
         with pytest.raises(InvalidEvent, match="cannot be stored"), store.transaction() as tx:
             tx.append_deferred(StreamAppend(sid(), [bad], 0))
         assert count(engine) == before
+
+    def test_an_event_over_the_size_limit_is_refused_and_nothing_written(
+            self, engine: Engine) -> None:
+        """`max_event_bytes` counts the event's data and metadata JSON as stored (UTF-8
+        bytes); a larger event is refused before any statement, in an eager and in a
+        deferred append alike, naming the event, its stream, its size and the limit."""
+        with hook_log_created(engine):
+            store = EventStore(engine, hooks=[PositionLog()], max_event_bytes=2_000)
+            before = _row_counts(engine)
+            meta = {"actor": "tester"}
+            fits = NewEvent(ev.RunStarted(worker="é" * 950), metadata=meta)  # 2 bytes each
+            data, meta_json = fits.event.model_dump_json(), '{"actor":"tester"}'
+            size = len(data.encode()) + len(meta_json)
+            grown = NewEvent(ev.RunStarted(worker="é" * (950 + (2_000 - size) // 2 + 1)),
+                             metadata=meta)
+            run = sid()
+            with pytest.raises(EventTooLarge) as info:
+                store.append(StreamAppend(sid(), [created()], 0),
+                             StreamAppend(run, [grown], 0))
+            assert (info.value.type_name, info.value.stream, info.value.limit) == (
+                "RunStarted", run, 2_000)
+            assert 2_000 < info.value.size <= 2_002
+            assert f"RunStarted for stream {run!r} is {info.value.size} bytes" in str(
+                info.value)
+            assert "nothing was appended" in str(info.value)
+            with pytest.raises(EventTooLarge), store.transaction() as tx:
+                tx.append_deferred(StreamAppend(sid(), [created()], 0))
+                tx.append_deferred(StreamAppend(run, [grown], 0))
+            assert _row_counts(engine) == before
+            assert size <= 2_000 and store.append(StreamAppend(run, [fits], 0))
+            assert EventTooLarge.http_status == 413 and issubclass(EventTooLarge, InvalidEvent)
 
     def test_read_all_in_position_order_with_after_and_limit(self, store: EventStore) -> None:
         streams = [sid() for _ in range(5)]

@@ -120,3 +120,44 @@ def test_router_fans_out_or_skips(any_engine: Engine) -> None:
                        "RunCompleted": ["runs.main", "runs.audit"]}
     completed = [r for r in rows if r.event_id == recorded[-1].event_id]
     assert completed[0].payload == completed[1].payload
+
+
+def test_the_default_event_limit_leaves_room_for_the_envelope_and_headers(
+        sqlite_engine: Engine) -> None:
+    """`DEFAULT_MAX_EVENT_BYTES` is derived honestly: an event at exactly the limit, with
+    every id at 200 characters, makes a message (envelope, headers, key) that
+    kafka-python's own size estimate puts under its default `max_request_size`; one
+    byte more is refused at the append, and nothing is written."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    from ledgerflow.domain.errors import EventTooLarge
+    from ledgerflow.domain.events import RunCreated
+    from ledgerflow.outbox._writer import (
+        DEFAULT_MAX_EVENT_BYTES,
+        ENVELOPE_ALLOWANCE,
+        PRODUCER_MAX_REQUEST_SIZE,
+    )
+
+    store = EventStore(sqlite_engine, hooks=[OutboxWriter()],
+                       max_event_bytes=DEFAULT_MAX_EVENT_BYTES)
+    long_id = "x" * 200
+    meta = run_metadata(long_id, "v" * 50, long_id, correlation_id=long_id, actor=long_id,
+                        idempotency_key=long_id)
+
+    def event(size: int) -> NewEvent:
+        empty = RunCreated(workflow_id=long_id, workflow_version="v" * 50, input="")
+        base = len(empty.model_dump_json()) + len(json.dumps(meta, separators=(",", ":")))
+        return NewEvent(empty.model_copy(update={"input": "a" * (size - base)}),
+                        metadata=meta)
+
+    with pytest.raises(EventTooLarge, match=f"over the event size limit of "
+                                            f"{DEFAULT_MAX_EVENT_BYTES} bytes"):
+        store.append(StreamAppend("y" * 200, [event(DEFAULT_MAX_EVENT_BYTES + 1)], 0))
+    assert outbox_rows(sqlite_engine) == []
+    store.append(StreamAppend(long_id, [event(DEFAULT_MAX_EVENT_BYTES)], 0))
+    [row] = outbox_rows(sqlite_engine)
+    headers = [(name, value.encode()) for name, value in json.loads(row.headers)]
+    estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        row.key.encode(), row.payload.encode(), headers)
+    assert estimate <= PRODUCER_MAX_REQUEST_SIZE
+    assert estimate - DEFAULT_MAX_EVENT_BYTES <= ENVELOPE_ALLOWANCE // 3  # here: 2,115

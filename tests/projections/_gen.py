@@ -59,7 +59,8 @@ _TRIGGER_EVENT: dict[Trigger, Any] = {
     Trigger.WAKE: lambda d: ev.RunWoken(reason="timer"),
     Trigger.COMPLETE: lambda d: ev.RunCompleted(result=d.draw(_json)),
     Trigger.ROLLBACK: lambda d: ev.RunCompensating(error=_ERROR),
-    Trigger.FAIL: lambda d: ev.RunFailed(error=_ERROR, compensation="completed"),
+    Trigger.FAIL: lambda d: ev.RunFailed(error=_ERROR, compensation=d.draw(
+        st.sampled_from(["none", "completed", "partial"]))),
     Trigger.CANCEL: lambda d: ev.RunCanceled(reason="user"),
 }
 
@@ -93,13 +94,17 @@ def draw_run(data: st.DataObject, others: list[RunScript]) -> RunScript:
     """A run: created, then a legal walk of the lifecycle with step events in between."""
     run = RunScript(run_id=str(uuid.uuid4()), workflow_id=data.draw(st.sampled_from(WORKFLOWS)),
                     tenant=data.draw(st.sampled_from(TENANTS)))
-    parent = data.draw(st.none() | st.sampled_from(others)) if others else None
+    parent, rerun, resumed = (
+        data.draw(st.none() | st.sampled_from(others)) if others else None for _ in range(3))
     created = ev.RunCreated(
         workflow_id=run.workflow_id, workflow_version="1", input=data.draw(_json),
         tenant_meta={"tenantId": run.tenant} if run.tenant else {},
         tags=data.draw(st.lists(st.sampled_from(TAGS), max_size=3, unique=True)),
         parent_run_id=parent.run_id if parent else None,
-        parent_step_id="spawn" if parent else None)
+        parent_step_id="spawn" if parent else None,
+        rerun_of=rerun.run_id if rerun else None,
+        resumed_from=resumed.run_id if resumed else None,
+        priority=data.draw(st.integers(-2, 2)))
     run.appends.append([created])
     status = RunStatus.PENDING
     for _ in range(data.draw(st.integers(0, 8))):

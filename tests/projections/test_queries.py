@@ -64,7 +64,8 @@ def test_run_record_follows_the_lifecycle(store: EventStore) -> None:
     assert wire["tenantMeta"] == {"tenantId": "acme"} and wire["version"] == 4
     assert set(wire) == {"id", "workflowId", "workflowVersion", "status", "input", "result",
                          "error", "waitpoint", "wakeAt", "parentRunId", "children", "tags",
-                         "tenantMeta", "createdAt", "updatedAt", "version"}
+                         "tenantMeta", "createdAt", "updatedAt", "version",
+                         "resumedFrom", "rerunOf", "compensation", "queue", "priority"}
     _add(store, parent, ev.RunWoken(reason="timer"), ev.RunCompleted(result={"ok": True}))
     with store.engine.connect() as conn:
         done = get_run(conn, parent)
@@ -178,7 +179,8 @@ def test_history_is_the_stream_with_metadata(store: EventStore) -> None:
 
 
 LIST_FILTERS = [{}, {"status": "running"}, {"workflow_id": "wf-3"}, {"tenant_id": "t-5"},
-                {"tag": "tag-2"}, {"parent_run_id": "parent-9"}]
+                {"tag": "tag-2"}, {"parent_run_id": "parent-9"}, {"resumed_from": "run-7"},
+                {"rerun_of": "run-8"}, {"compensation": "compensation_failed"}]
 
 
 def test_list_queries_use_an_index_on_postgres(pg_engine: Engine) -> None:
@@ -205,7 +207,10 @@ def _fill(engine: Engine, count: int) -> None:
              "result": None, "error": None, "waitpoint": None, "wake_at": None,
              "timeout_at": None, "parent_run_id": f"parent-{i % 500}", "parent_step_id": None,
              "children": [], "tenant_id": f"t-{i % 40}", "tenant_meta": {}, "tags": [],
-             "created_at": start + timedelta(seconds=i), "updated_at": start, "version": 1}
+             "created_at": start + timedelta(seconds=i), "updated_at": start, "version": 1,
+             "resumed_from": f"run-{i % 300}", "rerun_of": f"run-{i % 400}",
+             "compensation": ["compensated", "compensation_failed", None][i % 3]
+             if i % 5 == 4 else None, "queue": None, "priority": 0}
             for i in range(count)]
     tags = [{"run_id": f"run-{i}", "tag": f"tag-{i % 30}",
              "created_at": start + timedelta(seconds=i)} for i in range(count)]

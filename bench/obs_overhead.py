@@ -1,0 +1,112 @@
+"""Observability's cost, as two figures of the workflows bench (`bench/workflows.py`).
+
+- `wf_obs_overhead`: conc8 throughput of the 3-step workflow with observability off
+  (the runtime's no-op observer) divided by the same with metrics and tracing on
+  (`Metrics` + `Tracing` on an OpenTelemetry SDK `TracerProvider` with a batch
+  processor and an exporter that drops the spans), measured in the same run,
+  phases alternating off/on REPEATS times (medians). Target <= 1.10.
+- `metrics_scrape_ms`: the median time of a `/metrics` rendering (`Metrics.render`,
+  store gauges read afresh: cache 0) with 100,000 runs in the store (run views
+  inserted in bulk: the gauges read `run_views`, `run_queue`, `outbox`; then VACUUM
+  ANALYZE, the state autovacuum keeps a busy table in). Target <= 50.
+
+Run alone (a reduced run): `WF_ONLY=obs WF_N=200 WF_REPEATS=1 bash bench/run workflows`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+SCRAPE_RUNS = 100_000
+
+
+def _tracing() -> Any:
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from ledgerflow.observability.tracing import Tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return Tracing(provider), provider
+
+
+def overhead(engine_sa: sa.engine.Engine, url: str, registry: Any,
+             measure: Callable[..., dict[str, float]], repeats: int) -> float:
+    """conc8 throughput off / on (the same registry's `bench3` workflow)."""
+    from ledgerflow import Engine, Worker
+    from ledgerflow._app import build_store
+    from ledgerflow.observability.metrics import Metrics
+    from ledgerflow.runtime.observe import NO_OBSERVER, Observers
+    from ledgerflow.settings import Settings
+
+    store = build_store(engine_sa, Settings(database_url=url))
+    tracing, provider = _tracing()
+    observers = {"off": NO_OBSERVER, "on": Observers(Metrics(store), tracing)}
+    per_s: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(repeats):
+        for label, observer in observers.items():
+            engine = Engine(store, registry, observer=observer)
+            worker = Worker(engine, threads=8, poll_interval=1.0).start()
+
+            def one(i: int, engine: Engine = engine) -> None:
+                run = engine.trigger("bench3", {"i": i}, eager=True).run_id
+                assert engine.wait(run).result == {"a": 1, "b": 2, "c": 3}
+
+            for i in range(20):
+                one(i)
+            per_s[label].append(measure(f"obs {label} conc8", one, 8)["per_s"])
+            worker.stop()
+    provider.shutdown()
+    off, on = statistics.median(per_s["off"]), statistics.median(per_s["on"])
+    print(f"observability off {off:.1f}/s, on {on:.1f}/s: overhead {off / on:.3f}x")
+    return off / on
+
+
+def _fill_runs(engine_sa: sa.engine.Engine, count: int) -> None:
+    from ledgerflow.projections._schema import run_views
+
+    now = datetime.now(UTC)
+    statuses = ("completed", "completed", "completed", "failed", "canceled")
+    rows = [{"run_id": f"scrape-{i:06d}", "workflow_id": "bench3", "workflow_version": "1",
+             "status": statuses[i % len(statuses)], "children": [], "tenant_meta": {},
+             "tags": [], "created_at": now, "updated_at": now, "version": 4} for i in range(count)]
+    with engine_sa.begin() as conn:
+        for start in range(0, count, 10_000):
+            conn.execute(run_views.insert(), rows[start:start + 10_000])
+
+
+def scrape_ms(engine_sa: sa.engine.Engine, url: str) -> float:
+    """Median ms of a /metrics rendering with SCRAPE_RUNS more runs in the store."""
+    from ledgerflow._app import build_store
+    from ledgerflow.observability.metrics import Metrics
+    from ledgerflow.settings import Settings
+
+    _fill_runs(engine_sa, SCRAPE_RUNS)
+    # autovacuum's steady state (visibility map set: the counts are index-only scans)
+    with engine_sa.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+    metrics = Metrics(build_store(engine_sa, Settings(database_url=url)), cache_seconds=0)
+    metrics.render()
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        text = metrics.render()
+        times.append((time.perf_counter() - t0) * 1000)
+    assert b"ledgerflow_runs{" in text
+    with engine_sa.connect() as conn:
+        total = conn.execute(sa.text("SELECT count(*) FROM run_views")).scalar_one()
+    ms = statistics.median(times)
+    print(f"/metrics scrape with {total} runs in the store: median {ms:.1f} ms "
+          f"(p90 {sorted(times)[int(len(times) * 0.9)]:.1f} ms)")
+    return ms

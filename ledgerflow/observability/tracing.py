@@ -1,0 +1,160 @@
+"""`Tracing`: OpenTelemetry spans for runs and steps, through the OpenTelemetry API only.
+
+Interface: `Tracing(tracer_provider=None)` is an `Observer` (the composition root
+gives it to the `Engine` with the metrics); `TraceContextMiddleware` makes an HTTP
+request's `traceparent` header the current context of its handler.
+
+Without an SDK configured the API is a no-op: spans cost a no-op call each and a
+trigger made under no span stores nothing. To export, configure the SDK in the
+process, e.g. run `opentelemetry-instrument ledgerflow serve` (package
+`opentelemetry-distro`), which reads the standard `OTEL_*` variables
+(`OTEL_TRACES_EXPORTER`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`...).
+
+Spans: `ledgerflow.run` around each execution of a run (a run that sleeps and
+resumes hours later on another host has one per execution, all children of the
+same stored context) and `ledgerflow.step` for each step attempt (a retry is a
+span of its own with its `ledgerflow.attempt`; a failed attempt has ERROR status
+and an `exception` event). Attributes: `ledgerflow.run_id`, `ledgerflow.workflow`,
+`ledgerflow.step`, `ledgerflow.attempt`. Context: the W3C `traceparent` of the
+caller when the run is triggered (the HTTP request's, or the Python caller's
+current span; with neither, that of a root `ledgerflow.trigger` span when spans are
+recorded) is stored in the run's metadata and parents its spans; a child run
+stores the context of a `ledgerflow.step` span for the parent's child step; the
+outbox sends the stored `traceparent` as a header on every Kafka message of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.metadata import TRACEPARENT
+from ledgerflow.runtime.observe import Observer
+
+PROPAGATOR = TraceContextTextMapPropagator()
+RUN_ID, WORKFLOW, STEP, ATTEMPT = ("ledgerflow.run_id", "ledgerflow.workflow",
+                                   "ledgerflow.step", "ledgerflow.attempt")
+
+
+_run_id: ContextVar[str | None] = ContextVar("ledgerflow_traced_run", default=None)
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span (None when there is none)."""
+    carrier: dict[str, str] = {}
+    PROPAGATOR.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def context_of(traceparent: object) -> otel_context.Context | None:
+    """The context a stored `traceparent` names (None: none stored)."""
+    if not isinstance(traceparent, str):
+        return None
+    return PROPAGATOR.extract({TRACEPARENT: traceparent})
+
+
+def _ns(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp() * 1_000_000_000)
+
+
+class Tracing(Observer):
+    """Spans for runs and steps on `tracer_provider` (default: the global one)."""
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self.tracer = trace.get_tracer("ledgerflow", tracer_provider=tracer_provider)
+
+    @contextmanager
+    def execution(self, run_id: str, workflow: str,
+                  metadata: Mapping[str, Any]) -> Iterator[None]:
+        parent = context_of(metadata.get(TRACEPARENT))
+        token = _run_id.set(run_id)
+        try:
+            with self.tracer.start_as_current_span(
+                    "ledgerflow.run", context=parent,
+                    attributes={RUN_ID: run_id, WORKFLOW: workflow}):
+                yield
+        finally:
+            _run_id.reset(token)
+
+    def step_ended(self, workflow: str, event: ev.StepCompleted | ev.StepFailed,
+                   now: datetime) -> None:
+        run = trace.get_current_span()
+        if not run.is_recording():
+            return
+        span = self.tracer.start_span("ledgerflow.step", start_time=_ns(event.started_at),
+                                      attributes={RUN_ID: _run_id.get() or "",
+                                                  WORKFLOW: workflow, STEP: event.step_id,
+                                                  ATTEMPT: event.attempt})
+        if isinstance(event, ev.StepFailed):
+            span.add_event("exception", {"exception.type": event.error.type,
+                                         "exception.message": event.error.message,
+                                         "exception.stacktrace": event.error.traceback or ""})
+            span.set_status(Status(StatusCode.ERROR, f"{event.error.type}: "
+                                   f"{event.error.message}"))
+        span.end(end_time=_ns(now))
+
+    def run_ended(self, workflow: str, status: str) -> None:
+        span = trace.get_current_span()
+        span.set_attribute("ledgerflow.status", str(status))
+        if str(status) == "failed":
+            span.set_status(Status(StatusCode.ERROR, "the run failed"))
+
+    def traceparent(self) -> str | None:
+        """The caller's context; with none, a root `ledgerflow.trigger` span's when spans
+        are recorded (so every execution of the run shares one trace), else None."""
+        found = current_traceparent()
+        if found is not None:
+            return found
+        span = self.tracer.start_span("ledgerflow.trigger")
+        try:
+            return current_traceparent_of(span) if span.is_recording() else None
+        finally:
+            span.end()
+
+    def child_traceparent(self, workflow: str, run_id: str, step_id: str) -> str | None:
+        span = self.tracer.start_span("ledgerflow.step", attributes={
+            RUN_ID: run_id, WORKFLOW: workflow, STEP: step_id, ATTEMPT: 1})
+        try:
+            return current_traceparent_of(span)
+        finally:
+            span.end()
+
+
+def current_traceparent_of(span: trace.Span) -> str | None:
+    """The `traceparent` naming `span`."""
+    carrier: dict[str, str] = {}
+    PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get(TRACEPARENT)
+
+
+class TraceContextMiddleware:
+    """ASGI middleware: a request's `traceparent` header becomes the current context,
+    so a run it triggers stores it (the HTTP API installs it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in scope.get("headers", []) if k.lower() == b"traceparent"}
+        if not headers:
+            await self.app(scope, receive, send)
+            return
+        token = otel_context.attach(PROPAGATOR.extract(headers))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from types import FrameType
+import threading
 from typing import Annotated
 
 import typer
@@ -133,10 +133,10 @@ def worker(
             lf.close()
             raise InvalidRequest(f"no workflows are loaded: {NO_WORKFLOWS}")
     try:
+        w = lf.worker(threads, poll_interval)
+        stop_on_signals(w, lf.settings.lease_seconds)  # before any thread starts
         if metrics_port and lf.metrics is not None:
             serve_metrics(lf.metrics, metrics_port)
-        w = lf.worker(threads, poll_interval)
-        stop_on_signals(w, lf.settings.lease_seconds)
         say(f"worker {lf.engine.worker_id}: {threads} thread(s), workflows "
             f"{', '.join(lf.engine.registry.names())}")
         w.run()
@@ -146,22 +146,28 @@ def worker(
 
 
 def stop_on_signals(w: Worker, lease_seconds: float) -> None:
-    """On the first SIGINT/SIGTERM stop gracefully and say so; on the second, exit at once."""
+    """On the first SIGINT/SIGTERM stop gracefully and say so; on the second, exit at once.
+
+    Call from the main thread before the worker starts. A Python signal handler runs only
+    in the main thread, and only once the kernel has handed the signal to that thread:
+    a signal taken by another thread waits until the main thread wakes, which while it
+    joins the worker threads is up to their timeout. So the signals are blocked here,
+    in every thread started from now on too, and one watcher thread takes them with
+    sigwait."""
     w.install_signal_handlers()
     graceful = signal.getsignal(signal.SIGINT)
-    received: list[int] = []
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            say("stopping: finishing the steps in hand (Ctrl-C again stops at once)")
-            if callable(graceful):
-                graceful(signum, frame)
-            return
+    def watch() -> None:
+        signum = signal.sigwait(stops)
+        say("stopping: finishing the steps in hand (Ctrl-C again stops at once)")
+        if callable(graceful):
+            graceful(signum, None)
+        signal.sigwait(stops)
         say(f"stopped at once: the runs in hand are taken up again when their lease expires "
             f"(within {lease_seconds:g}s)")
         sys.stdout.flush()
         os._exit(130)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+    threading.Thread(target=watch, name="ledgerflow-signals", daemon=True).start()

@@ -33,6 +33,7 @@ Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3;
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import threading
@@ -292,8 +293,15 @@ def bench_dbos() -> dict[str, dict[str, float]]:
 
 
 def bench_obs() -> dict[str, float]:
-    """Observability on vs off, and the /metrics scrape at 100k runs (`obs_overhead`)."""
-    import obs_overhead
+    """Observability on vs off, and the /metrics scrape at 100k runs (`obs_overhead`).
+
+    Loaded from its file: `bench/run` runs with PYTHONSAFEPATH, so bench/ is not on
+    sys.path."""
+    spec = importlib.util.spec_from_file_location(
+        "obs_overhead", Path(__file__).with_name("obs_overhead.py"))
+    assert spec is not None and spec.loader is not None
+    obs_overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(obs_overhead)
 
     url, engine_sa = fresh_lf_database()
     figures = {"wf_obs_overhead": obs_overhead.overhead(engine_sa, url, bench_registry(),

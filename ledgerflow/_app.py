@@ -19,6 +19,7 @@ from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow._serverless import HostStats, host_stats
 from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
@@ -30,6 +31,7 @@ from ledgerflow.projections import InlineProjections
 from ledgerflow.runtime.engine import Engine
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.observe import Observers
+from ledgerflow.runtime.runner import Handled, TickResult
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
@@ -103,6 +105,7 @@ class Ledgerflow:
     clock: Clock = field(default=utcnow)
     metrics: Metrics | None = None
     """This process's metrics (`Ledgerflow.open` makes them; the engine counts in them)."""
+    _tick_relay: Relay | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
@@ -145,8 +148,32 @@ class Ledgerflow:
         options.update(overrides)
         return Relay(self.db, publisher_from_settings(self.settings), **options)  # type: ignore[arg-type]
 
+    # ------------------------------------------------------ serverless hosts
+
+    def tick(self, max_runs: int = 100) -> TickResult:
+        """For cron / serverless hosts: reap expired leases, execute due runs (at most
+        `max_runs`), then relay one batch of the outbox (`relayed`, `dead_lettered`)."""
+        result = self.engine.tick(max_runs)
+        relay = self._tick_relay
+        if relay is None:
+            relay = self._tick_relay = self.relay()
+        batch = relay.run_once()
+        result.relayed, result.dead_lettered = batch.published, batch.dead
+        return result
+
+    def handle(self, run_id: str) -> Handled:
+        """Execute run `run_id` now if it is due (a host woken per job); what happened
+        (`Runner.handle`)."""
+        return self.engine.handle(run_id)
+
+    def stats(self) -> HostStats:
+        """The counts a host reports: due, leased, executing, outbox pending, dead."""
+        return host_stats(self.db, self.clock)
+
     def worker(self, threads: int = 4, poll_interval: float = 0.5) -> Worker:
         return Worker(self.engine, threads=threads, poll_interval=poll_interval)
 
     def close(self) -> None:
+        if self._tick_relay is not None:
+            self._tick_relay.publisher.close()
         self.db.dispose()

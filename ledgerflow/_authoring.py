@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +25,10 @@ WorkflowFn = Callable[[Any, Any], Any]
 registry does not depend on the runtime that executes what it holds)."""
 F = TypeVar("F", bound=WorkflowFn)
 Model = type[BaseModel]
+RerunSafety = Literal["safe", "unsafe"]
+"""Whether a second run of a workflow with the same input is harmless (`safe`, the
+default) or repeats effects that must not happen twice unasked (`unsafe`: a rerun needs
+confirmation, `RerunNotConfirmed` otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class WorkflowDef:
     fn: WorkflowFn
     input_model: Model | None = None
     output_model: Model | None = None
+    rerun_safety: RerunSafety = "safe"
 
     @property
     def description(self) -> str | None:
@@ -93,12 +98,14 @@ class WorkflowInfo(WireRecord):
     output_schema: dict[str, Any] | None
     queue: str | None = None
     schedule: dict[str, Any] | None = None
+    rerun_safety: RerunSafety = "safe"
 
     @classmethod
     def of(cls, versions: list[WorkflowDef], kind: str = "code") -> WorkflowInfo:
         latest = versions[-1]
         return cls(latest.name, [d.version for d in versions], kind, latest.description,
-                   _schema(latest.input_model), _schema(latest.output_model))
+                   _schema(latest.input_model), _schema(latest.output_model),
+                   rerun_safety=latest.rerun_safety)
 
 
 def _schema(model: Model | None) -> dict[str, Any] | None:
@@ -113,28 +120,35 @@ class WorkflowRegistry:
         self._latest: dict[str, WorkflowDef] = {}
 
     def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
-                 input: Model | None = None, output: Model | None = None) -> WorkflowDef:
+                 input: Model | None = None, output: Model | None = None,
+                 rerun_safety: RerunSafety = "safe") -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
-        `input` / `output`: pydantic models of the workflow's input and result."""
+        `input` / `output`: pydantic models of the workflow's input and result;
+        `rerun_safety`: see `RerunSafety`."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
+        if rerun_safety not in get_args(RerunSafety):
+            raise ValueError(f"rerun_safety of workflow {name!r} must be 'safe' or 'unsafe', "
+                             f"got {rerun_safety!r}")
         for what, model in (("input", input), ("output", output)):
             if model is not None and not (isinstance(model, type)
                                           and issubclass(model, BaseModel)):
                 raise TypeError(f"{what}= of workflow {name!r} must be a pydantic model "
                                 f"class, got {model!r}")
-        definition = WorkflowDef(name, str(version), fn, input, output)
+        definition = WorkflowDef(name, str(version), fn, input, output, rerun_safety)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
         return definition
 
     def workflow(self, name: str, *, version: str = "1", input: Model | None = None,
-                 output: Model | None = None) -> Callable[[F], F]:
+                 output: Model | None = None,
+                 rerun_safety: RerunSafety = "safe") -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
-            self.register(name, fn, version, input=input, output=output)
+            self.register(name, fn, version, input=input, output=output,
+                          rerun_safety=rerun_safety)
             return fn
 
         return deco
@@ -171,9 +185,11 @@ default_registry = WorkflowRegistry()
 
 
 def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None = None,
-             input: Model | None = None, output: Model | None = None) -> Callable[[F], F]:
+             input: Model | None = None, output: Model | None = None,
+             rerun_safety: RerunSafety = "safe") -> Callable[[F], F]:
     """Register a plain function `(ctx, input) -> result` as workflow `name`; with
     `input=Model`, triggers validate the input against the pydantic model first and the
-    function receives the model instance (`output=Model`: its result is validated too)."""
+    function receives the model instance (`output=Model`: its result is validated too).
+    `rerun_safety="unsafe"`: a rerun of its runs must be confirmed (`confirm=True`)."""
     return (registry or default_registry).workflow(name, version=str(version), input=input,
-                                                   output=output)
+                                                   output=output, rerun_safety=rerun_safety)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ledgerflow.domain import events as ev
 from ledgerflow.runtime import agent
 from ledgerflow.runtime.attempts import Rules, StepAttempts
-from ledgerflow.runtime.cursor import OpCursor
+from ledgerflow.runtime.chunks import Streams
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.failures import NotSerializable as NotSerializable
 from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
@@ -83,7 +83,7 @@ def _no_faults(name: str) -> None:
     """No fault point is armed (a replay, or a host that arms none)."""
 
 
-class Context(OpCursor):
+class Context(Streams):
     """The handle a workflow function receives as `ctx`."""
 
     def __init__(self, session: Session, faults: Callable[[str], None] | None = None,

@@ -82,6 +82,17 @@ class RunRecord(WireRecord):
     priority: int
 
     @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RunRecord:
+        """The record the API showed as `data`; the columns the wire leaves out are
+        None, but the tenant (from `tenantMeta.tenantId`)."""
+        shown = {k: v for k, v in data.items() if k != "id"}
+        meta = data.get("tenantMeta") or {}
+        shown.update(run_id=data.get("id"), timeout_at=None, parent_step_id=None,
+                     tenant_id=meta.get("tenantId") if isinstance(meta, dict) else None)
+        record: RunRecord = cls.__wire_adapter__.validate_python(shown)
+        return record
+
+    @classmethod
     def from_row(cls, row: Row[Any]) -> RunRecord:
         return cls.of(row._asdict())
 

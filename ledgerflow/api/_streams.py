@@ -7,8 +7,8 @@ default 0: every chunk), so a reconnect loses nothing and repeats nothing. When 
 has ended (and every chunk before that was sent), an `event: end` message carries its
 status (`data: {"status": ...}`) and the response ends. A response also ends after
 `LEDGERFLOW_STREAM_MAX_SECONDS` without the run ending (no `end` message): the reader
-reconnects from the last id it got. The store is polled (`POLL_SECONDS`), off the
-event loop.
+reconnects from the last id it got. A quiet stream gets a comment line every
+`KEEP_ALIVE_SECONDS`. The store is polled (`POLL_SECONDS`), off the event loop.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ledgerflow.api._runs import App, RunId, _errors
 from ledgerflow.projections import queries
 
 POLL_SECONDS = 0.2
+KEEP_ALIVE_SECONDS = 15.0
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -66,18 +67,23 @@ async def _events(lf: Ledgerflow, request: Request, run_id: str, after: int,
                   limit: float) -> AsyncIterator[bytes]:
     deadline = time.monotonic() + limit
     read_from = 0  # the first read meets the run's end even if `after` is past it
+    quiet_since = time.monotonic()
     while True:
         found = await anyio.to_thread.run_sync(queries.stream_after, lf.store, run_id,
                                                read_from)
         read_from = found.last_version
         for entry in found.chunks:
             if entry.version > after:
+                quiet_since = time.monotonic()
                 yield _message("chunk", orjson.dumps(entry.to_wire()), entry.version)
         if found.ended is not None:
             yield _message("end", orjson.dumps({"status": found.ended}))
             return
         if time.monotonic() >= deadline or await request.is_disconnected():
             return
+        if time.monotonic() - quiet_since >= KEEP_ALIVE_SECONDS:
+            quiet_since = time.monotonic()
+            yield b": keep-alive\n\n"  # a comment: readers ignore it; proxies see traffic
         await anyio.sleep(POLL_SECONDS)
 
 

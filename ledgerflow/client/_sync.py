@@ -71,8 +71,13 @@ class Client:
         self.close()
 
     def _do(self, call: Call[T]) -> T:
+        return self.request(call)[1]
+
+    def request(self, call: Call[T]) -> tuple[int, T]:
+        """Send `call` (see `ledgerflow.client._calls`): the response's status and what
+        `call` reads from it (a trigger answers 201 for a new run, 200 for an existing)."""
         response = self._http.request(call.method, call.path, **request_args(call))
-        return read(call, response.status_code, response.content)
+        return response.status_code, read(call, response.status_code, response.content)
 
     # ------------------------------------------------------------------- runs
 

@@ -42,10 +42,14 @@ def test_a_parent_stored_elsewhere_is_resumed_from_its_seeds(engine: Engine,
                                                              registry: WorkflowRegistry) -> None:
     ran: list[str] = []
 
+    def effect(name: str, result: str) -> str:
+        ran.append(name)
+        return result
+
     @registry.workflow("two-steps")
     def two(ctx: Context, data: Any) -> Any:
-        first = ctx.step("first", lambda: ran.append("first") or "fresh")
-        second = ctx.step("second", lambda: ran.append("second") or f"after {first}")
+        first = ctx.step("first", effect, "first", "fresh")
+        second = ctx.step("second", effect, "second", f"after {first}")
         return {"first": first, "second": second}
 
     with pytest.raises(UnknownRun):  # without all three, an unknown parent is unknown

@@ -69,7 +69,8 @@ def trigger(client: Client, workflow_id: str, data: Any, options: dict[str, Any]
             wait: float | None) -> tuple[queries.RunRecord, bool, bool]:
     """Trigger through the API: the run, whether it is new, whether it finished (when
     `wait` seconds were given)."""
-    status, record = client.request(calls.trigger(workflow_id, data, **options))
+    answer = client.request(calls.trigger(workflow_id, data, **options))
+    record = answer.value
     finished = False
     if wait is not None:
         deadline = time.monotonic() + wait
@@ -78,7 +79,7 @@ def trigger(client: Client, workflow_id: str, data: Any, options: dict[str, Any]
             time.sleep(0.1)
             record = client.get(record.run_id)
         finished = record.status.value in ("completed", "failed", "canceled")
-    return record, status == 201, finished
+    return record, answer.created, finished
 
 
 def deliver(client: Client, send: Callable[[Client], queries.RunRecord]

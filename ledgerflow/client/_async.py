@@ -11,7 +11,7 @@ import httpx
 
 from ledgerflow._authoring import WorkflowInfo
 from ledgerflow.client import _calls as calls
-from ledgerflow.client._calls import SAME, Call, SseReader, StreamEnd, sse_item
+from ledgerflow.client._calls import SAME, Answer, Call, SseReader, StreamEnd, sse_item
 from ledgerflow.client._sync import STREAM_READ_TIMEOUT, TERMINAL, headers_for, read, request_args
 from ledgerflow.domain.wire import Page
 from ledgerflow.outbox import DeadLetter
@@ -41,8 +41,14 @@ class AsyncClient:
         await self.close()
 
     async def _do(self, call: Call[T]) -> T:
+        return (await self.request(call)).value
+
+    async def request(self, call: Call[T]) -> Answer[T]:
+        """As `Client.request`."""
         response = await self._http.request(call.method, call.path, **request_args(call))
-        return read(call, response.status_code, response.content)
+        return Answer(read(call, response.status_code, response.content),
+                      response.status_code,
+                      response.headers.get("idempotent-replayed") == "true")
 
     # ------------------------------------------------------------------- runs
 

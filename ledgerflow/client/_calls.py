@@ -41,6 +41,21 @@ class Call(Generic[T]):
     """Read the body whatever the status (`/api/health/details` answers 503 with its report)."""
 
 
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A response read: its `value`, HTTP `status`, and whether it `replayed` the first
+    response to the same Idempotency-Key."""
+
+    value: T
+    status: int
+    replayed: bool = False
+
+    @property
+    def created(self) -> bool:
+        """A trigger (rerun, resume) that made a new run now."""
+        return self.status == 201 and not self.replayed
+
+
 def _path(*parts: str) -> str:
     return "/".join(quote(p, safe="") for p in parts)
 

@@ -10,7 +10,7 @@ import httpx
 
 from ledgerflow._authoring import WorkflowInfo
 from ledgerflow.client import _calls as calls
-from ledgerflow.client._calls import SAME, Call, SseReader, StreamEnd, sse_item
+from ledgerflow.client._calls import SAME, Answer, Call, SseReader, StreamEnd, sse_item
 from ledgerflow.client._errors import error_from
 from ledgerflow.domain.wire import Page
 from ledgerflow.outbox import DeadLetter
@@ -71,13 +71,16 @@ class Client:
         self.close()
 
     def _do(self, call: Call[T]) -> T:
-        return self.request(call)[1]
+        return self.request(call).value
 
-    def request(self, call: Call[T]) -> tuple[int, T]:
-        """Send `call` (see `ledgerflow.client._calls`): the response's status and what
-        `call` reads from it (a trigger answers 201 for a new run, 200 for an existing)."""
+    def request(self, call: Call[T]) -> Answer[T]:
+        """Send `call` (see `ledgerflow.client._calls`): what `call` reads from the
+        response, with its status (a trigger answers 201 for a new run, 200 for an
+        existing one) and whether it replays an earlier response (Idempotency-Key)."""
         response = self._http.request(call.method, call.path, **request_args(call))
-        return response.status_code, read(call, response.status_code, response.content)
+        return Answer(read(call, response.status_code, response.content),
+                      response.status_code,
+                      response.headers.get("idempotent-replayed") == "true")
 
     # ------------------------------------------------------------------- runs
 

@@ -13,10 +13,11 @@ import ledgerflow.api
 
 CAUGHT_ERRORS = ["ConcurrencyError", "IllegalTransition", "UnknownRun", "UnknownWorkflow",
                  "InvalidRequest", "IdempotencyConflict", "NotAwaited", "NonDeterminismError",
-                 "StepFailed", "WaitTimeout", "ChildFailed"]
+                 "StepFailed", "WaitTimeout", "ChildFailed", "RerunNotConfirmed"]
 
 
-@pytest.mark.parametrize("module", ["ledgerflow", "ledgerflow.api", "ledgerflow.testing"])
+@pytest.mark.parametrize("module", ["ledgerflow", "ledgerflow.api", "ledgerflow.testing",
+                                    "ledgerflow.client"])
 def test_every_exported_name_imports(module: str) -> None:
     mod = importlib.import_module(module)
     exported = mod.__all__

@@ -14,9 +14,13 @@ from tests.api.conftest import ACME, GLOBEX, ROOT
 
 
 def _register(lf: Ledgerflow) -> None:
+    def talk() -> str:
+        current_step().stream("tokens", "hi")
+        return "said"
+
     def chatty(ctx: Context, data: Any) -> str:
         ctx.stream("progress", 1)
-        return str(ctx.step("talk", lambda: current_step().stream("tokens", "hi") or "said"))
+        return str(ctx.step("talk", talk))
 
     lf.engine.registry.register("chatty", chatty)
     lf.engine.registry.register("unsafe", lambda ctx, data: data, rerun_safety="unsafe")

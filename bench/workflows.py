@@ -9,9 +9,10 @@ the same workload against its own database on the same server, in the same run.
 ledgerflow triggers with `eager=True` (the run is started and leased to the
 in-process worker in the trigger transaction, as DBOS's start_workflow runs the
 workflow in the calling process) and uses the app's store (`build_store`: inline
-projections + outbox writer hooks). It uses its own database `<bench database>_wf` (default `ledgerflow_bench_wf`)
-on the server of LEDGERFLOW_BENCH_DATABASE_URL (TRUNCATEd here), so other benches
-on `ledgerflow_bench` running at the same time cannot clear it.
+projections + outbox writer hooks). It uses its own database `<bench db>_wf`
+(`ledgerflow_bench_wf` by default; DBOS `<bench db>_dbos`) on the server of
+LEDGERFLOW_BENCH_DATABASE_URL (TRUNCATEd here), so other benches on the bench
+database, or a workflows bench on another (LEDGERFLOW_BENCH_DB), cannot clear it.
 
 Figures: workflows/s for both and ratios, p50/p90 trigger-to-result latency,
 statements and transactions per workflow (ledgerflow; statements are counted at

@@ -52,9 +52,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 
 from ledgerflow.domain.errors import StoreUnavailable
-from ledgerflow.eventstore import _errors, fastpath
+from ledgerflow.eventstore import _errors, _history, fastpath
 from ledgerflow.eventstore._encode import recorded_events
 from ledgerflow.eventstore.backend import Batch, Encoded, Query, StreamVersion
+from ledgerflow.eventstore.chain import StoredEvent
 from ledgerflow.eventstore.pg_append import insert_events, insert_head, with_notices
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import VERSION_CONFLICT
@@ -287,6 +288,14 @@ class PostgresBackend:
             while not halt.is_set():
                 for notice in conn.notifies(timeout=0.5):
                     yield notice.payload
+
+    # -- StreamRemoval ---------------------------------------------------------
+
+    def remove_streams(self, conn: Connection, stream_ids: Sequence[str]) -> int:
+        return _history.remove_streams(conn, stream_ids)
+
+    def restore_events(self, conn: Connection, rows: Sequence[StoredEvent]) -> None:
+        _history.restore_events(conn, rows)
 
     # -- TableSwap -------------------------------------------------------------
 

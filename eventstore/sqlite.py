@@ -28,10 +28,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement, Executable
 
 from ledgerflow.domain.errors import ConcurrencyError
-from ledgerflow.eventstore import _errors
+from ledgerflow.eventstore import _errors, _history
 from ledgerflow.eventstore._encode import recorded_events
 from ledgerflow.eventstore.backend import Batch, Encoded, Query, StreamVersion
-from ledgerflow.eventstore.chain import canonical_prefix, link, recorded_text
+from ledgerflow.eventstore.chain import StoredEvent, canonical_prefix, link, recorded_text
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import events
 
@@ -198,6 +198,14 @@ class SqliteBackend:
         listening.set()
         halt.wait()
         yield from ()
+
+    # -- StreamRemoval ---------------------------------------------------------
+
+    def remove_streams(self, conn: Connection, stream_ids: Sequence[str]) -> int:
+        return _history.remove_streams(conn, stream_ids)
+
+    def restore_events(self, conn: Connection, rows: Sequence[StoredEvent]) -> None:
+        _history.restore_events(conn, rows)
 
     # -- TableSwap -------------------------------------------------------------
 

@@ -41,6 +41,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from ledgerflow.domain.events import decode
+from ledgerflow.eventstore.records import RecordedEvent
+
 _LIMIT = 2 ** 63
 
 
@@ -103,6 +106,14 @@ class StoredEvent(NamedTuple):
                                   self.schema_version, self.data, self.metadata,
                                   recorded_text(self.recorded_at))
         return link(previous, prefix, self.version)
+
+    def recorded(self) -> RecordedEvent:
+        """The event decoded, as the store's readers give it."""
+        meta = _json_value(self.metadata)
+        return RecordedEvent(self.position, self.stream_id, self.version, self.event_id,
+                             self.type, self.schema_version,
+                             decode(self.type, self.schema_version, _json_value(self.data)),
+                             meta, self.recorded_at)
 
 
 @dataclass(frozen=True)

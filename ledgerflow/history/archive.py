@@ -26,6 +26,8 @@ re-projects the run's views from them; nothing is published again.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +45,8 @@ from ledgerflow.projections import InlineProjections
 from ledgerflow.projections._schema import run_tags, run_views, step_journal
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.queue import run_queue
+
+log = logging.getLogger("ledgerflow.archive")
 
 FINISHED = sorted(status.value for status in TERMINAL)
 WRITTEN = "archive.written"
@@ -145,6 +149,17 @@ class Archiver:
                 total.archived.setdefault(path, []).extend(ids)
             if not report.archived:
                 return total
+
+    def run_forever(self, stop: threading.Event, interval: float) -> None:
+        """Archive what is due every `interval` seconds until `stop` is set (`serve`)."""
+        while not stop.is_set():
+            try:
+                report = self.archive_all()
+                if report.runs:
+                    log.info("archived %d runs (%d events)", report.runs, report.events)
+            except Exception:
+                log.exception("archiving failed; retrying in %.0f s", interval)
+            stop.wait(interval)
 
     def _remove(self, run_ids: Sequence[str]) -> None:
         with self.store.transaction() as tx:

@@ -34,6 +34,7 @@ version that does not hold, and why.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,8 +65,20 @@ def recorded_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_FLOAT = re.compile(r"[:,\[]\s*-?\d+[.eE]")
+"""Where a JSON text may hold a float (or a string that looks like one: then the walk
+of `plain` finds nothing to change); texts without one skip that walk."""
+
+
 def _json_value(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _plain_value(value: Any) -> Any:
+    """The JSON value of `value` (a text or a value) with canonical numbers."""
+    if isinstance(value, str):
+        return plain(orjson.loads(value)) if _FLOAT.search(value) else orjson.loads(value)
+    return plain(_json_value(value))
 
 
 def canonical_prefix(stream_id: str, event_id: str, type_name: str, schema_version: int,
@@ -73,8 +86,8 @@ def canonical_prefix(stream_id: str, event_id: str, type_name: str, schema_versi
     """The canonical event up to its version: `…,"version":` (`data` and `metadata`
     as JSON text or as values; `recorded_at` from `recorded_text`)."""
     body = orjson.dumps({
-        "data": plain(_json_value(data)), "eventId": event_id,
-        "metadata": plain(_json_value(metadata)), "recordedAt": recorded_at,
+        "data": _plain_value(data), "eventId": event_id,
+        "metadata": _plain_value(metadata), "recordedAt": recorded_at,
         "schemaVersion": schema_version, "stream": stream_id, "type": type_name,
     }, option=orjson.OPT_SORT_KEYS)
     return body[:-1] + b',"version":'

@@ -38,6 +38,11 @@ def _registry() -> WorkflowRegistry:
     def waits(ctx: Any, data: Any) -> Any:
         return ctx.wait_for_signal("go")
 
+    @registry.workflow("parent", retention=timedelta(days=1))
+    def parent(ctx: Any, data: Any) -> Any:
+        made = ctx.child("make", "order", {"n": 7})
+        return [made, ctx.wait_for_signal("go")]
+
     @registry.workflow("kept")
     def kept(ctx: Any, data: Any) -> Any:
         return ctx.step("one", lambda: 1)
@@ -172,3 +177,25 @@ def test_a_damaged_archive_file_is_refused_at_restore(app: Ledgerflow) -> None:
     with pytest.raises(ValueError, match="SHA-256"):
         app.archiver().restore(run_id)
     assert _history(app, run_id) == []
+
+
+def test_a_finished_child_of_a_live_parent_stays(app: Ledgerflow) -> None:
+    parent = app.engine.trigger("parent", {}).run_id
+    run_to_completion(app.engine, parent)
+    [child] = _children(app, parent)
+    run_to_completion(app.engine, child)
+    run_to_completion(app.engine, parent)
+    relay_to_sink(app)
+    assert isinstance(app.clock, FakeClock)
+    app.clock.advance(timedelta(days=2))
+    report = app.archiver().archive()
+    assert report.runs == 0
+    assert report.kept[child].startswith(f"its parent {parent} is ")
+    assert _history(app, child) != []
+
+
+def _children(app: Ledgerflow, run_id: str) -> list[str]:
+    with app.db.connect() as conn:
+        found = conn.execute(sa.select(run_views.c.children).where(
+            run_views.c.run_id == run_id)).scalar_one()
+    return list(found)

@@ -84,6 +84,8 @@ class ArchiveReport:
     archived: dict[str, list[str]] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)
     events: int = 0
+    last: tuple[datetime, str] | None = None
+    """The last due run this batch looked at (finish time, id): where the next starts."""
 
     @property
     def runs(self) -> int:
@@ -94,9 +96,13 @@ class ArchiveReport:
 class _Due:
     run_id: str
     workflow_id: str
-    day: str
+    finished: datetime
     parent: str | None
     children: list[str]
+
+    @property
+    def day(self) -> str:
+        return self.finished.date().isoformat()
 
 
 class Archiver:
@@ -109,16 +115,18 @@ class Archiver:
         self.clock, self.batch = clock, batch
         self.faults = faults if faults is not None else FaultPoints()
 
-    def archive(self) -> ArchiveReport:
-        """Archive one batch of due runs (at most `batch`)."""
+    def archive(self, after: tuple[datetime, str] | None = None) -> ArchiveReport:
+        """Archive one batch of due runs (at most `batch`), those that finished after
+        `after` (a finish time and run id: a previous report's `last`)."""
         report = ArchiveReport()
         condition = self.policy.condition(self.clock())
         if condition is None:
             return report
         with self.store.engine.connect() as conn:
-            due = _due(conn, condition, self.batch)
+            due = _due(conn, condition, self.batch, after)
             kept = _live(conn, due)
         report.kept.update(kept)
+        report.last = (due[-1].finished, due[-1].run_id) if due else None
         streams: dict[tuple[str, str], dict[str, list[StoredEvent]]] = {}
         for run in due:
             if run.run_id in kept:
@@ -139,16 +147,17 @@ class Archiver:
         return report
 
     def archive_all(self) -> ArchiveReport:
-        """Batches until none archives anything more."""
+        """Batches until every due run was looked at once."""
         total = ArchiveReport()
         while True:
-            report = self.archive()
+            report = self.archive(total.last)
             total.kept.update(report.kept)
             total.events += report.events
             for path, ids in report.archived.items():
                 total.archived.setdefault(path, []).extend(ids)
-            if not report.archived:
+            if report.last is None:
                 return total
+            total.last = report.last
 
     def run_forever(self, stop: threading.Event, interval: float) -> None:
         """Archive what is due every `interval` seconds until `stop` is set (`serve`)."""
@@ -190,13 +199,17 @@ class Archiver:
         return len(rows)
 
 
-def _due(conn: Connection, condition: sa.ColumnElement[bool], limit: int) -> list[_Due]:
+def _due(conn: Connection, condition: sa.ColumnElement[bool], limit: int,
+         after: tuple[datetime, str] | None) -> list[_Due]:
     views = run_views.c
+    if after is not None:
+        condition = sa.and_(condition, sa.or_(
+            views.updated_at > after[0],
+            sa.and_(views.updated_at == after[0], views.run_id > after[1])))
     query = (sa.select(views.run_id, views.workflow_id, views.updated_at,
                        views.parent_run_id, views.children)
              .where(condition).order_by(views.updated_at, views.run_id).limit(limit))
-    return [_Due(run_id, workflow_id, updated_at.date().isoformat(), parent,
-                 list(children or []))
+    return [_Due(run_id, workflow_id, updated_at, parent, list(children or []))
             for run_id, workflow_id, updated_at, parent, children in conn.execute(query)]
 
 

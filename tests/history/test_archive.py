@@ -192,6 +192,12 @@ def test_a_finished_child_of_a_live_parent_stays(app: Ledgerflow) -> None:
     assert report.runs == 0
     assert report.kept[child].startswith(f"its parent {parent} is ")
     assert _history(app, child) != []
+    later = _finished(app, "order", 8)  # due after the kept one, in batches of one
+    relay_to_sink(app)
+    app.clock.advance(timedelta(days=2))
+    report = app.archiver(batch=1).archive_all()
+    assert [i for ids in report.archived.values() for i in ids] == [later]
+    assert set(report.kept) == {child}
 
 
 def _children(app: Ledgerflow, run_id: str) -> list[str]:

@@ -17,6 +17,11 @@ from ledgerflow.eventstore.schema import events
 _ROW = [events.c[name] for name in StoredEvent._fields]
 _READ_STORED = (sa.select(*_ROW).where(events.c.stream_id == sa.bindparam("sid"))
                 .order_by(events.c.version))
+_PAGE = (sa.select(*_ROW).order_by(events.c.stream_id, events.c.version)
+         .limit(sa.bindparam("limit")))
+_NEXT_PAGE = _PAGE.where(sa.or_(
+    events.c.stream_id > sa.bindparam("sid"),
+    sa.and_(events.c.stream_id == sa.bindparam("sid"), events.c.version > sa.bindparam("v"))))
 _DELETE = events.delete().where(events.c.stream_id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT = events.insert()
 
@@ -24,6 +29,16 @@ _INSERT = events.insert()
 def stored_stream(conn: Connection, stream_id: str) -> list[StoredEvent]:
     """Every stored event of `stream_id`, in version order, as its row holds it."""
     return [StoredEvent(*row) for row in conn.execute(_READ_STORED, {"sid": stream_id})]
+
+
+def stored_page(conn: Connection, after: tuple[str, int] | None,
+                limit: int) -> list[StoredEvent]:
+    """Up to `limit` stored events in (stream, version) order, after the (stream id,
+    version) `after`: whole-store audits read streams one after another this way."""
+    if after is None:
+        return [StoredEvent(*row) for row in conn.execute(_PAGE, {"limit": limit})]
+    return [StoredEvent(*row) for row in conn.execute(
+        _NEXT_PAGE, {"sid": after[0], "v": after[1], "limit": limit})]
 
 
 def remove_streams(conn: Connection, stream_ids: Sequence[str]) -> int:

@@ -34,8 +34,9 @@ version that does not hold, and why.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -172,6 +173,13 @@ def verify(stream_id: str, rows: Iterable[StoredEvent], last_version: int | None
                     f"the stream ends at version {count} but reached version "
                     f"{last_version}: events from version {count + 1} on were removed")
     return Verdict(stream_id, count, True, head)
+
+
+def verify_each(rows: Iterable[StoredEvent]) -> Iterator[Verdict]:
+    """`verify` of each stream of `rows` (streams one after another, each in version
+    order, as `EventStore.iter_stored` gives them)."""
+    for stream_id, group in itertools.groupby(rows, key=lambda row: row.stream_id):
+        yield verify(stream_id, group)
 
 
 def _mismatch(row: StoredEvent, previous: str, expected: str) -> str:

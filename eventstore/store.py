@@ -386,6 +386,18 @@ class EventStore(GlobalReader):
         with self._read() as conn:
             return _history.stored_stream(conn, stream_id)
 
+    def iter_stored(self, batch: int = 2000) -> Iterator[StoredEvent]:
+        """Every stored event, undecoded, stream after stream (by id), each stream in
+        version order; read in pages of `batch` (the store's state as it goes)."""
+        after: tuple[str, int] | None = None
+        while True:
+            with self._read() as conn:
+                page = _history.stored_page(conn, after, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = (page[-1].stream_id, page[-1].version)
+
     def stream_version(self, stream_id: str) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(events.c.version), 0)).where(
             events.c.stream_id == stream_id)

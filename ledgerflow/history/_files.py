@@ -116,7 +116,7 @@ class _Remote:
 
     def __init__(self, url: str) -> None:
         try:
-            import fsspec  # type: ignore[import-not-found,unused-ignore]
+            import fsspec  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             raise ValueError(f"LEDGERFLOW_ARCHIVE_DIR={url!r} is a URL: archiving there needs "
                              "fsspec (pip install fsspec), or give a local directory") from None

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from ledgerflow.domain import events as ev
 from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend, verify
-from ledgerflow.eventstore.chain import chain
+from ledgerflow.eventstore.chain import chain, verify_each
 from ledgerflow.eventstore.migrations import fill_chain
 
 
@@ -116,3 +116,13 @@ def test_the_migration_backfill_gives_existing_events_the_chain_appends_give(
     assert {s: store.stored_stream(s) for s in ("a", "b")} == before
     store.append(StreamAppend("a", [_step(7)], 6))  # appends go on from the filled head
     assert verify("a", store.stored_stream("a")).verified
+
+
+def test_the_whole_store_is_verified_in_pages(any_engine: Engine) -> None:
+    store = EventStore(any_engine)
+    _history(store)
+    _sql(any_engine, "DELETE FROM events WHERE stream_id = 'a' AND version = 5")
+    verdicts = {v.stream_id: v for v in verify_each(store.iter_stored(batch=2))}
+    assert set(verdicts) == {"a", "b"}
+    assert (verdicts["a"].verified, verdicts["a"].first_bad_version) == (False, 5)
+    assert (verdicts["b"].verified, verdicts["b"].events) == (True, 2)

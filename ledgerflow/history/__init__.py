@@ -3,7 +3,7 @@
 - `audit_run` / `audit_all`: a run's history checked against its hash chain.
 - `Archiver`, `RetentionPolicy`, `ArchiveFiles`: finished runs past their retention
   move to gzip JSON-lines files (and come back with `Archiver.restore`).
-- `archiver_from(store, settings, registry)`: the archiver the settings describe.
+- `Ledgerflow.archiver()` builds the archiver the settings and workflows describe.
 """
 
 from ledgerflow.history._files import ArchivedRun, ArchiveFiles

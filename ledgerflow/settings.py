@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     instead of the database."""
     api_token: str | None = None
     """The bearer token the CLI sends with `--server` (as `--token`)."""
+    retention_days: float | None = Field(default=None, gt=0)
+    """Finished runs older than this are archived (unset: kept, unless their workflow
+    says `retention=`)."""
+    archive_dir: str = "./ledgerflow-archive"
+    """Where archived runs go: a directory, or an fsspec URL (needs fsspec)."""
+    archive_interval_seconds: float = Field(default=3600.0, gt=0)
+    """How often `serve` archives the runs past their retention."""
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -27,7 +27,7 @@ from ledgerflow.projections import queries
 SUPPORTED = ("trigger, signal, event, token, cancel, rerun, resume, runs list|show|history, "
              "outbox dlq list|replay|discard")
 LOCAL_ONLY = frozenset({"db", "projections", "worker", "relay", "serve", "demo", "doctor",
-                        "metrics", "workflows"})
+                        "metrics", "workflows", "archive", "audit"})
 """Top-level commands that never go to a server."""
 
 

@@ -58,11 +58,12 @@ from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "AsyncContext", "AsyncMisuse", "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge", "Flow",
-    "FlowContext", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
-    "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RetryPolicy", "RunConflict", "Settings", "StepCanceled", "StepFailed", "StepInfo", "StepTimeout",
-    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
-    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
-    "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
+    "AsyncContext", "AsyncMisuse", "Branch", "ChildFailed", "ConcurrencyError", "Context",
+    "Engine", "EventTooLarge", "Flow", "FlowContext", "IdempotencyConflict",
+    "IllegalTransition", "InvalidEvent", "InvalidInput", "InvalidRequest", "Ledgerflow",
+    "LedgerflowError", "NonDeterminismError", "NotAwaited", "RetryPolicy", "RunConflict",
+    "Settings", "StepCanceled", "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable",
+    "Suspend", "TickResult", "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout",
+    "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step",
+    "default_registry", "flow", "workflow",
 ]

@@ -73,12 +73,16 @@ class AsyncContext:
 
     def __init__(self, session: Session, io: IO, watch: LoopWatch | None = None,
                  threads: Executor | None = None,
-                 faults: Callable[[str], None] | None = None) -> None:
+                 faults: Callable[[str], None] | None = None,
+                 before_step: Callable[[], Awaitable[None]] | None = None) -> None:
         """`io`: how blocking session calls are awaited; `watch` and `threads`: where
         attempts run and how a cancel reaches them (None: replay only, no attempt runs);
-        `faults`: the engine's fault points."""
+        `faults`: the engine's fault points; `before_step`: the session's `before_step`
+        awaited (default: through `io`; a session that knows it has nothing to write
+        spares the hop)."""
         self._ctx = Context(session, faults)
         self._session, self._io = session, io
+        self._before_step = before_step or (lambda: io(session.before_step))
         self._steps = None if watch is None else AsyncStepAttempts(
             session, self._ctx._record, watch, threads)
         self._faults = faults or (lambda name: None)
@@ -170,7 +174,7 @@ class AsyncContext:
             done, result = ctx._step_due(op, compensate, rules)
             if done:
                 return result
-            await self._io(self._session.before_step)
+            await self._before_step()
             assert self._steps is not None
             outcome = await self._steps.attempt_async(op, call, rules)
             if outcome is not None:
@@ -203,7 +207,7 @@ class AsyncContext:
             done, ready = ctx._branches_due(op, ids, undo, gathered, rules)
             if done is not None:
                 return done
-            await self._io(self._session.before_step)
+            await self._before_step()
             assert self._steps is not None
             await self._steps.branches_async(ready, calls, rules, max_concurrency)
 

@@ -107,7 +107,8 @@ class AsyncRunSession(RunSession):
             definition = self.rt.registry.get(state.workflow_id, state.workflow_version)
         except UnknownWorkflow as error:
             return await self._io(self.fail, error_info(error), "none")
-        ctx = AsyncContext(self, self._io, self.loop_watch, self.rt.aio.threads, self.rt.faults)
+        ctx = AsyncContext(self, self._io, self.loop_watch, self.rt.aio.threads, self.rt.faults,
+                           self.before_step_async)
         try:
             result = await definition.call_async(ctx, ctx.input)
             ctx.finish()
@@ -135,6 +136,13 @@ class AsyncRunSession(RunSession):
         if self.canceling:
             return await self.cancel_async(ctx)
         return await self._io(self.complete, result)
+
+    async def before_step_async(self) -> None:
+        """`before_step`: through the I/O threads only when it has facts to write."""
+        if self.pending:
+            await self._io(self.before_step)
+        else:
+            self.before_step()
 
     async def rollback_async(self, ctx: AsyncContext, error: Exception) -> str:
         """`RunSession.rollback`, with compensators awaited."""

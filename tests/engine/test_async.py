@@ -4,9 +4,10 @@ databases; cancellation of in-flight async steps; sync and async runs in one wor
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -150,7 +151,9 @@ def test_parallel_coroutines_run_concurrently(aengine: Engine,
 
     @registry.workflow("fan-out")
     async def fan_out(ctx: AsyncContext, data: Any) -> Any:
-        return await ctx.parallel("io", {f"b{i}": (lambda i=i: io(i)) for i in range(10)})
+        branches: dict[str, Callable[[], Awaitable[int]]] = {
+            f"b{i}": functools.partial(io, i) for i in range(10)}
+        return await ctx.parallel("io", branches)
 
     run = aengine.trigger("fan-out", None).run_id
     started = time.monotonic()

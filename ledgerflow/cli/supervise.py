@@ -40,7 +40,8 @@ class _Child:
     slot: int
     process: subprocess.Popen[bytes]
     started: float
-    pause: float = 0.0
+    quick: int = 0
+    """How many times in a row this slot's child exited soon after its start."""
 
 
 def default_processes(database_url: str) -> int:
@@ -119,10 +120,10 @@ class Supervisor:
             time.sleep(0.1)
         return 130 if self._signals > 1 else 0
 
-    def _spawn(self, slot: int, pause: float = 0.0) -> None:
+    def _spawn(self, slot: int, quick: int = 0) -> None:
         process = subprocess.Popen(self.command, env=self.env)
         with self._lock:
-            self._children[slot] = _Child(slot, process, time.monotonic(), pause)
+            self._children[slot] = _Child(slot, process, time.monotonic(), quick)
 
     def _forward(self) -> None:
         while self._forwarded < min(self._signals, 2):
@@ -143,8 +144,8 @@ class Supervisor:
                 del self._children[child.slot]
             if self._signals:
                 continue
-            quick = time.monotonic() - child.started < RESTART_WINDOW
-            pause = min(max(child.pause * 2, 1.0), MAX_PAUSE) if quick else 0.0
+            quick = child.quick + 1 if time.monotonic() - child.started < RESTART_WINDOW else 0
+            pause = 0.0 if quick <= 1 else min(2.0 ** (quick - 2), MAX_PAUSE)
             self.announce(f"worker process {child.process.pid} exited with code {code}; "
                           f"starting another{f' in {pause:g}s' if pause else ''}")
             self.restarts += 1
@@ -154,4 +155,4 @@ class Supervisor:
                     time.sleep(0.1)
                 if self._signals:
                     continue
-            self._spawn(child.slot, pause)
+            self._spawn(child.slot, quick)

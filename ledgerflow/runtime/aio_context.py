@@ -28,6 +28,7 @@ from ledgerflow.runtime.aio_steps import AsyncStepAttempts, LoopWatch
 from ledgerflow.runtime.attempts import Rules
 from ledgerflow.runtime.context import Context, Session
 from ledgerflow.runtime.errors import AsyncMisuse
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.parallel import BranchSpec, split
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
 
@@ -74,17 +75,18 @@ class AsyncContext:
     def __init__(self, session: Session, io: IO, watch: LoopWatch | None = None,
                  threads: Executor | None = None,
                  faults: Callable[[str], None] | None = None,
-                 before_step: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before_step: Callable[[], Awaitable[None]] | None = None,
+                 observer: Observer = NO_OBSERVER) -> None:
         """`io`: how blocking session calls are awaited; `watch` and `threads`: where
         attempts run and how a cancel reaches them (None: replay only, no attempt runs);
         `faults`: the engine's fault points; `before_step`: the session's `before_step`
         awaited (default: through `io`; a session that knows it has nothing to write
-        spares the hop)."""
+        spares the hop); `observer`: what wraps each step attempt."""
         self._ctx = Context(session, faults)
         self._session, self._io = session, io
         self._before_step = before_step or (lambda: io(session.before_step))
         self._steps = None if watch is None else AsyncStepAttempts(
-            session, self._ctx._record, watch, threads)
+            session, self._ctx._record, watch, threads, observer)
         self._faults = faults or (lambda name: None)
         self._issued: list[_Call] = []
         self._busy: _Call | None = None

@@ -108,7 +108,7 @@ class AsyncRunSession(RunSession):
         except UnknownWorkflow as error:
             return await self._io(self.fail, error_info(error), "none")
         ctx = AsyncContext(self, self._io, self.loop_watch, self.rt.aio.threads, self.rt.faults,
-                           self.before_step_async)
+                           self.before_step_async, self.rt.observer)
         try:
             result = await definition.call_async(ctx, ctx.input)
             ctx.finish()

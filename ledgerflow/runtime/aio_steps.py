@@ -35,6 +35,7 @@ from ledgerflow.runtime import agent
 from ledgerflow.runtime.attempts import Rules, StepAttempts, branch_result
 from ledgerflow.runtime.errors import StepCanceled
 from ledgerflow.runtime.failures import json_roundtrip, stack_text
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.steps import (
     Late,
     Resume,
@@ -166,9 +167,17 @@ class AsyncStepAttempts(StepAttempts):
     """`StepAttempts` whose attempts run on the loop (`run_async_attempt`)."""
 
     def __init__(self, host: Any, record: Callable[[ev.Event], None], watch: LoopWatch,
-                 threads: Executor | None) -> None:
-        super().__init__(host, record, watch)
+                 threads: Executor | None, observer: Observer = NO_OBSERVER) -> None:
+        super().__init__(host, record, watch, observer)
         self._loop_watch, self._threads = watch, threads
+
+    async def _run_async(self, op: str, attempt: int, call: Callable[[], Any], rules: Rules,
+                         resume: Resume | None = None) -> Any:
+        """One attempt of `op`, observed (`Observer.step`, current in its task)."""
+        with self._observer.step(self._watch.run_id, self._host.journal.state.workflow_id,
+                                 op, attempt):
+            return await run_async_attempt(self._loop_watch, self._threads, op, attempt, call,
+                                           rules.timeout, rules.grace, resume)
 
     async def attempt_async(self, op: str, call: Callable[[], Any],
                             rules: Rules) -> ev.StepCompleted | ev.StepSuspended | None:
@@ -176,9 +185,8 @@ class AsyncStepAttempts(StepAttempts):
         journal = self._host.journal
         started, attempt = self._host.clock(), self._next(op)
         try:
-            value = await run_async_attempt(
-                self._loop_watch, self._threads, op, attempt, call, rules.timeout,
-                rules.grace, agent.resume_of(journal, op))
+            value = await self._run_async(op, attempt, call, rules,
+                                          agent.resume_of(journal, op))
             asked = agent.suspension(value)
             if asked is not None:
                 return agent.suspended(journal, op, attempt, asked, started)
@@ -199,9 +207,8 @@ class AsyncStepAttempts(StepAttempts):
 
         async def one(branch: str) -> Any:
             async with gate:
-                value = await run_async_attempt(
-                    self._loop_watch, self._threads, ready[branch], attempts[branch],
-                    branches[branch], rules.timeout, rules.grace)
+                value = await self._run_async(ready[branch], attempts[branch],
+                                              branches[branch], rules)
             return branch_result(value, ready[branch])
 
         outcomes = await asyncio.gather(*(one(b) for b in ready), return_exceptions=True)

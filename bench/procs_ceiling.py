@@ -108,7 +108,8 @@ def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int, workers: 
     cpu_per_wf = (client_cpu + worker_cpu + pg1 - pg0) / n
     per_s, ceiling_per_s = n / wall, cores / cpu_per_wf
     print(f"{len(workers)} worker processes: {per_s:.1f} wf/s; CPU per workflow "
-          f"{cpu_per_wf * 1000:.2f} ms (client {client_cpu / n * 1000:.2f}, workers {worker_cpu / n * 1000:.2f}, "
+          f"{cpu_per_wf * 1000:.2f} ms (client {client_cpu / n * 1000:.2f}, "
+          f"workers {worker_cpu / n * 1000:.2f}, "
           f"postgres {(pg1 - pg0) / n * 1000:.2f}); ceiling {ceiling_per_s:.1f} wf/s on "
           f"{cores} cores")
     return {"wf_cpu_ceiling_per_s": ceiling_per_s, "wf_vs_cpu_ceiling": per_s / ceiling_per_s}

@@ -4,7 +4,9 @@
 on the bench database; this process triggers N `bench3` runs (3 trivial steps) from 4
 client threads into the queue and polls until all completed. CPU is measured over the
 same interval: this process (`time.process_time`), the worker processes (their
-/proc/PID/stat utime+stime) and every postgres process (`machine_cpu`).
+/proc/PID/stat utime+stime) and the postgres backends serving the bench database
+(their process title names it: other databases' work on the server is not counted; a
+backend that exits during the run loses its share, so all connect before).
 
 - `wf_cpu_ceiling_per_s` = cores / (CPU-seconds per workflow, client + workers +
   PostgreSQL): the throughput the machine could reach if that CPU were all it did;
@@ -21,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ def _proc_cpu(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_cpu(database: str) -> float:
+    """CPU seconds of the postgres backends serving `database` (their process title
+    names it), so other databases' work on a shared server is not counted."""
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().decode(errors="replace")
+            if title.startswith("postgres:") and f" {database} " in title:
+                total += _proc_cpu(int(cmdline.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -53,8 +68,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def ceiling(url: str, engine_sa: sa.engine.Engine, n: int,
-            machine_cpu: Callable[[], tuple[float, float, float]]) -> dict[str, float]:
+def ceiling(url: str, engine_sa: sa.engine.Engine, n: int) -> dict[str, float]:
     from ledgerflow import Ledgerflow, Settings
 
     cores = os.cpu_count() or 1
@@ -72,19 +86,20 @@ def ceiling(url: str, engine_sa: sa.engine.Engine, n: int,
     try:
         for i in range(20):  # warm up: every child is up and has run something
             lf.engine.wait(lf.engine.trigger("bench3", {"w": i}).run_id, timeout=300)
-        return _measure(lf, engine_sa, n, cores, _children(supervisor.pid), machine_cpu)
+        return _measure(lf, engine_sa, n, cores, _children(supervisor.pid))
     finally:
         lf.close()
         supervisor.terminate()
         supervisor.wait(120)
 
 
-def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int, workers: list[int],
-             machine_cpu: Callable[[], tuple[float, float, float]]) -> dict[str, float]:
+def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int,
+             workers: list[int]) -> dict[str, float]:
     query = sa.text("SELECT count(*) FROM run_views WHERE status = 'completed'")
     with engine_sa.connect() as conn:
         before = conn.execute(query).scalar_one()
-    _, _, pg0 = machine_cpu()
+    database = str(engine_sa.url.database)
+    pg0 = _postgres_cpu(database)
     w0, c0, t0 = sum(map(_proc_cpu, workers)), time.process_time(), time.perf_counter()
 
     def client(k: int) -> None:
@@ -104,7 +119,7 @@ def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int, workers: 
         thread.join()
     client_cpu = time.process_time() - c0
     worker_cpu = sum(map(_proc_cpu, workers)) - w0
-    _, _, pg1 = machine_cpu()
+    pg1 = _postgres_cpu(database)
     cpu_per_wf = (client_cpu + worker_cpu + pg1 - pg0) / n
     per_s, ceiling_per_s = n / wall, cores / cpu_per_wf
     print(f"{len(workers)} worker processes: {per_s:.1f} wf/s; CPU per workflow "

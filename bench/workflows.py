@@ -324,7 +324,7 @@ def bench_procs() -> dict[str, float]:
     procs_ceiling = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(procs_ceiling)
     url, engine_sa = fresh_lf_database()
-    figures: dict[str, float] = procs_ceiling.ceiling(url, engine_sa, N, machine_cpu)
+    figures: dict[str, float] = procs_ceiling.ceiling(url, engine_sa, N)
     engine_sa.dispose()
     return figures
 

@@ -1,9 +1,11 @@
 """ledgerflow: durable workflows for Python with an event-sourced run lifecycle.
 
-What users import: the authoring API (`workflow`, `Context`, the registry; `Branch` for
+What users import: the authoring API (`workflow`, `Context`, `AsyncContext` (the ctx
+of an `async def` workflow), the registry; `Branch` for
 a parallel branch with a compensator; `Suspend`, what an agent step returns to suspend
 the run until its tool calls are answered), the exceptions workflow code catches
-(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`), what a step's code asks
+(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`, `StepCanceled`;
+`AsyncMisuse` fails a run that mixes sync and async wrongly), what a step's code asks
 about itself (`current_step()`, a `StepInfo`), the engine and its worker, the app object
 `Ledgerflow` (built from `Settings`; `ledgerflow.api.create_app(app)` serves it over
 HTTP) and the errors commands raise (`ConcurrencyError`, `IllegalTransition`,
@@ -43,9 +45,16 @@ from ledgerflow.domain.errors import (
 )
 from ledgerflow.flows import Flow, FlowContext, flow
 from ledgerflow.runtime.agent import Suspend
+from ledgerflow.runtime.aio_context import AsyncContext
 from ledgerflow.runtime.context import Context
 from ledgerflow.runtime.engine import Engine, TriggerResult
-from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.errors import (
+    AsyncMisuse,
+    ChildFailed,
+    StepCanceled,
+    StepFailed,
+    WaitTimeout,
+)
 from ledgerflow.runtime.parallel import Branch
 from ledgerflow.runtime.retry import RetryPolicy
 from ledgerflow.runtime.runner import Handled, TickResult
@@ -54,12 +63,13 @@ from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge", "Flow",
-    "FlowContext", "Handled", "HostStats", "IdempotencyConflict", "IllegalTransition",
-    "InvalidEvent", "InvalidInput", "InvalidRequest", "Ledgerflow", "LedgerflowError",
-    "NonDeterminismError", "NotAwaited", "RerunNotConfirmed", "RetryPolicy", "RunConflict",
-    "Settings", "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend",
-    "TickResult", "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker",
-    "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry",
-    "flow", "workflow",
+    "AsyncContext", "AsyncMisuse", "Branch", "ChildFailed", "ConcurrencyError", "Context",
+    "Engine", "EventTooLarge", "Flow", "FlowContext", "Handled", "HostStats",
+    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
+    "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
+    "RerunNotConfirmed", "RetryPolicy", "RunConflict", "Settings", "StepCanceled",
+    "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend", "TickResult",
+    "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
+    "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry", "flow",
+    "workflow",
 ]

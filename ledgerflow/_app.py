@@ -7,6 +7,7 @@ The engine, the relay, the worker, the HTTP API and the CLI all hang off it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine as SAEngine
@@ -21,6 +23,7 @@ from sqlalchemy.engine import Engine as SAEngine
 from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow._serverless import HostStats, host_stats
 from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.domain.state import RunState
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.history import ArchiveFiles, Archiver, RetentionPolicy
@@ -29,7 +32,7 @@ from ledgerflow.observability.metrics import Metrics
 from ledgerflow.observability.tracing import Tracing
 from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
 from ledgerflow.projections import InlineProjections
-from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.observe import Observers
 from ledgerflow.runtime.runner import Handled, TickResult
@@ -183,7 +186,41 @@ class Ledgerflow:
     def worker(self, threads: int = 4, poll_interval: float = 0.5) -> Worker:
         return Worker(self.engine, threads=threads, poll_interval=poll_interval)
 
+    # ------------------------------------------------------- async callers
+
+    async def trigger_async(self, workflow_id: str, input: Any = None,
+                            **options: Any) -> TriggerResult:
+        """`engine.trigger` for async callers (a FastAPI handler): the store I/O runs in
+        a thread, the caller's event loop is not blocked."""
+        return await asyncio.to_thread(self.engine.trigger, workflow_id, input, **options)
+
+    async def signal_async(self, run_id: str, name: str, payload: Any = None,
+                           **options: Any) -> None:
+        """`engine.signal`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.signal, run_id, name, payload, **options)
+
+    async def send_event_async(self, run_id: str, event_type: str, payload: Any = None,
+                               **options: Any) -> None:
+        """`engine.send_event`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.send_event, run_id, event_type, payload, **options)
+
+    async def resolve_token_async(self, run_id: str, token_id: str, payload: Any = None,
+                                  **options: Any) -> None:
+        """`engine.resolve_token`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.resolve_token, run_id, token_id, payload,
+                                **options)
+
+    async def cancel_async(self, run_id: str, reason: str | None = None,
+                           **options: Any) -> None:
+        """`engine.cancel`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.cancel, run_id, reason, **options)
+
+    async def wait_async(self, run_id: str, timeout: float = 60.0) -> RunState:
+        """`engine.wait`, awaited: the run's state once it is terminal."""
+        return await asyncio.to_thread(self.engine.wait, run_id, timeout)
+
     def close(self) -> None:
         if self._tick_relay is not None:
             self._tick_relay.publisher.close()
+        self.engine.runtime.aio.close()
         self.db.dispose()

@@ -22,8 +22,9 @@ from ledgerflow.domain.errors import InvalidInput, UnknownWorkflow
 from ledgerflow.domain.wire import WireRecord, wire_record
 
 WorkflowFn = Callable[[Any, Any], Any]
-"""`(ctx, input) -> result`; `ctx` is a `ledgerflow.Context` (typed loosely here so the
-registry does not depend on the runtime that executes what it holds)."""
+"""`(ctx, input) -> result`, or `async def` (then `ctx` is a `ledgerflow.AsyncContext`);
+`ctx` is a `ledgerflow.Context` (typed loosely here so the registry does not depend on the
+runtime that executes what it holds)."""
 F = TypeVar("F", bound=WorkflowFn)
 Model = type[BaseModel]
 RerunSafety = Literal["safe", "unsafe"]
@@ -71,11 +72,41 @@ class WorkflowDef:
         """Run the function on a run's stored input (validated into the input model, if
         any); its result as JSON data (a model, or what the output model makes of it,
         dumped)."""
-        data = stored if self.input_model is None else self.input_model.model_validate(stored)
-        result = self.fn(ctx, data)
+        result = self.fn(ctx, self._input(stored))
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"workflow {self.name!r} is a plain `def` but returned {type(result).__name__}"
+                " to await: a sync workflow cannot await; declare it `async def` (its ctx "
+                "calls are then awaited)")
+        return self._output(result)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is `async def` (it runs as a coroutine, `await ctx...`)."""
+        return is_async_callable(self.fn)
+
+    async def call_async(self, ctx: Any, stored: Any) -> Any:
+        """`call`, for an `async def` function: awaited."""
+        return self._output(await self.fn(ctx, self._input(stored)))
+
+    def _input(self, stored: Any) -> Any:
+        return stored if self.input_model is None else self.input_model.model_validate(stored)
+
+    def _output(self, result: Any) -> Any:
         if self.output_model is not None:
             result = self.output_model.model_validate(result)
         return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling `fn` gives a coroutine: an `async def`, a partial of one, or an
+    object whose class's `__call__` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return callable(fn) and not inspect.isroutine(fn) and inspect.iscoroutinefunction(
+        type(fn).__call__)
 
 
 def _problems(error: ValidationError) -> list[dict[str, Any]]:

@@ -296,7 +296,7 @@ class RunSession:
         """Run the compensators of completed steps in reverse order, then fail."""
         if self.canceling:
             return self.cancel(ctx)
-        info = _failure_info(error)
+        info = failure_info(error)
         comps = ctx.compensations
         if not comps:
             return self.fail(info, "none")
@@ -345,7 +345,7 @@ def append_late(rt: Runtime, run_id: str, event: ev.Event) -> None:
             continue
 
 
-def _failure_info(error: Exception) -> ev.ErrorInfo:
+def failure_info(error: Exception) -> ev.ErrorInfo:
     """A run's error: a step's last failure (its traceback: the step's), or the
     workflow code's own exception."""
     if isinstance(error, StepFailed):

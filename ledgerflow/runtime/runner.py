@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Literal, cast
 
 from ledgerflow.runtime import queue
+from ledgerflow.runtime.aio_session import execute_async, runs_async
 from ledgerflow.runtime.executor import RunSession, claim_next
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
@@ -40,6 +41,8 @@ class TickResult:
     relayed: int = 0
     """Outbox rows published (`Ledgerflow.tick` relays one batch; `Engine.tick` none)."""
     dead_lettered: int = 0
+    handed: int = 0
+    """Async runs handed to the worker's event loop (executing there)."""
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -77,14 +80,22 @@ class Runner:
 
     def execute(self, claimed: Claimed) -> str:
         """Execute a run leased to this worker (claimed, or handed over by a trigger);
-        one that breaks off is given back by the next heartbeat (see the module)."""
+        one that breaks off is given back by the next heartbeat (see the module). An
+        async run executes on the loop (`aio_session.execute_async`: while a `Worker`
+        serves, this returns "handed" at once)."""
         try:
+            if runs_async(self.rt, claimed.journal):
+                return execute_async(self.rt, claimed, self._broke_off)
             with self.rt.store.held_connection():
                 return RunSession(self.rt, claimed.journal).run()
         except Exception:
             with self._dropped_lock:
                 self._dropped.add(claimed.run_id)
             raise
+
+    def _broke_off(self, run_id: str) -> None:
+        with self._dropped_lock:
+            self._dropped.add(run_id)
 
     def run_due(self, max_runs: int = 100, *, heartbeat: bool = True) -> TickResult:
         """Claim and execute due runs (at most `max_runs`) in this thread.

@@ -3,10 +3,11 @@
 What users import: the authoring API (`workflow`, `Context`, the registry; `Branch` for
 a parallel branch with a compensator; `Suspend`, what an agent step returns to suspend
 the run until its tool calls are answered), the exceptions workflow code catches
-(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`), what a step's code asks
-about itself (`current_step()`, a `StepInfo`), the engine and its worker, the app object
-`Ledgerflow` (built from `Settings`; `ledgerflow.api.create_app(app)` serves it over
-HTTP) and the errors commands raise (`ConcurrencyError`, `IllegalTransition`,
+(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`), schedules (`Cron`, `Every`
+for `@workflow(schedule=...)`; `Schedules`, `Scheduler` at run time), what a step's
+code asks about itself (`current_step()`, a `StepInfo`), the engine and its worker, the
+app object `Ledgerflow` (built from `Settings`; `ledgerflow.api.create_app(app)` serves
+it over HTTP) and the errors commands raise (`ConcurrencyError`, `IllegalTransition`,
 `UnknownRun`, ...).
 The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 `.outbox`.
@@ -14,6 +15,8 @@ The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow._authoring import (
+    Cron,
+    Every,
     WorkflowDef,
     WorkflowInfo,
     WorkflowRegistry,
@@ -34,6 +37,7 @@ from ledgerflow.domain.errors import (
     RunConflict,
     StoreUnavailable,
     UnknownRun,
+    UnknownSchedule,
     UnknownWorkflow,
 )
 from ledgerflow.flows import Flow, FlowContext, flow
@@ -44,16 +48,55 @@ from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.parallel import Branch
 from ledgerflow.runtime.retry import RetryPolicy
 from ledgerflow.runtime.runner import TickResult
+from ledgerflow.runtime.scheduler import Scheduler
+from ledgerflow.runtime.schedules import ScheduleRecord, Schedules
 from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge", "Flow",
-    "FlowContext", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
-    "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout",
-    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
-    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
-    "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
+    "Branch",
+    "ChildFailed",
+    "ConcurrencyError",
+    "Context",
+    "Cron",
+    "Engine",
+    "EventTooLarge",
+    "Every",
+    "Flow",
+    "FlowContext",
+    "IdempotencyConflict",
+    "IllegalTransition",
+    "InvalidEvent",
+    "InvalidInput",
+    "InvalidRequest",
+    "Ledgerflow",
+    "LedgerflowError",
+    "NonDeterminismError",
+    "NotAwaited",
+    "RetryPolicy",
+    "RunConflict",
+    "ScheduleRecord",
+    "Scheduler",
+    "Schedules",
+    "Settings",
+    "StepFailed",
+    "StepInfo",
+    "StepTimeout",
+    "StoreUnavailable",
+    "Suspend",
+    "TickResult",
+    "TriggerResult",
+    "UnknownRun",
+    "UnknownSchedule",
+    "UnknownWorkflow",
+    "WaitTimeout",
+    "Worker",
+    "WorkflowDef",
+    "WorkflowInfo",
+    "WorkflowRegistry",
+    "current_step",
+    "default_registry",
+    "flow",
+    "workflow",
 ]

@@ -9,6 +9,7 @@ import pytest
 
 from ledgerflow.domain import schedules as sch
 from ledgerflow.domain.errors import InvalidRequest, UnknownSchedule, UnknownWorkflow
+from ledgerflow.domain.events import RunCreated
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.runtime.schedules import ScheduleExists
 from tests.schedules.conftest import START, Rig
@@ -34,6 +35,7 @@ def test_each_fire_time_starts_one_run_with_its_id_and_tag(rig: Rig) -> None:
     state = rig.engine.state("every10@2026-01-05T12:00:30Z")
     assert state.status is RunStatus.PENDING
     created = rig.engine.history("every10@2026-01-05T12:00:30Z")[0].event
+    assert isinstance(created, RunCreated)
     assert created.tags == ["schedule:every10"] and created.input == {"n": 1}
 
 

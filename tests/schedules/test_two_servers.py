@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from itertools import pairwise
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine as SAEngine
@@ -37,7 +38,7 @@ def test_two_schedulers_start_one_run_per_fire_time(pg_engine: SAEngine, pg_url:
     times = [f.fire_time for f in fired]
     assert len(times) >= 8, times  # ten seconds, on a noisy machine
     assert len(set(times)) == len(times), "a fire time started twice"
-    gaps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
+    gaps = {(b - a).total_seconds() for a, b in pairwise(times)}
     assert gaps == {1.0}, f"fire times are not consecutive seconds: {times}"
     assert times[-1] >= stop - timedelta(seconds=3)  # and none missing at the end
     with pg_engine.connect() as conn:

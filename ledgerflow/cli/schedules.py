@@ -39,7 +39,7 @@ def _with(ctx: typer.Context, action: Callable[[Schedules], Any]) -> Any:
 
 def _when(record: ScheduleRecord) -> str:
     if record.cron is not None:
-        return f"cron {record.cron} ({record.timezone})"
+        return f"{record.cron} {record.timezone}"
     return f"every {record.every_seconds}s"
 
 
@@ -60,7 +60,7 @@ def list_command(
         "--workflow", metavar="WORKFLOW", help="Only the schedules of this workflow.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the schedules, with their next fire times (UTC)."""
+    """List the schedules with their next fire time (UTC; --json: the next five)."""
     records: list[ScheduleRecord] = _with(ctx, lambda s: s.list_schedules(workflow))
     if as_json:
         console.print_json(data={"data": [r.to_wire() for r in records], "nextCursor": None})
@@ -68,13 +68,14 @@ def list_command(
     if not records:
         console.print("no schedules")
         return
-    table = Table("schedule", "workflow", "when", "overlap", "state", "next fires (UTC)",
-                  "last run")
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for header in ("schedule", "workflow", "when", "state", "next fire (UTC)", "runs"):
+        table.add_column(header, no_wrap=header != "when", overflow="fold")
     for r in records:
-        table.add_row(r.schedule_id, r.workflow_id, _when(r), r.overlap,
+        table.add_row(r.schedule_id, r.workflow_id, _when(r),
                       "paused" if r.paused else "active",
-                      "\n".join(t.strftime("%Y-%m-%d %H:%M:%S") for t in r.next_fire_times[:3])
-                      or "-", r.last_run_id or "-")
+                      r.next_fire_times[0].strftime("%Y-%m-%d %H:%M:%S")
+                      if r.next_fire_times else "-", str(r.fired))
     console.print(table)
 
 

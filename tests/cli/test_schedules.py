@@ -14,7 +14,7 @@ def test_create_list_pause_resume_trigger_delete(run: Any, lf: Ledgerflow) -> No
     made = run("schedules", "create", "nightly", "--workflow", "greet", "--cron", "30 2 * * *",
                "--timezone", "Europe/Paris", "--input", '"Ada"')
     assert made.exit_code == 0, made.output
-    assert "schedule nightly: greet, cron 30 2 * * * (Europe/Paris), active, next" in \
+    assert "schedule nightly: greet, 30 2 * * * Europe/Paris, active, next" in \
         made.output.replace("\n", " ")
     listed = run("schedules", "list")
     assert listed.exit_code == 0 and "nightly" in listed.output

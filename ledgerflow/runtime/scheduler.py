@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from ledgerflow._authoring import WorkflowRegistry
 from ledgerflow.domain import schedules as sch
 from ledgerflow.domain.errors import ConcurrencyError
+from ledgerflow.eventstore.records import StreamAppend
 from ledgerflow.runtime.queue import run_queue
 from ledgerflow.runtime.schedules import Schedules, schedule_index, write
 
@@ -98,6 +99,7 @@ class Scheduler:
             running = set(conn.execute(sa.select(run_queue.c.run_id).where(
                 run_queue.c.run_id.in_(last))).scalars()) if last else set()
             handled = runs = 0
+            appends: list[StreamAppend] = []
             for state, created in states:
                 if not self._known(state):
                     continue
@@ -105,9 +107,10 @@ class Scheduler:
                 if not events:
                     continue
                 write(tx, state, events, created, now, self.schedules.registry,
-                      skip_runs=existing)
+                      skip_runs=existing, appends=appends)
                 handled += 1
                 runs += sum(isinstance(e, sch.ScheduleFired) for e in events)
+            tx.append_deferred(*appends)  # one insert for the batch's streams
         if runs:
             self.schedules.notify()
         return handled, runs, len(rows) == self.batch

@@ -34,6 +34,7 @@ from ledgerflow.domain import schedules as sch
 from ledgerflow.domain.errors import ConcurrencyError, InvalidRequest, UnknownSchedule
 from ledgerflow.domain.metadata import run_metadata
 from ledgerflow.domain.wire import Timestamp, WireRecord, wire_record
+from ledgerflow.eventstore.backend import Backend
 from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.migrations import POSTGRESQL, SQLITE, Migration
 from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend, new_id
@@ -137,27 +138,33 @@ def read_row(conn: Connection, schedule_id: str, lock: bool = False) -> Row | No
 
 def write(tx: Transaction, state: sch.ScheduleState, events: list[ev.Event],
           created: datetime | None, now: datetime, registry: WorkflowRegistry,
-          actor: str | None = None, skip_runs: Collection[str] = ()) -> sch.ScheduleState:
+          actor: str | None = None, skip_runs: Collection[str] = (),
+          appends: list[StreamAppend] | None = None) -> sch.ScheduleState:
     """Append `events` to the schedule's stream (expected: `state.version`), start the
     runs its ScheduleFired events name (of the workflow's latest version in
     `registry`; not those of `skip_runs`, which exist), and write the row; the state
-    after them."""
+    after them. With `appends`, the appends are added to it instead, for the caller to
+    append together (one statement for a scheduler's batch)."""
+    collected: list[StreamAppend] = [] if appends is None else appends
     new = state
     for event in events:
         new = sch.evolve(new, event)
     meta = {"actor": actor} if actor else {}
-    tx.append_deferred(StreamAppend(sch.stream_id(state.schedule_id),
-                                    [NewEvent(e, new_id(), dict(meta)) for e in events],
-                                    state.version))
+    collected.append(StreamAppend(sch.stream_id(state.schedule_id),
+                                  [NewEvent(e, new_id(), dict(meta)) for e in events],
+                                  state.version))
     fired = [e for e in events if isinstance(e, sch.ScheduleFired) and e.run_id not in skip_runs]
     if fired:
         assert new.spec is not None
-        _start_runs(tx, new, fired, now, registry.get(new.spec.workflow_id).version)
+        collected += _start_runs(tx, new, fired, now,
+                                 registry.get(new.spec.workflow_id).version)
     if new.deleted:
         tx.defer(schedule_index.delete().where(_s.schedule_id == sa.bindparam("sid")),
                  [{"sid": state.schedule_id}])
     else:
         _upsert_row(tx, new, created or now, now)
+    if appends is None:
+        tx.append_deferred(*collected)
     return new
 
 
@@ -170,24 +177,36 @@ def _upsert_row(tx: Transaction, state: sch.ScheduleState, created: datetime,
            "buffered_at": state.buffered, "last_run_id": state.last_run_id,
            "state": state.model_dump_json(), "version": state.version,
            "created_at": created, "updated_at": now}
-    statement = backend_for(tx.conn).upsert(schedule_index, [_s.schedule_id],
-                                            [k for k in row if k != "schedule_id"])
-    tx.defer(statement, [row])
+    tx.defer(_upsert_statement(tx.store.backend), [row])
+
+
+_UPSERTS: dict[Backend, sa.Insert] = {}
+
+
+def _upsert_statement(backend: Backend) -> sa.Insert:
+    """The row's upsert, built once per backend (so compiled once)."""
+    found = _UPSERTS.get(backend)
+    if found is None:
+        columns = [c.name for c in schedule_index.columns if c.name != "schedule_id"]
+        found = _UPSERTS[backend] = backend.upsert(schedule_index, [_s.schedule_id], columns)
+    return found
 
 
 def _start_runs(tx: Transaction, state: sch.ScheduleState, fired: list[sch.ScheduleFired],
-                now: datetime, version: str) -> None:
-    """Create each fire's run (expected version 0: a run id is started once)."""
+                now: datetime, version: str) -> list[StreamAppend]:
+    """Each fire's run (expected version 0: a run id is started once) and its queue row."""
     spec = state.spec
     assert spec is not None
     tag = f"schedule:{state.schedule_id}"
+    runs = []
     for fire in fired:
         created = ev.RunCreated(workflow_id=spec.workflow_id, workflow_version=version,
                                 input=spec.input, tags=[tag])
         meta = run_metadata(spec.workflow_id, version, correlation_id=fire.run_id, actor=tag)
-        tx.append_deferred(StreamAppend(fire.run_id, [NewEvent(created, new_id(), meta)], 0))
+        runs.append(StreamAppend(fire.run_id, [NewEvent(created, new_id(), meta)], 0))
         queue.enqueue(tx, fire.run_id, spec.workflow_id, 0, now, now)
     announce(tx, tag)
+    return runs
 
 
 class Schedules:

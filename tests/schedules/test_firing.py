@@ -206,3 +206,24 @@ def test_a_declared_schedule_is_upserted(rig: Rig) -> None:
     assert record.cron == "45 2 * * *"
     assert [h.type for h in record.history or []] == ["ScheduleCreated", "ScheduleUpdated"]
     assert record.next_fire_times[0] == datetime(2026, 1, 6, 1, 45, tzinfo=UTC)
+
+
+def test_the_workflow_list_shows_a_declared_schedule(rig: Rig) -> None:
+    from ledgerflow import Every
+
+    rig.schedules.registry.register("beat", lambda ctx, data: None,
+                                    schedule=Every(timedelta(minutes=5), overlap="allow"))
+    described = {w.name: w.to_wire()["schedule"] for w in rig.schedules.registry.describe()}
+    assert described["quick"] is None
+    assert described["beat"] == {"input": None, "cron": None, "everySeconds": 300,
+                                 "timezone": "UTC", "overlap": "allow",
+                                 "catchupWindowSeconds": 60}
+
+
+def test_a_bad_declaration_fails_where_it_is_written() -> None:
+    from ledgerflow import Cron, Every
+
+    with pytest.raises(InvalidRequest, match="unknown time zone 'Paris'"):
+        Cron("0 * * * *", timezone="Paris")
+    with pytest.raises(ValueError, match="whole seconds"):
+        Every(timedelta(milliseconds=1500))

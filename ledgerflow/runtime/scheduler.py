@@ -35,6 +35,12 @@ from ledgerflow.runtime.schedules import Schedules, schedule_index, write
 log = logging.getLogger("ledgerflow.scheduler")
 _s = schedule_index.c
 BUFFERED_POLL = 0.5
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """Rows with a fire to decide: unpaused, and a fire time passed or a fire buffered."""
+    return sa.and_(_s.paused.is_(False),
+                   sa.or_(_s.next_fire_at <= now, _s.buffered_at.is_not(None)))
 """Seconds between looks at a buffered fire whose previous run still goes."""
 
 
@@ -65,11 +71,19 @@ class Scheduler:
     def fire_due(self) -> int:
         """Decide every due schedule now; how many runs this call started."""
         started = 0
-        while True:
+        while self._any_due(self.clock()):
             handled, runs, full = self._batch(self.clock())
             started += runs
             if not full or not handled:
-                return started
+                break
+        return started
+
+    def _any_due(self, now: datetime) -> bool:
+        """Whether a schedule is due: read first, so an idle scheduler takes no write
+        transaction (on SQLite, the database's write lock)."""
+        with self.store.engine.connect() as conn:
+            return conn.execute(sa.select(_s.schedule_id).where(_due(now)).limit(1)).first() \
+                is not None
 
     def _batch(self, now: datetime) -> tuple[int, int, bool]:
         """One transaction: (schedules that changed, runs started, whether the batch
@@ -89,9 +103,7 @@ class Scheduler:
     def _write_batch(self, now: datetime, existing: set[str]) -> tuple[int, int, bool]:
         with self.store.transaction() as tx:
             conn = tx.conn
-            query = (sa.select(_s.state, _s.created_at)
-                     .where(_s.paused.is_(False),
-                            sa.or_(_s.next_fire_at <= now, _s.buffered_at.is_not(None)))
+            query = (sa.select(_s.state, _s.created_at).where(_due(now))
                      .order_by(_s.next_fire_at).limit(self.batch))
             rows = conn.execute(self.store.backend.skip_locked(query, of=schedule_index)).all()
             states = [(sch.ScheduleState.model_validate_json(r[0]), r[1]) for r in rows]

@@ -62,7 +62,7 @@ class Scheduler:
         registry = registry if registry is not None else self.schedules.registry
         changed = 0
         for definition in registry.definitions():
-            declared = getattr(definition, "schedule", None)
+            declared = definition.schedule
             if declared is not None and registry.get(definition.name) is definition:
                 changed += self.schedules.upsert(definition.name,
                                                  declared.spec(definition.name))
@@ -93,10 +93,10 @@ class Scheduler:
             try:
                 return self._write_batch(now, existing)
             except ConcurrencyError as conflict:
-                if conflict.stream.startswith("schedule:"):
-                    log.warning("schedule stream %s moved under its row: %s",
-                                conflict.stream, conflict)
-                    return 0, 0, False
+                if conflict.stream.startswith("schedule:"):  # its row is behind its stream
+                    log.warning("%s; refolding the schedule's row from its stream", conflict)
+                    self.schedules.refold(conflict.stream.removeprefix("schedule:"))
+                    return 0, 0, True
                 existing.add(conflict.stream)  # that run exists: record the fire only
         return 0, 0, False
 

@@ -314,6 +314,21 @@ class Schedules:
                     raise
         raise AssertionError("unreachable")
 
+    def refold(self, schedule_id: str) -> sch.ScheduleState:
+        """Rewrite the schedule's row from its whole stream (a row behind its stream,
+        as nothing but a hand-made append leaves it, is set right)."""
+        with self.store.transaction() as tx:
+            row = read_row(tx.conn, schedule_id, lock=True)
+            recorded = tx.read_stream(sch.stream_id(schedule_id))
+            state = sch.fold(schedule_id, [r.event for r in recorded])
+            now = self.clock()
+            if not state.exists:
+                tx.defer(schedule_index.delete().where(_s.schedule_id == sa.bindparam("sid")),
+                         [{"sid": schedule_id}])
+            else:
+                _upsert_row(tx, state, row.created_at if row else now, now)
+        return state
+
     # -------------------------------------------------------------------- queries
 
     def get(self, schedule_id: str, history: int = 0) -> ScheduleRecord:

@@ -227,3 +227,16 @@ def test_a_bad_declaration_fails_where_it_is_written() -> None:
         Cron("0 * * * *", timezone="Paris")
     with pytest.raises(ValueError, match="whole seconds"):
         Every(timedelta(milliseconds=1500))
+
+
+def test_a_row_behind_its_stream_conflicts_then_is_refolded(rig: Rig) -> None:
+    from ledgerflow.eventstore.records import NewEvent, StreamAppend
+
+    rig.schedules.create("s", rig.spec(every_seconds=10, overlap="allow"))
+    rig.store.append(StreamAppend(sch.stream_id("s"), [NewEvent(sch.ScheduleSkipped(
+        reason="missed", first=at(10), last=at(20), count=2))], 1))  # by hand: row not told
+    rig.clock.set(at(35))
+    assert rig.scheduler.fire_due() == 0  # the conflict: nothing written, the row refolded
+    assert rig.schedules.get("s").version == 2
+    assert rig.scheduler.fire_due() == 1
+    assert [f.run_id for f in rig.fired("s")] == run_ids("s", 30)

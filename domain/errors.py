@@ -256,3 +256,31 @@ class DatabaseNotReady(LedgerflowError):
 
     code = "database_not_ready"
     http_status = 503
+
+
+class NotArchived(LedgerflowError):
+    """A restore named a run that no archive holds."""
+
+    code = "run_not_archived"
+    http_status = 404
+
+    def __init__(self, run_id: str, where: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no archive in {where} holds run {run_id!r}")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id}
+
+
+class ArchiveRefused(LedgerflowError):
+    """An archive or restore that would lose or damage history: nothing was changed."""
+
+    code = "archive_refused"
+    http_status = 409
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id, self.reason = run_id, reason
+        super().__init__(f"run {run_id!r}: {reason}; nothing was changed")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "reason": self.reason}

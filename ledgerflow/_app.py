@@ -22,6 +22,7 @@ from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
+from ledgerflow.history import ArchiveFiles, Archiver, RetentionPolicy
 from ledgerflow.migrations import upgrade_all
 from ledgerflow.observability.metrics import Metrics
 from ledgerflow.observability.tracing import Tracing
@@ -151,6 +152,15 @@ class Ledgerflow:
         }
         options.update(overrides)
         return Relay(self.db, publisher_from_settings(self.settings), **options)  # type: ignore[arg-type]
+
+    def archiver(self, batch: int = 200) -> Archiver:
+        """The archiver of runs past their retention (`LEDGERFLOW_RETENTION_DAYS`, the
+        workflows' `retention=`) to `LEDGERFLOW_ARCHIVE_DIR`."""
+        days = self.settings.retention_days
+        policy = RetentionPolicy(None if days is None else timedelta(days=days),
+                                 self.engine.registry.retention())
+        return Archiver(self.store, ArchiveFiles(self.settings.archive_dir), policy,
+                        clock=self.clock, faults=self.faults, batch=batch)
 
     def worker(self, threads: int = 4, poll_interval: float = 0.5,
                schedules: bool = True) -> Worker:

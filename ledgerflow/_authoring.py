@@ -94,6 +94,8 @@ class WorkflowDef:
     input_model: Model | None = None
     output_model: Model | None = None
     schedule: Schedule | None = None
+    retention: timedelta | None = None
+    """How long its finished runs stay in the store before they are archived."""
 
     @property
     def description(self) -> str | None:
@@ -174,12 +176,18 @@ class WorkflowRegistry:
 
     def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
                  input: Model | None = None, output: Model | None = None,
-                 schedule: Schedule | None = None) -> WorkflowDef:
+                 schedule: Schedule | None = None,
+                 retention: timedelta | None = None) -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
         `input` / `output`: pydantic models of the workflow's input and result;
-        `schedule`: a `Cron` or `Every` that starts runs of it."""
+        `schedule`: a `Cron` or `Every` that starts runs of it; `retention`: how long its
+        finished runs stay before they are archived."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
+        if retention is not None and (not isinstance(retention, timedelta)
+                                      or retention <= timedelta(0)):
+            raise ValueError(f"retention= of workflow {name!r} must be a positive timedelta, "
+                             f"got {retention!r}")
         for what, model in (("input", input), ("output", output)):
             if model is not None and not (isinstance(model, type)
                                           and issubclass(model, BaseModel)):
@@ -188,7 +196,7 @@ class WorkflowRegistry:
         if schedule is not None and not isinstance(schedule, Cron | Every):
             raise TypeError(f"schedule= of workflow {name!r} must be a Cron or an Every, "
                             f"got {schedule!r}")
-        definition = WorkflowDef(name, str(version), fn, input, output, schedule)
+        definition = WorkflowDef(name, str(version), fn, input, output, schedule, retention)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
@@ -196,11 +204,13 @@ class WorkflowRegistry:
 
     def workflow(self, name: str, *, version: str = "1", input: Model | None = None,
                  output: Model | None = None,
-                 schedule: Schedule | None = None) -> Callable[[F], F]:
+                 schedule: Schedule | None = None,
+                 retention: timedelta | None = None) -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
-            self.register(name, fn, version, input=input, output=output, schedule=schedule)
+            self.register(name, fn, version, input=input, output=output, schedule=schedule,
+                          retention=retention)
             return fn
 
         return deco
@@ -220,6 +230,11 @@ class WorkflowRegistry:
         """Every registered definition, by name then version (as registered)."""
         return [self._defs[key] for key in sorted(self._defs)]
 
+    def retention(self) -> dict[str, timedelta]:
+        """The retention each workflow declares (its latest version's), by name."""
+        return {name: found.retention for name, found in sorted(self._latest.items())
+                if found.retention is not None}
+
     def describe(self, kind: Callable[[WorkflowDef], str] | None = None,
                  ) -> list[WorkflowInfo]:
         """Every registered workflow, by name; versions in the order registered, the
@@ -238,11 +253,14 @@ default_registry = WorkflowRegistry()
 
 def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None = None,
              input: Model | None = None, output: Model | None = None,
-             schedule: Schedule | None = None) -> Callable[[F], F]:
+             schedule: Schedule | None = None,
+             retention: timedelta | None = None) -> Callable[[F], F]:
     """Register a plain function `(ctx, input) -> result` as workflow `name`; with
     `input=Model`, triggers validate the input against the pydantic model first and the
     function receives the model instance (`output=Model`: its result is validated too).
     `schedule=Cron(...)` or `Every(...)`: `serve` and `worker` start runs of it on that
-    schedule (schedule id: the workflow's name)."""
+    schedule (schedule id: the workflow's name); `retention=timedelta(days=30)`: its
+    finished runs are archived after 30 days."""
     return (registry or default_registry).workflow(name, version=str(version), input=input,
-                                                   output=output, schedule=schedule)
+                                                   output=output, schedule=schedule,
+                                                   retention=retention)

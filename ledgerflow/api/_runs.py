@@ -41,6 +41,7 @@ from ledgerflow.api._models import (
     TriggerRequest,
 )
 from ledgerflow.domain.errors import RunConflict, UnknownRun
+from ledgerflow.history import AuditReport, audit_run
 from ledgerflow.projections import queries
 from ledgerflow.runtime.engine import TriggerResult
 
@@ -180,6 +181,15 @@ def get_run(run_id: PathId, lf: App, who: Caller) -> Response:
 def get_history(run_id: RunId, lf: App, who: Caller) -> Response:
     """Every event of the run, in order, with its metadata (the audit trail)."""
     return json_response(200, HistoryPage(queries.history(lf.store, run_id)).wire_values())
+
+
+@router.get("/{id}/audit", response_model=AuditReport, responses=_errors(404, 409))
+def get_audit(run_id: RunId, lf: App) -> Response:
+    """Whether the run's stored history still hashes to its chain; else the first
+    version that does not (`firstBadVersion`) and why (`reason`)."""
+    with lf.db.connect() as conn:
+        report = audit_run(lf.store, conn, run_id)
+    return json_response(200, report.wire_values())
 
 
 @router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404, 409))

@@ -58,6 +58,11 @@ class Services:
         if self.options.projector:
             self._spawn("ledgerflow-projector", self._project)
             running.append("projector")
+        archiver = self.lf.archiver()
+        if archiver.policy.enabled:  # retention is off by default
+            self._spawn("ledgerflow-archiver", archiver.run_forever, self.stop_event,
+                        self.lf.settings.archive_interval_seconds)
+            running.append("archiver")
         return running
 
     def _spawn(self, name: str, target: Callable[..., object], *args: object) -> None:

@@ -21,8 +21,8 @@ def test_no_generated_request_gets_a_server_error(lf: Ledgerflow) -> None:
     lf.engine.trigger("waiter", {"seed": True}, run_id="fuzz-run")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 26  # with discard, flow graph, workflows, metrics, health details,
-    # schedules (create, list, get, delete, pause, resume, trigger)
+    assert len(operations) == 27  # with discard, flow graph, workflows, metrics, health details,
+    # run audit, schedules (create, list, get, delete, pause, resume, trigger)
     for operation in operations:
         strategy = st.one_of(operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
                              operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))

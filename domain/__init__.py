@@ -1,5 +1,6 @@
 """The pure model of ledgerflow: lifecycle machine, events, run state, errors. No I/O."""
 
+from ledgerflow.domain import schedules  # noqa: F401 (registers its events)
 from ledgerflow.domain.errors import (
     ConcurrencyError,
     DuplicateEventId,
@@ -17,6 +18,7 @@ from ledgerflow.domain.errors import (
     StoreUnavailable,
     UnknownEventType,
     UnknownRun,
+    UnknownSchedule,
     UnknownWorkflow,
 )
 from ledgerflow.domain.events import (
@@ -64,6 +66,7 @@ __all__ = [
     "Trigger",
     "UnknownEventType",
     "UnknownRun",
+    "UnknownSchedule",
     "UnknownWorkflow",
     "Waitpoint",
     "decide",

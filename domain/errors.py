@@ -195,6 +195,20 @@ class UnknownWorkflow(LedgerflowError):
         return {"workflowId": self.workflow_id, "version": self.version, "known": self.known}
 
 
+class UnknownSchedule(LedgerflowError):
+    """A command or query named a schedule that does not exist (or was deleted)."""
+
+    code = "schedule_not_found"
+    http_status = 404
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(f"no schedule with id {schedule_id!r}")
+
+    def details(self) -> dict[str, Any]:
+        return {"scheduleId": self.schedule_id}
+
+
 class NotAwaited(LedgerflowError):
     """A token (or other wait-only input) sent to a run that is not waiting for it."""
 

@@ -5,8 +5,10 @@ of an `async def` workflow), the registry; `Branch` for
 a parallel branch with a compensator; `Suspend`, what an agent step returns to suspend
 the run until its tool calls are answered), the exceptions workflow code catches
 (`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`, `StepCanceled`;
-`AsyncMisuse` fails a run that mixes sync and async wrongly), what a step's code asks
-about itself (`current_step()`, a `StepInfo`), the engine and its worker, the app object
+`AsyncMisuse` fails a run that mixes sync and async wrongly), schedules (`Cron`,
+`Every` for `@workflow(schedule=...)`; `Schedules`, `Scheduler` at run time), what a
+step's code asks about itself (`current_step()`, a `StepInfo`), the engine and its
+worker, the app object
 `Ledgerflow` (built from `Settings`; `ledgerflow.api.create_app(app)` serves it over
 HTTP) and the errors commands raise (`ConcurrencyError`, `IllegalTransition`,
 `UnknownRun`, ...; `RerunNotConfirmed` for an unconfirmed rerun of a workflow declared
@@ -19,6 +21,8 @@ The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow._authoring import (
+    Cron,
+    Every,
     WorkflowDef,
     WorkflowInfo,
     WorkflowRegistry,
@@ -41,6 +45,7 @@ from ledgerflow.domain.errors import (
     RunConflict,
     StoreUnavailable,
     UnknownRun,
+    UnknownSchedule,
     UnknownWorkflow,
 )
 from ledgerflow.flows import Flow, FlowContext, flow
@@ -58,18 +63,21 @@ from ledgerflow.runtime.errors import (
 from ledgerflow.runtime.parallel import Branch
 from ledgerflow.runtime.retry import RetryPolicy
 from ledgerflow.runtime.runner import Handled, TickResult
+from ledgerflow.runtime.scheduler import Scheduler
+from ledgerflow.runtime.schedules import ScheduleRecord, Schedules
 from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
     "AsyncContext", "AsyncMisuse", "Branch", "ChildFailed", "ConcurrencyError", "Context",
-    "Engine", "EventTooLarge", "Flow", "FlowContext", "Handled", "HostStats",
-    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
+    "Cron", "Engine", "EventTooLarge", "Every", "Flow", "FlowContext", "Handled",
+    "HostStats", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
     "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RerunNotConfirmed", "RetryPolicy", "RunConflict", "Settings", "StepCanceled",
-    "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend", "TickResult",
-    "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
+    "RerunNotConfirmed", "RetryPolicy", "RunConflict", "ScheduleRecord", "Scheduler",
+    "Schedules", "Settings", "StepCanceled", "StepFailed", "StepInfo", "StepTimeout",
+    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
+    "UnknownSchedule", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
     "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry", "flow",
     "workflow",
 ]

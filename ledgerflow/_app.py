@@ -36,6 +36,8 @@ from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.observe import Observers
 from ledgerflow.runtime.runner import Handled, TickResult
+from ledgerflow.runtime.scheduler import Scheduler
+from ledgerflow.runtime.schedules import Schedules
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
@@ -110,6 +112,8 @@ class Ledgerflow:
     metrics: Metrics | None = None
     """This process's metrics (`Ledgerflow.open` makes them; the engine counts in them)."""
     _tick_relay: Relay | None = field(default=None, init=False, repr=False)
+    schedules: Schedules | None = None
+    """The schedules' commands and queries (`Ledgerflow.open` makes them)."""
 
     @classmethod
     def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
@@ -133,8 +137,11 @@ class Ledgerflow:
                         clock=clock, lease=timedelta(seconds=settings.lease_seconds),
                         faults=faults if faults is not None else settings.fault_points(),
                         observer=Observers(metrics, Tracing(tracer_provider)))
+        schedules = Schedules(store, engine.registry, clock)
+        schedules.listeners.append(engine.wakeup.notify)  # a fire's run: claim it now
         return cls(settings=settings, db=db, store=store, engine=engine,
-                   keys=IdempotencyKeys(db, clock=clock), clock=clock, metrics=metrics)
+                   keys=IdempotencyKeys(db, clock=clock), clock=clock, metrics=metrics,
+                   schedules=schedules)
 
     @property
     def faults(self) -> FaultPoints:
@@ -183,8 +190,13 @@ class Ledgerflow:
         return Archiver(self.store, ArchiveFiles(self.settings.archive_dir), policy,
                         clock=self.clock, faults=self.faults, batch=batch)
 
-    def worker(self, threads: int = 4, poll_interval: float = 0.5) -> Worker:
-        return Worker(self.engine, threads=threads, poll_interval=poll_interval)
+    def worker(self, threads: int = 4, poll_interval: float = 0.5,
+               schedules: bool = True) -> Worker:
+        """A worker of this engine; with `schedules`, it runs a `Scheduler` too (as
+        `serve` and `worker` do)."""
+        scheduler = Scheduler(self.schedules) if schedules and self.schedules else None
+        return Worker(self.engine, threads=threads, poll_interval=poll_interval,
+                      scheduler=scheduler)
 
     # ------------------------------------------------------- async callers
 

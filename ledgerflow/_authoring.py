@@ -19,7 +19,8 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ValidationError
 
 from ledgerflow.domain.errors import InvalidInput, UnknownWorkflow
-from ledgerflow.domain.wire import WireRecord, wire_record
+from ledgerflow.domain.schedules import DEFAULT_CATCHUP_SECONDS, Overlap, ScheduleSpec
+from ledgerflow.domain.wire import WireRecord, camel_keys, wire_record
 
 WorkflowFn = Callable[[Any, Any], Any]
 """`(ctx, input) -> result`, or `async def` (then `ctx` is a `ledgerflow.AsyncContext`);
@@ -34,6 +35,60 @@ confirmation, `RerunNotConfirmed` otherwise)."""
 
 
 @dataclass(frozen=True)
+class Cron:
+    """`@workflow(..., schedule=Cron("*/5 * * * *", timezone="Europe/Paris"))`: start a
+    run of the workflow at each fire time of the cron expression, read in `timezone`
+    (daylight saving included). `input`: the runs' input; `overlap`: what a fire does
+    while the previous run still goes (`skip`, `buffer_one`, `allow`);
+    `catchup_window`: fires missed for longer than this (nothing ran) are skipped.
+    The schedule's id is the workflow's name; `serve` and `worker` create or update it
+    as they start."""
+
+    expression: str
+    timezone: str = "UTC"
+    input: Any = None
+    overlap: Overlap = "skip"
+    catchup_window: timedelta = timedelta(seconds=DEFAULT_CATCHUP_SECONDS)
+
+    def __post_init__(self) -> None:
+        self.spec("-")  # a bad expression, zone or option fails where it is written
+
+    def spec(self, workflow_id: str) -> ScheduleSpec:
+        return ScheduleSpec(workflow_id=workflow_id, input=self.input, cron=self.expression,
+                            timezone=self.timezone, overlap=self.overlap,
+                            catchup_window_seconds=_seconds(self.catchup_window)).check()
+
+
+@dataclass(frozen=True)
+class Every:
+    """`@workflow(..., schedule=Every(timedelta(minutes=5)))`: a run every interval,
+    at whole multiples of it since the Unix epoch (whole seconds); options as `Cron`."""
+
+    interval: timedelta
+    input: Any = None
+    overlap: Overlap = "skip"
+    catchup_window: timedelta = timedelta(seconds=DEFAULT_CATCHUP_SECONDS)
+
+    def __post_init__(self) -> None:
+        self.spec("-")
+
+    def spec(self, workflow_id: str) -> ScheduleSpec:
+        return ScheduleSpec(workflow_id=workflow_id, input=self.input,
+                            every_seconds=_seconds(self.interval), overlap=self.overlap,
+                            catchup_window_seconds=_seconds(self.catchup_window)).check()
+
+
+Schedule = Cron | Every
+
+
+def _seconds(span: timedelta) -> int:
+    if not isinstance(span, timedelta) or span.total_seconds() % 1:
+        raise ValueError(f"a schedule's interval and catch-up window are whole seconds, "
+                         f"as a timedelta; got {span!r}")
+    return int(span.total_seconds())
+
+
+@dataclass(frozen=True)
 class WorkflowDef:
     """A registered workflow: its name, version and function, and the pydantic models
     of its input and output when it declares them."""
@@ -44,6 +99,7 @@ class WorkflowDef:
     input_model: Model | None = None
     output_model: Model | None = None
     rerun_safety: RerunSafety = "safe"
+    schedule: Schedule | None = None
     retention: timedelta | None = None
     """How long its finished runs stay in the store before they are archived."""
 
@@ -137,9 +193,11 @@ class WorkflowInfo(WireRecord):
     @classmethod
     def of(cls, versions: list[WorkflowDef], kind: str = "code") -> WorkflowInfo:
         latest = versions[-1]
+        schedule = None if latest.schedule is None else camel_keys(
+            latest.schedule.spec(latest.name).model_dump(mode="json", exclude={"workflow_id"}))
         return cls(latest.name, [d.version for d in versions], kind, latest.description,
                    _schema(latest.input_model), _schema(latest.output_model),
-                   rerun_safety=latest.rerun_safety)
+                   rerun_safety=latest.rerun_safety, schedule=schedule)
 
 
 def _schema(model: Model | None) -> dict[str, Any] | None:
@@ -156,11 +214,13 @@ class WorkflowRegistry:
     def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
                  input: Model | None = None, output: Model | None = None,
                  rerun_safety: RerunSafety = "safe",
+                 schedule: Schedule | None = None,
                  retention: timedelta | None = None) -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
         `input` / `output`: pydantic models of the workflow's input and result;
-        `rerun_safety`: see `RerunSafety`; `retention`: how long its finished runs stay
-        before they are archived."""
+        `rerun_safety`: see `RerunSafety`; `schedule`: a `Cron` or `Every` that starts
+        runs of it; `retention`: how long its finished runs stay before they are
+        archived."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
         if rerun_safety not in get_args(RerunSafety):
@@ -175,8 +235,11 @@ class WorkflowRegistry:
                                           and issubclass(model, BaseModel)):
                 raise TypeError(f"{what}= of workflow {name!r} must be a pydantic model "
                                 f"class, got {model!r}")
+        if schedule is not None and not isinstance(schedule, Cron | Every):
+            raise TypeError(f"schedule= of workflow {name!r} must be a Cron or an Every, "
+                            f"got {schedule!r}")
         definition = WorkflowDef(name, str(version), fn, input, output, rerun_safety,
-                                 retention)
+                                 schedule, retention)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
@@ -185,12 +248,13 @@ class WorkflowRegistry:
     def workflow(self, name: str, *, version: str = "1", input: Model | None = None,
                  output: Model | None = None,
                  rerun_safety: RerunSafety = "safe",
+                 schedule: Schedule | None = None,
                  retention: timedelta | None = None) -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
             self.register(name, fn, version, input=input, output=output,
-                          rerun_safety=rerun_safety, retention=retention)
+                          rerun_safety=rerun_safety, schedule=schedule, retention=retention)
             return fn
 
         return deco
@@ -234,12 +298,16 @@ default_registry = WorkflowRegistry()
 def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None = None,
              input: Model | None = None, output: Model | None = None,
              rerun_safety: RerunSafety = "safe",
+             schedule: Schedule | None = None,
              retention: timedelta | None = None) -> Callable[[F], F]:
     """Register a plain function `(ctx, input) -> result` as workflow `name`; with
     `input=Model`, triggers validate the input against the pydantic model first and the
     function receives the model instance (`output=Model`: its result is validated too);
-    `rerun_safety="unsafe"`: a rerun of its runs must be confirmed (`confirm=True`);
-    `retention=timedelta(days=30)`: its finished runs are archived after 30 days."""
+    `rerun_safety="unsafe"`: a rerun of its runs must be confirmed (`confirm=True`).
+    `schedule=Cron(...)` or `Every(...)`: `serve` and `worker` start runs of it on that
+    schedule (schedule id: the workflow's name); `retention=timedelta(days=30)`: its
+    finished runs are archived after 30 days."""
     return (registry or default_registry).workflow(name, version=str(version), input=input,
                                                    output=output, rerun_safety=rerun_safety,
+                                                   schedule=schedule,
                                                    retention=retention)

@@ -18,9 +18,10 @@ from ledgerflow.eventstore.migrations import Migration, concerning, pending, upg
 
 def all_migrations() -> list[Migration]:
     import ledgerflow.runtime.queue
+    import ledgerflow.runtime.schedules
     from ledgerflow import outbox, projections
     return [*eventstore.MIGRATIONS, *projections.MIGRATIONS, *outbox.MIGRATIONS,
-            *ledgerflow.runtime.queue.MIGRATIONS]
+            *ledgerflow.runtime.queue.MIGRATIONS, *ledgerflow.runtime.schedules.MIGRATIONS]
 
 
 def upgrade_all(engine: Engine) -> list[Migration]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.api import _admin, _graph, _health, _metrics, _runs, _streams, _workflows
+from ledgerflow.api import (
+    _admin,
+    _graph,
+    _health,
+    _metrics,
+    _runs,
+    _schedules,
+    _streams,
+    _workflows,
+)
 from ledgerflow.api._errors import install_error_handlers
 from ledgerflow.api._gate import Gate
 from ledgerflow.observability.tracing import TraceContextMiddleware
@@ -29,6 +38,7 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     api.include_router(_runs.router)
     api.include_router(_streams.router)
     api.include_router(_workflows.router)
+    api.include_router(_schedules.router)
     api.include_router(_admin.router)
     api.include_router(_admin.health)
     api.include_router(_graph.router)

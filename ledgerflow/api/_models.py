@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
+from ledgerflow.domain.schedules import DEFAULT_CATCHUP_SECONDS, MAX_SCHEDULE_ID
 from ledgerflow.domain.wire import Page
 from ledgerflow.outbox import DeadLetter
 from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord
@@ -99,6 +100,31 @@ class TriggerRequest(JsonChecked):
     run_id: Name | None = None
     tags: list[Name] | None = Field(default=None, max_length=100)
     priority: Priority = 0
+
+
+class ScheduleRequest(JsonChecked):
+    """`POST /api/schedules`: exactly one of `cron` (read in `timezone`) and
+    `everySeconds`; `overlap` when the previous run still goes; fires missed for longer
+    than `catchupWindowSeconds` are skipped; `paused` creates it paused."""
+
+    schedule_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SCHEDULE_ID,
+                                                  pattern=_PRINTABLE)]
+    workflow_id: Name
+    input: JsonValue = None
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    every_seconds: Annotated[int, Field(ge=1, le=10 * 366 * 86400)] | None = None
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "UTC"
+    overlap: Literal["skip", "buffer_one", "allow"] = "skip"
+    catchup_window_seconds: Annotated[int, Field(ge=0, le=10 * 366 * 86400)] = \
+        DEFAULT_CATCHUP_SECONDS
+    paused: bool = False
+
+
+class ScheduleTriggered(Wire):
+    """`POST /api/schedules/{id}/trigger`: the run it started."""
+
+    schedule_id: str
+    run_id: str
 
 
 class SignalRequest(JsonChecked):

@@ -11,7 +11,17 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from ledgerflow.cli import commands, flows, history, observe, outbox, projections, remote, runs
+from ledgerflow.cli import (
+    commands,
+    flows,
+    history,
+    observe,
+    outbox,
+    projections,
+    remote,
+    runs,
+    schedules,
+)
 from ledgerflow.cli.common import console, new_app, open_settings
 from ledgerflow.cli.launch import serve_command, worker
 from ledgerflow.cli.relay import relay_command
@@ -24,6 +34,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(projections.app, name="projections")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(flows.app, name="workflows")
+app.add_typer(schedules.app, name="schedules")
 app.add_typer(history.archive_app, name="archive")
 app.add_typer(history.audit_app, name="audit")
 for _name, _command in commands.COMMANDS.items():

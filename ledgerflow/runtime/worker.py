@@ -9,7 +9,8 @@ again). The queue is drained at least every poll interval even while hand-overs
 keep the thread busy, so runs made due by other processes or timers are not
 starved. A handed run passes the fault point `run_handed` before it executes (crash
 tests: the process dies holding a run its trigger already leased to it). The
-heartbeat thread extends the leases of this worker id every `lease / 3`. Where the
+heartbeat thread extends the leases of this worker id every `lease / 3`. A worker
+given a `Scheduler` (`Ledgerflow.worker` gives one) runs it beside its threads. Where the
 store's backend has notices (PostgreSQL) a listener thread (`listen.Listener`) nudges
 a thread when another process announces a run it made due, so it is claimed without
 waiting for a poll.
@@ -31,6 +32,7 @@ from types import FrameType
 from ledgerflow.runtime.engine import Engine
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.listen import Listener
+from ledgerflow.runtime.scheduler import Scheduler
 
 log = logging.getLogger("ledgerflow.worker")
 
@@ -38,7 +40,8 @@ log = logging.getLogger("ledgerflow.worker")
 class Worker:
     """Runs due runs of `engine` on `threads` threads until stopped."""
 
-    def __init__(self, engine: Engine, threads: int = 4, poll_interval: float = 0.5) -> None:
+    def __init__(self, engine: Engine, threads: int = 4, poll_interval: float = 0.5,
+                 scheduler: Scheduler | None = None) -> None:
         if threads < 1:
             raise ValueError(f"a worker needs at least one thread, got {threads}")
         self.engine = engine
@@ -48,6 +51,8 @@ class Worker:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self.listener: Listener | None = None
+        self.scheduler = scheduler
+        """Started and stopped with the worker: fires due schedules (`runtime.scheduler`)."""
 
     @property
     def running(self) -> bool:
@@ -71,12 +76,16 @@ class Worker:
         if self.engine.store.backend.notifies:
             self.listener = Listener(self.engine.store.engine, self.engine.worker_id,
                                      self.engine.wakeup.notify).start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         return self
 
     def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         """Stop: finish the step in hand (graceful) and release this worker's leases."""
         self.engine.request_stop(True)
         self._halt.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.listener is not None:
             self.listener.stop()
             self.listener = None

@@ -141,7 +141,8 @@ def test_a_database_at_migration_1_upgrades_to_the_schema_of_a_fresh_head(
         new_database: NewDatabase) -> None:
     old, fresh = new_database(), new_database()
     first = [m for m in all_migrations() if m.version == 1]
-    assert {m.component for m in first} == {"eventstore", "projections", "outbox", "engine"}
+    assert {m.component for m in first} == {"eventstore", "projections", "outbox", "engine",
+                                            "schedules"}
     assert upgrade(old, first) == concerning(first, old.dialect.name)
     later = upgrade_all(old)
     assert later and all(m.version > 1 for m in later)

@@ -1,0 +1,152 @@
+"""`ledgerflow schedules list|show|create|pause|resume|trigger|delete`.
+
+They act on the database directly (as `trigger` does): `create` checks the workflow
+against the workflows this command loads (`--workflows` / `LEDGERFLOW_WORKFLOWS`).
+A `serve` or `worker` running anywhere on the database fires the schedules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ledgerflow._app import Ledgerflow
+from ledgerflow.cli.common import console, new_app
+from ledgerflow.cli.support import open_app, parse_json, user_errors
+from ledgerflow.domain.schedules import DEFAULT_CATCHUP_SECONDS, OVERLAPS, ScheduleSpec
+from ledgerflow.runtime.schedules import ScheduleRecord, Schedules
+
+app = new_app("Schedules: runs started on a cron expression or every N seconds.")
+
+ScheduleIdArg = Annotated[str, typer.Argument(metavar="SCHEDULE_ID",
+                                              help="The schedule's id.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+ACTOR = "cli"
+
+
+def _with(ctx: typer.Context, action: Callable[[Schedules], Any]) -> Any:
+    with user_errors():
+        lf: Ledgerflow = open_app(ctx)
+        try:
+            assert lf.schedules is not None
+            return action(lf.schedules)
+        finally:
+            lf.close()
+
+
+def _when(record: ScheduleRecord) -> str:
+    if record.cron is not None:
+        return f"{record.cron} {record.timezone}"
+    return f"every {record.every_seconds}s"
+
+
+def _show(record: ScheduleRecord, as_json: bool) -> None:
+    if as_json:
+        console.print_json(data=record.to_wire())
+        return
+    state = "paused" if record.paused else "active"
+    following = record.next_fire_times[0].isoformat() if record.next_fire_times else "-"
+    console.print(f"schedule {record.schedule_id}: {record.workflow_id}, {_when(record)}, "
+                  f"{state}, next {following}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    workflow: Annotated[str | None, typer.Option(
+        "--workflow", metavar="WORKFLOW", help="Only the schedules of this workflow.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the schedules with their next fire time (UTC; --json: the next five)."""
+    records: list[ScheduleRecord] = _with(ctx, lambda s: s.list_schedules(workflow))
+    if as_json:
+        console.print_json(data={"data": [r.to_wire() for r in records], "nextCursor": None})
+        return
+    if not records:
+        console.print("no schedules")
+        return
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for header in ("schedule", "workflow", "when", "state", "next fire (UTC)", "runs"):
+        table.add_column(header, no_wrap=header != "when", overflow="fold")
+    for r in records:
+        table.add_row(r.schedule_id, r.workflow_id, _when(r),
+                      "paused" if r.paused else "active",
+                      r.next_fire_times[0].strftime("%Y-%m-%d %H:%M:%S")
+                      if r.next_fire_times else "-", str(r.fired))
+    console.print(table)
+
+
+@app.command("show")
+def show_command(ctx: typer.Context, schedule_id: ScheduleIdArg, as_json: JsonFlag = False,
+                 ) -> None:
+    """Show one schedule (with --json, its latest events too)."""
+    _show(_with(ctx, lambda s: s.get(schedule_id, history=100 if as_json else 0)), as_json)
+
+
+@app.command("create")
+def create_command(
+    ctx: typer.Context,
+    schedule_id: ScheduleIdArg,
+    workflow: Annotated[str, typer.Option(
+        "--workflow", metavar="WORKFLOW", help="The workflow each fire starts a run of.")],
+    cron: Annotated[str | None, typer.Option(
+        "--cron", metavar="EXPRESSION", help="A cron expression (minute hour day month "
+        "weekday), read in --timezone.")] = None,
+    every: Annotated[int | None, typer.Option(
+        "--every", min=1, metavar="SECONDS", help="Fire every SECONDS seconds instead.")]
+    = None,
+    timezone: Annotated[str, typer.Option(
+        "--timezone", metavar="ZONE", help="The cron expression's time zone (IANA name).")]
+    = "UTC",
+    input: Annotated[str | None, typer.Option(
+        "--input", metavar="JSON", help="The runs' input, as JSON.")] = None,
+    overlap: Annotated[str, typer.Option(
+        "--overlap", metavar="POLICY", help="While the previous run goes: "
+        f"{' | '.join(OVERLAPS)}.")] = "skip",
+    catchup: Annotated[int, typer.Option(
+        "--catchup-window", min=0, metavar="SECONDS", help="Fires missed for longer than "
+        "this (nothing ran) are skipped.")] = DEFAULT_CATCHUP_SECONDS,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a schedule (the same one again changes nothing)."""
+    data = parse_json(input, "--input")
+    if overlap not in OVERLAPS:
+        raise typer.BadParameter(f"--overlap must be one of {', '.join(OVERLAPS)}")
+
+    def create(s: Schedules) -> ScheduleRecord:
+        spec = ScheduleSpec(workflow_id=workflow, input=data, cron=cron, every_seconds=every,
+                            timezone=timezone, overlap=overlap,
+                            catchup_window_seconds=catchup)
+        return s.create(schedule_id, spec, paused=paused, actor=ACTOR)[0]
+
+    _show(_with(ctx, create), as_json)
+
+
+@app.command("pause")
+def pause_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
+    """Stop firing until resumed."""
+    _show(_with(ctx, lambda s: s.pause(schedule_id, actor=ACTOR)), False)
+
+
+@app.command("resume")
+def resume_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
+    """Fire again from now on (fires while paused are not caught up)."""
+    _show(_with(ctx, lambda s: s.resume(schedule_id, actor=ACTOR)), False)
+
+
+@app.command("trigger")
+def trigger_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
+    """Start a run now, paused or not; prints its id."""
+    run_id = _with(ctx, lambda s: s.trigger(schedule_id, actor=ACTOR))
+    console.print(run_id, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("delete")
+def delete_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
+    """Delete the schedule: no more fires (its history stays in its stream)."""
+    _with(ctx, lambda s: s.delete(schedule_id, actor=ACTOR))
+    console.print(f"deleted schedule {schedule_id}", highlight=False, markup=False)

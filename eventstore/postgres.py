@@ -297,6 +297,7 @@ class PostgresBackend:
 
     name = "postgresql"
     notifies = True
+    writes_in_one = True
     unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError,
                                                 psycopg.InterfaceError)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ledgerflow.domain.errors import InvalidInput, UnknownWorkflow
 from ledgerflow.domain.wire import WireRecord, wire_record
+from ledgerflow.runtime.queues import DEFAULT_QUEUE, Queue, valid_name
 
 WorkflowFn = Callable[[Any, Any], Any]
 """`(ctx, input) -> result`; `ctx` is a `ledgerflow.Context` (typed loosely here so the
@@ -37,6 +38,8 @@ class WorkflowDef:
     fn: WorkflowFn
     input_model: Model | None = None
     output_model: Model | None = None
+    queue: str = DEFAULT_QUEUE
+    """The queue its runs go to unless a trigger names another."""
 
     @property
     def description(self) -> str | None:
@@ -83,7 +86,7 @@ class WorkflowInfo(WireRecord):
     is the default), and of that version its kind (`code`, or `flow`: built with
     `ledgerflow.flow()`, it has a graph), description (docstring) and the JSON schemas
     of input and output (null: untyped). `queue` and `schedule` are null until
-    workflows can name them."""
+    workflows can name them (`queue`: the workflow's default queue)."""
 
     name: str
     versions: list[str]
@@ -98,7 +101,7 @@ class WorkflowInfo(WireRecord):
     def of(cls, versions: list[WorkflowDef], kind: str = "code") -> WorkflowInfo:
         latest = versions[-1]
         return cls(latest.name, [d.version for d in versions], kind, latest.description,
-                   _schema(latest.input_model), _schema(latest.output_model))
+                   _schema(latest.input_model), _schema(latest.output_model), latest.queue)
 
 
 def _schema(model: Model | None) -> dict[str, Any] | None:
@@ -111,11 +114,28 @@ class WorkflowRegistry:
     def __init__(self) -> None:
         self._defs: dict[tuple[str, str], WorkflowDef] = {}
         self._latest: dict[str, WorkflowDef] = {}
+        self._queues: dict[str, Queue] = {}
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Declare a queue and its default limits in code (the store keeps run-time
+        changes; see `ledgerflow.runtime.queues`)."""
+        if not isinstance(queue, Queue):
+            raise TypeError(f"add_queue takes a ledgerflow.Queue, got {queue!r}")
+        valid_name(queue.name)
+        queue.settings()
+        self._queues[queue.name] = queue
+        return queue
+
+    def queues(self) -> list[Queue]:
+        """The queues declared in code, by name."""
+        return [self._queues[name] for name in sorted(self._queues)]
 
     def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
-                 input: Model | None = None, output: Model | None = None) -> WorkflowDef:
+                 input: Model | None = None, output: Model | None = None,
+                 queue: str | Queue | None = None) -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
-        `input` / `output`: pydantic models of the workflow's input and result."""
+        `input` / `output`: pydantic models of the workflow's input and result; `queue`:
+        its runs' default queue (a `Queue` is declared too)."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
         for what, model in (("input", input), ("output", output)):
@@ -123,18 +143,22 @@ class WorkflowRegistry:
                                           and issubclass(model, BaseModel)):
                 raise TypeError(f"{what}= of workflow {name!r} must be a pydantic model "
                                 f"class, got {model!r}")
-        definition = WorkflowDef(name, str(version), fn, input, output)
+        if isinstance(queue, Queue):
+            queue = self.add_queue(queue).name
+        definition = WorkflowDef(name, str(version), fn, input, output,
+                                 valid_name(queue) if queue is not None else DEFAULT_QUEUE)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
         return definition
 
     def workflow(self, name: str, *, version: str = "1", input: Model | None = None,
-                 output: Model | None = None) -> Callable[[F], F]:
+                 output: Model | None = None,
+                 queue: str | Queue | None = None) -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
-            self.register(name, fn, version, input=input, output=output)
+            self.register(name, fn, version, input=input, output=output, queue=queue)
             return fn
 
         return deco
@@ -171,9 +195,12 @@ default_registry = WorkflowRegistry()
 
 
 def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None = None,
-             input: Model | None = None, output: Model | None = None) -> Callable[[F], F]:
+             input: Model | None = None, output: Model | None = None,
+             queue: str | Queue | None = None) -> Callable[[F], F]:
     """Register a plain function `(ctx, input) -> result` as workflow `name`; with
     `input=Model`, triggers validate the input against the pydantic model first and the
-    function receives the model instance (`output=Model`: its result is validated too)."""
+    function receives the model instance (`output=Model`: its result is validated too).
+    `queue`: the queue its runs go to (default "default"); a `Queue("payments",
+    concurrency=5)` also declares that queue's default limits."""
     return (registry or default_registry).workflow(name, version=str(version), input=input,
-                                                   output=output)
+                                                   output=output, queue=queue)

@@ -53,7 +53,7 @@ class Runner:
         one that breaks off is given back by the next heartbeat (see the module)."""
         try:
             with self.rt.store.held_connection():
-                return RunSession(self.rt, claimed.journal).run()
+                return RunSession(self.rt, claimed.journal, claimed.held).run()
         except Exception:
             with self._dropped_lock:
                 self._dropped.add(claimed.run_id)

@@ -33,15 +33,18 @@ from ledgerflow.domain.errors import (
     NotAwaited,
     RunConflict,
     StoreUnavailable,
+    UnknownQueue,
     UnknownRun,
     UnknownWorkflow,
 )
 from ledgerflow.flows import Flow, FlowContext, flow
 from ledgerflow.runtime.agent import Suspend
 from ledgerflow.runtime.context import Context
+from ledgerflow.runtime.debounce import Debounce
 from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.parallel import Branch
+from ledgerflow.runtime.queues import Queue, QueueInfo, RateLimit
 from ledgerflow.runtime.retry import RetryPolicy
 from ledgerflow.runtime.runner import TickResult
 from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
@@ -49,11 +52,11 @@ from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge", "Flow",
-    "FlowContext", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
-    "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout",
-    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
-    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
+    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Debounce", "Engine",
+    "EventTooLarge", "Flow", "FlowContext", "IdempotencyConflict", "IllegalTransition",
+    "InvalidEvent", "InvalidInput", "InvalidRequest", "Ledgerflow", "LedgerflowError",
+    "NonDeterminismError", "NotAwaited", "Queue", "QueueInfo", "RateLimit", "RetryPolicy",
+    "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable",
+    "Suspend", "TickResult", "TriggerResult", "UnknownQueue", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
     "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.api import _admin, _graph, _health, _metrics, _runs, _workflows
+from ledgerflow.api import _admin, _graph, _health, _metrics, _queues, _runs, _workflows
 from ledgerflow.api._errors import install_error_handlers
 from ledgerflow.api._gate import Gate
 from ledgerflow.observability.tracing import TraceContextMiddleware
@@ -27,6 +27,7 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     install_error_handlers(api)
     api.include_router(_runs.router)
     api.include_router(_workflows.router)
+    api.include_router(_queues.router)
     api.include_router(_admin.router)
     api.include_router(_admin.health)
     api.include_router(_graph.router)

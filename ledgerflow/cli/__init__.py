@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from ledgerflow.cli import commands, flows, observe, outbox, projections, runs
+from ledgerflow.cli import commands, flows, observe, outbox, projections, queues, runs
 from ledgerflow.cli.common import console, new_app, open_settings
 from ledgerflow.cli.launch import serve_command, worker
 from ledgerflow.cli.relay import relay_command
@@ -24,6 +24,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(projections.app, name="projections")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(flows.app, name="workflows")
+app.add_typer(queues.app, name="queues")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("worker")(worker)

@@ -129,7 +129,7 @@ class RunSession:
         return len(self.journal.order) > before
 
     def check_workflow(self, name: str) -> None:
-        self.rt.registry.get(name)
+        self.rt.queue_of(self.rt.registry.get(name).queue)
 
     # ------------------------------------------------------------------ writing
 

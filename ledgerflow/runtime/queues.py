@@ -132,7 +132,8 @@ class QueueBook:
         with self._lock:
             if fresh or time.monotonic() - self._loaded > 1.0:
                 with self.store.engine.begin() as conn:
-                    rows = conn.execute(sa.select(queue_limits)).mappings().all()
+                    rows: list[Any] = list(
+                        conn.execute(sa.select(queue_limits)).mappings().all())
                     if not any(r["name"] == DEFAULT_QUEUE for r in rows):
                         rows = [*rows, _default_row(conn)]
                 self._known = {r["name"]: ev.QueueSettings(**{k: r[k] for k in _LIMITS})

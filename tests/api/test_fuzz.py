@@ -21,7 +21,8 @@ def test_no_generated_request_gets_a_server_error(lf: Ledgerflow) -> None:
     lf.engine.trigger("waiter", {"seed": True}, run_id="fuzz-run")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 19  # with discard, flow graph, workflows, metrics, health details
+    # with discard, flow graph, workflows, metrics, health details, queues (4)
+    assert len(operations) == 23
     for operation in operations:
         strategy = st.one_of(operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
                              operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))

@@ -16,6 +16,7 @@ while a trigger holds it), so a trigger after the start makes a new run.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -52,7 +53,7 @@ def trigger_debounced(rt: Runtime, created: ev.RunCreated, first: NewEvent,
                       debounce: Debounce, actor: str | None) -> tuple[str, bool]:
     """The run `debounce` collapses this trigger into (its input replaced), or a new
     one made of `created` (its first event `first`): (run id, created)."""
-    slot = f"{created.workflow_id}\x00{debounce.key}"
+    slot = json.dumps([created.workflow_id, debounce.key])
     now = rt.clock()
     due = now + timedelta(seconds=debounce.seconds)
     with rt.store.transaction() as tx:

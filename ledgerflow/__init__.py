@@ -57,6 +57,6 @@ __all__ = [
     "InvalidEvent", "InvalidInput", "InvalidRequest", "Ledgerflow", "LedgerflowError",
     "NonDeterminismError", "NotAwaited", "Queue", "QueueInfo", "RateLimit", "RetryPolicy",
     "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable",
-    "Suspend", "TickResult", "TriggerResult", "UnknownQueue", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
-    "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
+    "Suspend", "TickResult", "TriggerResult", "UnknownQueue", "UnknownRun", "UnknownWorkflow",
+    "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
 ]

@@ -58,5 +58,6 @@ __all__ = [
     "NonDeterminismError", "NotAwaited", "Queue", "QueueInfo", "RateLimit", "RetryPolicy",
     "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable",
     "Suspend", "TickResult", "TriggerResult", "UnknownQueue", "UnknownRun", "UnknownWorkflow",
-    "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
+    "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step",
+    "default_registry", "flow", "workflow",
 ]

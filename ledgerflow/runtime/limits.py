@@ -116,31 +116,48 @@ class Held:
 
 def _claimable(run_queue: Table) -> list[sa.ColumnElement[bool]]:
     """What makes a row claimable now: due, not leased (an expired lease that holds
-    slots is reaped first), its queue not paused, under its limits as last committed."""
+    slots is reaped first), its queue not paused, under its limits as last committed.
+
+    Only `run_queue` is in the FROM: the queue's and key's rows are looked up by their
+    primary keys for each row the walk meets, so the walk follows `run_queue_pick` in
+    claim order and stops at the first claimable row (a join would let the planner
+    sort the whole backlog first)."""
     q, lim, k, r = run_queue.c, queue_limits.c, queue_keys.c, queue_rate_slots.c
     now: sa.BindParameter[Any] = sa.bindparam("now")
+    key_executing = sa.select(k.executing).where(
+        k.queue == q.queue, k.key == q.concurrency_key).correlate(run_queue).scalar_subquery()
     return [
         q.due_at <= now,
         sa.or_(q.lease_expires_at.is_(None), sa.and_(q.lease_expires_at < now, q.holds == _n(0))),
-        lim.paused == sa.false(),
-        sa.or_(lim.concurrency.is_(None), lim.executing < lim.concurrency),
-        sa.or_(lim.per_key_concurrency.is_(None), q.concurrency_key.is_(None),
-               sa.func.coalesce(k.executing, _n(0)) < lim.per_key_concurrency),
-        sa.or_(lim.rate_limit.is_(None), sa.exists().where(
-            r.queue == q.queue, r.free_at <= sa.bindparam("now_s"))),
+        # a scalar subquery, not EXISTS (PostgreSQL would make EXISTS a join and sort
+        # the backlog), compared with <> so the planner expects most rows to pass
+        sa.select(sa.case((sa.and_(
+            lim.paused == sa.false(),
+            sa.or_(lim.concurrency.is_(None), lim.executing < lim.concurrency),
+            sa.or_(lim.per_key_concurrency.is_(None), q.concurrency_key.is_(None),
+                   sa.func.coalesce(key_executing, _n(0)) < lim.per_key_concurrency),
+            sa.or_(lim.rate_limit.is_(None), sa.exists().where(
+                r.queue == q.queue, r.free_at <= sa.bindparam("now_s")).correlate(run_queue)),
+        ), _n(1)), else_=_n(0))).where(lim.name == q.queue).correlate(run_queue)
+        .scalar_subquery() != _n(0),
     ]
 
 
 def _pick(backend: Backend, run_queue: Table) -> sa.Select[Any]:
-    q, lim, k = run_queue.c, queue_limits.c, queue_keys.c
+    q, lim = run_queue.c, queue_limits.c
+
+    def of_queue(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+        return sa.select(column).where(lim.name == q.queue).correlate(run_queue) \
+            .scalar_subquery()
+
     key_limited = sa.and_(lim.per_key_concurrency.is_not(None), q.concurrency_key.is_not(None))
-    holds = (sa.case((lim.concurrency.is_not(None), _n(QUEUE_SLOT)), else_=_n(0))
-             + sa.case((key_limited, _n(KEY_SLOT)), else_=_n(0)))
+    holds = of_queue(sa.case((lim.concurrency.is_not(None), _n(QUEUE_SLOT)), else_=_n(0))
+                     + sa.case((key_limited, _n(KEY_SLOT)), else_=_n(0)))
     pick = (
         sa.select(q.run_id, q.queue, q.concurrency_key, holds.label("holds"),
-                  lim.concurrency, lim.per_key_concurrency, lim.rate_limit)
-        .select_from(run_queue.join(queue_limits, lim.name == q.queue).outerjoin(
-            queue_keys, sa.and_(k.queue == q.queue, k.key == q.concurrency_key)))
+                  of_queue(lim.concurrency).label("concurrency"),
+                  of_queue(lim.per_key_concurrency).label("per_key_concurrency"),
+                  of_queue(lim.rate_limit).label("rate_limit"))
         .where(*_claimable(run_queue))
         .order_by(q.priority.desc(), q.turn, q.due_at)
         .limit(sa.literal_column("1"))  # no bind: the compiled SQL takes only ours

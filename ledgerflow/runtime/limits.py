@@ -283,5 +283,7 @@ def enqueue_turn(run_queue: Table, keyed: bool) -> sa.ScalarSelect[Any]:
     q = run_queue.c
     same_key = q.concurrency_key == sa.bindparam("t_key") if keyed \
         else q.concurrency_key.is_(None)
-    return sa.select(sa.func.coalesce(sa.func.max(q.turn), 0) + 1).where(
+    # literal numbers: a statement whose binds are all the row's joins the append's one
+    # statement (`fastpath`); a bound 0 or 1 would keep it apart
+    return sa.select(sa.func.coalesce(sa.func.max(q.turn), _n(0)) + _n(1)).where(
         q.queue == sa.bindparam("t_queue"), same_key).scalar_subquery()

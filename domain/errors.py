@@ -209,6 +209,20 @@ class UnknownSchedule(LedgerflowError):
         return {"scheduleId": self.schedule_id}
 
 
+class UnknownQueue(LedgerflowError):
+    """A trigger, a pause or a resume named a queue that does not exist."""
+
+    code = "queue_not_found"
+    http_status = 404
+
+    def __init__(self, queue: str, known: list[str]) -> None:
+        self.queue, self.known = queue, sorted(known)
+        super().__init__(f"no queue {queue!r}; queues: {', '.join(self.known) or 'none'}")
+
+    def details(self) -> dict[str, Any]:
+        return {"queue": self.queue, "known": self.known}
+
+
 class NotAwaited(LedgerflowError):
     """A token (or other wait-only input) sent to a run that is not waiting for it."""
 

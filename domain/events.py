@@ -176,6 +176,8 @@ class RunCreated(Event):
     seed_results: dict[str, JSON] = Field(default_factory=dict)
     priority: int = 0
     not_before: datetime | None = None
+    queue: str | None = None
+    concurrency_key: str | None = None
 
 
 @upcaster("RunCreated", 1)
@@ -401,6 +403,39 @@ class StreamChunk(Event):
     step_id: str | None = None
     attempt: int | None = None
     seq: int = 1
+
+
+@register
+class RunInputReplaced(Event):
+    """A debounced trigger of a run that has not started yet: it starts with this input
+    instead (the last trigger's within the window)."""
+
+    input: JSON = None
+
+
+# ------------------------------------------------------------------ queue events
+
+
+class QueueSettings(BaseModel):
+    """A queue's limits as one event states them (None: no limit)."""
+
+    model_config = ConfigDict(frozen=True)
+    concurrency: int | None = None
+    per_key_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period_seconds: float | None = None
+    paused: bool = False
+
+
+@register
+class QueueChanged(Event):
+    """A queue was created (`old` is None) or its limits changed: on the queue's own
+    stream (`queue:<name>`), so every change is audited (who: the metadata's actor;
+    when: the event's time) and the limits are a fold of the stream."""
+
+    queue: str
+    old: QueueSettings | None = None
+    new: QueueSettings
 
 
 LIFECYCLE_EVENTS: dict[str, type[Event]] = {

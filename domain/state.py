@@ -57,6 +57,11 @@ def _(event: ev.RunCreated, state: RunState) -> Changes:
 
 
 @_apply.register
+def _(event: ev.RunInputReplaced, state: RunState) -> Changes:
+    return {"input": event.input}
+
+
+@_apply.register
 def _(event: ev.RunStarted, state: RunState) -> Changes:
     return {"status": RunStatus.RUNNING}
 

@@ -119,6 +119,13 @@ class PositionReader(Protocol):
 class Statements(Protocol):
     """The SQL that differs between databases, and how hot statements are sent."""
 
+    @property
+    def writes_in_one(self) -> bool:
+        """True when one statement may write several tables that depend on each other
+        (data-modifying CTEs: PostgreSQL); else the write transaction holds the whole
+        database (SQLite), and such writes go one statement after another."""
+        ...
+
     def execute(self, conn: Connection, statement: Executable,
                 rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute `statement` once per row, in `conn`'s transaction, as Core would

@@ -169,6 +169,7 @@ class PostgresBackend:
 
     name = "postgresql"
     notifies = True
+    writes_in_one = True
     unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError,
                                                 psycopg.InterfaceError)
 

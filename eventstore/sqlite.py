@@ -80,6 +80,7 @@ class SqliteBackend:
 
     name = "sqlite"
     notifies = False
+    writes_in_one = False
     unavailable: tuple[type[Exception], ...] = ()
 
     # -- Appender --------------------------------------------------------------

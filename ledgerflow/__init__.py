@@ -44,6 +44,7 @@ from ledgerflow.domain.errors import (
     RerunNotConfirmed,
     RunConflict,
     StoreUnavailable,
+    UnknownQueue,
     UnknownRun,
     UnknownSchedule,
     UnknownWorkflow,
@@ -52,6 +53,7 @@ from ledgerflow.flows import Flow, FlowContext, flow
 from ledgerflow.runtime.agent import Suspend
 from ledgerflow.runtime.aio_context import AsyncContext
 from ledgerflow.runtime.context import Context
+from ledgerflow.runtime.debounce import Debounce
 from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.errors import (
     AsyncMisuse,
@@ -61,6 +63,7 @@ from ledgerflow.runtime.errors import (
     WaitTimeout,
 )
 from ledgerflow.runtime.parallel import Branch
+from ledgerflow.runtime.queues import Queue, QueueInfo, RateLimit
 from ledgerflow.runtime.retry import RetryPolicy
 from ledgerflow.runtime.runner import Handled, TickResult
 from ledgerflow.runtime.scheduler import Scheduler
@@ -71,13 +74,13 @@ from ledgerflow.settings import Settings
 
 __all__ = [
     "AsyncContext", "AsyncMisuse", "Branch", "ChildFailed", "ConcurrencyError", "Context",
-    "Cron", "Engine", "EventTooLarge", "Every", "Flow", "FlowContext", "Handled",
+    "Cron", "Debounce", "Engine", "EventTooLarge", "Every", "Flow", "FlowContext", "Handled",
     "HostStats", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
     "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RerunNotConfirmed", "RetryPolicy", "RunConflict", "ScheduleRecord", "Scheduler",
-    "Schedules", "Settings", "StepCanceled", "StepFailed", "StepInfo", "StepTimeout",
-    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
-    "UnknownSchedule", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
-    "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry", "flow",
-    "workflow",
+    "Queue", "QueueInfo", "RateLimit", "RerunNotConfirmed", "RetryPolicy", "RunConflict",
+    "ScheduleRecord", "Scheduler", "Schedules", "Settings", "StepCanceled", "StepFailed",
+    "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend", "TickResult", "TriggerResult",
+    "UnknownQueue", "UnknownRun", "UnknownSchedule", "UnknownWorkflow", "WaitTimeout",
+    "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step",
+    "default_registry", "flow", "workflow",
 ]

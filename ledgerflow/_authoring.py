@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from ledgerflow.domain.errors import InvalidInput, UnknownWorkflow
 from ledgerflow.domain.schedules import DEFAULT_CATCHUP_SECONDS, Overlap, ScheduleSpec
 from ledgerflow.domain.wire import WireRecord, camel_keys, wire_record
+from ledgerflow.runtime.queues import DEFAULT_QUEUE, Queue, valid_name
 
 WorkflowFn = Callable[[Any, Any], Any]
 """`(ctx, input) -> result`, or `async def` (then `ctx` is a `ledgerflow.AsyncContext`);
@@ -102,6 +103,8 @@ class WorkflowDef:
     schedule: Schedule | None = None
     retention: timedelta | None = None
     """How long its finished runs stay in the store before they are archived."""
+    queue: str = DEFAULT_QUEUE
+    """The queue its runs go to unless a trigger names another."""
 
     @property
     def description(self) -> str | None:
@@ -178,7 +181,7 @@ class WorkflowInfo(WireRecord):
     is the default), and of that version its kind (`code`, or `flow`: built with
     `ledgerflow.flow()`, it has a graph), description (docstring) and the JSON schemas
     of input and output (null: untyped). `queue` and `schedule` are null until
-    workflows can name them."""
+    workflows can name them (`queue`: the workflow's default queue)."""
 
     name: str
     versions: list[str]
@@ -196,7 +199,7 @@ class WorkflowInfo(WireRecord):
         schedule = None if latest.schedule is None else camel_keys(
             latest.schedule.spec(latest.name).model_dump(mode="json", exclude={"workflow_id"}))
         return cls(latest.name, [d.version for d in versions], kind, latest.description,
-                   _schema(latest.input_model), _schema(latest.output_model),
+                   _schema(latest.input_model), _schema(latest.output_model), latest.queue,
                    rerun_safety=latest.rerun_safety, schedule=schedule)
 
 
@@ -210,17 +213,33 @@ class WorkflowRegistry:
     def __init__(self) -> None:
         self._defs: dict[tuple[str, str], WorkflowDef] = {}
         self._latest: dict[str, WorkflowDef] = {}
+        self._queues: dict[str, Queue] = {}
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Declare a queue and its default limits in code (the store keeps run-time
+        changes; see `ledgerflow.runtime.queues`)."""
+        if not isinstance(queue, Queue):
+            raise TypeError(f"add_queue takes a ledgerflow.Queue, got {queue!r}")
+        valid_name(queue.name)
+        queue.settings()
+        self._queues[queue.name] = queue
+        return queue
+
+    def queues(self) -> list[Queue]:
+        """The queues declared in code, by name."""
+        return [self._queues[name] for name in sorted(self._queues)]
 
     def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
                  input: Model | None = None, output: Model | None = None,
                  rerun_safety: RerunSafety = "safe",
                  schedule: Schedule | None = None,
-                 retention: timedelta | None = None) -> WorkflowDef:
+                 retention: timedelta | None = None,
+                 queue: str | Queue | None = None) -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
         `input` / `output`: pydantic models of the workflow's input and result;
         `rerun_safety`: see `RerunSafety`; `schedule`: a `Cron` or `Every` that starts
         runs of it; `retention`: how long its finished runs stay before they are
-        archived."""
+        archived; `queue`: its runs' default queue (a `Queue` is declared too)."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
         if rerun_safety not in get_args(RerunSafety):
@@ -238,8 +257,11 @@ class WorkflowRegistry:
         if schedule is not None and not isinstance(schedule, Cron | Every):
             raise TypeError(f"schedule= of workflow {name!r} must be a Cron or an Every, "
                             f"got {schedule!r}")
+        if isinstance(queue, Queue):
+            queue = self.add_queue(queue).name
         definition = WorkflowDef(name, str(version), fn, input, output, rerun_safety,
-                                 schedule, retention)
+                                 schedule, retention,
+                                 valid_name(queue) if queue is not None else DEFAULT_QUEUE)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
@@ -249,12 +271,14 @@ class WorkflowRegistry:
                  output: Model | None = None,
                  rerun_safety: RerunSafety = "safe",
                  schedule: Schedule | None = None,
-                 retention: timedelta | None = None) -> Callable[[F], F]:
+                 retention: timedelta | None = None,
+                 queue: str | Queue | None = None) -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
             self.register(name, fn, version, input=input, output=output,
-                          rerun_safety=rerun_safety, schedule=schedule, retention=retention)
+                          rerun_safety=rerun_safety, schedule=schedule, retention=retention,
+                          queue=queue)
             return fn
 
         return deco
@@ -299,15 +323,18 @@ def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None
              input: Model | None = None, output: Model | None = None,
              rerun_safety: RerunSafety = "safe",
              schedule: Schedule | None = None,
-             retention: timedelta | None = None) -> Callable[[F], F]:
+             retention: timedelta | None = None,
+             queue: str | Queue | None = None) -> Callable[[F], F]:
     """Register a plain function `(ctx, input) -> result` as workflow `name`; with
     `input=Model`, triggers validate the input against the pydantic model first and the
     function receives the model instance (`output=Model`: its result is validated too);
     `rerun_safety="unsafe"`: a rerun of its runs must be confirmed (`confirm=True`).
     `schedule=Cron(...)` or `Every(...)`: `serve` and `worker` start runs of it on that
     schedule (schedule id: the workflow's name); `retention=timedelta(days=30)`: its
-    finished runs are archived after 30 days."""
+    finished runs are archived after 30 days. `queue`: the queue its runs go to (default
+    "default"); a `Queue("payments", concurrency=5)` also declares that queue's default
+    limits."""
     return (registry or default_registry).workflow(name, version=str(version), input=input,
                                                    output=output, rerun_safety=rerun_safety,
-                                                   schedule=schedule,
-                                                   retention=retention)
+                                                   schedule=schedule, retention=retention,
+                                                   queue=queue)

@@ -54,7 +54,7 @@ def _created(p: _Patch, e: ev.RunCreated, r: RecordedEvent) -> None:
         timeout_at=None, parent_run_id=e.parent_run_id, parent_step_id=e.parent_step_id,
         tenant_id=_tenant_id(e.tenant_meta), tenant_meta=dict(e.tenant_meta),
         tags=list(e.tags), created_at=r.recorded_at, resumed_from=e.resumed_from,
-        rerun_of=e.rerun_of, compensation=None, queue=None, priority=e.priority,
+        rerun_of=e.rerun_of, compensation=None, queue=e.queue, priority=e.priority,
     )
 
 
@@ -91,6 +91,10 @@ def _compensation(e: ev.RunFailed) -> str | None:
     return COMPENSATION[e.compensation]
 
 
+def _input(p: _Patch, e: ev.RunInputReplaced, r: RecordedEvent) -> None:
+    p.row["input"] = e.input
+
+
 def _child(p: _Patch, e: ev.ChildStarted, r: RecordedEvent) -> None:
     p.children.append(e.child_run_id)
 
@@ -105,6 +109,7 @@ _HANDLERS: dict[type[ev.Event], Callable[[_Patch, Any, RecordedEvent], None]] = 
     ev.RunFailed: _status("failed", error=_dump_error, compensation=_compensation),
     ev.RunCanceled: _status("canceled"),
     ev.ChildStarted: _child,
+    ev.RunInputReplaced: _input,
 }
 
 

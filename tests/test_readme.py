@@ -112,3 +112,16 @@ print(repr(run_to_completion(engine, run).result))
                       "approvedBy": "ops@example.com",
                       "sent": {"email": {"email": "ada@example.com"},
                                "sms": {"sms": "ada@example.com"}}}
+
+
+def test_the_queues_example_runs_and_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    section = _section("Queues and schedules")
+    part = section[section.index("\n### Queues\n"):]
+    (tmp_path / "queues_example.py").write_text(_blocks(part, "python")[0])
+    shown = part.split("prints\n\n```\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LEDGERFLOW_") and k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "queues_example.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == shown

@@ -10,6 +10,7 @@ from ledgerflow.api import (
     _graph,
     _health,
     _metrics,
+    _queues,
     _runs,
     _schedules,
     _streams,
@@ -39,6 +40,7 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     api.include_router(_streams.router)
     api.include_router(_workflows.router)
     api.include_router(_schedules.router)
+    api.include_router(_queues.router)
     api.include_router(_admin.router)
     api.include_router(_admin.health)
     api.include_router(_graph.router)

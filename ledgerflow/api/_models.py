@@ -13,7 +13,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from ledgerflow.domain.schedules import DEFAULT_CATCHUP_SECONDS, MAX_SCHEDULE_ID
@@ -90,8 +98,16 @@ class JsonChecked(Wire):
         return storable(value)
 
 
+class DebounceBody(Wire):
+    """Triggers with the same `key` less than `seconds` apart collapse into one run."""
+
+    key: Name
+    seconds: Annotated[float, Field(gt=0, le=86400 * 366)]
+
+
 class TriggerRequest(JsonChecked):
-    """`POST /api/runs`: start a run of a registered workflow."""
+    """`POST /api/runs`: start a run of a registered workflow (in `queue`, default the
+    workflow's; under `concurrencyKey`; not before `startAt`; `debounce`d)."""
 
     workflow_id: Name
     workflow_version: Name | None = None
@@ -100,6 +116,27 @@ class TriggerRequest(JsonChecked):
     run_id: Name | None = None
     tags: list[Name] | None = Field(default=None, max_length=100)
     priority: Priority = 0
+    queue: Name | None = None
+    concurrency_key: Name | None = None
+    start_at: AwareDatetime | None = None
+    debounce: DebounceBody | None = None
+
+
+class RateLimitBody(Wire):
+    """At most `limit` run starts per `periodSeconds`."""
+
+    limit: Annotated[int, Field(gt=0, lt=2**31)]
+    period_seconds: Annotated[float, Field(gt=0, le=86400 * 366)] = 1.0
+
+
+class QueueRequest(Wire):
+    """`PUT /api/queues/{name}`: create the queue or change the limits given (null: no
+    limit)."""
+
+    concurrency: Annotated[int, Field(gt=0, lt=2**31)] | None = None
+    per_key_concurrency: Annotated[int, Field(gt=0, lt=2**31)] | None = None
+    rate_limit: RateLimitBody | None = None
+    paused: bool | None = None
 
 
 class ScheduleRequest(JsonChecked):

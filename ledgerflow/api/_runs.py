@@ -43,6 +43,7 @@ from ledgerflow.api._models import (
 from ledgerflow.domain.errors import RunConflict, UnknownRun
 from ledgerflow.history import AuditReport, audit_run
 from ledgerflow.projections import queries
+from ledgerflow.runtime.debounce import Debounce
 from ledgerflow.runtime.engine import TriggerResult
 
 _ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -146,7 +147,10 @@ def trigger(body: TriggerRequest, request: Request, lf: App, who: Caller,
     result = lf.engine.trigger(
         body.workflow_id, body.input, workflow_version=body.workflow_version,
         tenant_meta=_stamp_tenant(who, body.tenant_meta), tags=body.tags,
-        run_id=body.run_id, priority=body.priority, idempotency_key=call.key)
+        run_id=body.run_id, priority=body.priority, idempotency_key=call.key,
+        queue=body.queue, concurrency_key=body.concurrency_key, start_at=body.start_at,
+        debounce=None if body.debounce is None else Debounce(body.debounce.key,
+                                                             body.debounce.seconds))
     return call.response(result)
 
 

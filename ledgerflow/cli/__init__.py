@@ -18,6 +18,7 @@ from ledgerflow.cli import (
     observe,
     outbox,
     projections,
+    queues,
     remote,
     runs,
     schedules,
@@ -37,6 +38,7 @@ app.add_typer(flows.app, name="workflows")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(history.archive_app, name="archive")
 app.add_typer(history.audit_app, name="audit")
+app.add_typer(queues.app, name="queues")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("worker")(worker)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -84,6 +85,15 @@ def trigger(
         "with the same content shows the first run.")] = None,
     priority: Annotated[int, typer.Option(min=-(2**31), max=2**31 - 1, metavar="N", help=(
         "Higher is claimed first by the workers (default 0)."))] = 0,
+    queue: Annotated[str | None, typer.Option(
+        metavar="QUEUE", help="The queue the run waits in (default: the workflow's).")] = None,
+    concurrency_key: Annotated[str | None, typer.Option(
+        metavar="KEY", help="The run's concurrency key (its queue's per-key limit counts "
+        "it).")] = None,
+    start_at: Annotated[datetime | None, typer.Option(
+        metavar="TIME", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
+        help="Not before this time, ISO 8601 with an offset "
+        "(2030-01-01T09:00:00+00:00).")] = None,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait until the run finishes (a worker must be running). Exit 0: "
         "completed; 1: failed or canceled; 3: not finished within --timeout.")] = False,
@@ -108,7 +118,8 @@ def trigger(
         result = lf.engine.trigger(workflow_id, data, workflow_version=version,
                                    tenant_meta={"tenantId": tenant} if tenant else None,
                                    tags=tags, run_id=run_id, idempotency_key=key,
-                                   priority=priority)
+                                   priority=priority, queue=queue,
+                                   concurrency_key=concurrency_key, start_at=start_at)
         if wait:
             _wait_terminal(lf, result.run_id, timeout)
         _report(lf, result.run_id, "triggered" if result.created else "existing", as_json)

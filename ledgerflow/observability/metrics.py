@@ -18,7 +18,8 @@ Families (the README's "Operating ledgerflow" lists them for users):
   `ledgerflow_outbox_oldest_pending_seconds`, `ledgerflow_projection_lag_events{projection}`,
   `ledgerflow_runs_overdue`, `ledgerflow_leases_expired`.
 
-There is one queue today: `ledgerflow_queue_depth{queue="default"}`.
+`ledgerflow_queue_depth{queue}`: one series per queue with due runs waiting, and
+always `queue="default"`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class StoreGauges(Collector):
         yield runs
         depth = GaugeMetricFamily("ledgerflow_queue_depth",
                                   "Due runs waiting for a worker.", labels=["queue"])
-        depth.add_metric([DEFAULT_QUEUE], f.queue_depth)
+        for queue, count in sorted({DEFAULT_QUEUE: 0, **f.queue_depths}.items()):
+            depth.add_metric([queue], count)
         yield depth
         yield GaugeMetricFamily("ledgerflow_outbox_pending", "Outbox rows not yet published.",
                                 value=f.outbox_pending)

@@ -13,7 +13,7 @@ Interface: `read_figures(store, clock, overdue_after) -> Figures`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -51,6 +51,8 @@ class Figures:
     outbox_oldest_pending_seconds: float
     """Age of the oldest pending outbox row (0: none pending)."""
     projection_lag: dict[str, int]
+    queue_depths: dict[str, int] = field(default_factory=dict)
+    """`queue_depth` per queue (queues with no due run waiting are absent)."""
 
 
 def _runs(conn: Connection) -> dict[str, int]:
@@ -99,10 +101,13 @@ def read_figures(store: EventStore, clock: Clock, overdue_after: timedelta,
     with store.engine.connect() as conn:
         runs = _runs(conn)
         depth, overdue, oldest_due, expired = _queue(conn, now, overdue_after)
+        depths = {str(name): int(count) for name, count in conn.execute(
+            sa.select(_q.queue, sa.func.count()).where(_unclaimed(now)).group_by(_q.queue))}
         pending, dead, oldest_pending = _outbox(conn, now)
     lag = {p.name: p.lag for p in projection_status(
         store, default_projections() if projections is None else projections, clock=clock)}
     return Figures(now=now, runs=runs, queue_depth=depth, runs_overdue=overdue,
                    oldest_overdue_seconds=oldest_due, leases_expired=expired,
                    outbox_pending=pending, outbox_dead=dead,
-                   outbox_oldest_pending_seconds=oldest_pending, projection_lag=lag)
+                   outbox_oldest_pending_seconds=oldest_pending, projection_lag=lag,
+                   queue_depths=depths)

@@ -83,3 +83,91 @@ WHERE true
 ON CONFLICT (scope, "key") DO NOTHING""",
     "DROP TABLE run_keys",
 )
+
+# ------------------------------------------------------- 3: named queues and their limits
+#
+# `run_queue` gains the run's queue, concurrency key, fairness turn (its rank among the
+# runs of its key: `runtime.limits`), the slots its lease holds (1: the queue's, 2: its
+# key's, 3: both) and its debounce key. `queue_limits` holds each queue's limits as
+# its stream says (a projection of `queue:<name>`) and the count of runs holding its
+# slot; `queue_keys` the count per concurrency key; `queue_rate_slots` one row per start
+# a rate limit allows per period (free again at `free_at`, unix seconds).
+
+V3_POSTGRESQL = (
+    "ALTER TABLE run_queue ADD COLUMN queue VARCHAR(200) DEFAULT 'default' NOT NULL",
+    "ALTER TABLE run_queue ADD COLUMN concurrency_key VARCHAR(200)",
+    "ALTER TABLE run_queue ADD COLUMN turn BIGINT DEFAULT 0 NOT NULL",
+    "ALTER TABLE run_queue ADD COLUMN holds SMALLINT DEFAULT 0 NOT NULL",
+    "ALTER TABLE run_queue ADD COLUMN debounce_key VARCHAR(500)",
+    "CREATE INDEX run_queue_pick ON run_queue (priority DESC, turn, due_at)"
+    " WHERE due_at IS NOT NULL",
+    "CREATE INDEX run_queue_key ON run_queue (queue, concurrency_key, turn)",
+    "CREATE UNIQUE INDEX run_queue_debounce ON run_queue (debounce_key)",
+    """
+CREATE TABLE queue_limits (
+    name VARCHAR(200) NOT NULL,
+    concurrency INTEGER,
+    per_key_concurrency INTEGER,
+    rate_limit INTEGER,
+    rate_period_seconds DOUBLE PRECISION,
+    paused BOOLEAN NOT NULL,
+    executing INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (name)
+)""",
+    "INSERT INTO queue_limits (name, paused, executing, version)"
+    " VALUES ('default', false, 0, 0)",
+    """
+CREATE TABLE queue_keys (
+    queue VARCHAR(200) NOT NULL,
+    key VARCHAR(200) NOT NULL,
+    executing INTEGER NOT NULL,
+    PRIMARY KEY (queue, key)
+)""",
+    """
+CREATE TABLE queue_rate_slots (
+    queue VARCHAR(200) NOT NULL,
+    slot INTEGER NOT NULL,
+    free_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (queue, slot)
+)""",
+)
+
+V3_SQLITE = (
+    "ALTER TABLE run_queue ADD COLUMN queue VARCHAR(200) DEFAULT 'default' NOT NULL",
+    "ALTER TABLE run_queue ADD COLUMN concurrency_key VARCHAR(200)",
+    "ALTER TABLE run_queue ADD COLUMN turn BIGINT DEFAULT 0 NOT NULL",
+    "ALTER TABLE run_queue ADD COLUMN holds SMALLINT DEFAULT 0 NOT NULL",
+    "ALTER TABLE run_queue ADD COLUMN debounce_key VARCHAR(500)",
+    "CREATE INDEX run_queue_pick ON run_queue (priority DESC, turn, due_at)"
+    " WHERE due_at IS NOT NULL",
+    "CREATE INDEX run_queue_key ON run_queue (queue, concurrency_key, turn)",
+    "CREATE UNIQUE INDEX run_queue_debounce ON run_queue (debounce_key)",
+    """
+CREATE TABLE queue_limits (
+    name VARCHAR(200) NOT NULL,
+    concurrency INTEGER,
+    per_key_concurrency INTEGER,
+    rate_limit INTEGER,
+    rate_period_seconds FLOAT,
+    paused BOOLEAN NOT NULL,
+    executing INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (name)
+)""",
+    "INSERT INTO queue_limits (name, paused, executing, version) VALUES ('default', 0, 0, 0)",
+    """
+CREATE TABLE queue_keys (
+    queue VARCHAR(200) NOT NULL,
+    "key" VARCHAR(200) NOT NULL,
+    executing INTEGER NOT NULL,
+    PRIMARY KEY (queue, "key")
+)""",
+    """
+CREATE TABLE queue_rate_slots (
+    queue VARCHAR(200) NOT NULL,
+    slot INTEGER NOT NULL,
+    free_at FLOAT NOT NULL,
+    PRIMARY KEY (queue, slot)
+)""",
+)

@@ -129,7 +129,7 @@ class RunCommands:
             nonlocal children
             children = list(journal.state.children)
             if ended:
-                queue.remove(tx, run_id)
+                queue.remove(tx, run_id, held=True)
                 error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")
                 runs.notify_parent(self.rt, tx, journal, "canceled", None, error)
 

@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ledgerflow._authoring import WorkflowDef, WorkflowRegistry, default_registry
@@ -46,12 +46,14 @@ from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend,
 from ledgerflow.eventstore.store import Clock, EventStore, PendingAppend, Transaction, utcnow
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.commands import RunCommands, json_value
+from ledgerflow.runtime.debounce import Debounce, trigger_debounced
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
+from ledgerflow.runtime.queues import QueueBook
 from ledgerflow.runtime.runner import Runner
 
 _SAME: Any = object()
@@ -83,10 +85,14 @@ class Engine:
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
                  worker_id: str | None = None, faults: FaultPoints | None = None,
                  observer: Observer = NO_OBSERVER) -> None:
+        registry = registry if registry is not None else default_registry
+        self.queues = QueueBook(store, clock, registry.queues)
+        """The store's queues: their limits, changed at run time (`runtime.queues`)."""
         self.runtime = Runtime(
-            store, registry if registry is not None else default_registry, clock,
+            store, registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lease, faults=faults if faults is not None else FaultPoints(), observer=observer)
+            lease, faults=faults if faults is not None else FaultPoints(), observer=observer,
+            queues=self.queues)
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup
@@ -148,8 +154,17 @@ class Engine:
                 run_id: str | None = None,
                 idempotency_key: str | IdempotencyKey[TriggerResult] | None = None,
                 priority: int = 0, delay: timedelta | None = None,
-                actor: str | None = None, eager: bool | None = None) -> TriggerResult:
+                actor: str | None = None, eager: bool | None = None,
+                queue: str | None = None, concurrency_key: str | None = None,
+                start_at: datetime | None = None,
+                debounce: Debounce | None = None) -> TriggerResult:
         """Create a run; the same idempotency key or run id returns the same run.
+
+        Flow control: the run goes to `queue` (default: the workflow's; `UnknownQueue`
+        if it does not exist) under `concurrency_key` (its queue's per-key limit counts
+        it), due at `start_at` (or after `delay`). `debounce`: triggers with the same
+        key collapse into one run that starts `seconds` after the last, with its input
+        (`runtime.debounce`; not with a run id or an idempotency key).
 
         A key given as a string names the run forever: the same key with the same
         content returns its run (`created=False`), with other content raises
@@ -166,13 +181,18 @@ class Engine:
         `eager=False` always leaves the run in the queue for any worker, as does a
         `delay` (the run is not due yet) or a worker that is stopping."""
         definition = self.registry.get(workflow_id, workflow_version)
+        queue_name = self.runtime.queue_of(_name(queue, "queue") or definition.queue)
+        delay = _delay(delay, start_at, self.clock)
         created = ev.RunCreated(
             workflow_id=definition.name, workflow_version=definition.version,
             input=json_value(definition.check_input(input), "input"),
             tenant_meta=json_value(dict(tenant_meta or {}), "tenant_meta"),
-            tags=_tags(tags), priority=_priority(priority))
+            tags=_tags(tags), priority=_priority(priority), queue=queue_name,
+            concurrency_key=_name(concurrency_key, "concurrency key"))
+        if debounce is not None:
+            return self._debounced(created, debounce, run_id, idempotency_key, actor)
         leased = not delay and eager is not False and not self.stopping \
-            and self.wakeup.can_take(force=eager is True)
+            and self.wakeup.can_take(force=eager is True) and self.queues.unlimited(queue_name)
         key = _trigger_key(idempotency_key, created) if isinstance(idempotency_key, str) \
             else idempotency_key
         return self._create(created, run_id=run_id, key=key, delay=delay, actor=actor,
@@ -200,7 +220,8 @@ class Engine:
             pending = tx.append_deferred(StreamAppend(run_id, new, 0))
             queue.enqueue(tx, run_id, created.workflow_id, created.priority, due, now,
                           owner=self.worker_id if leased else None,
-                          until=now + self.lease if leased else None)
+                          until=now + self.lease if leased else None,
+                          queue=created.queue or "default", key=created.concurrency_key)
             if not leased and not delay:
                 announce(tx, self.worker_id)
             return TriggerResult(run_id, True, pending)
@@ -220,6 +241,19 @@ class Engine:
                 announce(tx, self.worker_id)
         return result
 
+    def _debounced(self, created: ev.RunCreated, debounce: Debounce, run_id: str | None,
+                   key: object, actor: str | None) -> TriggerResult:
+        if run_id is not None or key is not None:
+            raise InvalidRequest("a debounced trigger takes neither a run id nor an "
+                                 "idempotency key: the debounce key names its run")
+        meta = run_metadata(created.workflow_id, created.workflow_version,
+                            created.tenant_meta.get("tenantId"), actor=actor,
+                            traceparent=self.runtime.observer.traceparent())
+        found, made = trigger_debounced(self.runtime, created, NewEvent(created, new_id(), meta),
+                                        debounce, actor)
+        self.runtime.faults("command_committed")
+        return TriggerResult(found, made)
+
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
               actor: str | None = None, confirm: bool = False,
               idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
@@ -238,7 +272,8 @@ class Engine:
             workflow_id=old.workflow_id, workflow_version=old.workflow_version,
             input=old.input if input is _SAME else json_value(input, "input"),
             tenant_meta=dict(old.tenant_meta), tags=_tags(tags) if tags is not None else
-            list(old.tags), rerun_of=run_id, priority=old.priority)
+            list(old.tags), rerun_of=run_id, priority=old.priority, queue=old.queue,
+            concurrency_key=old.concurrency_key)
         return self._create(created, actor=actor, key=idempotency_key).run_id
 
     def resume(self, run_id: str, *, input: Any = None, workflow_id: str | None = None,
@@ -274,7 +309,8 @@ class Engine:
                                                              "input"),
             tenant_meta=dict(old.tenant_meta),
             tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
-            resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
+            resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority,
+            queue=old.queue, concurrency_key=old.concurrency_key)
         return self._create(created, run_id=new_run_id, actor=actor,
                             key=idempotency_key).run_id
 
@@ -328,6 +364,27 @@ def _priority(priority: int) -> int:
             or not -(2**31) <= priority < 2**31:
         raise InvalidRequest(f"priority must be a 32-bit integer, got {priority!r}")
     return priority
+
+
+def _name(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise InvalidRequest(f"a {what} must be 1 to 200 characters, got {value!r}")
+    return value
+
+
+def _delay(delay: timedelta | None, start_at: datetime | None,
+           clock: Any) -> timedelta | None:
+    """How long until the run is due: `delay`, or until `start_at` (never negative)."""
+    if start_at is None:
+        return delay
+    if delay:
+        raise InvalidRequest("give either a delay or a start time, not both")
+    if not isinstance(start_at, datetime) or start_at.tzinfo is None:
+        raise InvalidRequest(f"start_at must be a datetime with a time zone, got {start_at!r}")
+    ahead = start_at - clock()
+    return ahead if ahead > timedelta(0) else None
 
 
 def _tags(tags: list[str] | None) -> list[str]:

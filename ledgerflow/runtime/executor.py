@@ -78,9 +78,10 @@ class CancelRequested(BaseException):
 class RunSession:
     """One execution of one claimed run by one thread."""
 
-    def __init__(self, rt: Runtime, journal: Journal) -> None:
+    def __init__(self, rt: Runtime, journal: Journal, held: bool = False) -> None:
         self.rt = rt
         self.journal = journal
+        self.held = held  # the lease holds queue / key slots: given back when it ends
         self.run_id = journal.run_id
         self.committed = journal.version
         self.pending: list[ev.Event] = []
@@ -130,7 +131,7 @@ class RunSession:
         return len(self.journal.order) > before
 
     def check_workflow(self, name: str) -> None:
-        self.rt.registry.get(name)
+        self.rt.queue_of(self.rt.registry.get(name).queue)
 
     # ------------------------------------------------------------------ writing
 
@@ -243,7 +244,7 @@ class RunSession:
 
     def _give_back(self, tx: Transaction) -> None:
         """The worker stops: the run is due again at once, for any worker."""
-        queue.park(tx, self.run_id, self.clock())
+        queue.park(tx, self.run_id, self.clock(), self.held)
         announce(tx, self.rt.worker_id)
 
     def park(self, park: Park) -> str:
@@ -251,7 +252,7 @@ class RunSession:
         child = park.child
 
         def also(tx: Transaction) -> None:
-            queue.park(tx, self.run_id, park.due_at)
+            queue.park(tx, self.run_id, park.due_at, self.held)
             if child is not None:
                 runs.create_child(self.rt, tx, self.journal, child)
 
@@ -287,7 +288,7 @@ class RunSession:
 
     def _ending(self, status: str, result: Any, error: ev.ErrorInfo | None) -> Also:
         def also(tx: Transaction) -> None:
-            queue.remove(tx, self.run_id)
+            queue.remove(tx, self.run_id, self.held)
             runs.notify_parent(self.rt, tx, self.journal, status, result, error)
 
         return also
@@ -390,30 +391,30 @@ def claim_next(rt: Runtime, only: str | None = None) -> Claimed | Literal[False]
             with rt.store.transaction() as tx:
                 now = rt.clock()
                 if only is None:
-                    run_id = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
-                elif queue.claim_run(tx.conn, only, rt.worker_id, now, now + rt.lease):
-                    run_id = only
+                    claimed = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
                 else:
-                    run_id = None
-                if run_id is None:
+                    claimed = queue.claim_run(tx.conn, only, rt.worker_id, now,
+                                              now + rt.lease)
+                if claimed is None:
                     return None
+                run_id, held = claimed[0], claimed[1] > 0
                 journal = Journal.build(run_id, tx.read_stream(run_id))
                 if journal.state.is_terminal or journal.created is None:
-                    queue.remove(tx, run_id)
+                    queue.remove(tx, run_id, held)
                     return False
                 wake = wake_events(journal, now, rt.worker_id)
                 if wake is None:
                     wp = journal.state.waitpoint
                     due = (wp.wake_at or wp.timeout_at) if wp is not None else None
-                    queue.park(tx, run_id, due)
+                    queue.park(tx, run_id, due, held)
                     return False
                 if wake:
                     meta = event_metadata(journal.base_metadata, journal.last_event_id)
                     for rec in tx.append(StreamAppend(
                             run_id, [NewEvent(e, metadata=meta) for e in wake], journal.version)):
                         journal.add_recorded(rec)
-        except ConcurrencyError:
+        except (ConcurrencyError, queue.SlotTaken):
             continue
         rt.faults("run_claimed")
-        return Claimed(run_id, journal)
+        return Claimed(run_id, journal, held)
     return False

@@ -21,6 +21,8 @@ class Claimed:
 
     run_id: str
     journal: Journal
+    held: bool = False
+    """The lease holds queue or key slots (`runtime.limits`), given back when it ends."""
 
 
 class Wakeup:

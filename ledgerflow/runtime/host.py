@@ -4,7 +4,8 @@ It holds what they need and nothing of the `Engine` that builds it: the store, t
 workflow registry, the clock, this worker's id and lease, the in-process hand-offs
 (`Wakeup`, `Finished`), the steps executing here (`InFlight`, which a cancel
 reaches), the event loop of async runs (`AsyncLoop`), the stop flag, the fault points
-crash tests arm, and the `Observer` that metrics count with. `Engine` composes one; so
+crash tests arm, the `Observer` that metrics count with, and the store's queues
+(`QueueBook`). `Engine` composes one; so
 may a host that wires its own parts (tests, a serverless handler).
 """
 
@@ -23,6 +24,7 @@ from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Finished, Wakeup
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
+from ledgerflow.runtime.queues import QueueBook
 from ledgerflow.runtime.steps import InFlight
 
 
@@ -43,11 +45,19 @@ class Runtime:
     observer: Observer = NO_OBSERVER
     aio: AsyncLoop = field(default_factory=AsyncLoop)
     """The event loop async runs execute on (started by the first one)."""
+    queues: QueueBook | None = None
+    """The store's queues (`Engine` gives one): triggers and children check theirs."""
 
     @property
     def stopping(self) -> bool:
         """True once a graceful stop was asked for: no new step starts."""
         return self.stop.is_set()
+
+    def queue_of(self, queue: str) -> str:
+        """`queue`, checked to exist (`UnknownQueue` naming those that do)."""
+        if self.queues is not None:
+            self.queues.check(queue)
+        return queue
 
     def history(self, run_id: str) -> list[RecordedEvent]:
         """The run's events in order (`UnknownRun` if it has none)."""

@@ -67,7 +67,8 @@ def create_child(rt: Runtime, tx: Transaction, parent: Journal, spec: ChildSpec)
     created = ev.RunCreated(
         workflow_id=definition.name, workflow_version=definition.version, input=spec.input,
         tenant_meta=dict(pstate.tenant_meta), parent_run_id=parent.run_id,
-        parent_step_id=spec.step_id, priority=pcreated.priority if pcreated else 0)
+        parent_step_id=spec.step_id, priority=pcreated.priority if pcreated else 0,
+        queue=rt.queue_of(definition.queue))
     meta = run_metadata(definition.name, definition.version,
                         pstate.tenant_meta.get("tenantId"),
                         correlation_id=parent.base_metadata.get("correlation_id",
@@ -77,7 +78,8 @@ def create_child(rt: Runtime, tx: Transaction, parent: Journal, spec: ChildSpec)
                             pstate.workflow_id, parent.run_id, spec.step_id))
     now = rt.clock()
     tx.append_deferred(StreamAppend(spec.run_id, [NewEvent(created, metadata=meta)], 0))
-    queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now)
+    queue.enqueue(tx, spec.run_id, definition.name, created.priority, now, now,
+                  queue=definition.queue)
 
 
 def notify_parent(rt: Runtime, tx: Transaction, child: Journal, status: str, result: Any,

@@ -156,8 +156,8 @@ def write(tx: Transaction, state: sch.ScheduleState, events: list[ev.Event],
     fired = [e for e in events if isinstance(e, sch.ScheduleFired) and e.run_id not in skip_runs]
     if fired:
         assert new.spec is not None
-        collected += _start_runs(tx, new, fired, now,
-                                 registry.get(new.spec.workflow_id).version)
+        definition = registry.get(new.spec.workflow_id)
+        collected += _start_runs(tx, new, fired, now, definition.version, definition.queue)
     if new.deleted:
         tx.defer(schedule_index.delete().where(_s.schedule_id == sa.bindparam("sid")),
                  [{"sid": state.schedule_id}])
@@ -193,18 +193,19 @@ def _upsert_statement(backend: Backend) -> sa.Insert:
 
 
 def _start_runs(tx: Transaction, state: sch.ScheduleState, fired: list[sch.ScheduleFired],
-                now: datetime, version: str) -> list[StreamAppend]:
-    """Each fire's run (expected version 0: a run id is started once) and its queue row."""
+                now: datetime, version: str, queue_name: str) -> list[StreamAppend]:
+    """Each fire's run (expected version 0: a run id is started once) and its queue row,
+    in the workflow's queue."""
     spec = state.spec
     assert spec is not None
     tag = f"schedule:{state.schedule_id}"
     runs = []
     for fire in fired:
         created = ev.RunCreated(workflow_id=spec.workflow_id, workflow_version=version,
-                                input=spec.input, tags=[tag])
+                                input=spec.input, tags=[tag], queue=queue_name)
         meta = run_metadata(spec.workflow_id, version, correlation_id=fire.run_id, actor=tag)
         runs.append(StreamAppend(fire.run_id, [NewEvent(created, new_id(), meta)], 0))
-        queue.enqueue(tx, fire.run_id, spec.workflow_id, 0, now, now)
+        queue.enqueue(tx, fire.run_id, spec.workflow_id, 0, now, now, queue=queue_name)
     announce(tx, tag)
     return runs
 

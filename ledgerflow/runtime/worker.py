@@ -9,8 +9,10 @@ again). The queue is drained at least every poll interval even while hand-overs
 keep the thread busy, so runs made due by other processes or timers are not
 starved. A handed run passes the fault point `run_handed` before it executes (crash
 tests: the process dies holding a run its trigger already leased to it). The
-heartbeat thread extends the leases of this worker id every `lease / 3`. A worker
-given a `Scheduler` (`Ledgerflow.worker` gives one) runs it beside its threads. Where the
+heartbeat thread extends the leases of this worker id every `lease / 3`, and about
+once a lease reaps expired leases (a crashed worker's queue and key slots come back). A
+worker given a `Scheduler` (`Ledgerflow.worker` gives one) runs it beside its threads.
+Where the
 store's backend has notices (PostgreSQL) a listener thread (`listen.Listener`) nudges
 a thread when another process announces a run it made due, so it is claimed without
 waiting for a poll.
@@ -155,8 +157,12 @@ class Worker:
 
     def _beat(self) -> None:
         interval = max(self.engine.lease.total_seconds() / 3, 0.05)
+        beats = 0
         while not self._halt.wait(interval):
+            beats += 1
             try:
                 self.engine.heartbeat()
+                if beats % 3 == 0:  # about once a lease: expired leases give back slots
+                    self.engine.reap()
             except Exception:
                 log.exception("heartbeat failed")

@@ -32,7 +32,7 @@ def test_lineage_and_compensation_on_the_record_and_in_the_list(client: TestClie
     record = client.get(f"/api/runs/{compensated}").json()
     assert (record["status"], record["compensation"]) == ("failed", "compensated")
     assert client.get(f"/api/runs/{failed}").json()["compensation"] is None
-    assert (record["priority"], record["queue"]) == (0, None)
+    assert (record["priority"], record["queue"]) == (0, "default")
 
     def listed(query: str) -> list[str]:
         response = client.get(f"/api/runs?{query}")

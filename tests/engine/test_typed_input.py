@@ -106,7 +106,7 @@ def test_describe_lists_versions_description_and_schemas(typed: WorkflowRegistry
     assert schema["title"] == "Order" and schema["required"] == ["order_id", "lines"]
     assert described["place"]["outputSchema"] is None  # version 2 declares none
     assert described["plain"]["inputSchema"] is None
-    assert (described["plain"]["queue"], described["plain"]["schedule"]) == (None, None)
+    assert (described["plain"]["queue"], described["plain"]["schedule"]) == ("default", None)
     assert described["plain"]["kind"] == "code"
     with pytest.raises(TypeError, match="pydantic model"):
         typed.register("bad", place, input=dict)  # type: ignore[arg-type]

@@ -88,7 +88,7 @@ def test_the_record_carries_lineage_compensation_and_priority(engine: Engine) ->
     assert (wire["resumed"]["resumedFrom"], wire["resumed"]["rerunOf"]) == (made["plain"], None)
     assert wire["rerun"]["compensation"] is None  # not failed (yet)
     assert (wire["urgent"]["priority"], wire["plain"]["priority"]) == (7, 0)
-    assert all(w["queue"] is None for w in wire.values())
+    assert all(w["queue"] == "default" for w in wire.values())
     inline = snapshot(engine.store.engine)
     rebuild(engine.store, default_projections())
     assert snapshot(engine.store.engine) == inline

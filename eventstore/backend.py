@@ -145,6 +145,12 @@ class Statements(Protocol):
         row it tried to insert."""
         ...
 
+    def upsert_add(self, table: Table, keys: Sequence[Column[Any]],
+                   columns: Sequence[str]) -> sa.Insert:
+        """INSERT into `table` that, on a conflict on `keys`, adds the row's `columns`
+        to the stored ones (counters)."""
+        ...
+
     def json_append(self, column: Column[Any],
                     values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
         """The JSON array `column` with `values` appended, in order."""

@@ -384,6 +384,13 @@ class PostgresBackend:
         return insert.on_conflict_do_update(
             index_elements=keys, set_={name: insert.excluded[name] for name in columns})
 
+    def upsert_add(self, table: Table, keys: Sequence[Column[Any]],
+                   columns: Sequence[str]) -> sa.Insert:
+        insert = pg_dialect.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + insert.excluded[name] for name in columns})
+
     def json_append(self, column: Column[Any],
                     values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
         return column.op("||", return_type=JSONB())(sa.func.jsonb_build_array(*values))

@@ -148,6 +148,13 @@ class SqliteBackend:
         return insert.on_conflict_do_update(
             index_elements=keys, set_={name: insert.excluded[name] for name in columns})
 
+    def upsert_add(self, table: Table, keys: Sequence[Column[Any]],
+                   columns: Sequence[str]) -> sa.Insert:
+        insert = sqlite_dialect.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + insert.excluded[name] for name in columns})
+
     def json_append(self, column: Column[Any],
                     values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
         args: list[Any] = [column]

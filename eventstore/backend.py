@@ -140,15 +140,9 @@ class Statements(Protocol):
         ...
 
     def upsert(self, table: Table, keys: Sequence[Column[Any]],
-               columns: Sequence[str]) -> sa.Insert:
+               columns: Sequence[str], *, add: bool = False) -> sa.Insert:
         """INSERT into `table` that, on a conflict on `keys`, sets `columns` from the
-        row it tried to insert."""
-        ...
-
-    def upsert_add(self, table: Table, keys: Sequence[Column[Any]],
-                   columns: Sequence[str]) -> sa.Insert:
-        """INSERT into `table` that, on a conflict on `keys`, adds the row's `columns`
-        to the stored ones (counters)."""
+        row it tried to insert (`add`: adds them to the stored values, counters)."""
         ...
 
     def json_append(self, column: Column[Any],

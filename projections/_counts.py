@@ -55,8 +55,8 @@ def count_batches(backend: Backend, table: Table,
         return []
     statement = _STATEMENTS.get((backend, table.name))
     if statement is None:
-        statement = _STATEMENTS[(backend, table.name)] = backend.upsert_add(
-            table, [table.c.status, table.c.shard], ["runs"])
+        statement = _STATEMENTS[(backend, table.name)] = backend.upsert(
+            table, [table.c.status, table.c.shard], ["runs"], add=True)
     rows = [{"status": s, "shard": shard, "runs": n} for (s, shard), n in sorted(added.items())]
     return [(statement, rows)]
 

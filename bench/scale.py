@@ -284,10 +284,10 @@ class Store:
         with self.app.db.connect() as conn:
             self.total = conn.execute(sa.text("SELECT count(*) FROM run_views")).scalar_one()
             self.events = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
-            ids = conn.execute(sa.text(
-                "SELECT run_id FROM run_views TABLESAMPLE SYSTEM (5) "
-                "WHERE status IN ('completed', 'failed', 'canceled') LIMIT 5000")).scalars()
-            self.sample = list(ids)
+            sampled = "TABLESAMPLE SYSTEM (5)" if self.total > 100_000 else ""
+            self.sample = list(conn.execute(sa.text(  # random finished runs
+                f"SELECT run_id FROM run_views {sampled} "
+                "WHERE status IN ('completed', 'failed', 'canceled') LIMIT 5000")).scalars())
         random.shuffle(self.sample)
 
     def measure(self) -> dict[str, float]:
@@ -320,13 +320,12 @@ class Store:
             claimed.append(run)
 
         figures["claim"] = _p50(claim, SAMPLES)
-        figures["get"] = _p50(lambda i: self._ok(f"/api/runs/{self.sample[i]}"), SAMPLES)
+        figures["get"] = _p50(lambda i: self._ok(f"/api/runs/{self._pick(i)}"), SAMPLES)
         figures["history"] = _p50(
-            lambda i: self._ok(f"/api/runs/{self.sample[-1 - i]}/history"), SAMPLES)
+            lambda i: self._ok(f"/api/runs/{self._pick(-1 - i)}/history"), SAMPLES)
         cursor = self._deep_cursor()
-        figures["list"] = _p50(lambda _: self._ok(
-            f"/api/runs?status=completed&workflowId=scale.orders&tenantId=acme&limit=50"
-            f"&cursor={cursor}"), SAMPLES // 2)
+        figures["list"] = _p50(lambda _: self._ok("/api/runs", self._list_params(cursor)),
+                               SAMPLES // 2)
         figures["projections_status"] = _p50(
             lambda _: status(self.app.store, default_projections()), 50)
         metrics = Metrics(self.app.store, cache_seconds=0)
@@ -337,17 +336,27 @@ class Store:
             pass
         return figures
 
-    def _ok(self, path: str) -> Any:
-        r = self.http.get(path)
+    def _pick(self, i: int) -> str:
+        return str(self.sample[i % len(self.sample)])
+
+    def _ok(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        r = self.http.get(path, params=params)
         assert r.status_code == 200, (path, r.status_code, r.text)
         return r.json()
 
-    def _deep_cursor(self) -> str:
-        path = "/api/runs?status=completed&workflowId=scale.orders&tenantId=acme&limit=50"
-        cursor = ""
+    @staticmethod
+    def _list_params(cursor: str | None) -> dict[str, Any]:
+        params = {"status": "completed", "workflowId": "scale.orders", "tenantId": "acme",
+                  "limit": 50}
+        return params if cursor is None else {**params, "cursor": cursor}
+
+    def _deep_cursor(self) -> str | None:
+        """The cursor of the 6th page (5 pages deep)."""
+        cursor = None
         for _ in range(5):
-            page = self._ok(path + (f"&cursor={cursor}" if cursor else ""))
-            assert len(page["data"]) == 50
+            page = self._ok("/api/runs", self._list_params(cursor))
+            if page["nextCursor"] is None:  # a store too small to go that deep
+                break
             cursor = page["nextCursor"]
         return cursor
 

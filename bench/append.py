@@ -4,6 +4,7 @@ Measured in one run, against two baselines on the same database:
 - raw: a SQLAlchemy Core insert of the same rows into a table of the same shape,
   in the same transaction pattern (the ceiling for any store on this server);
 - eventsourcing: the `eventsourcing` library's Application saving aggregates.
+And the audit: events read from the store and checked against their hash chains, per second.
 
 Run with `bash bench/run append`. Ends with `BENCH <figure> <value>` lines.
 """
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.metadata import run_metadata
 from ledgerflow.eventstore import EventStore, NewEvent, StreamAppend, create_engine
+from ledgerflow.eventstore.chain import verify_each
 from ledgerflow.eventstore.database import create_database
 from ledgerflow.eventstore.migrations import MIGRATIONS, upgrade
 
@@ -161,6 +163,14 @@ def read_in_this_process(url: str, total: int) -> None:
     print(" ".join(f"{p:.6f}" for p in read_passes(EventStore(create_engine(url)), total)))
 
 
+def audit(store: EventStore) -> int:
+    """Read the whole store as stored (in pages) and check every stream's hash chain, as
+    `ledgerflow audit verify --all` does; how many events."""
+    verdicts = list(verify_each(store.iter_stored()))
+    assert all(v.verified for v in verdicts), [v for v in verdicts if not v.verified][:1]
+    return sum(v.events for v in verdicts)
+
+
 # ------------------------------------------------------------------------------ main
 
 def main() -> None:
@@ -209,6 +219,10 @@ def main() -> None:
     read_s = min(child_passes)
     decoded = total
 
+    audit_start = time.perf_counter()
+    audited = audit(store)
+    audit_s = time.perf_counter() - audit_start
+
     es_single, es_batch = eventsourcing_runs(eventsourcing_app(url))
 
     a_eps, a_raw = rate(SINGLE, ours_single_s), rate(SINGLE, raw_single_s)
@@ -216,6 +230,7 @@ def main() -> None:
     n8 = WRITERS * PER_WRITER
     c_eps, c_raw = rate(n8, ours_8w_s), rate(n8, raw_8w_s)
     d_eps = rate(decoded, read_s)
+    e_eps = rate(audited, audit_s)
     print(f"(a) {SINGLE} single-event appends, 1 writer: ledgerflow {a_eps:,.0f}/s, "
           f"raw {a_raw:,.0f}/s, eventsourcing {es_single:,.0f}/s")
     print(f"    4x eventsourcing would be {4 * es_single:,.0f}/s: "
@@ -227,6 +242,8 @@ def main() -> None:
     print(f"(d) read_all decoded, {decoded:,} events, 3 passes each: reader process "
           + ", ".join(f"{decoded / p:,.0f}/s" for p in child_passes)
           + "; inside the writer process " + ", ".join(f"{decoded / p:,.0f}/s" for p in passes))
+    print(f"(e) audit of the whole store, {audited:,} events (read in pages + verify): "
+          f"{e_eps:,.0f} events/s")
     print(f"BENCH append_1w_eps {a_eps:.0f}")
     print(f"BENCH append_1w_vs_raw {a_eps / a_raw:.2f}")
     print(f"BENCH append_1w_vs_eventsourcing {a_eps / es_single:.2f}")
@@ -235,6 +252,7 @@ def main() -> None:
     print(f"BENCH append_8w_eps {c_eps:.0f}")
     print(f"BENCH append_8w_vs_raw {c_eps / c_raw:.2f}")
     print(f"BENCH read_all_decoded_eps {d_eps:.0f}")
+    print(f"BENCH audit_verify_eps {e_eps:.0f}")
 
 
 if __name__ == "__main__":

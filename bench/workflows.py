@@ -26,10 +26,12 @@ threads and the driver, as DBOS's is).
 Each phase runs WF_REPEATS times (3) and the median of each figure is used, for
 both engines alike.
 
-Then `wf_obs_overhead` and `metrics_scrape_ms` (see `bench/obs_overhead.py`).
+Then `wf_obs_overhead` and `metrics_scrape_ms` (see `bench/obs_overhead.py`), and
+`wf_cpu_ceiling_per_s`, `wf_vs_cpu_ceiling` for `ledgerflow worker --processes <cores>`
+(see `bench/procs_ceiling.py`).
 
 Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3;
-`WF_ONLY=obs` runs the observability phase alone).
+`WF_ONLY=obs` runs the observability phase alone, `WF_ONLY=procs` the worker processes).
 """
 
 from __future__ import annotations
@@ -313,10 +315,25 @@ def bench_obs() -> dict[str, float]:
     return figures
 
 
+def bench_procs() -> dict[str, float]:
+    """The multi-process worker against the CPU ceiling (`procs_ceiling`, loaded from its
+    file as `obs_overhead` is)."""
+    spec = importlib.util.spec_from_file_location(
+        "procs_ceiling", Path(__file__).with_name("procs_ceiling.py"))
+    assert spec is not None and spec.loader is not None
+    procs_ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(procs_ceiling)
+    url, engine_sa = fresh_lf_database()
+    figures: dict[str, float] = procs_ceiling.ceiling(url, engine_sa, N)
+    engine_sa.dispose()
+    return figures
+
+
 def main() -> None:
     print(f"N={N} workflows of 3 steps per phase; PostgreSQL at {sa.engine.make_url(URL).host}")
-    if os.environ.get("WF_ONLY") == "obs":  # a reduced run of the observability phase
-        for name, value in bench_obs().items():
+    only = os.environ.get("WF_ONLY")
+    if only in ("obs", "procs"):  # a reduced run of one phase
+        for name, value in (bench_obs() if only == "obs" else bench_procs()).items():
             print(f"BENCH {name} {value:.3f}")
         return
     lf = bench_ledgerflow()
@@ -336,6 +353,7 @@ def main() -> None:
         "wf_tx_per_wf": lf["seq"]["tx"],
         "wf_stmts_per_wf": lf["seq"]["stmts"],
         **bench_obs(),
+        **bench_procs(),
     }
     for name, value in figures.items():
         print(f"BENCH {name} {value:.3f}")

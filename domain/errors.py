@@ -145,6 +145,26 @@ def _run_conflict(run_id: str, key: str | None, differs: list[str] | None) -> st
             "and input return the existing run; use a new id or key for another run)")
 
 
+class RerunNotConfirmed(LedgerflowError):
+    """A rerun of a workflow declared `rerun_safety="unsafe"` (its steps have effects a
+    second run would repeat) that was not confirmed: nothing was appended."""
+
+    code = "rerun_not_confirmed"
+    http_status = 409
+
+    def __init__(self, run_id: str, workflow_id: str) -> None:
+        self.run_id, self.workflow_id = run_id, workflow_id
+        super().__init__(
+            f"workflow {workflow_id!r} is declared rerun_safety='unsafe' (a second run "
+            f"repeats its side effects): rerunning run {run_id!r} needs confirmation "
+            "(HTTP body {\"confirm\": true}, CLI --yes, Python confirm=True); nothing was "
+            "appended")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "workflowId": self.workflow_id,
+                "reason": "rerun_safety=unsafe"}
+
+
 class UnknownRun(LedgerflowError):
     """A command or query named a run that does not exist (or is not visible)."""
 
@@ -242,3 +262,31 @@ class DatabaseNotReady(LedgerflowError):
 
     code = "database_not_ready"
     http_status = 503
+
+
+class NotArchived(LedgerflowError):
+    """A restore named a run that no archive holds."""
+
+    code = "run_not_archived"
+    http_status = 404
+
+    def __init__(self, run_id: str, where: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no archive in {where} holds run {run_id!r}")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id}
+
+
+class ArchiveRefused(LedgerflowError):
+    """An archive or restore that would lose or damage history: nothing was changed."""
+
+    code = "archive_refused"
+    http_status = 409
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id, self.reason = run_id, reason
+        super().__init__(f"run {run_id!r}: {reason}; nothing was changed")
+
+    def details(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "reason": self.reason}

@@ -383,6 +383,26 @@ class ValueRecorded(Event):
     value: JSON
 
 
+@register
+class StreamChunk(Event):
+    """A chunk of output the run streamed (token-by-token text, progress), appended as
+    it was emitted; it changes no state. Two emitters:
+
+    - the workflow's code (`ctx.stream`): `op` is the call's op id, so a replay meets
+      the chunk journaled and does not emit it again;
+    - a step attempt's code (`current_step().stream`): `step_id`, `attempt` and `seq`
+      (1-based, per attempt). An attempt that runs again after a crash (same attempt
+      number) skips the chunks its predecessor wrote; a retry (the next attempt)
+      streams its own, which readers tell apart by `attempt`."""
+
+    name: str
+    chunk: JSON = None
+    op: str | None = None
+    step_id: str | None = None
+    attempt: int | None = None
+    seq: int = 1
+
+
 LIFECYCLE_EVENTS: dict[str, type[Event]] = {
     "begin": RunStarted,
     "suspend": RunSuspended,
@@ -393,3 +413,6 @@ LIFECYCLE_EVENTS: dict[str, type[Event]] = {
     "cancel": RunCanceled,
 }
 """Lifecycle triggers and the event each one appends (1:1)."""
+
+TERMINAL_EVENTS: tuple[type[Event], ...] = (RunCompleted, RunFailed, RunCanceled)
+"""The events that end a run (after one, the run's stream takes no lifecycle event)."""

@@ -81,6 +81,13 @@ class WireRecord:
         wire: dict[str, Any] = type(self).__wire_adapter__.dump_python(self, mode="json")
         return wire
 
+    @classmethod
+    def from_wire(cls: type[R], data: dict[str, Any]) -> R:
+        """The record `to_wire()` showed as `data` (a client reading the HTTP API);
+        pydantic's `ValidationError` when `data` is not such a record."""
+        record: R = cls.__wire_adapter__.validate_python(data)
+        return record
+
     def wire_values(self) -> dict[str, Any]:
         """`to_wire()` with times and enums still Python objects, for an encoder that
         writes them as `to_wire` does (orjson: ISO 8601 times, enum values). Cheaper:

@@ -1,6 +1,7 @@
 """Append-only event store on SQLAlchemy Core (PostgreSQL via psycopg 3, SQLite)."""
 
 from ledgerflow.eventstore.backend import Backend, Batch, Position
+from ledgerflow.eventstore.chain import StoredEvent, Verdict, verify
 from ledgerflow.eventstore.database import DEFAULT_URL, backend_for, create_engine, normalize_url
 from ledgerflow.eventstore.idempotency import (
     Acquired,
@@ -28,10 +29,41 @@ from ledgerflow.eventstore.store import (
 )
 
 __all__ = [
-    "DEFAULT_URL", "MIGRATIONS", "Acquired", "AppendHook", "Backend", "Batch", "Clock",
-    "EventStore", "FunctionHook", "GlobalReader", "IdempotencyInProgress", "IdempotencyKey",
-    "IdempotencyKeys", "InProgress", "JSONType", "Migration", "NewEvent", "Outcome",
-    "PendingAppend", "Position", "RecordedEvent", "Replay", "StreamAppend", "StreamReader",
-    "Transaction", "UTCDateTime", "backend_for", "create_engine", "metadata", "new_id",
-    "normalize_url", "run_once", "upgrade", "utcnow",
+    "DEFAULT_URL",
+    "MIGRATIONS",
+    "Acquired",
+    "AppendHook",
+    "Backend",
+    "Batch",
+    "Clock",
+    "EventStore",
+    "FunctionHook",
+    "GlobalReader",
+    "IdempotencyInProgress",
+    "IdempotencyKey",
+    "IdempotencyKeys",
+    "InProgress",
+    "JSONType",
+    "Migration",
+    "NewEvent",
+    "Outcome",
+    "PendingAppend",
+    "Position",
+    "RecordedEvent",
+    "Replay",
+    "StoredEvent",
+    "StreamAppend",
+    "StreamReader",
+    "Transaction",
+    "UTCDateTime",
+    "Verdict",
+    "backend_for",
+    "create_engine",
+    "metadata",
+    "new_id",
+    "normalize_url",
+    "run_once",
+    "upgrade",
+    "utcnow",
+    "verify",
 ]

@@ -109,3 +109,29 @@ $$"""
 `eventstore.postgres.insert_head`); SQLSTATE LF409 is `schema.VERSION_CONFLICT`."""
 
 V2_POSTGRESQL = (VERSION_CONFLICT_FUNCTION,)
+
+# ------------------------------------------- 3: the hash chain of every stream
+
+CHAIN_STEP_FUNCTION = """
+CREATE OR REPLACE FUNCTION ledgerflow_chain_step(state text, part bytea, head text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(sha256(convert_to(COALESCE(state, head), 'UTF8') || part), 'hex')
+$$"""
+"""One link of a stream's hash chain: sha256(previous hash ‖ canonical event), the
+previous hash being the aggregate's state, or `head` at a stream's first new row."""
+
+CHAIN_AGGREGATE = """
+CREATE OR REPLACE AGGREGATE ledgerflow_chain(bytea, text) (
+    SFUNC = ledgerflow_chain_step, STYPE = text
+)"""
+"""The hashes of a stream's new events, as a window over them in version order (see
+`eventstore.pg_append`)."""
+
+V3_POSTGRESQL = (
+    "ALTER TABLE events ADD COLUMN hash VARCHAR(64)",
+    CHAIN_STEP_FUNCTION,
+    CHAIN_AGGREGATE,
+)
+"""Followed by the backfill of `eventstore.migrations` (the hashes of existing events)."""
+
+V3_SQLITE = ("ALTER TABLE events ADD COLUMN hash VARCHAR(64)",)

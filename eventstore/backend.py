@@ -16,7 +16,9 @@ its recorders):
 - `Statements`: the SQL that differs (insert-or-ignore, upsert, JSON array
   append, a prefix match, `FOR UPDATE SKIP LOCKED`) and how hot statements are sent;
 - `Notices`: hearing what `Transaction.notify` sent, where the database can;
-- `TableSwap`: shadow tables swapped in by a projection rebuild.
+- `TableSwap`: shadow tables swapped in by a projection rebuild;
+- `StreamRemoval`: archival taking whole streams out of the store and putting them
+  back; the only place events are ever deleted.
 
 Also here, because hooks and adapters both speak them: `Batch` (a statement and
 its rows) and `Position` (a value computed from an event's position once the
@@ -36,6 +38,7 @@ from sqlalchemy import Column, Table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement, Executable
 
+from ledgerflow.eventstore.chain import StoredEvent
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 
 T = TypeVar("T")
@@ -207,7 +210,22 @@ class TableSwap(Protocol):
         ...
 
 
-class Backend(Appender, PositionReader, Statements, Notices, TableSwap, Protocol):
+class StreamRemoval(Protocol):
+    """Archival's exception to append-only: whole streams out, and back as they were."""
+
+    def remove_streams(self, conn: Connection, stream_ids: Sequence[str]) -> int:
+        """Delete every event of `stream_ids` in `conn`'s transaction (the caller has
+        written them durably elsewhere first); how many were deleted."""
+        ...
+
+    def restore_events(self, conn: Connection, rows: Sequence[StoredEvent]) -> None:
+        """Insert archived events exactly as they were stored (positions and hashes
+        included) in `conn`'s transaction; a version or id already taken is refused."""
+        ...
+
+
+class Backend(Appender, PositionReader, Statements, Notices, TableSwap, StreamRemoval,
+              Protocol):
     """One database's adapter: every port above."""
 
     @property

@@ -24,7 +24,7 @@ backends' names (`backend_for(bind).name`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,8 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.eventstore import _ddl
+from ledgerflow.eventstore.chain import StoredEvent
 from ledgerflow.eventstore.database import backend_for
-from ledgerflow.eventstore.schema import schema_migrations
+from ledgerflow.eventstore.schema import events, schema_migrations
 
 MIGRATION_LOCK_KEY = 0x1ED6E7F1  # advisory lock id, any constant unique to ledgerflow
 
@@ -53,6 +54,8 @@ class Migration:
     version: int
     description: str
     sql: Mapping[str, Sequence[str]]
+    backfill: Callable[[Connection], None] | None = None
+    """Data the statements cannot compute, written after them in the same transaction."""
 
     @property
     def dialects(self) -> frozenset[str]:
@@ -62,6 +65,44 @@ class Migration:
         """Run this migration's statements for `conn`'s dialect, in order."""
         for statement in self.sql[backend_for(conn).name]:
             conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
+        if self.backfill is not None:
+            self.backfill(conn)
+
+
+_COLUMNS = ("position, stream_id, version, event_id, type, schema_version, data, metadata,"
+            " recorded_at, hash")
+_TYPED = [events.c[name] for name in StoredEvent._fields]
+_FIRST_ROWS = sa.text(
+    f"SELECT {_COLUMNS} FROM events ORDER BY stream_id, version LIMIT :limit").columns(*_TYPED)
+_NEXT_ROWS = sa.text(
+    f"SELECT {_COLUMNS} FROM events WHERE stream_id > :sid OR (stream_id = :sid AND"
+    " version > :version) ORDER BY stream_id, version LIMIT :limit").columns(*_TYPED)
+_SET_HASH = sa.text("UPDATE events SET hash = :hash WHERE position = :position")
+_FILL_BATCH = 1000
+
+
+def fill_chain(conn: Connection) -> None:
+    """Eventstore 3's backfill: the hash of every stored event (`eventstore.chain`),
+    each stream chained in version order as it stands, read in pages."""
+    last: StoredEvent | None = None
+    previous = ""
+    while True:
+        if last is None:
+            page = conn.execute(_FIRST_ROWS, {"limit": _FILL_BATCH}).all()
+        else:
+            page = conn.execute(_NEXT_ROWS, {"sid": last.stream_id, "version": last.version,
+                                             "limit": _FILL_BATCH}).all()
+        if not page:
+            return
+        hashes = []
+        for row in page:
+            event = StoredEvent(*row)
+            if last is None or last.stream_id != event.stream_id:
+                previous = ""
+            previous = event.expected_hash(previous)
+            hashes.append({"hash": previous, "position": event.position})
+            last = event
+        conn.execute(_SET_HASH, hashes)
 
 
 def concerning(migrations: Sequence[Migration], dialect: str) -> list[Migration]:
@@ -162,5 +203,7 @@ MIGRATIONS: list[Migration] = [
               {POSTGRESQL: _ddl.V1_POSTGRESQL, SQLITE: _ddl.V1_SQLITE}),
     Migration("eventstore", 2, "PostgreSQL: ledgerflow_version_conflict() for one-statement "
               "appends", {POSTGRESQL: _ddl.V2_POSTGRESQL}),
+    Migration("eventstore", 3, "events.hash: every stream's hash chain (tamper-evident audit)",
+              {POSTGRESQL: _ddl.V3_POSTGRESQL, SQLITE: _ddl.V3_SQLITE}, fill_chain),
 ]
 """The event store's own migrations."""

@@ -27,15 +27,15 @@ A consequence callers must keep: read in a transaction that has no xid of its
 own (a read-only one), or the reader would wait for itself. Settling a hole
 costs one xid; appends cost one each anyway.
 
-The rest of what is PostgreSQL's is `PostgresBackend` below: hot statements go
-straight to the psycopg cursor (`fastpath`), a transaction of deferred appends and
+The rest of what is PostgreSQL's is `PostgresBackend` below: the append is one
+statement that also hashes the events into their streams' chains (`pg_append`),
+hot statements go straight to the psycopg cursor (`fastpath`), a transaction of deferred appends and
 writes goes as one statement in autocommit (`commit_at_once`), claims take rows
 `FOR UPDATE SKIP LOCKED`, notices are NOTIFY/LISTEN.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,9 +52,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ClauseElement, ColumnElement, Executable
 
 from ledgerflow.domain.errors import StoreUnavailable
-from ledgerflow.eventstore import _errors, fastpath
+from ledgerflow.eventstore import _errors, _history, fastpath
 from ledgerflow.eventstore._encode import recorded_events
 from ledgerflow.eventstore.backend import Batch, Encoded, Query, StreamVersion
+from ledgerflow.eventstore.chain import StoredEvent
+from ledgerflow.eventstore.pg_append import insert_events, insert_head, with_notices
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import VERSION_CONFLICT
 
@@ -90,138 +92,6 @@ def current_versions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, i
     """Stream versions as seen now; also assigns this transaction's xid (see module doc)."""
     rows = conn.execute(_VERSIONS, {"ids": list(stream_ids)})
     return {stream_id: int(version) for stream_id, version, _xid in rows}
-
-
-# One statement, one round trip per append: `v` takes the xid (point 1 of the module
-# doc; `v.xid` is referenced below so the planner cannot drop it) and every stream's
-# version; the insert happens only if every expected version holds (`{check}`), in the
-# order the rows are given, so positions follow versions. Rows travel as a VALUES list
-# of scalar parameters (one SQL text per shape, prepared): psycopg dumps arrays in
-# Python, several times slower than scalars.
-_VERSIONS_CTE = """v AS (
-    SELECT s.id, s.expected, pg_current_xact_id() AS xid,
-           COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0) AS actual
-    FROM (VALUES {streams}) AS s(id, expected)
-)"""
-_INSERT_EVENTS = """INSERT INTO events (stream_id, version, event_id, type, schema_version,
-                    data, metadata, recorded_at)
-SELECT r.stream_id, v.actual + r.n, r.event_id, r.type, r.sv, r.data, r.meta, r.at
-FROM (VALUES {rows}) AS r(stream_id, n, event_id, type, sv, data, meta, at, ord)
-JOIN v ON v.id = r.stream_id
-WHERE v.xid IS NOT NULL AND {check}
-ORDER BY r.ord
-RETURNING {returning}"""
-
-# `insert_events`: no row back means a version conflict (the transaction goes on).
-_ALL_AT_EXPECTED = ("NOT EXISTS (SELECT 1 FROM v WHERE v.expected IS NOT NULL"
-                    " AND v.expected <> v.actual)")
-# `insert_head`: a stream off its expected version raises LF409 (eventstore/schema.py),
-# which aborts the statement and every other write in it.
-_AT_EXPECTED_OR_RAISE = ("CASE WHEN v.expected = v.actual THEN true"
-                         " ELSE ledgerflow_version_conflict(v.id, v.expected, v.actual) END")
-
-_STREAM_TYPES = ("text", "int")
-_ROW_TYPES = ("text", "int", "text", "text", "int2", "jsonb", "jsonb", "timestamptz")
-
-
-def _placeholders(streams: int, rows: int, named: bool) -> tuple[str, str, tuple[str, ...]]:
-    """The VALUES lists of `streams` streams and `rows` events (in `_values` order),
-    positional (`%s`) or named, and the names."""
-    names: list[str] = []
-
-    def one(name: str, cast: str) -> str:
-        names.append(name)
-        return f"%({name})s::{cast}" if named else f"%s::{cast}"
-
-    stream_sql = ", ".join(
-        "(" + ", ".join(one(f"v{i}_{k}", t) for k, t in enumerate(_STREAM_TYPES)) + ")"
-        for i in range(streams))
-    row_sql = ", ".join(
-        "(" + ", ".join(one(f"r{i}_{k}", t) for k, t in enumerate(_ROW_TYPES)) + f", {i}::int)"
-        for i in range(rows))
-    return stream_sql, row_sql, tuple(names)
-
-
-@functools.lru_cache(maxsize=256)
-def _append_sql(streams: int, rows: int) -> str:
-    stream_sql, row_sql, _ = _placeholders(streams, rows, named=False)
-    return (f"WITH {_VERSIONS_CTE.format(streams=stream_sql)} "
-            + _INSERT_EVENTS.format(rows=row_sql, check=_ALL_AT_EXPECTED,
-                                    returning="position, version"))
-
-
-def insert_events(conn: Connection, appends: Sequence[StreamAppend],
-                  encoded: Sequence[Sequence[tuple[str, int, str, str]]], now: datetime,
-                  ) -> list[tuple[int, int]] | None:
-    """Check versions and insert; (position, version) per event, or None on a conflict.
-
-    Uses the psycopg cursor of the SQLAlchemy connection (same transaction): the
-    append is the hottest statement of the product, and SQLAlchemy's execution
-    layer cost more CPU than the statement itself.
-    """
-    params, count = _values(appends, encoded, now)
-    rows: list[tuple[int, int]] = fastpath.cursor(conn).execute(
-        _append_sql(len(appends), count), params, prepare=True).fetchall()
-    return rows or None
-
-
-def _values(appends: Sequence[StreamAppend],
-            encoded: Sequence[Sequence[tuple[str, int, str, str]]],
-            now: datetime) -> tuple[list[Any], int]:
-    """The append's parameters in placeholder order, and how many events."""
-    params: list[Any] = []
-    for append in appends:
-        params += (append.stream_id, append.expected_version)
-    count = 0
-    for append, events in zip(appends, encoded, strict=True):
-        for n, (new, (type_name, schema_version, data, meta)) in enumerate(
-                zip(append.events, events, strict=True), 1):
-            params += (append.stream_id, n, new.event_id, type_name, schema_version, data,
-                       meta, now)
-            count += 1
-    return params, count
-
-
-_TAIL = "SELECT position FROM ins ORDER BY position"
-_TAIL_NOTIFY = ("SELECT ins.position FROM ins, (SELECT count(*) FROM n) AS sent"
-                " ORDER BY ins.position")
-UNDEFINED_FUNCTION = "42883"
-
-
-def with_notices(head: str, params: dict[str, Any],
-                 notices: Sequence[tuple[str, str]]) -> tuple[str, str]:
-    """`head` with a CTE `n` sending the (channel, payload) notices, if any (their
-    values go into `params`), and the main query to follow it: the new events'
-    positions in append order (reading `n`, so that it runs)."""
-    if not notices:
-        return head, _TAIL
-    rows = ", ".join(f"(%(n{i}_c)s::text, %(n{i}_p)s::text)" for i in range(len(notices)))
-    for i, (channel, payload) in enumerate(notices):
-        params[f"n{i}_c"], params[f"n{i}_p"] = channel, payload
-    return f"{head}, n AS (SELECT pg_notify(x.c, x.p) FROM (VALUES {rows}) AS x(c, p))", \
-        _TAIL_NOTIFY
-
-
-@functools.lru_cache(maxsize=256)
-def _head(streams: int, rows: int) -> tuple[str, tuple[str, ...]]:
-    # The append as the head of one statement that also carries the transaction's
-    # other writes (`fastpath.statement_with`), sent in autocommit: one round trip for
-    # the whole transaction. `ins` returns each event's position for the writes that
-    # need it (`backend.Position`).
-    stream_sql, row_sql, names = _placeholders(streams, rows, named=True)
-    insert = _INSERT_EVENTS.format(rows=row_sql, check=_AT_EXPECTED_OR_RAISE,
-                                   returning="position, event_id")
-    return f"{_VERSIONS_CTE.format(streams=stream_sql)}, ins AS ({insert})", names
-
-
-def insert_head(appends: Sequence[StreamAppend],
-                encoded: Sequence[Sequence[tuple[str, int, str, str]]],
-                now: datetime) -> tuple[tuple[int, int], str, dict[str, Any]]:
-    """The append as a CTE head for `fastpath.statement_with`: (shape key, CTE text,
-    named parameters). Every append must have an expected version."""
-    values, count = _values(appends, encoded, now)
-    sql, names = _head(len(appends), count)
-    return (len(appends), count), sql, dict(zip(names, values, strict=True))
 
 
 def read_all(engine: Engine, after: int, limit: int, wait: float,
@@ -288,6 +158,8 @@ def _passed(raw: Any, cur: Any, horizon: int) -> bool:
 
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+UNDEFINED_FUNCTION = "42883"
+UNDEFINED_COLUMN = "42703"
 _NOTIFY = sa.select(sa.func.pg_notify(sa.bindparam("channel", type_=sa.String),
                                       sa.bindparam("payload", type_=sa.String)))
 
@@ -418,6 +290,14 @@ class PostgresBackend:
                 for notice in conn.notifies(timeout=0.5):
                     yield notice.payload
 
+    # -- StreamRemoval ---------------------------------------------------------
+
+    def remove_streams(self, conn: Connection, stream_ids: Sequence[str]) -> int:
+        return _history.remove_streams(conn, stream_ids)
+
+    def restore_events(self, conn: Connection, rows: Sequence[StoredEvent]) -> None:
+        _history.restore_events(conn, rows)
+
     # -- TableSwap -------------------------------------------------------------
 
     def index_shadow(self, conn: Connection, live: Table, copy: Table, suffix: str) -> None:
@@ -482,7 +362,8 @@ def _statement_error(conn: Connection, error: psycopg.Error, appends: Sequence[S
     if error.sqlstate == VERSION_CONFLICT:
         ids = [a.stream_id for a in appends]
         return _errors.conflict(appends, current_versions(conn, ids))
-    if error.sqlstate == UNDEFINED_FUNCTION and "ledgerflow_" in str(error):
+    if (error.sqlstate == UNDEFINED_FUNCTION and "ledgerflow_" in str(error)) or \
+            (error.sqlstate == UNDEFINED_COLUMN and '"hash"' in str(error)):
         return StoreUnavailable(
             f"the database schema is older than this ledgerflow ({error}): "
             "run `ledgerflow db upgrade`; nothing was appended")

@@ -98,6 +98,7 @@ events = Table(
     Column("data", JSONType, nullable=False),
     Column("metadata", JSONType, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("hash", String(64), nullable=True),  # eventstore.chain; NULL only if tampered
     UniqueConstraint("stream_id", "version", name="events_stream_version_key"),
     sqlite_autoincrement=True,
 )
@@ -113,6 +114,11 @@ its expected version (see `eventstore.postgres.insert_head`), as eventstore migr
 released it; created with `events` when `metadata` creates the tables."""
 
 sa_event.listen(events, "after_create", VERSION_CONFLICT_FUNCTION)
+for _chain_ddl in (_ddl.CHAIN_STEP_FUNCTION, _ddl.CHAIN_AGGREGATE):
+    # PostgreSQL: the hash chain's aggregate (eventstore migration 3), as released.
+    _chain = DDL(_chain_ddl.replace("%", "%%"))  # type: ignore[no-untyped-call]
+    sa_event.listen(events, "after_create",
+                    _chain.execute_if(dialect="postgresql"))
 
 idempotency_keys = Table(
     "idempotency_keys",

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Column, Table
 from sqlalchemy import exc as sa_exc
@@ -27,10 +28,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement, Executable
 
 from ledgerflow.domain.errors import ConcurrencyError
-from ledgerflow.domain.events import encode
-from ledgerflow.eventstore import _errors
+from ledgerflow.eventstore import _errors, _history
 from ledgerflow.eventstore._encode import recorded_events
 from ledgerflow.eventstore.backend import Batch, Encoded, Query, StreamVersion
+from ledgerflow.eventstore.chain import StoredEvent, canonical_prefix, link, recorded_text
 from ledgerflow.eventstore.records import RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import events
 
@@ -42,6 +43,21 @@ _TYPED = [events.c[name] for name in (
     "position", "stream_id", "version", "event_id", "type", "schema_version", "data",
     "metadata", "recorded_at")]
 _INSERT = events.insert().returning(events.c.position, sort_by_parameter_order=True)
+
+
+_HEAD = (sa.select(events.c.version, events.c.hash)
+         .where(events.c.stream_id == sa.bindparam("sid"))
+         .order_by(events.c.version.desc()).limit(1))
+
+
+def heads(conn: Connection, stream_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Each stream's (version, hash of its last event), read in the write transaction
+    (`BEGIN IMMEDIATE` holds the database: no writer can move a head meanwhile)."""
+    found: dict[str, tuple[int, str]] = {}
+    for stream_id in stream_ids:
+        row = conn.execute(_HEAD, {"sid": stream_id}).first()
+        found[stream_id] = (0, "") if row is None else (int(row[0]), row[1] or "")
+    return found
 
 
 def current_versions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, int]:
@@ -70,23 +86,27 @@ class SqliteBackend:
 
     def append(self, conn: Connection, appends: Sequence[StreamAppend], encoded: Encoded,
                now: datetime, stream_version: StreamVersion) -> list[RecordedEvent]:
-        actual = current_versions(conn, [a.stream_id for a in appends])
+        found = heads(conn, [a.stream_id for a in appends])
+        at = recorded_text(now)
         params: list[dict[str, Any]] = []
         versions: list[int] = []
-        for append in appends:
-            version = actual[append.stream_id]
+        for append, texts in zip(appends, encoded, strict=True):
+            version, head = found[append.stream_id]
             if append.expected_version is not None and append.expected_version != version:
                 raise ConcurrencyError(append.stream_id, append.expected_version, version)
-            for new in append.events:
+            for new, (type_name, schema_version, data, meta) in zip(
+                    append.events, texts, strict=True):
                 version += 1
-                type_name, schema_version, data = encode(new.event)
+                head = link(head, canonical_prefix(append.stream_id, new.event_id, type_name,
+                                                   schema_version, data, meta, at), version)
                 params.append({
                     "stream_id": append.stream_id, "version": version,
                     "event_id": new.event_id, "type": type_name,
-                    "schema_version": schema_version, "data": data,
-                    "metadata": new.metadata, "recorded_at": now,
+                    "schema_version": schema_version, "data": orjson.loads(data),
+                    "metadata": new.metadata, "recorded_at": now, "hash": head,
                 })
                 versions.append(version)
+            found[append.stream_id] = (version, head)
         try:
             positions = [row[0] for row in conn.execute(_INSERT, params)]
         except sa_exc.IntegrityError as error:
@@ -179,6 +199,14 @@ class SqliteBackend:
         listening.set()
         halt.wait()
         yield from ()
+
+    # -- StreamRemoval ---------------------------------------------------------
+
+    def remove_streams(self, conn: Connection, stream_ids: Sequence[str]) -> int:
+        return _history.remove_streams(conn, stream_ids)
+
+    def restore_events(self, conn: Connection, rows: Sequence[StoredEvent]) -> None:
+        _history.restore_events(conn, rows)
 
     # -- TableSwap -------------------------------------------------------------
 

@@ -25,9 +25,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Executable
 
 from ledgerflow.domain.events import decode
-from ledgerflow.eventstore import _errors
+from ledgerflow.eventstore import _errors, _history
 from ledgerflow.eventstore._encode import encode_appends, expected_versions, recorded_events
 from ledgerflow.eventstore.backend import Backend, Batch
+from ledgerflow.eventstore.chain import StoredEvent
 from ledgerflow.eventstore.database import backend_for, create_engine
 from ledgerflow.eventstore.records import NewEvent, RecordedEvent, StreamAppend
 from ledgerflow.eventstore.schema import events
@@ -162,6 +163,18 @@ class Transaction:
         exact only while the caller keeps writers out (as the projection rebuild's swap
         does, holding their tables' locks)."""
         return _read(self.conn, _READ_ALL, {"after": after_position, "limit": limit})
+
+    def stored_stream(self, stream_id: str) -> list[StoredEvent]:
+        """`EventStore.stored_stream` as this transaction sees it."""
+        return _history.stored_stream(self.conn, stream_id)
+
+    def remove_streams(self, stream_ids: Sequence[str]) -> int:
+        """Delete whole streams (archival only: see `Backend.remove_streams`)."""
+        return self._backend.remove_streams(self.conn, stream_ids)
+
+    def restore_events(self, rows: Sequence[StoredEvent]) -> None:
+        """Put archived events back as they were stored (`Backend.restore_events`)."""
+        self._backend.restore_events(self.conn, rows)
 
     def defer(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write `rows` with `statement` (as the backend's `execute`) before the
@@ -366,6 +379,24 @@ class EventStore(GlobalReader):
     def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         with self._read() as conn:
             return _read(conn, _READ_STREAM, {"sid": stream_id, "from": from_version})
+
+    def stored_stream(self, stream_id: str) -> list[StoredEvent]:
+        """Every event of `stream_id` as its row holds it (undecoded, with its hash), in
+        version order: what audits check and archives keep."""
+        with self._read() as conn:
+            return _history.stored_stream(conn, stream_id)
+
+    def iter_stored(self, batch: int = 2000) -> Iterator[StoredEvent]:
+        """Every stored event, undecoded, stream after stream (by id), each stream in
+        version order; read in pages of `batch` (the store's state as it goes)."""
+        after: tuple[str, int] | None = None
+        while True:
+            with self._read() as conn:
+                page = _history.stored_page(conn, after, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = (page[-1].stream_id, page[-1].version)
 
     def stream_version(self, stream_id: str) -> int:
         query = sa.select(sa.func.coalesce(sa.func.max(events.c.version), 0)).where(

@@ -1,13 +1,18 @@
 """ledgerflow: durable workflows for Python with an event-sourced run lifecycle.
 
-What users import: the authoring API (`workflow`, `Context`, the registry; `Branch` for
+What users import: the authoring API (`workflow`, `Context`, `AsyncContext` (the ctx
+of an `async def` workflow), the registry; `Branch` for
 a parallel branch with a compensator; `Suspend`, what an agent step returns to suspend
 the run until its tool calls are answered), the exceptions workflow code catches
-(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`), what a step's code asks
+(`StepFailed`, `WaitTimeout`, `ChildFailed`, `StepTimeout`, `StepCanceled`;
+`AsyncMisuse` fails a run that mixes sync and async wrongly), what a step's code asks
 about itself (`current_step()`, a `StepInfo`), the engine and its worker, the app object
 `Ledgerflow` (built from `Settings`; `ledgerflow.api.create_app(app)` serves it over
 HTTP) and the errors commands raise (`ConcurrencyError`, `IllegalTransition`,
-`UnknownRun`, ...).
+`UnknownRun`, ...; `RerunNotConfirmed` for an unconfirmed rerun of a workflow declared
+`rerun_safety="unsafe"`), and what a serverless host gets back from `Ledgerflow.handle`
+and `.stats` (`Handled`, `HostStats`). `ledgerflow.client` holds `Client` and
+`AsyncClient`, which speak to a `serve` over HTTP.
 The layers underneath are `ledgerflow.domain`, `.eventstore`, `.projections` and
 `.outbox`.
 """
@@ -20,6 +25,7 @@ from ledgerflow._authoring import (
     default_registry,
     workflow,
 )
+from ledgerflow._serverless import HostStats
 from ledgerflow.domain.errors import (
     ConcurrencyError,
     EventTooLarge,
@@ -31,6 +37,7 @@ from ledgerflow.domain.errors import (
     LedgerflowError,
     NonDeterminismError,
     NotAwaited,
+    RerunNotConfirmed,
     RunConflict,
     StoreUnavailable,
     UnknownRun,
@@ -38,22 +45,31 @@ from ledgerflow.domain.errors import (
 )
 from ledgerflow.flows import Flow, FlowContext, flow
 from ledgerflow.runtime.agent import Suspend
+from ledgerflow.runtime.aio_context import AsyncContext
 from ledgerflow.runtime.context import Context
 from ledgerflow.runtime.engine import Engine, TriggerResult
-from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.errors import (
+    AsyncMisuse,
+    ChildFailed,
+    StepCanceled,
+    StepFailed,
+    WaitTimeout,
+)
 from ledgerflow.runtime.parallel import Branch
 from ledgerflow.runtime.retry import RetryPolicy
-from ledgerflow.runtime.runner import TickResult
+from ledgerflow.runtime.runner import Handled, TickResult
 from ledgerflow.runtime.steps import StepInfo, StepTimeout, current_step
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
 __all__ = [
-    "Branch", "ChildFailed", "ConcurrencyError", "Context", "Engine", "EventTooLarge", "Flow",
-    "FlowContext", "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
+    "AsyncContext", "AsyncMisuse", "Branch", "ChildFailed", "ConcurrencyError", "Context",
+    "Engine", "EventTooLarge", "Flow", "FlowContext", "Handled", "HostStats",
+    "IdempotencyConflict", "IllegalTransition", "InvalidEvent", "InvalidInput",
     "InvalidRequest", "Ledgerflow", "LedgerflowError", "NonDeterminismError", "NotAwaited",
-    "RetryPolicy", "RunConflict", "Settings", "StepFailed", "StepInfo", "StepTimeout",
-    "StoreUnavailable", "Suspend", "TickResult", "TriggerResult", "UnknownRun",
-    "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef", "WorkflowInfo",
-    "WorkflowRegistry", "current_step", "default_registry", "flow", "workflow",
+    "RerunNotConfirmed", "RetryPolicy", "RunConflict", "Settings", "StepCanceled",
+    "StepFailed", "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend", "TickResult",
+    "TriggerResult", "UnknownRun", "UnknownWorkflow", "WaitTimeout", "Worker", "WorkflowDef",
+    "WorkflowInfo", "WorkflowRegistry", "current_step", "default_registry", "flow",
+    "workflow",
 ]

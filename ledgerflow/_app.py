@@ -7,6 +7,7 @@ The engine, the relay, the worker, the HTTP API and the CLI all hang off it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -14,22 +15,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow._serverless import HostStats, host_stats
 from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.domain.state import RunState
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
 from ledgerflow.eventstore.store import Clock, utcnow
+from ledgerflow.history import ArchiveFiles, Archiver, RetentionPolicy
 from ledgerflow.migrations import upgrade_all
 from ledgerflow.observability.metrics import Metrics
 from ledgerflow.observability.tracing import Tracing
 from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
 from ledgerflow.projections import InlineProjections
-from ledgerflow.runtime.engine import Engine
+from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.observe import Observers
+from ledgerflow.runtime.runner import Handled, TickResult
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import Settings
 
@@ -103,6 +109,7 @@ class Ledgerflow:
     clock: Clock = field(default=utcnow)
     metrics: Metrics | None = None
     """This process's metrics (`Ledgerflow.open` makes them; the engine counts in them)."""
+    _tick_relay: Relay | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, registry: WorkflowRegistry | None = None,
@@ -145,8 +152,75 @@ class Ledgerflow:
         options.update(overrides)
         return Relay(self.db, publisher_from_settings(self.settings), **options)  # type: ignore[arg-type]
 
+    # ------------------------------------------------------ serverless hosts
+
+    def tick(self, max_runs: int = 100) -> TickResult:
+        """For cron / serverless hosts: reap expired leases, execute due runs (at most
+        `max_runs`), then relay one batch of the outbox (`relayed`, `dead_lettered`)."""
+        result = self.engine.tick(max_runs)
+        relay = self._tick_relay
+        if relay is None:
+            relay = self._tick_relay = self.relay()
+        batch = relay.run_once()
+        result.relayed, result.dead_lettered = batch.published, batch.dead
+        return result
+
+    def handle(self, run_id: str) -> Handled:
+        """Execute run `run_id` now if it is due (a host woken per job); what happened
+        (`Runner.handle`)."""
+        return self.engine.handle(run_id)
+
+    def stats(self) -> HostStats:
+        """The counts a host reports: due, leased, executing, outbox pending, dead."""
+        return host_stats(self.db, self.clock)
+
+    def archiver(self, batch: int = 200) -> Archiver:
+        """The archiver of runs past their retention (`LEDGERFLOW_RETENTION_DAYS`, the
+        workflows' `retention=`) to `LEDGERFLOW_ARCHIVE_DIR`."""
+        days = self.settings.retention_days
+        policy = RetentionPolicy(None if days is None else timedelta(days=days),
+                                 self.engine.registry.retention())
+        return Archiver(self.store, ArchiveFiles(self.settings.archive_dir), policy,
+                        clock=self.clock, faults=self.faults, batch=batch)
+
     def worker(self, threads: int = 4, poll_interval: float = 0.5) -> Worker:
         return Worker(self.engine, threads=threads, poll_interval=poll_interval)
 
+    # ------------------------------------------------------- async callers
+
+    async def trigger_async(self, workflow_id: str, input: Any = None,
+                            **options: Any) -> TriggerResult:
+        """`engine.trigger` for async callers (a FastAPI handler): the store I/O runs in
+        a thread, the caller's event loop is not blocked."""
+        return await asyncio.to_thread(self.engine.trigger, workflow_id, input, **options)
+
+    async def signal_async(self, run_id: str, name: str, payload: Any = None,
+                           **options: Any) -> None:
+        """`engine.signal`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.signal, run_id, name, payload, **options)
+
+    async def send_event_async(self, run_id: str, event_type: str, payload: Any = None,
+                               **options: Any) -> None:
+        """`engine.send_event`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.send_event, run_id, event_type, payload, **options)
+
+    async def resolve_token_async(self, run_id: str, token_id: str, payload: Any = None,
+                                  **options: Any) -> None:
+        """`engine.resolve_token`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.resolve_token, run_id, token_id, payload,
+                                **options)
+
+    async def cancel_async(self, run_id: str, reason: str | None = None,
+                           **options: Any) -> None:
+        """`engine.cancel`, awaited (see `trigger_async`)."""
+        await asyncio.to_thread(self.engine.cancel, run_id, reason, **options)
+
+    async def wait_async(self, run_id: str, timeout: float = 60.0) -> RunState:
+        """`engine.wait`, awaited: the run's state once it is terminal."""
+        return await asyncio.to_thread(self.engine.wait, run_id, timeout)
+
     def close(self) -> None:
+        if self._tick_relay is not None:
+            self._tick_relay.publisher.close()
+        self.engine.runtime.aio.close()
         self.db.dispose()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,10 +22,15 @@ from ledgerflow.domain.errors import InvalidInput, UnknownWorkflow
 from ledgerflow.domain.wire import WireRecord, wire_record
 
 WorkflowFn = Callable[[Any, Any], Any]
-"""`(ctx, input) -> result`; `ctx` is a `ledgerflow.Context` (typed loosely here so the
-registry does not depend on the runtime that executes what it holds)."""
+"""`(ctx, input) -> result`, or `async def` (then `ctx` is a `ledgerflow.AsyncContext`);
+`ctx` is a `ledgerflow.Context` (typed loosely here so the registry does not depend on the
+runtime that executes what it holds)."""
 F = TypeVar("F", bound=WorkflowFn)
 Model = type[BaseModel]
+RerunSafety = Literal["safe", "unsafe"]
+"""Whether a second run of a workflow with the same input is harmless (`safe`, the
+default) or repeats effects that must not happen twice unasked (`unsafe`: a rerun needs
+confirmation, `RerunNotConfirmed` otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,9 @@ class WorkflowDef:
     fn: WorkflowFn
     input_model: Model | None = None
     output_model: Model | None = None
+    rerun_safety: RerunSafety = "safe"
+    retention: timedelta | None = None
+    """How long its finished runs stay in the store before they are archived."""
 
     @property
     def description(self) -> str | None:
@@ -63,11 +72,41 @@ class WorkflowDef:
         """Run the function on a run's stored input (validated into the input model, if
         any); its result as JSON data (a model, or what the output model makes of it,
         dumped)."""
-        data = stored if self.input_model is None else self.input_model.model_validate(stored)
-        result = self.fn(ctx, data)
+        result = self.fn(ctx, self._input(stored))
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"workflow {self.name!r} is a plain `def` but returned {type(result).__name__}"
+                " to await: a sync workflow cannot await; declare it `async def` (its ctx "
+                "calls are then awaited)")
+        return self._output(result)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is `async def` (it runs as a coroutine, `await ctx...`)."""
+        return is_async_callable(self.fn)
+
+    async def call_async(self, ctx: Any, stored: Any) -> Any:
+        """`call`, for an `async def` function: awaited."""
+        return self._output(await self.fn(ctx, self._input(stored)))
+
+    def _input(self, stored: Any) -> Any:
+        return stored if self.input_model is None else self.input_model.model_validate(stored)
+
+    def _output(self, result: Any) -> Any:
         if self.output_model is not None:
             result = self.output_model.model_validate(result)
         return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling `fn` gives a coroutine: an `async def`, a partial of one, or an
+    object whose class's `__call__` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return callable(fn) and not inspect.isroutine(fn) and inspect.iscoroutinefunction(
+        type(fn).__call__)
 
 
 def _problems(error: ValidationError) -> list[dict[str, Any]]:
@@ -93,12 +132,14 @@ class WorkflowInfo(WireRecord):
     output_schema: dict[str, Any] | None
     queue: str | None = None
     schedule: dict[str, Any] | None = None
+    rerun_safety: RerunSafety = "safe"
 
     @classmethod
     def of(cls, versions: list[WorkflowDef], kind: str = "code") -> WorkflowInfo:
         latest = versions[-1]
         return cls(latest.name, [d.version for d in versions], kind, latest.description,
-                   _schema(latest.input_model), _schema(latest.output_model))
+                   _schema(latest.input_model), _schema(latest.output_model),
+                   rerun_safety=latest.rerun_safety)
 
 
 def _schema(model: Model | None) -> dict[str, Any] | None:
@@ -113,28 +154,43 @@ class WorkflowRegistry:
         self._latest: dict[str, WorkflowDef] = {}
 
     def register(self, name: str, fn: WorkflowFn, version: str = "1", *,
-                 input: Model | None = None, output: Model | None = None) -> WorkflowDef:
+                 input: Model | None = None, output: Model | None = None,
+                 rerun_safety: RerunSafety = "safe",
+                 retention: timedelta | None = None) -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
-        `input` / `output`: pydantic models of the workflow's input and result."""
+        `input` / `output`: pydantic models of the workflow's input and result;
+        `rerun_safety`: see `RerunSafety`; `retention`: how long its finished runs stay
+        before they are archived."""
         if not name:
             raise ValueError("a workflow needs a non-empty name")
+        if rerun_safety not in get_args(RerunSafety):
+            raise ValueError(f"rerun_safety of workflow {name!r} must be 'safe' or 'unsafe', "
+                             f"got {rerun_safety!r}")
+        if retention is not None and (not isinstance(retention, timedelta)
+                                      or retention <= timedelta(0)):
+            raise ValueError(f"retention= of workflow {name!r} must be a positive timedelta, "
+                             f"got {retention!r}")
         for what, model in (("input", input), ("output", output)):
             if model is not None and not (isinstance(model, type)
                                           and issubclass(model, BaseModel)):
                 raise TypeError(f"{what}= of workflow {name!r} must be a pydantic model "
                                 f"class, got {model!r}")
-        definition = WorkflowDef(name, str(version), fn, input, output)
+        definition = WorkflowDef(name, str(version), fn, input, output, rerun_safety,
+                                 retention)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition
         return definition
 
     def workflow(self, name: str, *, version: str = "1", input: Model | None = None,
-                 output: Model | None = None) -> Callable[[F], F]:
+                 output: Model | None = None,
+                 rerun_safety: RerunSafety = "safe",
+                 retention: timedelta | None = None) -> Callable[[F], F]:
         """Decorator form of `register`."""
 
         def deco(fn: F) -> F:
-            self.register(name, fn, version, input=input, output=output)
+            self.register(name, fn, version, input=input, output=output,
+                          rerun_safety=rerun_safety, retention=retention)
             return fn
 
         return deco
@@ -154,6 +210,11 @@ class WorkflowRegistry:
         """Every registered definition, by name then version (as registered)."""
         return [self._defs[key] for key in sorted(self._defs)]
 
+    def retention(self) -> dict[str, timedelta]:
+        """The retention each workflow declares (its latest version's), by name."""
+        return {name: found.retention for name, found in sorted(self._latest.items())
+                if found.retention is not None}
+
     def describe(self, kind: Callable[[WorkflowDef], str] | None = None,
                  ) -> list[WorkflowInfo]:
         """Every registered workflow, by name; versions in the order registered, the
@@ -171,9 +232,14 @@ default_registry = WorkflowRegistry()
 
 
 def workflow(name: str, version: str = "1", *, registry: WorkflowRegistry | None = None,
-             input: Model | None = None, output: Model | None = None) -> Callable[[F], F]:
+             input: Model | None = None, output: Model | None = None,
+             rerun_safety: RerunSafety = "safe",
+             retention: timedelta | None = None) -> Callable[[F], F]:
     """Register a plain function `(ctx, input) -> result` as workflow `name`; with
     `input=Model`, triggers validate the input against the pydantic model first and the
-    function receives the model instance (`output=Model`: its result is validated too)."""
+    function receives the model instance (`output=Model`: its result is validated too);
+    `rerun_safety="unsafe"`: a rerun of its runs must be confirmed (`confirm=True`);
+    `retention=timedelta(days=30)`: its finished runs are archived after 30 days."""
     return (registry or default_registry).workflow(name, version=str(version), input=input,
-                                                   output=output)
+                                                   output=output, rerun_safety=rerun_safety,
+                                                   retention=retention)

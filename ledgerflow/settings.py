@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     """Dead letters from which `doctor` warns (default: any)."""
     doctor_projection_lag_warn: int = Field(default=10_000, ge=1)
     doctor_clock_skew_warn_seconds: float = Field(default=2.0, ge=0)
+    stream_max_seconds: float = Field(default=300.0, gt=0)
+    """How long one `GET /api/runs/{id}/stream` response stays open before it ends
+    (the reader reconnects from its last position)."""
+    server: str | None = None
+    """The CLI's `--server`: run commands go to this `ledgerflow serve` over HTTP
+    instead of the database."""
+    api_token: str | None = None
+    """The bearer token the CLI sends with `--server` (as `--token`)."""
+    retention_days: float | None = Field(default=None, gt=0)
+    """Finished runs older than this are archived (unset: kept, unless their workflow
+    says `retention=`)."""
+    archive_dir: str = "./ledgerflow-archive"
+    """Where archived runs go: a directory, or an fsspec URL (needs fsspec)."""
+    archive_interval_seconds: float = Field(default=3600.0, gt=0)
+    """How often `serve` archives the runs past their retention."""
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ messages a consumer would receive. `open_test_engine()` is the same app's engine
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.store import AppendHook
 from ledgerflow.outbox import outbox
 from ledgerflow.projections import queries
+from ledgerflow.runtime.aio_context import AsyncContext, inline
 from ledgerflow.runtime.context import Context, Park, json_roundtrip
 from ledgerflow.runtime.engine import Engine
 from ledgerflow.runtime.faults import FaultPoints
@@ -225,10 +227,14 @@ class Replayer:
         state = full.state
         definition = self.registry.get(state.workflow_id, state.workflow_version)
         session = _ReplaySession(full, recorded[-1].recorded_at, self.registry)
-        ctx = Context(session)
+        ctx: Context | AsyncContext = (AsyncContext(session, inline) if definition.is_async
+                                       else Context(session))
         divergence = None
         try:
-            result = definition.call(ctx, ctx.input)
+            if isinstance(ctx, AsyncContext):
+                result = asyncio.run(definition.call_async(ctx, ctx.input))
+            else:
+                result = definition.call(ctx, ctx.input)
             ctx.finish()
             divergence = _compare_result(state, json_roundtrip(result, "the result"))
         except (_HistoryEnd, Park):
@@ -241,7 +247,8 @@ class Replayer:
             elif state.status.value == "completed":
                 divergence = (f"history completed the run, but the code now raises "
                               f"{type(error).__name__}: {error}")
-        return ReplayReport(run_id, divergence, ctx._cursor)
+        ops = ctx.replayed_ops if isinstance(ctx, AsyncContext) else ctx._cursor
+        return ReplayReport(run_id, divergence, ops)
 
 
 def _compare_result(state: RunState, result: Any) -> str | None:

@@ -82,6 +82,17 @@ class RunRecord(WireRecord):
     priority: int
 
     @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RunRecord:
+        """The record the API showed as `data`; the columns the wire leaves out are
+        None, but the tenant (from `tenantMeta.tenantId`)."""
+        shown = {k: v for k, v in data.items() if k != "id"}
+        meta = data.get("tenantMeta") or {}
+        shown.update(run_id=data.get("id"), timeout_at=None, parent_step_id=None,
+                     tenant_id=meta.get("tenantId") if isinstance(meta, dict) else None)
+        record: RunRecord = cls.__wire_adapter__.validate_python(shown)
+        return record
+
+    @classmethod
     def from_row(cls, row: Row[Any]) -> RunRecord:
         return cls.of(row._asdict())
 
@@ -272,3 +283,46 @@ def get_journal(conn: Connection, run_id: str) -> list[JournalEntry]:
 def history(store: StreamReader, run_id: str) -> list[HistoryEntry]:
     """The run's audit history: its stream, every event with its metadata and time."""
     return [HistoryEntry.from_recorded(r) for r in store.read_stream(run_id)]
+
+
+@wire_record
+@dataclass(frozen=True, slots=True)
+class StreamEntry(WireRecord):
+    """One chunk of a run's stream (a `StreamChunk` event), as `GET /api/runs/{id}/stream`
+    sends it: `version` is the event's place in the run's stream (the SSE id a reader
+    resumes from); `stepId` / `attempt` / `seq` are set for a chunk a step streamed."""
+
+    version: int
+    name: str
+    chunk: Any
+    step_id: str | None
+    attempt: int | None
+    seq: int
+    recorded_at: Timestamp
+
+
+@dataclass(frozen=True)
+class StreamRead:
+    """What one read of a run's stream found after a version: its chunks, the last
+    version read, and the run's status if the read met the event that ended it."""
+
+    chunks: list[StreamEntry]
+    last_version: int
+    ended: str | None
+
+
+_ENDED = {"RunCompleted": "completed", "RunFailed": "failed", "RunCanceled": "canceled"}
+
+
+def stream_after(store: StreamReader, run_id: str, after: int) -> StreamRead:
+    """The chunks of `run_id` stored after stream version `after`."""
+    chunks, last, ended = [], after, None
+    for rec in store.read_stream(run_id, after + 1):
+        last = rec.version
+        event = rec.event
+        if isinstance(event, ev.StreamChunk):
+            chunks.append(StreamEntry(rec.version, event.name, event.chunk, event.step_id,
+                                      event.attempt, event.seq, rec.recorded_at))
+        elif rec.type in _ENDED:
+            ended = _ENDED[rec.type]
+    return StreamRead(chunks, last, ended)

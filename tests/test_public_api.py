@@ -13,10 +13,12 @@ import ledgerflow.api
 
 CAUGHT_ERRORS = ["ConcurrencyError", "IllegalTransition", "UnknownRun", "UnknownWorkflow",
                  "InvalidRequest", "IdempotencyConflict", "NotAwaited", "NonDeterminismError",
-                 "StepFailed", "WaitTimeout", "ChildFailed"]
+                 "StepFailed", "WaitTimeout", "ChildFailed", "RerunNotConfirmed",
+                 "StepCanceled", "AsyncMisuse"]
 
 
-@pytest.mark.parametrize("module", ["ledgerflow", "ledgerflow.api", "ledgerflow.testing"])
+@pytest.mark.parametrize("module", ["ledgerflow", "ledgerflow.api", "ledgerflow.testing",
+                                    "ledgerflow.client"])
 def test_every_exported_name_imports(module: str) -> None:
     mod = importlib.import_module(module)
     exported = mod.__all__
@@ -36,8 +38,8 @@ def test_the_errors_users_catch_are_exported(name: str) -> None:
 
 
 def test_the_app_object_and_its_settings_are_exported() -> None:
-    assert {"Ledgerflow", "Settings", "workflow", "Context", "Engine", "Worker"} <= set(
-        ledgerflow.__all__)
+    assert {"Ledgerflow", "Settings", "workflow", "Context", "AsyncContext", "Engine",
+            "Worker"} <= set(ledgerflow.__all__)
     assert ledgerflow.Ledgerflow.open is not None
 
 

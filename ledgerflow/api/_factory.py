@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.api import _admin, _graph, _health, _metrics, _runs, _workflows
+from ledgerflow.api import _admin, _graph, _health, _metrics, _runs, _streams, _workflows
 from ledgerflow.api._errors import install_error_handlers
 from ledgerflow.api._gate import Gate
 from ledgerflow.observability.tracing import TraceContextMiddleware
@@ -25,7 +25,9 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     api = FastAPI(title="ledgerflow", version="1", description=DESCRIPTION)
     api.state.ledgerflow = app
     install_error_handlers(api)
+    api.state.stream_max_seconds = settings.stream_max_seconds
     api.include_router(_runs.router)
+    api.include_router(_streams.router)
     api.include_router(_workflows.router)
     api.include_router(_admin.router)
     api.include_router(_admin.health)

@@ -133,10 +133,13 @@ class RerunRequest(JsonChecked):
 
     input: JsonValue = None
     tags: list[Name] | None = Field(default=None, max_length=100)
+    confirm: bool = False
+    """Required (true) to rerun a workflow declared `rerun_safety="unsafe"`."""
 
 
 class ResumeRequest(JsonChecked):
-    """`POST /api/runs/{id}/resume`: a new run linked to a failed one."""
+    """`POST /api/runs/{id}/resume`: a new run linked to a failed one (one stored
+    elsewhere too, when `workflowId`, `resumeFromStep` and `seedResults` are given)."""
 
     input: JsonValue = None
     workflow_id: Name | None = None

@@ -41,6 +41,7 @@ from ledgerflow.api._models import (
     TriggerRequest,
 )
 from ledgerflow.domain.errors import RunConflict, UnknownRun
+from ledgerflow.history import AuditReport, audit_run
 from ledgerflow.projections import queries
 from ledgerflow.runtime.engine import TriggerResult
 
@@ -93,6 +94,12 @@ def _visible(conn: Connection, who: Principal, run_id: str) -> queries.RunRecord
     if record is None:
         raise UnknownRun(run_id)
     return record
+
+
+def _stored(lf: Ledgerflow, run_id: str) -> bool:
+    """Whether this store has run `run_id` (whatever its tenant)."""
+    with lf.db.connect() as conn:
+        return queries.get_run(conn, run_id) is not None
 
 
 def _run_of(response: Outcome) -> TriggerResult:
@@ -182,6 +189,15 @@ def get_history(run_id: RunId, lf: App, who: Caller) -> Response:
     return json_response(200, HistoryPage(queries.history(lf.store, run_id)).wire_values())
 
 
+@router.get("/{id}/audit", response_model=AuditReport, responses=_errors(404, 409))
+def get_audit(run_id: RunId, lf: App) -> Response:
+    """Whether the run's stored history still hashes to its chain; else the first
+    version that does not (`firstBadVersion`) and why (`reason`)."""
+    with lf.db.connect() as conn:
+        report = audit_run(lf.store, conn, run_id)
+    return json_response(200, report.wire_values())
+
+
 @router.get("/{id}/journal", response_model=JournalPage, responses=_errors(404, 409))
 def get_journal(run_id: RunId, lf: App) -> Response:
     """The run's step journal, in the order the steps first ran."""
@@ -256,7 +272,8 @@ def rerun(run_id: RunId, request: Request, lf: App, who: Caller,
           body: RerunRequest | None = None, idempotency_key: IdemKey = None) -> Response:
     """A new run of the same workflow, with the same input unless one is given."""
     call = _new_run(lf, request, who, idempotency_key, run_id, body)
-    options: dict[str, Any] = {"tags": body.tags if body else None}
+    options: dict[str, Any] = {"tags": body.tags if body else None,
+                               "confirm": body.confirm if body else False}
     if body is not None and "input" in body.model_fields_set:
         options["input"] = body.input
     new_id = lf.engine.rerun(run_id, **options, idempotency_key=call.key)
@@ -265,14 +282,23 @@ def rerun(run_id: RunId, request: Request, lf: App, who: Caller,
 
 @router.post("/{id}/resume", status_code=201, response_model=RunOut,
              responses=_errors(404, 409))
-def resume(run_id: RunId, request: Request, lf: App, who: Caller,
+def resume(run_id: PathId, request: Request, lf: App, who: Caller,
            body: ResumeRequest | None = None, idempotency_key: IdemKey = None) -> Response:
-    """A new run linked to a failed one, its journal seeded with earlier results."""
+    """A new run linked to a failed one, its journal seeded with earlier results. A
+    parent that is not in this store (it ran elsewhere) is resumed when `workflowId`,
+    `resumeFromStep` and `seedResults` are given: the new run's `resumedFrom` is that
+    id (404 without them)."""
     b = body or ResumeRequest()
+    elsewhere = None not in (b.workflow_id, b.resume_from_step, b.seed_results)
+    try:
+        run_id = visible_run_id(run_id, lf, who)
+    except UnknownRun:
+        if not elsewhere or _stored(lf, run_id):  # another tenant's run is not elsewhere
+            raise
     call = _new_run(lf, request, who, idempotency_key, run_id, body)
     new_id = lf.engine.resume(
         run_id, input=b.input, workflow_id=b.workflow_id,
         resume_from_step=b.resume_from_step, seed_results=b.seed_results,
         new_run_id=b.run_id, tags=b.tags, actor=b.triggered_by_user_id,
-        idempotency_key=call.key)
+        tenant_meta=_stamp_tenant(who, None), idempotency_key=call.key)
     return call.response(TriggerResult(new_id, True))

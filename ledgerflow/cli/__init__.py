@@ -6,12 +6,12 @@ import shutil
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
-from ledgerflow.cli import commands, flows, observe, outbox, projections, runs
+from ledgerflow.cli import commands, flows, history, observe, outbox, projections, remote, runs
 from ledgerflow.cli.common import console, new_app, open_settings
 from ledgerflow.cli.launch import serve_command, worker
 from ledgerflow.cli.relay import relay_command
@@ -24,6 +24,8 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(projections.app, name="projections")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(flows.app, name="workflows")
+app.add_typer(history.archive_app, name="archive")
+app.add_typer(history.audit_app, name="audit")
 for _name, _command in commands.COMMANDS.items():
     app.command(_name)(_command)
 app.command("worker")(worker)
@@ -43,11 +45,11 @@ def _version(shown: bool) -> None:
         raise typer.Exit()
 
 
-def _debug_setting() -> bool:
+def _setting(name: str) -> Any:
     try:
-        return open_settings().debug
+        return getattr(open_settings(), name)
     except ValidationError:
-        return False
+        return None
 
 
 @app.callback()
@@ -59,12 +61,23 @@ def main_options(
         "adds to LEDGERFLOW_WORKFLOWS.")] = None,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show the traceback of an error (also LEDGERFLOW_DEBUG=1).")] = False,
+    server: Annotated[str | None, typer.Option(
+        "--server", metavar="URL", help="Send the run commands to the HTTP API of the "
+        "`ledgerflow serve` at URL instead of opening the database (also "
+        "LEDGERFLOW_SERVER): " + remote.SUPPORTED + ".")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", metavar="TOKEN", help="The bearer token for --server (also "
+        "LEDGERFLOW_API_TOKEN).")] = None,
     _shown: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True,
         help="Print the version and exit.")] = False,
 ) -> None:
     """ledgerflow: durable, event-sourced workflows."""
-    ctx.obj = {"workflows": list(workflows or []), "debug": debug or _debug_setting()}
+    ctx.obj = {"workflows": list(workflows or []),
+               "debug": debug or bool(_setting("debug")),
+               "server": server or _setting("server"), "token": token or _setting("api_token")}
+    if ctx.invoked_subcommand in remote.LOCAL_ONLY:
+        remote.refuse(ctx, ctx.invoked_subcommand)
 
 
 @db_app.command("upgrade")

@@ -12,8 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from ledgerflow._app import Ledgerflow
+from ledgerflow.cli import remote
 from ledgerflow.cli.common import console, err_console, error_text
 from ledgerflow.cli.support import open_app, parse_json, resolve, user_errors
+from ledgerflow.client import Client
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.projections import queries
 
@@ -33,6 +35,12 @@ WAIT_TIMED_OUT = 3
 """`trigger --wait`'s exit code when the run has not finished by `--timeout`."""
 
 
+def _remote(ctx: typer.Context, action: Callable[[Client], Any]) -> Any:
+    """Run `action` on a client of the `--server` (see `cli.remote`)."""
+    with user_errors(), remote.client_of(ctx) as client:
+        return action(client)
+
+
 def _with_app(ctx: typer.Context, action: Callable[[Ledgerflow], Any]) -> Any:
     with user_errors():
         lf = open_app(ctx)
@@ -45,6 +53,12 @@ def _with_app(ctx: typer.Context, action: Callable[[Ledgerflow], Any]) -> Any:
 def _report(lf: Ledgerflow, run_id: str, verb: str, as_json: bool) -> None:
     with lf.db.connect() as conn:
         record = queries.get_run(conn, run_id)
+    show_run(record, run_id, verb, as_json)
+
+
+def show_run(record: queries.RunRecord | None, run_id: str, verb: str, as_json: bool) -> None:
+    """What a command prints about the run it acted on: `VERB run ID (status)`, or the
+    run record as JSON."""
     if as_json and record is not None:
         console.print_json(data=record.to_wire())
     else:
@@ -79,6 +93,16 @@ def trigger(
 ) -> None:
     """Start a run of a workflow; prints its id."""
     data = parse_json(input, "--input")
+    if remote.server_of(ctx) is not None:
+        options = {"workflow_version": version, "run_id": run_id, "tags": tags,
+                   "tenant_meta": {"tenantId": tenant} if tenant else None,
+                   "priority": priority, "idempotency_key": key}
+        record, created, _ = _remote(ctx, lambda client: remote.trigger(
+            client, workflow_id, data, options, timeout if wait else None))
+        show_run(record, record.run_id, "triggered" if created else "existing", as_json)
+        if wait and (code := wait_outcome(record, timeout, as_json)):
+            raise typer.Exit(code)
+        return
 
     def action(lf: Ledgerflow) -> int:
         result = lf.engine.trigger(workflow_id, data, workflow_version=version,
@@ -102,10 +126,15 @@ def _wait_terminal(lf: Ledgerflow, run_id: str, seconds: float) -> None:
 
 
 def _outcome(lf: Ledgerflow, run_id: str, waited: float, as_json: bool) -> int:
-    """How a `trigger --wait` ends: the exit code, and the result or what went wrong."""
     with lf.db.connect() as conn:
         record = queries.get_run(conn, run_id)
     assert record is not None
+    return wait_outcome(record, waited, as_json)
+
+
+def wait_outcome(record: queries.RunRecord, waited: float, as_json: bool) -> int:
+    """How a `trigger --wait` ends: the exit code, and the result or what went wrong."""
+    run_id = record.run_id
     if record.status is RunStatus.COMPLETED:
         if not as_json:
             console.print_json(data=record.result)
@@ -131,7 +160,8 @@ def signal(ctx: typer.Context, run_id: RunIdArg,
     """Send signal NAME to a run. A run not waiting for it keeps it until it does, and
     the command says what the run waits for instead."""
     _deliver(ctx, run_id, payload, as_json, f"signal {name!r} sent to",
-             lambda lf, rid, data: lf.engine.signal(rid, name, data, actor=actor))
+             lambda lf, rid, data: lf.engine.signal(rid, name, data, actor=actor),
+             lambda client, data: client.signal(run_id, name, data))
 
 
 def event(ctx: typer.Context, run_id: RunIdArg,
@@ -141,7 +171,8 @@ def event(ctx: typer.Context, run_id: RunIdArg,
     """Deliver an external event to a run. A run not waiting for it keeps it until it
     does."""
     _deliver(ctx, run_id, payload, as_json, f"event {event_type!r} sent to",
-             lambda lf, rid, data: lf.engine.send_event(rid, event_type, data, actor=actor))
+             lambda lf, rid, data: lf.engine.send_event(rid, event_type, data, actor=actor),
+             lambda client, data: client.event(run_id, event_type, data))
 
 
 def token(ctx: typer.Context, run_id: RunIdArg,
@@ -150,14 +181,23 @@ def token(ctx: typer.Context, run_id: RunIdArg,
           payload: Payload = None, actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Resolve the token a run waits on (its waitpoint's tokenId)."""
     _deliver(ctx, run_id, payload, as_json, "token resolved for",
-             lambda lf, rid, data: lf.engine.resolve_token(rid, token_id, data, actor=actor))
+             lambda lf, rid, data: lf.engine.resolve_token(rid, token_id, data, actor=actor),
+             lambda client, data: client.token(run_id, token_id, data))
 
 
 def _deliver(ctx: typer.Context, run_id: str, payload: str | None, as_json: bool, done: str,
-             send: Callable[[Ledgerflow, str, Any], bool | None]) -> None:
-    """Parse `--payload`, send it to the run, report the run afterwards (and when the
-    run kept it for later, what the run waits for instead)."""
+             send: Callable[[Ledgerflow, str, Any], bool | None],
+             post: Callable[[Client, Any], queries.RunRecord]) -> None:
+    """Parse `--payload`, send it to the run (`post` it with `--server`), report the run
+    afterwards (and when the run kept it for later, what the run waits for instead)."""
     data = parse_json(payload, "--payload")
+    if remote.server_of(ctx) is not None:
+        record, kept = _remote(ctx, lambda client: remote.deliver(
+            client, lambda c: post(c, data)))
+        show_run(record, record.run_id, done, as_json)
+        if kept and not done.startswith("token"):
+            show_buffered(record, as_json)
+        return
 
     def action(lf: Ledgerflow) -> None:
         rid = resolve(lf, run_id)
@@ -172,6 +212,11 @@ def _deliver(ctx: typer.Context, run_id: str, payload: str | None, as_json: bool
 def _buffered(lf: Ledgerflow, run_id: str, as_json: bool) -> None:
     with lf.db.connect() as conn:
         record = queries.get_run(conn, run_id)
+    show_buffered(record, as_json)
+
+
+def show_buffered(record: queries.RunRecord | None, as_json: bool) -> None:
+    """A signal or event the run keeps for later: what it waits for instead."""
     wp = record.waitpoint if record is not None else None
     status = record.status.value if record is not None else "?"
     line = f"buffered: run waits for {wp['kind']} {wp['name']!r}" if wp \
@@ -187,6 +232,13 @@ def cancel(ctx: typer.Context, run_id: RunIdArg,
                "run on a worker, then the run is canceled).")] = False,
            actor: Actor = None, as_json: JsonFlag = False) -> None:
     """Cancel a run that has not finished. Its unfinished children are canceled too."""
+    if remote.server_of(ctx) is not None:
+        record = _remote(ctx, lambda client: client.cancel(run_id, reason,
+                                                           compensate=compensate))
+        show_run(record, record.run_id, "cancel requested for" if compensate else "canceled",
+                 as_json)
+        return
+
     def action(lf: Ledgerflow) -> None:
         rid = resolve(lf, run_id)
         lf.engine.cancel(rid, reason, compensate=compensate, actor=actor)
@@ -196,11 +248,20 @@ def cancel(ctx: typer.Context, run_id: RunIdArg,
 
 
 def rerun(ctx: typer.Context, run_id: RunIdArg, input: InputOpt = None, tags: Tags = None,
-          actor: Actor = None, as_json: JsonFlag = False) -> None:
+          actor: Actor = None,
+          yes: Annotated[bool, typer.Option(
+              "--yes", help="Confirm the rerun of a workflow declared "
+              "rerun_safety=\"unsafe\" (its side effects happen again).")] = False,
+          as_json: JsonFlag = False) -> None:
     """Run a run's workflow again as a new run. Same input unless --input is given."""
-    options: dict[str, Any] = {"tags": tags, "actor": actor}
+    options: dict[str, Any] = {"tags": tags, "confirm": yes}
     if input is not None:
         options["input"] = parse_json(input, "--input")
+    if remote.server_of(ctx) is not None:
+        record = _remote(ctx, lambda client: client.rerun(run_id, **options))
+        show_run(record, record.run_id, f"rerun of {record.rerun_of}:", as_json)
+        return
+    options["actor"] = actor
 
     def action(lf: Ledgerflow) -> None:
         rid = resolve(lf, run_id)
@@ -231,6 +292,12 @@ def resume(
     if seeds is not None and not isinstance(seeds, dict):
         raise typer.BadParameter("--seed must be a JSON object {stepId: result}")
     data = parse_json(input, "--input")
+    if remote.server_of(ctx) is not None:
+        record = _remote(ctx, lambda client: client.resume(
+            run_id, input=data, workflow_id=workflow, resume_from_step=from_step,
+            seed_results=seeds, new_run_id=new_run_id, tags=tags, actor=actor))
+        show_run(record, record.run_id, f"resumed {record.resumed_from} as", as_json)
+        return
 
     def action(lf: Ledgerflow) -> None:
         rid = resolve(lf, run_id)

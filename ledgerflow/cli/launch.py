@@ -25,6 +25,7 @@ import typer
 from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import console
 from ledgerflow.cli.relay import relay_target
+from ledgerflow.cli.supervise import Supervisor, default_processes, worker_children
 from ledgerflow.cli.support import cli_settings, fail, user_errors, warn
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.eventstore.database import display_url, missing_file
@@ -80,6 +81,9 @@ def serve_command(
     no_projector: Annotated[bool, typer.Option(
         "--no-projector", help="Run no catch-up projector (and no rebuild of stale "
         "projections).")] = False,
+    worker_processes: Annotated[int, typer.Option(
+        min=0, metavar="N", help="Run the worker as N processes under a supervisor "
+        "(restarts one that dies) instead of threads of this process (0).")] = 0,
 ) -> None:
     """Serve the HTTP API, with a worker, relay and projector. All in one process, until
     Ctrl-C or SIGTERM (the steps in hand finish first). Upgrades the database schema
@@ -88,7 +92,7 @@ def serve_command(
 
     options = ServeOptions(host=host, port=port, threads=threads, poll_interval=poll_interval,
                            api=not no_api, worker=not no_worker, relay=not no_relay,
-                           projector=not no_projector)
+                           projector=not no_projector, worker_processes=worker_processes)
     with user_errors():
         lf = start_app(ctx)
     try:
@@ -123,6 +127,9 @@ def worker(
     metrics_port: Annotated[int, typer.Option(
         min=0, max=65535, metavar="PORT", help="Serve GET /metrics on this port (0: do "
         "not).")] = 0,
+    processes: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Worker processes under one supervisor, which restarts "
+        "one that dies (default: one per core on PostgreSQL, 1 on SQLite).")] = None,
 ) -> None:
     """Execute due runs until stopped. Ctrl-C or SIGTERM lets the steps in hand finish;
     a second one stops at once (their runs are taken up again when their lease
@@ -132,6 +139,11 @@ def worker(
         if not lf.engine.registry.names():
             lf.close()
             raise InvalidRequest(f"no workflows are loaded: {NO_WORKFLOWS}")
+    count = processes or default_processes(lf.settings.database_url)
+    if count > 1:
+        lf.close()
+        _supervise(lf.settings.workflows, count, threads, poll_interval)
+        return
     try:
         w = lf.worker(threads, poll_interval)
         stop_on_signals(w, lf.settings.lease_seconds)  # before any thread starts
@@ -143,6 +155,16 @@ def worker(
         say("worker stopped")
     finally:
         lf.close()
+
+
+def _supervise(workflows: str | None, processes: int, threads: int,
+               poll_interval: float) -> None:
+    command, env = worker_children(workflows, threads, poll_interval)
+    code = Supervisor(command, processes, say, env).run()
+    if code:
+        say("stopped at once: the runs in hand are taken up again when their lease expires")
+        raise typer.Exit(code)
+    say("worker stopped")
 
 
 def stop_on_signals(w: Worker, lease_seconds: float) -> None:

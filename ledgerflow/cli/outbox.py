@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ledgerflow.cli import remote
 from ledgerflow.cli.common import SHORT_ID, console, err_console, new_app
 from ledgerflow.cli.support import open_database, user_errors
 
@@ -31,10 +32,11 @@ def _age(seconds: float | None) -> str:
 
 
 @app.command("status")
-def status_command(as_json: JsonFlag = False) -> None:
+def status_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Show the outbox's state. Pending / published / dead counts, the oldest pending
     row's age, and the lag per topic."""
     from ledgerflow import outbox
+    remote.refuse(ctx, "outbox status")
     report = outbox.status(_engine())
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
@@ -51,12 +53,17 @@ def status_command(as_json: JsonFlag = False) -> None:
 
 
 @dlq_app.command("list")
-def dlq_list(limit: Annotated[int, typer.Option(min=1, metavar="N",
+def dlq_list(ctx: typer.Context,
+             limit: Annotated[int, typer.Option(min=1, metavar="N",
                                                 help="At most N rows.")] = 100,
              as_json: JsonFlag = False) -> None:
     """List dead rows, oldest first. With the error that killed each."""
     from ledgerflow import outbox
-    rows = outbox.dead_letters(_engine(), limit)
+    if remote.server_of(ctx) is not None:
+        with user_errors(), remote.client_of(ctx) as client:
+            rows = client.dead_letters(min(limit, 1000))
+    else:
+        rows = outbox.dead_letters(_engine(), limit)
     if as_json:
         console.print_json(json.dumps({"data": [r.to_wire() for r in rows]}))
         return
@@ -75,6 +82,7 @@ def dlq_list(limit: Annotated[int, typer.Option(min=1, metavar="N",
 
 @dlq_app.command("replay")
 def dlq_replay(
+    ctx: typer.Context,
     ids: Annotated[list[int] | None, typer.Option(
         "--id", metavar="ID", help="A dead row's id, as `dlq list` shows it (repeatable).")]
     = None,
@@ -87,14 +95,24 @@ def dlq_replay(
     if ids and limit is not None:
         err_console.print("give --id or --limit, not both")
         raise typer.Exit(2)
+    if remote.server_of(ctx) is not None:
+        with user_errors(), remote.client_of(ctx) as client:
+            replayed = client.replay_dead_letters(ids, limit)
+        _report("replayed", replayed, ids or [])
+        return
     _report("replayed", outbox.replay_dead(_engine(), ids or (), limit), ids or [])
 
 
 @dlq_app.command("discard")
-def dlq_discard(ids: Annotated[list[int], typer.Argument(
+def dlq_discard(ctx: typer.Context, ids: Annotated[list[int], typer.Argument(
         help="Dead row id(s), as `dlq list` shows them.", show_default=False)]) -> None:
     """Give up dead rows: never sent; the later events of their runs flow on (a gap)."""
     from ledgerflow import outbox
+    if remote.server_of(ctx) is not None:
+        with user_errors(), remote.client_of(ctx) as client:
+            discarded = client.discard_dead_letters(ids)
+        _report("discarded", discarded, ids)
+        return
     _report("discarded", outbox.discard_dead(_engine(), ids), ids)
 
 
@@ -121,11 +139,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 @app.command("purge")
-def purge(older_than: Annotated[str, typer.Option(
+def purge(ctx: typer.Context, older_than: Annotated[str, typer.Option(
         "--older-than", metavar="AGE",
         help="Published longer ago than AGE: 90s, 15m, 12h or 7d.")]) -> None:
     """Delete old published rows. Pending and dead rows stay."""
     from ledgerflow import outbox
+    remote.refuse(ctx, "outbox purge")
     age = parse_duration(older_than)
     deleted = outbox.purge_published(_engine(), age)
     console.print(f"purged {deleted} published row(s)")

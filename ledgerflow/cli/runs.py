@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ledgerflow.cli import remote
 from ledgerflow.cli.common import SHORT_ID, console, error_text, new_app
 from ledgerflow.cli.support import open_app, resolve, user_errors
 from ledgerflow.domain.errors import UnknownRun
@@ -153,6 +154,33 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first. Filters combine."""
+    if remote.server_of(ctx) is not None:
+        filters = {"status": status.value if status else None, "workflow_id": workflow,
+                   "tenant_id": tenant, "tag": tag, "parent_run_id": parent,
+                   "resumed_from": resumed_from, "rerun_of": rerun_of,
+                   "compensation": compensation}
+        with user_errors(), remote.client_of(ctx) as client:
+            page = client.list_page(limit=limit, cursor=cursor, **filters)
+        records, next_cursor = list(page.data), page.next_cursor
+    else:
+        records, next_cursor = _list_local(ctx, status, workflow, tenant, tag, parent,
+                                           resumed_from, rerun_of, compensation, limit, cursor)
+    if as_json:
+        print_json(console, Page(records, next_cursor).to_wire())
+        return
+    if not records:
+        console.print("no runs")
+        return
+    console.print(runs_table(records))
+    if next_cursor:
+        console.print(f"more: --cursor {next_cursor}")
+
+
+def _list_local(ctx: typer.Context, status: RunStatus | None, workflow: str | None,
+                tenant: str | None, tag: str | None, parent: str | None,
+                resumed_from: str | None, rerun_of: str | None, compensation: str | None,
+                limit: int, cursor: str | None,
+                ) -> tuple[list[queries.RunRecord], str | None]:
     with user_errors():
         lf = open_app(ctx)
         try:
@@ -166,28 +194,25 @@ def list_command(
                     compensation=compensation, limit=limit, cursor=cursor)
         finally:
             lf.close()
-    if as_json:
-        print_json(console, Page(records, next_cursor).to_wire())
-        return
-    if not records:
-        console.print("no runs")
-        return
-    console.print(runs_table(records))
-    if next_cursor:
-        console.print(f"more: --cursor {next_cursor}")
+    return records, next_cursor
 
 
 @app.command("show")
 def show_command(ctx: typer.Context, run_id: RunIdArg, as_json: JsonFlag = False) -> None:
     """Show one run. Its status, input, result, error, what it waits for, its steps."""
-    with user_errors():
-        lf = open_app(ctx)
-        try:
-            with lf.db.connect() as conn:
-                record = queries.find_run(conn, run_id)
-                journal = queries.get_journal(conn, record.run_id)
-        finally:
-            lf.close()
+    if remote.server_of(ctx) is not None:
+        with user_errors(), remote.client_of(ctx) as client:
+            record = client.get(run_id)
+            journal = client.journal(record.run_id)
+    else:
+        with user_errors():
+            lf = open_app(ctx)
+            try:
+                with lf.db.connect() as conn:
+                    record = queries.find_run(conn, run_id)
+                    journal = queries.get_journal(conn, record.run_id)
+            finally:
+                lf.close()
     wire = record.to_wire()
     if as_json:
         print_json(console, {**wire, "journal": [j.to_wire() for j in journal]})
@@ -226,15 +251,20 @@ def _print_tracebacks(errors: Sequence[tuple[str, dict[str, Any] | None]]) -> No
 @app.command("history")
 def history_command(ctx: typer.Context, run_id: RunIdArg, as_json: JsonFlag = False) -> None:
     """Show a run's history. Its events in order: a timeline (the audit trail)."""
-    with user_errors():
-        lf = open_app(ctx)
-        try:
-            run_id = resolve(lf, run_id)
-            entries = queries.history(lf.store, run_id)
-        finally:
-            lf.close()
-        if not entries:
-            raise UnknownRun(run_id)
+    if remote.server_of(ctx) is not None:
+        with user_errors(), remote.client_of(ctx) as client:
+            run_id = client.get(run_id).run_id
+            entries = client.history(run_id)
+    else:
+        with user_errors():
+            lf = open_app(ctx)
+            try:
+                run_id = resolve(lf, run_id)
+                entries = queries.history(lf.store, run_id)
+            finally:
+                lf.close()
+            if not entries:
+                raise UnknownRun(run_id)
     if as_json:
         print_json(console, Page(entries).to_wire())
         return

@@ -16,6 +16,7 @@ import uvicorn
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api import create_app
+from ledgerflow.cli.supervise import Supervisor, worker_children
 from ledgerflow.projections import Projector, default_projections, rebuild_stale
 
 log = logging.getLogger("ledgerflow.serve")
@@ -33,6 +34,8 @@ class ServeOptions:
     worker: bool = True
     relay: bool = True
     projector: bool = True
+    worker_processes: int = 0
+    """> 0: the worker runs as that many child processes under a `Supervisor`."""
 
 
 class Services:
@@ -41,8 +44,14 @@ class Services:
     def __init__(self, lf: Ledgerflow, options: ServeOptions) -> None:
         self.lf, self.options = lf, options
         self.stop_event = threading.Event()
-        self.worker = lf.worker(options.threads, options.poll_interval) if options.worker \
+        in_process = options.worker and not options.worker_processes
+        self.worker = lf.worker(options.threads, options.poll_interval) if in_process \
             else None
+        self.supervisor: Supervisor | None = None
+        if options.worker and options.worker_processes:
+            command, env = worker_children(lf.settings.workflows, options.threads,
+                                           options.poll_interval)
+            self.supervisor = Supervisor(command, options.worker_processes, log.info, env)
         self._threads: list[threading.Thread] = []
         self._relay = lf.relay() if options.relay else None
 
@@ -52,12 +61,20 @@ class Services:
         if self.worker is not None:
             self.worker.start()
             running.append(f"worker ({self.options.threads} threads)")
+        if self.supervisor is not None:
+            self.supervisor.start()
+            running.append(f"worker ({self.options.worker_processes} processes)")
         if self._relay is not None:
             self._spawn("ledgerflow-relay", self._relay.run_forever, self.stop_event)
             running.append("relay")
         if self.options.projector:
             self._spawn("ledgerflow-projector", self._project)
             running.append("projector")
+        archiver = self.lf.archiver()
+        if archiver.policy.enabled:  # retention is off by default
+            self._spawn("ledgerflow-archiver", archiver.run_forever, self.stop_event,
+                        self.lf.settings.archive_interval_seconds)
+            running.append("archiver")
         return running
 
     def _spawn(self, name: str, target: Callable[..., object], *args: object) -> None:
@@ -94,6 +111,8 @@ class Services:
         self.stop_event.set()
         if self.worker is not None:
             self.worker.stop(graceful=True)
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for thread in self._threads:
             thread.join(30)
         if self._relay is not None:

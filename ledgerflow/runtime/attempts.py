@@ -15,6 +15,7 @@ stored one, the user's frames only). The text of the line stays one line.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import InvalidEvent
 from ledgerflow.runtime import agent
+from ledgerflow.runtime.errors import AsyncMisuse, StepCanceled
 from ledgerflow.runtime.failures import NotSerializable, error_info, json_roundtrip
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.retry import RetryPolicy
@@ -65,7 +67,8 @@ class Rules:
 
     def retryable(self, exc: Exception) -> bool:
         return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
-                and not isinstance(exc, NotSerializable | CannotSuspend | InvalidEvent))
+                and not isinstance(exc, NotSerializable | CannotSuspend | InvalidEvent | AsyncMisuse
+                                       | StepCanceled))
 
 
 def discarded(step_id: str, attempt: int, late: Late) -> ev.StepResultDiscarded:
@@ -81,7 +84,21 @@ def discarded(step_id: str, attempt: int, late: Late) -> ev.StepResultDiscarded:
     return ev.StepResultDiscarded(step_id=step_id, attempt=attempt, result=result)
 
 
-def _branch_result(value: Any, step_id: str) -> Any:
+def sync_value(value: Any, step_id: str) -> Any:
+    """What a step of a sync workflow returned; `AsyncMisuse` for an awaitable (an `async
+    def` step: only an async workflow can await it)."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()
+        raise AsyncMisuse(
+            f"step {step_id!r} returned {type(value).__name__} to await, but its workflow "
+            "is a plain `def`, which cannot await: declare the workflow `async def` and "
+            f"`await ctx.step(...)`, or make the step a plain function")
+    return value
+
+
+def branch_result(value: Any, step_id: str) -> Any:
+    """A parallel branch's result, as journaled (a suspension is refused)."""
     if agent.suspension(value) is not None:
         raise CannotSuspend(f"branch {step_id!r} returned a suspension, but a parallel branch "
                             "cannot suspend the run: make the agent a step of its own")
@@ -115,7 +132,8 @@ class StepAttempts:
         journal = self._host.journal
         started, attempt = self._host.clock(), self._next(op)
         try:
-            value = self._run(op, attempt, call, rules, agent.resume_of(journal, op))
+            value = sync_value(self._run(op, attempt, call, rules,
+                                         agent.resume_of(journal, op)), op)
             asked = agent.suspension(value)
             if asked is not None:
                 return agent.suspended(journal, op, attempt, asked, started)
@@ -138,7 +156,8 @@ class StepAttempts:
             outcomes: dict[str, Any] = {}
             for branch, future in futures.items():
                 try:
-                    outcomes[branch] = _branch_result(future.result(), ready[branch])
+                    outcomes[branch] = branch_result(sync_value(future.result(), ready[branch]),
+                                                     ready[branch])
                 except Exception as exc:
                     outcomes[branch] = exc
         for branch, step_id in ready.items():

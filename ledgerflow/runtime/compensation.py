@@ -20,6 +20,7 @@ from typing import Protocol
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.state import RunState
+from ledgerflow.runtime.attempts import sync_value
 from ledgerflow.runtime.context import Compensation
 from ledgerflow.runtime.failures import error_info, json_roundtrip
 
@@ -75,7 +76,8 @@ def _compensate(host: Host, comp: Compensation) -> bool:
         if host.pending:
             host.flush()
         try:
-            out = json_roundtrip(comp.fn(comp.result), f"compensator of {comp.step_id!r}")
+            out = json_roundtrip(sync_value(comp.fn(comp.result), f"compensator of {comp.step_id}"),
+                                 f"compensator of {comp.step_id!r}")
         except Exception as exc:
             last = exc
             continue

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ledgerflow.domain import events as ev
 from ledgerflow.runtime import agent
 from ledgerflow.runtime.attempts import Rules, StepAttempts
-from ledgerflow.runtime.cursor import OpCursor
+from ledgerflow.runtime.chunks import Streams
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.failures import NotSerializable as NotSerializable
 from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
@@ -84,7 +84,87 @@ def _no_faults(name: str) -> None:
     """No fault point is armed (a replay, or a host that arms none)."""
 
 
-class Context(OpCursor):
+class StepCursor(Streams):
+    """What the journal says about a run's steps and parallel branches: completed (and
+    their compensators gathered), failed for good, waiting, or due for an attempt. Shared
+    by `Context` and the async context (`runtime.aio_context`), which run the attempts."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session, session.journal.state.run_id)
+        self._session = session
+        self.compensations: list[Compensation] = []
+
+    def _step_op(self, name: str) -> str:
+        op = self._op(name)
+        self._enter(op, "step")
+        self._seed(op)
+        return op
+
+    def _step_due(self, op: str, compensate: Callable[[Any], Any] | None,
+                  rules: Rules) -> tuple[bool, Any]:
+        """(True, result) if step `op` completed; (False, None) if an attempt is due;
+        raises `StepFailed` (failed for good) or `Park` (waits for a retry or a token)."""
+        j = self._j
+        if op in j.results:
+            return True, self._completed(op, j.results[op], compensate, rules.policy)
+        if op in j.failures:
+            failed = j.failures[op]
+            raise StepFailed(op, failed.error, failed.attempt)
+        suspended = agent.waiting(j, op)
+        if suspended is not None:  # an agent step waits for its tool results
+            raise Park(suspended, None)
+        due = j.retry_due.get(op)
+        if due is not None and due > self._session.clock():
+            raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+        return False, None
+
+    def _seed(self, op: str) -> None:
+        """A step of a resumed run with a seeded result: journal the seed, do not run."""
+        j = self._j
+        if op not in j.attempts and op not in j.results and op in j.seeds:
+            self._record(ev.StepCompleted(step_id=op, result=j.seeds[op], attempt=0))
+
+    def _completed(self, op: str, result: Any, compensate: Callable[[Any], Any] | None,
+                   policy: RetryPolicy) -> Any:
+        if compensate is not None:
+            self.compensations.append(Compensation(op, compensate, result, policy))
+        return result
+
+    def _branches_due(self, op: str, ids: dict[str, str],
+                      undo: Mapping[str, Callable[[Any], Any]], gathered: set[str],
+                      rules: Rules) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """({branch: result}, {}) once every branch of parallel `op` completed, else
+        (None, {branch: step id} of those due now); raises `StepFailed` (a branch failed
+        for good) or `Park` (every branch left waits for a retry)."""
+        j = self._j
+        for step_id, fn, result in newly_done(ids, undo, j.results, gathered):
+            self._completed(step_id, result, fn, rules.policy)
+        for step_id in ids.values():
+            if step_id in j.failures:
+                failed = j.failures[step_id]
+                raise StepFailed(step_id, failed.error, failed.attempt)
+        todo = {b: i for b, i in ids.items() if i not in j.results}
+        if not todo:
+            return {branch: j.results[step_id] for branch, step_id in ids.items()}, {}
+        now = self._session.clock()
+        ready = {b: i for b, i in todo.items() if j.retry_due.get(i, now) <= now}
+        if not ready:
+            due = min(j.retry_due[i] for i in todo.values())
+            raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+        return None, ready
+
+    def _branch_ids(self, op: str, branches: Mapping[str, Any]) -> dict[str, str]:
+        """{branch: step id} of parallel `op`, its journaled branches met, seeds applied."""
+        ids = {branch: f"{op}/{branch}" for branch in branches}
+        recorded = {i for i in ids.values() if i in self._j.attempts}
+        for _ in recorded:
+            self._enter_any(recorded, f"parallel {op!r} branch")
+        for step_id in ids.values():
+            self._seed(step_id)
+        return ids
+
+
+class Context(StepCursor):
     """The handle a workflow function receives as `ctx`."""
 
     def __init__(self, session: Session, faults: Callable[[str], None] | None = None,
@@ -93,15 +173,13 @@ class Context(OpCursor):
         `watch`: how a cancel reaches this run's step attempts (the executor's);
         `observer`: what wraps each step attempt (the runtime's: spans, see `observe`)."""
         state = session.journal.state
-        super().__init__(session, state.run_id)
-        self._session = session
+        super().__init__(session)
         self._faults = faults or _no_faults
         self.workflow_id: str = state.workflow_id
         self.workflow_version: str = state.workflow_version
         self.input: Any = state.input
         self.tenant_meta: dict[str, Any] = dict(state.tenant_meta)
         self.tags: tuple[str, ...] = state.tags
-        self.compensations: list[Compensation] = []
         self._items: dict[tuple[str, str], int] = {}
         self._steps = StepAttempts(session, self._record,
                                    watch if watch is not None else RunWatch(state.run_id),
@@ -147,36 +225,13 @@ class Context(OpCursor):
         """
         rules = Rules(RetryPolicy(max_attempts, backoff, initial_delay, max_delay), timeout,
                       retry_on, non_retryable, timeout_grace)
-        op = self._op(name)
-        self._enter(op, "step")
-        j = self._j
-        self._seed(op)
+        op = self._step_op(name)
         while True:  # the journal says where the step is; run an attempt if it is due
-            if op in j.results:
-                return self._completed(op, j.results[op], compensate, rules.policy)
-            if op in j.failures:
-                failed = j.failures[op]
-                raise StepFailed(op, failed.error, failed.attempt)
-            suspended = agent.waiting(j, op)
-            if suspended is not None:  # an agent step waits for its tool results
-                raise Park(suspended, None)
-            due = j.retry_due.get(op)
-            if due is not None and due > self._session.clock():
-                raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+            done, result = self._step_due(op, compensate, rules)
+            if done:
+                return result
             self._session.before_step()
             self._attempt(op, lambda: fn(*args), rules)
-
-    def _seed(self, op: str) -> None:
-        """A step of a resumed run with a seeded result: journal the seed, do not run."""
-        j = self._j
-        if op not in j.attempts and op not in j.results and op in j.seeds:
-            self._record(ev.StepCompleted(step_id=op, result=j.seeds[op], attempt=0))
-
-    def _completed(self, op: str, result: Any, compensate: Callable[[Any], Any] | None,
-                   policy: RetryPolicy) -> Any:
-        if compensate is not None:
-            self.compensations.append(Compensation(op, compensate, result, policy))
-        return result
 
     def _attempt(self, op: str, call: Callable[[], Any], rules: Rules) -> None:
         """One attempt of step `op`, journaled: StepCompleted (or StepSuspended), or
@@ -210,35 +265,14 @@ class Context(OpCursor):
                       retry_on, non_retryable, timeout_grace)
         calls, undo = split(branches, max_concurrency)
         op = self._op(name)
-        ids, j = self._branch_ids(op, branches), self._j
+        ids = self._branch_ids(op, branches)
         gathered: set[str] = set()
         while True:
-            for step_id, fn, result in newly_done(ids, undo, j.results, gathered):
-                self._completed(step_id, result, fn, rules.policy)
-            for step_id in ids.values():
-                if step_id in j.failures:
-                    failed = j.failures[step_id]
-                    raise StepFailed(step_id, failed.error, failed.attempt)
-            todo = {b: i for b, i in ids.items() if i not in j.results}
-            if not todo:
-                return {branch: j.results[step_id] for branch, step_id in ids.items()}
-            now = self._session.clock()
-            ready = {b: i for b, i in todo.items() if j.retry_due.get(i, now) <= now}
-            if not ready:
-                due = min(j.retry_due[i] for i in todo.values())
-                raise Park(ev.Waitpoint(kind="retry", name=op, wake_at=due), due)
+            done, ready = self._branches_due(op, ids, undo, gathered, rules)
+            if done is not None:
+                return done
             self._session.before_step()
             self._steps.branches(ready, calls, rules, max_concurrency)
-
-    def _branch_ids(self, op: str, branches: Mapping[str, Any]) -> dict[str, str]:
-        """{branch: step id} of parallel `op`, its journaled branches met, seeds applied."""
-        ids = {branch: f"{op}/{branch}" for branch in branches}
-        recorded = {i for i in ids.values() if i in self._j.attempts}
-        for _ in recorded:
-            self._enter_any(recorded, f"parallel {op!r} branch")
-        for step_id in ids.values():
-            self._seed(step_id)
-        return ids
 
     # --------------------------------------------------------------------- waits
 

@@ -28,13 +28,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow._authoring import WorkflowDef, WorkflowRegistry, default_registry
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import (
     ConcurrencyError,
     IllegalTransition,
     InvalidRequest,
+    RerunNotConfirmed,
     RunConflict,
+    UnknownRun,
 )
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.domain.metadata import run_metadata
@@ -95,8 +97,8 @@ class Engine:
         self.cancel = self.commands.cancel
         self.runner = Runner(self.runtime)
         """Claims, executes and keeps leases; also reachable as `engine.run_due(...)`, ..."""
-        self.execute, self.run_due, self.tick = (
-            self.runner.execute, self.runner.run_due, self.runner.tick)
+        self.execute, self.run_due, self.tick, self.handle = (
+            self.runner.execute, self.runner.run_due, self.runner.tick, self.runner.handle)
         self.reap, self.heartbeat, self.release_leases = (
             self.runner.reap, self.runner.heartbeat, self.runner.release_leases)
 
@@ -219,15 +221,19 @@ class Engine:
         return result
 
     def rerun(self, run_id: str, *, input: Any = _SAME, tags: list[str] | None = None,
-              actor: str | None = None,
+              actor: str | None = None, confirm: bool = False,
               idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
         """A new run of the same workflow with the same (or the given) input (with a
-        key: once; a replay returns the run id its `recall` names)."""
+        key: once; a replay returns the run id its `recall` names). A workflow declared
+        `rerun_safety="unsafe"` needs `confirm=True` (`RerunNotConfirmed` otherwise)."""
         journal = self.runtime.journal(run_id)
         old = journal.created
         assert old is not None
+        definition = self.registry.get(old.workflow_id, old.workflow_version)
+        if definition.rerun_safety == "unsafe" and not confirm:
+            raise RerunNotConfirmed(run_id, old.workflow_id)
         if input is not _SAME:
-            input = self.registry.get(old.workflow_id, old.workflow_version).check_input(input)
+            input = definition.check_input(input)
         created = ev.RunCreated(
             workflow_id=old.workflow_id, workflow_version=old.workflow_version,
             input=old.input if input is _SAME else json_value(input, "input"),
@@ -238,10 +244,21 @@ class Engine:
     def resume(self, run_id: str, *, input: Any = None, workflow_id: str | None = None,
                resume_from_step: str | None = None, seed_results: dict[str, Any] | None = None,
                new_run_id: str | None = None, tags: list[str] | None = None,
-               actor: str | None = None,
+               actor: str | None = None, tenant_meta: dict[str, Any] | None = None,
                idempotency_key: IdempotencyKey[TriggerResult] | None = None) -> str:
-        """A new run linked to a failed run, seeded as `_seeds` says (a key: once)."""
-        journal = self.runtime.journal(run_id)
+        """A new run linked to a failed run, seeded as `_seeds` says (a key: once).
+
+        A parent that is not in this store (it ran in another deployment) is resumed
+        when `workflow_id`, `resume_from_step` and `seed_results` say all the new run
+        needs: its `resumed_from` names that id (`UnknownRun` when one is missing), its
+        tenant is `tenant_meta`'s (ignored for a parent in this store)."""
+        try:
+            journal = self.runtime.journal(run_id)
+        except UnknownRun:
+            if workflow_id is None or resume_from_step is None or seed_results is None:
+                raise
+            journal = _elsewhere(run_id, self.registry.get(workflow_id), input,
+                                 resume_from_step, seed_results, tenant_meta)
         state, old = journal.state, journal.created
         assert old is not None
         if state.status is not RunStatus.FAILED:
@@ -260,6 +277,26 @@ class Engine:
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority)
         return self._create(created, run_id=new_run_id, actor=actor,
                             key=idempotency_key).run_id
+
+
+def _elsewhere(run_id: str, definition: WorkflowDef, input: Any, resume_from_step: str,
+               seed_results: dict[str, Any], tenant_meta: dict[str, Any] | None) -> Journal:
+    """The journal a parent stored elsewhere is taken to have: failed at
+    `resume_from_step` after the seeded steps completed (so `_seeds` finds them), with the
+    given input and tenant. Nothing of it is stored: only the new run's RunCreated."""
+    journal = Journal.build(run_id, ())
+    journal.add(ev.RunCreated(workflow_id=definition.name, workflow_version=definition.version,
+                              input=json_value(definition.check_input(input), "input"),
+                              tenant_meta=json_value(dict(tenant_meta or {}), "tenant_meta")))
+    journal.add(ev.RunStarted())
+    error = ev.ErrorInfo(type="Elsewhere", message=f"run {run_id!r} ran elsewhere")
+    if isinstance(seed_results, dict):
+        for step_id, result in seed_results.items():
+            if step_id != resume_from_step:
+                journal.add(ev.StepCompleted(step_id=str(step_id), result=result))
+    journal.add(ev.StepFailed(step_id=resume_from_step, attempt=1, error=error, final=True))
+    journal.add(ev.RunFailed(error=error))
+    return journal
 
 
 def _existing(tx: Transaction, run_id: str, created: ev.RunCreated,

@@ -32,3 +32,18 @@ class ChildFailed(Exception):
             step_id, child_run_id, status, error)
         why = f": {error.type}: {error.message}" if error else ""
         super().__init__(f"child run {child_run_id!r} (step {step_id!r}) {status}{why}")
+
+
+class StepCanceled(Exception):
+    """An async step's attempt was cancelled because its run was canceled (not retried)."""
+
+    def __init__(self, step_id: str, attempt: int) -> None:
+        self.step_id, self.attempt = step_id, attempt
+        super().__init__(f"step {step_id!r} attempt {attempt} was cancelled: its run was "
+                         "canceled")
+
+
+class AsyncMisuse(TypeError):
+    """Workflow code mixed sync and async wrongly: an async workflow called a ctx method
+    without `await`, or a sync workflow (or its step) produced a coroutine to await.
+    Fails the run (not retried)."""

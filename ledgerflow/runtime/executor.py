@@ -42,6 +42,7 @@ from ledgerflow.eventstore.records import NewEvent, StreamAppend
 from ledgerflow.eventstore.store import Transaction
 from ledgerflow.runtime import queue, runs
 from ledgerflow.runtime.attempts import discarded
+from ledgerflow.runtime.chunks import ChunkWriter
 from ledgerflow.runtime.compensation import canceling, cancels, outcome_note, undo
 from ledgerflow.runtime.context import Context, Park
 from ledgerflow.runtime.errors import StepFailed
@@ -86,6 +87,7 @@ class RunSession:
         self.clock = rt.clock
         self.watch = RunWatch(self.run_id, self.committed, self._late,
                               journal.state.workflow_id)
+        self.watch.chunks = ChunkWriter(rt, journal, lambda: self.committed)
         self._now_canceling = False
 
     @property
@@ -146,9 +148,8 @@ class RunSession:
                     if also is not None:
                         also(tx)
             except ConcurrencyError as error:
-                if error.stream == self.run_id:
-                    self._reconcile()
-                    if decision or also is not None:
+                if error.stream == self.run_id and self._reconcile() \
+                        and (decision or also is not None):
                         decision, also, replay = [], None, True
                 continue
             break
@@ -169,12 +170,16 @@ class RunSession:
             self._now_canceling = False
             raise Replay()
 
-    def _reconcile(self) -> None:
+    def _reconcile(self) -> bool:
+        """Merge what others appended; True if it may change a decision (anything but
+        stream chunks, which change none: the write is retried as it was)."""
         # Through a transaction: on the connection this thread holds while it executes
         # the run, so a run never needs a second pooled connection (a pool full of
         # held connections, each waiting for another, would deadlock).
         with self.rt.store.transaction() as tx:
             recs = tx.read_stream(self.run_id)
+        decisive = any(rec.version > self.committed and not isinstance(rec.event, ev.StreamChunk)
+                       for rec in recs)
         for rec in recs:
             if rec.version > self.committed and not isinstance(rec.event, INPUT_EVENTS):
                 if not cancels(rec.event):
@@ -185,6 +190,7 @@ class RunSession:
             journal.add(event)
         self.journal = journal
         self.committed = recs[-1].version if recs else 0
+        return decisive
 
     # ----------------------------------------------------------------- outcomes
 
@@ -290,7 +296,7 @@ class RunSession:
         """Run the compensators of completed steps in reverse order, then fail."""
         if self.canceling:
             return self.cancel(ctx)
-        info = _failure_info(error)
+        info = failure_info(error)
         comps = ctx.compensations
         if not comps:
             return self.fail(info, "none")
@@ -339,7 +345,7 @@ def append_late(rt: Runtime, run_id: str, event: ev.Event) -> None:
             continue
 
 
-def _failure_info(error: Exception) -> ev.ErrorInfo:
+def failure_info(error: Exception) -> ev.ErrorInfo:
     """A run's error: a step's last failure (its traceback: the step's), or the
     workflow code's own exception."""
     if isinstance(error, StepFailed):
@@ -373,8 +379,9 @@ def wake_events(journal: Journal, now: Any, worker: str) -> list[ev.Event] | Non
     return None
 
 
-def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
-    """Lease the next due run and write what waking it means, in one transaction.
+def claim_next(rt: Runtime, only: str | None = None) -> Claimed | Literal[False] | None:
+    """Lease the next due run (`only`: that run, if it is due and not leased) and write
+    what waking it means, in one transaction.
 
     Returns the claimed run, None when nothing is due, False when the claimed
     row needed no execution (re-parked or stale)."""
@@ -382,7 +389,12 @@ def claim_next(rt: Runtime) -> Claimed | Literal[False] | None:
         try:
             with rt.store.transaction() as tx:
                 now = rt.clock()
-                run_id = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
+                if only is None:
+                    run_id = queue.claim(tx.conn, rt.worker_id, now, now + rt.lease)
+                elif queue.claim_run(tx.conn, only, rt.worker_id, now, now + rt.lease):
+                    run_id = only
+                else:
+                    run_id = None
                 if run_id is None:
                     return None
                 journal = Journal.build(run_id, tx.read_stream(run_id))

@@ -3,9 +3,9 @@
 It holds what they need and nothing of the `Engine` that builds it: the store, the
 workflow registry, the clock, this worker's id and lease, the in-process hand-offs
 (`Wakeup`, `Finished`), the steps executing here (`InFlight`, which a cancel
-reaches), the stop flag, the fault points crash tests arm, and the `Observer` that
-metrics count with. `Engine` composes one; so may a host that wires its own parts
-(tests, a serverless handler).
+reaches), the event loop of async runs (`AsyncLoop`), the stop flag, the fault points
+crash tests arm, and the `Observer` that metrics count with. `Engine` composes one; so
+may a host that wires its own parts (tests, a serverless handler).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ledgerflow._authoring import WorkflowRegistry
 from ledgerflow.domain.errors import UnknownRun
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.store import Clock, EventStore
+from ledgerflow.runtime.aio_loop import AsyncLoop
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Finished, Wakeup
 from ledgerflow.runtime.journal import Journal
@@ -40,6 +41,8 @@ class Runtime:
     faults: FaultPoints = field(default_factory=FaultPoints)
     inflight: InFlight = field(default_factory=InFlight)
     observer: Observer = NO_OBSERVER
+    aio: AsyncLoop = field(default_factory=AsyncLoop)
+    """The event loop async runs execute on (started by the first one)."""
 
     @property
     def stopping(self) -> bool:

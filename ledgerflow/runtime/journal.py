@@ -24,9 +24,10 @@ from ledgerflow.domain.state import RunState, evolve, initial
 from ledgerflow.eventstore.records import RecordedEvent
 
 INPUT_EVENTS = (ev.SignalReceived, ev.EventReceived, ev.TokenResolved, ev.ChildFinished,
-                ev.StepResultDiscarded)
+                ev.StepResultDiscarded, ev.StreamChunk)
 """Events other parties append to a running run; they never conflict with its journal
-(a late step result is appended by the thread of the attempt that timed out)."""
+(a late step result is appended by the thread of the attempt that timed out, a step's
+stream chunks by the thread of its attempt)."""
 
 _ORDERED_WAITS = ("sleep", "token", "child")
 
@@ -71,6 +72,9 @@ class Journal:
     compensated: dict[str, bool] = field(default_factory=dict)
     item_waits: dict[tuple[str, str, int], ev.Waitpoint] = field(default_factory=dict)
     suspensions: dict[str, list[ev.StepSuspended]] = field(default_factory=dict)
+    streamed: set[str] = field(default_factory=set)
+    step_chunks: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(step id, attempt) -> how many chunks that attempt streamed (`runtime.chunks`)."""
 
     @classmethod
     def build(cls, run_id: str, recorded: Iterable[RecordedEvent]) -> Journal:
@@ -145,6 +149,9 @@ class Journal:
             case ev.WaitTimedOut(kind="token", name=op):
                 self.timed_out.add(op)
                 return self._first(op)
+            case ev.StreamChunk(op=str() as op):
+                self.streamed.add(op)
+                return self._first(op)
             case _:
                 self._add_input(event)
         return False
@@ -169,6 +176,9 @@ class Journal:
                 self.compensated[op] = True
             case ev.CompensationFailed(step_id=op):
                 self.compensated[op] = False
+            case ev.StreamChunk(step_id=str() as step, attempt=int() as attempt):
+                key = (step, attempt)
+                self.step_chunks[key] = max(self.step_chunks.get(key, 0), event.seq)
 
     def pending_item(self, kind: str, name: str, index: int) -> Item | None:
         """The `index`-th (0-based) item of a signal's or event's list, if it arrived."""

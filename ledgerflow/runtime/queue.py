@@ -116,6 +116,19 @@ def claim(conn: Connection, owner: str, now: datetime, until: datetime) -> str |
     return None if row is None else str(row[0])
 
 
+def claim_run(conn: Connection, run_id: str, owner: str, now: datetime,
+              until: datetime) -> bool:
+    """Lease run `run_id` to `owner` until `until` if it is due and no live lease holds
+    it (a serverless host told to execute that run); False otherwise."""
+    claimed = conn.execute(
+        run_queue.update()
+        .where(_q.run_id == run_id, _q.due_at <= now,
+               sa.or_(_q.lease_expires_at.is_(None), _q.lease_expires_at < now))
+        .values(lease_owner=owner, lease_expires_at=until)
+        .returning(_q.run_id)).first()
+    return claimed is not None
+
+
 def park(target: Transaction | Connection, run_id: str, due_at: datetime | None) -> None:
     """Release the lease; the run is due again at `due_at` (NULL: when woken)."""
     _write(target, _PARK, {"rid": run_id, "due": due_at})

@@ -13,8 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, cast
 
 from ledgerflow.runtime import queue
+from ledgerflow.runtime.aio_session import execute_async, runs_async
 from ledgerflow.runtime.executor import RunSession, claim_next
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
@@ -35,9 +38,36 @@ class TickResult:
     released: int = 0
     abandoned: int = 0
     canceled: int = 0
+    relayed: int = 0
+    """Outbox rows published (`Ledgerflow.tick` relays one batch; `Engine.tick` none)."""
+    dead_lettered: int = 0
+    handed: int = 0
+    """Async runs handed to the worker's event loop (executing there)."""
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+Outcome = Literal["completed", "parked", "failed", "canceled", "abandoned", "released",
+                  "not_due", "leased", "finished"]
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What `handle(run_id)` did: executed the run until it `completed`, `parked`,
+    `failed` or was `canceled` (`abandoned`: another party took it meanwhile; `released`:
+    the host is stopping), or executed nothing: `not_due` (it waits; `due_at` says until
+    when, None: for a signal, event, token or child), `leased` (a worker executes it now),
+    `finished` (it had ended). `status` is the run's lifecycle status when nothing ran."""
+
+    run_id: str
+    outcome: Outcome
+    status: str | None = None
+    due_at: datetime | None = None
+
+    @property
+    def executed(self) -> bool:
+        return self.outcome not in ("not_due", "leased", "finished")
 
 
 class Runner:
@@ -50,14 +80,22 @@ class Runner:
 
     def execute(self, claimed: Claimed) -> str:
         """Execute a run leased to this worker (claimed, or handed over by a trigger);
-        one that breaks off is given back by the next heartbeat (see the module)."""
+        one that breaks off is given back by the next heartbeat (see the module). An
+        async run executes on the loop (`aio_session.execute_async`: while a `Worker`
+        serves, this returns "handed" at once)."""
         try:
+            if runs_async(self.rt, claimed.journal):
+                return execute_async(self.rt, claimed, self._broke_off)
             with self.rt.store.held_connection():
                 return RunSession(self.rt, claimed.journal).run()
         except Exception:
             with self._dropped_lock:
                 self._dropped.add(claimed.run_id)
             raise
+
+    def _broke_off(self, run_id: str) -> None:
+        with self._dropped_lock:
+            self._dropped.add(run_id)
 
     def run_due(self, max_runs: int = 100, *, heartbeat: bool = True) -> TickResult:
         """Claim and execute due runs (at most `max_runs`) in this thread.
@@ -99,6 +137,34 @@ class Runner:
 
         threading.Thread(target=beat, name="ledgerflow-run-due-heartbeat", daemon=True).start()
         return done
+
+    def handle(self, run_id: str) -> Handled:
+        """Execute run `run_id` now if it is due and no worker holds it (a host woken
+        per job, by a queue message or a webhook, naming the run); what happened.
+
+        `UnknownRun` if the store has no such run."""
+        with self.rt.store.held_connection():
+            claimed = claim_next(self.rt, only=run_id)
+            if claimed:
+                beating = self._beat_until_set()
+                try:
+                    return Handled(run_id, cast(Outcome, self.execute(claimed)))
+                finally:
+                    beating.set()
+        return self._not_executed(run_id, claimed is False)
+
+    def _not_executed(self, run_id: str, stale: bool) -> Handled:
+        """Why `handle` executed nothing (`stale`: its queue row needed no execution)."""
+        state = self.rt.journal(run_id).state  # UnknownRun
+        if state.is_terminal:
+            return Handled(run_id, "finished", state.status.value)
+        with self.rt.store.engine.connect() as conn:
+            row = queue.queue_row(conn, run_id) or {}
+        due, until = row.get("due_at"), row.get("lease_expires_at")
+        if not stale and isinstance(until, datetime) and until >= self.rt.clock():
+            return Handled(run_id, "leased", state.status.value)
+        return Handled(run_id, "not_due", state.status.value,
+                       due if isinstance(due, datetime) else None)
 
     def tick(self, max_runs: int = 100) -> TickResult:
         """For cron / serverless hosts: reap stale leases, then `run_due`."""

@@ -29,6 +29,7 @@ passed to `InFlight.poll`.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import sys
 import threading
@@ -61,6 +62,15 @@ class StepInfo:
     resolved with (the tool results); None otherwise (see `runtime.agent`)."""
     suspended_state: Any = None
     """An agent step entered again after it suspended: the `state` it suspended with."""
+    emit: Callable[[str, Any], None] | None = field(default=None, compare=False, repr=False)
+
+    def stream(self, name: str, chunk: Any) -> None:
+        """Append `chunk` (any JSON value) to the run's stream `name` now, while the step
+        runs (see `runtime.chunks`: a retry streams again, as its own attempt)."""
+        if self.emit is None:
+            raise RuntimeError("this step attempt has no run to stream to (it is not "
+                               "executed by a ledgerflow worker)")
+        self.emit(name, chunk)
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,8 @@ class RunWatch:
         self._on_late = on_late
         self._lock = threading.Lock()
         self._active: dict[int, StepInfo] = {}
+        self.chunks: Callable[[str, int, str, Any], None] | None = None
+        """Where its attempts' `stream` chunks go (the session's `ChunkWriter`)."""
 
     @property
     def busy(self) -> bool:
@@ -128,8 +140,10 @@ class RunWatch:
     def begin(self, step_id: str, attempt: int, resume: Resume | None = None) -> StepInfo:
         """An attempt starts (already `cancelled` if the run was canceled)."""
         resumed = resume or Resume(None, None)
+        sink = self.chunks
+        emit = None if sink is None else functools.partial(sink, step_id, attempt)
         info = StepInfo(self.run_id, step_id, attempt, resume_data=resumed.data,
-                        suspended_state=resumed.state)
+                        suspended_state=resumed.state, emit=emit)
         with self._lock:
             if self.canceled:
                 info.cancelled.set()

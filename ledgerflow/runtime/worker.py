@@ -13,8 +13,10 @@ heartbeat thread extends the leases of this worker id every `lease / 3`. Where t
 store's backend has notices (PostgreSQL) a listener thread (`listen.Listener`) nudges
 a thread when another process announces a run it made due, so it is claimed without
 waiting for a poll.
-`stop(graceful=True)` lets each thread finish the step in hand (no new step
-starts), writes what they journaled, and gives their runs back (due now, handed
+Async runs (`async def` workflows) a thread claims go on the process's event loop
+(`Runtime.aio`) and the thread claims on: thousands may execute at once on a few
+threads. `stop(graceful=True)` lets each thread and each async run finish the step in
+hand (no new step starts), writes what they journaled, and gives their runs back (due now, handed
 runs no thread started included) so another worker continues them at once.
 """
 
@@ -56,6 +58,7 @@ class Worker:
         if self._threads:
             raise RuntimeError("worker already started")
         self.engine.request_stop(False)
+        self.engine.runtime.aio.serve()
         self.engine.wakeup.attach(self.threads)
         for index in range(self.threads):
             thread = threading.Thread(target=self._loop, name=f"ledgerflow-worker-{index}",
@@ -83,6 +86,10 @@ class Worker:
         if graceful:
             for thread in self._threads:
                 thread.join(timeout)
+        if self._threads:
+            self.engine.runtime.aio.unserve()
+            if graceful:  # async runs give themselves back at their next step
+                self.engine.runtime.aio.drain(timeout)
         try:
             self.engine.release_leases()
         except Exception:  # the database may be gone at shutdown; leases then expire

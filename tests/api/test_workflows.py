@@ -41,7 +41,7 @@ def test_workflows_are_listed_with_versions_description_and_input_schema(
     assert found["pay"] == {
         "name": "pay", "versions": ["1"], "kind": "code", "description": "Charge an account.",
         "inputSchema": Payment.model_json_schema(), "outputSchema": None, "queue": None,
-        "schedule": None}
+        "schedule": None, "rerunSafety": "safe"}
     assert found["greet"]["description"] == "One step." and found["greet"]["inputSchema"] is None
     documented = client.get("/openapi.json").json()["paths"]["/api/workflows"]["get"]
     assert "200" in documented["responses"]

@@ -63,3 +63,33 @@ def test_export_round_trips_through_the_replayer(tmp_path: Path) -> None:
     engine.run_due()
     exported = export_history(engine, run)
     assert Replayer(local).replay(exported).ok
+
+
+def test_an_async_workflows_golden_history_replays_without_divergence() -> None:
+    from tests.engine.golden_async import registry as async_registry
+
+    report = Replayer(async_registry).replay(GOLDEN / "golden-async.json")
+    assert report.divergence is None
+    assert report.replayed_ops == 4  # hold, charge, the token wait, the child
+
+
+def test_a_history_does_not_say_whether_its_code_was_sync_or_async() -> None:
+    """The sync order workflow's history replays against its async twin, unchanged."""
+    from tests.engine.golden_async import registry as async_registry
+
+    report = Replayer(async_registry).replay(GOLDEN / "golden-order.json")
+    assert report.divergence is None and report.replayed_ops >= 3
+
+
+def test_the_replayer_reports_an_async_workflows_divergence() -> None:
+    changed = WorkflowRegistry()
+
+    @changed.workflow("booking-async", version="1")
+    async def renamed(ctx: Any, data: dict[str, Any]) -> Any:
+        await ctx.step("hold", lambda: {"hold": 1})
+        await ctx.step("charge-card", lambda: None)  # was "charge"
+        return None
+
+    report = Replayer(changed).replay(GOLDEN / "golden-async.json")
+    assert report.divergence is not None
+    assert "'charge-card'" in report.divergence and "'charge'" in report.divergence

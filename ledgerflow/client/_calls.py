@@ -1,0 +1,254 @@
+"""The API's routes as `Call`s: what to send and how to read the answer, declared once
+for `Client` (blocking) and `AsyncClient`, which only send them.
+
+Results are the records the API declares (`RunRecord`, `HistoryEntry`, `JournalEntry`,
+`DeadLetter`, `WorkflowInfo`, `StreamEntry`, `Page`), read back with `from_wire`;
+error responses become the engine's exceptions (`_errors.error_from`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import orjson
+
+from ledgerflow._authoring import WorkflowInfo
+from ledgerflow.domain.wire import Page
+from ledgerflow.outbox import DeadLetter
+from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord, StreamEntry
+
+T = TypeVar("T")
+SAME: Any = object()
+"""`rerun(input=...)` left out: the new run takes the old run's input."""
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request and the reading of its (2xx) response's JSON (or text)."""
+
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    text: bool = False
+    """The answer is text (`/metrics`), not JSON."""
+    any_status: bool = False
+    """Read the body whatever the status (`/api/health/details` answers 503 with its report)."""
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A response read: its `value`, HTTP `status`, and whether it `replayed` the first
+    response to the same Idempotency-Key."""
+
+    value: T
+    status: int
+    replayed: bool = False
+
+    @property
+    def created(self) -> bool:
+        """A trigger (rerun, resume) that made a new run now."""
+        return self.status == 201 and not self.replayed
+
+
+def _path(*parts: str) -> str:
+    return "/".join(quote(p, safe="") for p in parts)
+
+
+def _run(run_id: str, *rest: str) -> str:
+    return "/api/runs/" + _path(run_id, *rest)
+
+
+def _key(idempotency_key: str | None) -> dict[str, str]:
+    return {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    """A JSON body of the fields given (None: left out, the server's default)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def run(data: Any) -> RunRecord:
+    return RunRecord.from_wire(data)
+
+
+def _page(data: Any) -> Page[RunRecord]:
+    return Page([RunRecord.from_wire(r) for r in data["data"]], data.get("nextCursor"))
+
+
+def trigger(workflow_id: str, input: Any = None, *, workflow_version: str | None = None,
+            run_id: str | None = None, tags: list[str] | None = None,
+            tenant_meta: dict[str, Any] | None = None, priority: int | None = None,
+            idempotency_key: str | None = None) -> Call[RunRecord]:
+    body = _body(workflowId=workflow_id, workflowVersion=workflow_version, runId=run_id,
+                 tags=tags, tenantMeta=tenant_meta, priority=priority)
+    body["input"] = input
+    return Call("POST", "/api/runs", run, body=body, headers=_key(idempotency_key))
+
+
+def get(run_id: str) -> Call[RunRecord]:
+    return Call("GET", _run(run_id), run)
+
+
+def list_page(*, status: str | None = None, workflow_id: str | None = None,
+              tenant_id: str | None = None, tag: str | None = None,
+              parent_run_id: str | None = None, resumed_from: str | None = None,
+              rerun_of: str | None = None, compensation: str | None = None, limit: int = 50,
+              cursor: str | None = None) -> Call[Page[RunRecord]]:
+    params = _body(status=status, workflowId=workflow_id, tenantId=tenant_id, tag=tag,
+                   parentRunId=parent_run_id, resumedFrom=resumed_from, rerunOf=rerun_of,
+                   compensation=compensation, limit=limit, cursor=cursor)
+    return Call("GET", "/api/runs", _page, params=params)
+
+
+def history(run_id: str) -> Call[list[HistoryEntry]]:
+    return Call("GET", _run(run_id, "history"),
+                lambda data: [HistoryEntry.from_wire(e) for e in data["data"]])
+
+
+def journal(run_id: str) -> Call[list[JournalEntry]]:
+    return Call("GET", _run(run_id, "journal"),
+                lambda data: [JournalEntry.from_wire(e) for e in data["data"]])
+
+
+def signal(run_id: str, name: str, payload: Any = None, *,
+           idempotency_key: str | None = None) -> Call[RunRecord]:
+    return Call("POST", _run(run_id, "signals"), run, body={"name": name, "payload": payload},
+                headers=_key(idempotency_key))
+
+
+def event(run_id: str, event_type: str, payload: Any = None, *,
+          idempotency_key: str | None = None) -> Call[RunRecord]:
+    return Call("POST", _run(run_id, "events"), run,
+                body={"eventType": event_type, "payload": payload},
+                headers=_key(idempotency_key))
+
+
+def token(run_id: str, token_id: str, payload: Any = None, *,
+          idempotency_key: str | None = None) -> Call[RunRecord]:
+    return Call("POST", _run(run_id, "tokens", token_id), run, body={"payload": payload},
+                headers=_key(idempotency_key))
+
+
+def cancel(run_id: str, reason: str | None = None, *, compensate: bool = False,
+           idempotency_key: str | None = None) -> Call[RunRecord]:
+    return Call("POST", _run(run_id, "cancel"), run,
+                body=_body(reason=reason, compensate=compensate or None),
+                headers=_key(idempotency_key))
+
+
+def rerun(run_id: str, *, input: Any = SAME, tags: list[str] | None = None,
+          confirm: bool = False, idempotency_key: str | None = None) -> Call[RunRecord]:
+    body = _body(tags=tags, confirm=confirm or None)
+    if input is not SAME:
+        body["input"] = input
+    return Call("POST", _run(run_id, "rerun"), run, body=body, headers=_key(idempotency_key))
+
+
+def resume(run_id: str, *, input: Any = None, workflow_id: str | None = None,
+           resume_from_step: str | None = None, seed_results: dict[str, Any] | None = None,
+           new_run_id: str | None = None, tags: list[str] | None = None,
+           actor: str | None = None, idempotency_key: str | None = None) -> Call[RunRecord]:
+    body = _body(input=input, workflowId=workflow_id, resumeFromStep=resume_from_step,
+                 seedResults=seed_results, runId=new_run_id, tags=tags,
+                 triggeredByUserId=actor)
+    return Call("POST", _run(run_id, "resume"), run, body=body, headers=_key(idempotency_key))
+
+
+def dead_letters(limit: int = 100) -> Call[list[DeadLetter]]:
+    return Call("GET", "/api/outbox/dead-letters",
+                lambda data: [DeadLetter.from_wire(d) for d in data["data"]],
+                params={"limit": limit})
+
+
+def replay_dead_letters(ids: list[int] | None = None, limit: int | None = None,
+                        *, idempotency_key: str | None = None) -> Call[list[int]]:
+    return Call("POST", "/api/outbox/dead-letters/replay",
+                lambda data: [int(i) for i in data["replayed"]],
+                body=_body(ids=ids or None, limit=limit), headers=_key(idempotency_key))
+
+
+def discard_dead_letters(ids: list[int], *,
+                         idempotency_key: str | None = None) -> Call[list[int]]:
+    return Call("POST", "/api/outbox/dead-letters/discard",
+                lambda data: [int(i) for i in data["discarded"]], body={"ids": ids},
+                headers=_key(idempotency_key))
+
+
+def workflows() -> Call[list[WorkflowInfo]]:
+    return Call("GET", "/api/workflows",
+                lambda data: [WorkflowInfo.from_wire(w) for w in data["data"]])
+
+
+def graph(name: str, version: str | None = None) -> Call[dict[str, Any]]:
+    return Call("GET", f"/api/workflows/{_path(name)}/graph", dict,
+                params=_body(version=version))
+
+
+def health() -> Call[dict[str, Any]]:
+    return Call("GET", "/healthz", dict)
+
+
+def health_details() -> Call[dict[str, Any]]:
+    return Call("GET", "/api/health/details", dict, any_status=True)
+
+
+def metrics() -> Call[str]:
+    return Call("GET", "/metrics", str, text=True)
+
+
+# ------------------------------------------------------------------ streams
+
+
+def stream_request(run_id: str, after: int) -> Call[None]:
+    """`GET /api/runs/{id}/stream` from position `after` (the reader's last id)."""
+    return Call("GET", _run(run_id, "stream"), lambda _: None,
+                headers={"Accept": "text/event-stream", "Last-Event-ID": str(after)})
+
+
+@dataclass
+class SseReader:
+    """Server-sent events from lines: `feed(line)` gives an event at each blank line."""
+
+    event: str = "message"
+    data: list[str] = field(default_factory=list)
+    event_id: str | None = None
+
+    def feed(self, line: str) -> tuple[str, str, str | None] | None:
+        if not line:
+            if not self.data:
+                return None
+            found = (self.event, "\n".join(self.data), self.event_id)
+            self.event, self.data, self.event_id = "message", [], None
+            return found
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self.event = value
+        elif name == "data":
+            self.data.append(value)
+        elif name == "id":
+            self.event_id = value
+        return None
+
+
+class StreamEnd(Exception):
+    """The server's `end` message: the run ended with `status`."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def sse_item(kind: str, data: str) -> StreamEntry | None:
+    """The chunk an SSE message carries (None for another kind); `StreamEnd` at `end`."""
+    if kind == "end":
+        raise StreamEnd(str(orjson.loads(data).get("status")))
+    if kind == "chunk":
+        return StreamEntry.from_wire(orjson.loads(data))
+    return None

@@ -1,0 +1,77 @@
+"""`ledgerflow worker --processes N` on PostgreSQL: a supervisor of N worker processes
+restarts one that is killed and forwards SIGTERM (each child finishes its step in hand)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from ledgerflow._app import Ledgerflow
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.settings import Settings
+from tests.cli.conftest import fresh_env
+from tests.cli.test_processes import SLOW, Lines, processes, start
+
+__all__ = ["processes"]  # the fixture, used by name below
+
+
+def _supervisor(tmp_path: Path, pg_url: str, procs: list[subprocess.Popen[str]],
+                count: int = 2) -> tuple[subprocess.Popen[str], Lines, list[int]]:
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = fresh_env(LEDGERFLOW_WORKFLOWS="slow.py", LEDGERFLOW_DATABASE_URL=pg_url)
+    process = start(tmp_path, env, "worker", "--processes", str(count), "--threads", "1",
+                    "--poll-interval", "0.1")
+    procs.append(process)
+    assert process.stdout is not None
+    out = Lines(process.stdout)
+    line = out.until(lambda seen: seen.startswith("supervisor "), 120)
+    pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
+    assert len(pids) == count, line
+    return process, out, pids
+
+
+def _app(tmp_path: Path, pg_url: str) -> Ledgerflow:
+    return Ledgerflow.open(Settings(database_url=pg_url, workflows=str(tmp_path / "slow.py"),
+                                    kafka_bootstrap=None, sink_path=str(tmp_path / "s.jsonl")))
+
+
+def test_the_supervisor_restarts_a_killed_child_and_runs_go_on(
+        tmp_path: Path, pg_url: str, processes: list[subprocess.Popen[str]]) -> None:
+    process, out, pids = _supervisor(tmp_path, pg_url, processes)
+    os.kill(pids[0], signal.SIGKILL)
+    line = out.until(lambda seen: seen.startswith(f"worker process {pids[0]} exited"), 120)
+    assert line == f"worker process {pids[0]} exited with code -9; starting another"
+    lf = _app(tmp_path, pg_url)
+    try:
+        runs = [lf.engine.trigger("slow", 0.01).run_id for _ in range(6)]
+        states = [lf.engine.wait(run, timeout=180) for run in runs]
+    finally:
+        lf.close()
+    assert all(s.status is RunStatus.COMPLETED for s in states), states
+    assert process.poll() is None  # the supervisor itself carries on
+
+
+def test_sigterm_is_forwarded_and_each_child_finishes_its_step(
+        tmp_path: Path, pg_url: str, processes: list[subprocess.Popen[str]]) -> None:
+    process, out, pids = _supervisor(tmp_path, pg_url, processes)
+    lf = _app(tmp_path, pg_url)
+    try:
+        run = lf.engine.trigger("slow", 2.0).run_id
+        deadline = time.monotonic() + 180  # children start slowly on a loaded machine
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline, "the step did not start"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=180) == 0
+        assert out.rest()[-1] == "worker stopped"
+        for pid in pids:  # every child is gone
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+                f"/proc/{pid}/status").read_text()
+        history = [r.type for r in lf.engine.history(run)]
+    finally:
+        lf.close()
+    assert "StepCompleted" in history  # the step in hand finished and was journaled

@@ -44,13 +44,14 @@ def shard_of(run_id: str) -> int:
     return zlib.crc32(run_id.encode()) % SHARDS
 
 
-def count_batches(backend: Backend, table: Table,
-                  finished: Iterable[tuple[str, str]]) -> list[Batch]:
-    """The upserts adding `finished` ((run id, terminal status) pairs) to `table`."""
+def count_batches(backend: Backend, table: Table, finished: Iterable[tuple[str, str]],
+                  step: int = 1) -> list[Batch]:
+    """The upserts adding `finished` ((run id, terminal status) pairs) to `table`
+    (`step=-1`: taking them out, for runs removed from the store by archiving)."""
     added: dict[tuple[str, int], int] = {}
     for run_id, status in finished:
         key = (status, shard_of(run_id))
-        added[key] = added.get(key, 0) + 1
+        added[key] = added.get(key, 0) + step
     if not added:
         return []
     statement = _STATEMENTS.get((backend, table.name))

@@ -150,9 +150,9 @@ class Statements(Protocol):
         ...
 
     def upsert(self, table: Table, keys: Sequence[Column[Any]],
-               columns: Sequence[str]) -> sa.Insert:
+               columns: Sequence[str], *, add: bool = False) -> sa.Insert:
         """INSERT into `table` that, on a conflict on `keys`, sets `columns` from the
-        row it tried to insert."""
+        row it tried to insert (`add`: adds them to the stored values, counters)."""
         ...
 
     def json_append(self, column: Column[Any],

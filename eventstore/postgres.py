@@ -252,10 +252,11 @@ class PostgresBackend:
         return pg_dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
 
     def upsert(self, table: Table, keys: Sequence[Column[Any]],
-               columns: Sequence[str]) -> sa.Insert:
-        insert = pg_dialect.insert(table)
-        return insert.on_conflict_do_update(
-            index_elements=keys, set_={name: insert.excluded[name] for name in columns})
+               columns: Sequence[str], *, add: bool = False) -> sa.Insert:
+        insert = pg_dialect.insert(table)  # `add`: counters, the stored value plus the row's
+        set_: dict[str, Any] = {name: table.c[name] + insert.excluded[name] if add
+                                else insert.excluded[name] for name in columns}
+        return insert.on_conflict_do_update(index_elements=keys, set_=set_)
 
     def json_append(self, column: Column[Any],
                     values: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:

@@ -154,7 +154,7 @@ class Ledgerflow:
             "max_attempts": self.settings.outbox_max_attempts,
             "dead_letter_topic": self.settings.dlq_topic,
             "on_dead": self.settings.outbox_on_dead, "clock": self.clock,
-            "fault_point": self.faults,
+            "fault_point": self.faults, "retention": self.settings.outbox_retention(),
         }
         options.update(overrides)
         return Relay(self.db, publisher_from_settings(self.settings), **options)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=10, ge=1)
     outbox_publish_timeout: float = Field(default=30.0, gt=0)
     outbox_on_dead: Literal["hold", "skip"] = "hold"
+    outbox_retention_hours: float = Field(default=168.0, ge=0)
+    """How long the relay keeps published outbox rows (then purges them); 0: forever."""
     lease_seconds: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, gt=0)
@@ -83,6 +86,11 @@ class Settings(BaseSettings):
     def fault_points(self) -> FaultPoints:
         """The fault points `faults` arms (none when unset)."""
         return FaultPoints.parse(self.faults)
+
+    def outbox_retention(self) -> timedelta | None:
+        """How long published outbox rows are kept; None: forever (retention 0)."""
+        hours = self.outbox_retention_hours
+        return timedelta(hours=hours) if hours > 0 else None
 
     def workflow_modules(self) -> list[str]:
         return [m.strip() for m in (self.workflows or "").split(",") if m.strip()]

@@ -17,7 +17,6 @@ from ledgerflow.outbox._admin import (
     TopicLag,
     dead_letters,
     discard_dead,
-    purge_published,
     replay_dead,
     status,
 )
@@ -41,6 +40,7 @@ from ledgerflow.outbox._relay import (
     RelayStats,
     claim,
 )
+from ledgerflow.outbox._retention import DEFAULT_RETENTION, purge_published
 from ledgerflow.outbox._schema import DEAD, DISCARDED, MIGRATIONS, PENDING, PUBLISHED, inbox, outbox
 from ledgerflow.outbox._writer import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -52,8 +52,8 @@ from ledgerflow.outbox._writer import (
 )
 
 __all__ = [
-    "DEAD", "DEFAULT_MAX_EVENT_BYTES", "DEFAULT_TOPIC", "DISCARDED", "HOLD", "MIGRATIONS",
-    "ON_DEAD", "PENDING", "PUBLISHED", "PUBLISHED_POINT", "SKIP",
+    "DEAD", "DEFAULT_MAX_EVENT_BYTES", "DEFAULT_RETENTION", "DEFAULT_TOPIC", "DISCARDED",
+    "HOLD", "MIGRATIONS", "ON_DEAD", "PENDING", "PUBLISHED", "PUBLISHED_POINT", "SKIP",
     "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
     "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",

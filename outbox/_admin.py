@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -156,12 +156,3 @@ def _change_dead(engine: Engine, ids: Sequence[int], limit: int | None,
             conn.execute(outbox.update().where(outbox.c.id.in_(chosen),
                                                outbox.c.status == DEAD).values(**values))
     return chosen
-
-
-def purge_published(engine: Engine, older_than: timedelta, clock: Clock = utcnow) -> int:
-    """Delete published rows published more than `older_than` ago; returns how many."""
-    cutoff = clock() - older_than
-    with engine.begin() as conn:
-        result = conn.execute(outbox.delete().where(outbox.c.status == PUBLISHED,
-                                                    outbox.c.published_at < cutoff))
-    return int(result.rowcount)

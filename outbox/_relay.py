@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._errors import is_poison
 from ledgerflow.outbox._publishers import OutboundMessage, Outcome, Publisher
+from ledgerflow.outbox._retention import purge_published
 from ledgerflow.outbox._schema import DEAD, PENDING, PUBLISHED, outbox
 
 log = logging.getLogger("ledgerflow.outbox.relay")
@@ -83,18 +85,23 @@ def claim(conn: Connection, now: datetime, limit: int, *, hold: bool = True) -> 
     transaction began with `BEGIN IMMEDIATE` and holds the write lock; one relay
     at a time.
     """
-    due_heads = [outbox.c.status == PENDING, outbox.c.next_attempt_at <= now,
-                 ~earlier_row(PENDING)]
-    if hold:  # a NOT EXISTS apart: PostgreSQL anti-joins the (few) dead rows once
-        due_heads.append(~earlier_row(DEAD))
-    query = backend_for(conn).skip_locked(
-        sa.select(*_CLAIM_COLUMNS).where(*due_heads).order_by(outbox.c.id).limit(limit),
-        of=outbox)
-    heads = list(conn.execute(query))
+    heads = list(conn.execute(heads_query(conn, now, limit, hold=hold)))
     if not heads or len(heads) >= limit:
         return heads
     return sorted(heads + _followers(conn, heads, now, limit - len(heads), hold),
                   key=lambda row: row.id)
+
+
+def heads_query(conn: Connection, now: datetime, limit: int, *,
+                hold: bool = True) -> sa.Select[Any]:
+    """The SELECT of `claim`'s due heads (exposed so a test can EXPLAIN it)."""
+    due_heads = [outbox.c.status == PENDING, outbox.c.next_attempt_at <= now,
+                 ~earlier_row(PENDING)]
+    if hold:  # a NOT EXISTS apart: PostgreSQL anti-joins the (few) dead rows once
+        due_heads.append(~earlier_row(DEAD))
+    return backend_for(conn).skip_locked(
+        sa.select(*_CLAIM_COLUMNS).where(*due_heads).order_by(outbox.c.id).limit(limit),
+        of=outbox)
 
 
 def earlier_row(status: str) -> sa.Exists:
@@ -196,7 +203,8 @@ class Relay:
                  on_dead: str = HOLD, base_delay: float = 1.0, max_delay: float = 300.0,
                  outage_max_delay: float = 30.0, idle_wait: float = 0.05,
                  clock: Clock = utcnow, fault_point: FaultPoint = _no_fault,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random,
+                 retention: timedelta | None = None, purge_every: float = 60.0) -> None:
         if max_attempts < 1 or batch_size < 1:
             raise ValueError("max_attempts and batch_size must be at least 1")
         if on_dead not in ON_DEAD:
@@ -214,6 +222,10 @@ class Relay:
         self.clock = clock
         self.fault_point = fault_point
         self.jitter = jitter
+        self.retention = retention
+        """Published rows older than this are purged (`outbox._retention`); None: kept."""
+        self.purge_every = purge_every
+        self._next_purge = 0.0
 
     def run_once(self) -> RelayStats:
         """Claim one batch, publish it, mark the outcome; all in one transaction."""
@@ -232,6 +244,7 @@ class Relay:
         its rows are due again) is logged, and the relay goes on after a second."""
         while not stop_event.is_set():
             try:
+                self.purge_due()
                 stats = self.run_once()
             except Exception:
                 log.exception("outbox relay batch failed; retrying")
@@ -239,6 +252,14 @@ class Relay:
                 continue
             if stats.published == 0:
                 stop_event.wait(self.idle_wait)
+
+    def purge_due(self) -> int:
+        """Purge published rows past the retention, at most every `purge_every`
+        seconds (monotonic); returns how many were deleted."""
+        if self.retention is None or time.monotonic() < self._next_purge:
+            return 0
+        self._next_purge = time.monotonic() + self.purge_every
+        return purge_published(self.engine, self.retention, self.clock)
 
     def backoff(self, attempts: int) -> timedelta:
         """Delay before the next attempt after `attempts` poison failures (equal jitter)."""

@@ -25,6 +25,9 @@ MIGRATIONS: list[Migration] = [
               {POSTGRESQL: _ddl.V2_POSTGRESQL, SQLITE: _ddl.V2_SQLITE}),
     Migration("projections", 3, "PostgreSQL: run_views index for run id prefixes",
               {POSTGRESQL: _ddl.V3_POSTGRESQL}),
+    Migration("projections", 4, "run_status_counts: finished runs per status, sharded, "
+              "filled from the run views",
+              {POSTGRESQL: _ddl.V4_POSTGRESQL, SQLITE: _ddl.V4_SQLITE}),
 ]
 
 __all__ = [

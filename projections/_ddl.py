@@ -175,3 +175,23 @@ SELECT 'run_views', 1, 0, 1, CURRENT_TIMESTAMP WHERE EXISTS (SELECT 1 FROM run_v
 V3_POSTGRESQL = (
     "CREATE INDEX run_views_id_prefix ON run_views (run_id varchar_pattern_ops)",
 )
+
+# ------------------- 4: finished runs per status, sharded (`projections._counts`)
+# Filled here from the run views a store already has (a one-time scan at upgrade);
+# the counts of the existing runs go to shard 0 (any shard sums the same).
+
+V4_POSTGRESQL = (
+    """
+CREATE TABLE run_status_counts (
+    status VARCHAR(20) NOT NULL,
+    shard INTEGER NOT NULL,
+    runs BIGINT NOT NULL,
+    PRIMARY KEY (status, shard)
+)""",
+    """
+INSERT INTO run_status_counts (status, shard, runs)
+SELECT status, 0, count(*) FROM run_views
+WHERE status IN ('completed', 'failed', 'canceled') GROUP BY status""",
+)
+
+V4_SQLITE = V4_POSTGRESQL  # the same text on both

@@ -4,7 +4,8 @@ Every column of a row comes from the run's own stream: RunCreated fills the row
 (lineage and priority included); lifecycle events set status, result, error and the
 waitpoint (RunFailed also the outcome of its rollback, `compensation`); ChildStarted
 (on the parent's stream) appends to `children`; every event sets `updated_at`
-and `version`. Events of other types only move `updated_at` and `version`.
+and `version`; a terminal event adds the run to `run_status_counts`
+(`projections._counts`). Events of other types only move `updated_at` and `version`.
 
 Writing: the events of a call are folded per run into a patch (column -> last
 value). A run created in this call is INSERTed whole; any other run gets one
@@ -27,7 +28,8 @@ from ledgerflow.eventstore.backend import Backend, Batch
 from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.projections._base import BatchProjection, Tables
-from ledgerflow.projections._schema import run_tags, run_views
+from ledgerflow.projections._counts import FINISHED, count_batches
+from ledgerflow.projections._schema import run_status_counts, run_tags, run_views
 
 Row = dict[str, Any]
 
@@ -135,7 +137,7 @@ class RunViews(BatchProjection):
 
     name = "run_views"
     version = 2  # 2: lineage, compensation, queue and priority (projections migration 2)
-    tables = (run_views, run_tags)
+    tables = (run_views, run_tags, run_status_counts)
 
     def batches(self, conn: Connection, events: Sequence[RecordedEvent],
                 tables: Tables) -> list[Batch]:
@@ -144,7 +146,10 @@ class RunViews(BatchProjection):
         inserts: list[Row] = []
         tag_rows: list[Row] = []
         updates: dict[tuple[tuple[str, ...], int], list[Row]] = {}
+        finished: list[tuple[str, str]] = []
         for run_id, patch in fold(events).items():
+            if patch.row.get("status") in FINISHED:  # reached once per run: counted once
+                finished.append((run_id, patch.row["status"]))
             if patch.created:
                 inserts.append({**patch.row, "run_id": run_id, "children": patch.children})
                 created = patch.row["created_at"]
@@ -169,6 +174,7 @@ class RunViews(BatchProjection):
             key = ("update", backend, views.name, columns, children)
             batches.append((self._statements.get(
                 key, partial(_update, views, backend, columns, children)), params_list))
+        batches.extend(count_batches(backend, tables["run_status_counts"], finished))
         return batches
 
     # The run views hold no positions: the same rows whether positions are known or not.

@@ -109,6 +109,17 @@ step_journal = Table(
     Column("first_position", BigInteger, nullable=False),  # journal order: first event's
 )
 
+run_status_counts = Table(
+    "run_status_counts",
+    metadata,
+    Column("status", String(20), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("runs", BigInteger, nullable=False),
+)
+"""Finished runs per terminal status, in shards (`projections._counts`): a run's
+terminal event adds 1 to one (status, shard) row, so the count is read in O(1)
+whatever the history, and concurrent workers rarely update the same row."""
+
 projection_checkpoints = Table(
     "projection_checkpoints",
     metadata,

@@ -23,14 +23,16 @@ def relay_target(settings: Settings) -> str:
 
 
 def build_relay(settings: Settings, *, batch_size: int = 500) -> Any:
-    """The relay `relay` runs: settings -> engine, publisher, topics, attempts, faults."""
+    """The relay `relay` runs: settings -> engine, publisher, topics, attempts, faults,
+    retention of published rows."""
     from ledgerflow import outbox
 
     return outbox.Relay(open_database(settings),
                         outbox.publisher_from_settings(settings), batch_size=batch_size,
                         max_attempts=settings.outbox_max_attempts,
                         dead_letter_topic=settings.dlq_topic, on_dead=settings.outbox_on_dead,
-                        fault_point=settings.fault_points())
+                        fault_point=settings.fault_points(),
+                        retention=settings.outbox_retention())
 
 
 def relay_command(

@@ -39,10 +39,12 @@ from sqlalchemy.engine import Connection
 from ledgerflow.domain.errors import ArchiveRefused, NotArchived
 from ledgerflow.domain.lifecycle import TERMINAL
 from ledgerflow.eventstore import EventStore, StoredEvent, utcnow, verify
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.history._files import ArchiveFiles
 from ledgerflow.outbox._schema import outbox
 from ledgerflow.projections import InlineProjections
-from ledgerflow.projections._schema import run_tags, run_views, step_journal
+from ledgerflow.projections._counts import count_batches
+from ledgerflow.projections._schema import run_status_counts, run_tags, run_views, step_journal
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.queue import run_queue
 
@@ -174,6 +176,7 @@ class Archiver:
         with self.store.transaction() as tx:
             tx.remove_streams(run_ids)
             conn = tx.conn
+            _uncount(conn, run_ids)
             for table in (run_views, run_tags, step_journal, run_queue):
                 conn.execute(table.delete().where(table.c.run_id.in_(run_ids)))
             conn.execute(outbox.delete().where(outbox.c.key.in_(run_ids)))
@@ -235,3 +238,12 @@ def _live(conn: Connection, due: Sequence[_Due]) -> dict[str, str]:
         elif run.run_id in pending:
             kept[run.run_id] = "some of its events are not published yet"
     return kept
+
+
+def _uncount(conn: Connection, run_ids: Sequence[str]) -> None:
+    """Take the removed finished runs out of `run_status_counts` (`projections._counts`)."""
+    finished = conn.execute(sa.select(run_views.c.run_id, run_views.c.status).where(
+        run_views.c.run_id.in_(run_ids), run_views.c.status.in_(FINISHED))).all()
+    backend = backend_for(conn)
+    backend.execute_all(conn, count_batches(
+        backend, run_status_counts, [(str(r), str(s)) for r, s in finished], step=-1))

@@ -2,10 +2,11 @@
 Prometheus gauges (`metrics`) and the health checks (`doctor`).
 
 Every figure comes from the database, so it is true across processes: the API
-process counts runs that workers elsewhere execute. Each is one cheap query on an
-index (`run_views_status_created`, the outbox's pending-only partial index and its
-`(status, published_at)` index, the run queue, whose rows are the unfinished runs
-only). Portable SQLAlchemy Core: nothing here asks which database it runs on.
+process counts runs that workers elsewhere execute. None grows with history: runs
+per status are `projections._counts` (finished runs: a few counter rows; the others
+on `run_views_status_created`), the outbox figures use its pending-only partial
+index and its `(status, published_at)` index, the run queue holds the unfinished
+runs only. Portable SQLAlchemy Core: nothing here asks which database it runs on.
 
 Interface: `read_figures(store, clock, overdue_after) -> Figures`.
 """
@@ -19,11 +20,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.eventstore.store import Clock, EventStore
 from ledgerflow.outbox._schema import DEAD, PENDING, outbox
 from ledgerflow.projections import Projection, default_projections
-from ledgerflow.projections._schema import run_views
+from ledgerflow.projections._counts import run_counts
 from ledgerflow.projections.status import status as projection_status
 from ledgerflow.runtime.queue import run_queue
 
@@ -53,15 +53,6 @@ class Figures:
     projection_lag: dict[str, int]
     queue_depths: dict[str, int] = field(default_factory=dict)
     """`queue_depth` per queue (queues with no due run waiting are absent)."""
-
-
-def _runs(conn: Connection) -> dict[str, int]:
-    counts = {s.value: 0 for s in RunStatus}
-    rows = conn.execute(sa.select(run_views.c.status, sa.func.count())
-                        .group_by(run_views.c.status))
-    for name, count in rows:
-        counts[str(name)] = int(count)
-    return counts
 
 
 def _unclaimed(now: datetime) -> sa.ColumnElement[bool]:
@@ -99,7 +90,7 @@ def read_figures(store: EventStore, clock: Clock, overdue_after: timedelta,
     catch-up projection's is the events after its checkpoint)."""
     now = clock()
     with store.engine.connect() as conn:
-        runs = _runs(conn)
+        runs = run_counts(conn)
         depth, overdue, oldest_due, expired = _queue(conn, now, overdue_after)
         depths = {str(name): int(count) for name, count in conn.execute(
             sa.select(_q.queue, sa.func.count()).where(_unclaimed(now)).group_by(_q.queue))}

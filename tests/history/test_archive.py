@@ -103,6 +103,7 @@ def test_archive_then_restore_gives_back_every_event_and_view(app: Ledgerflow) -
     assert _history(app, waiting) == before[waiting]  # not finished: stays
     assert _history(app, other) == before[other]  # no retention: stays
     assert _views(app) == _without(views, set(done))
+    assert _counts_match(app)  # archived runs leave the runs-per-status counts
     listed = ArchiveFiles(app.settings.archive_dir).runs()
     assert sorted(r.run_id for r in listed) == sorted(done)
     assert all(r.workflow_id == "order" and r.head == before[r.run_id][-1].hash
@@ -117,6 +118,7 @@ def test_archive_then_restore_gives_back_every_event_and_view(app: Ledgerflow) -
         with app.db.connect() as conn:
             assert audit_run(app.store, conn, run_id).verified
     assert _views(app) == views
+    assert _counts_match(app)  # restored runs count again
     with pytest.raises(ArchiveRefused, match="in the store already"):
         app.archiver().restore(done[0])
     with pytest.raises(NotArchived):
@@ -205,3 +207,18 @@ def _children(app: Ledgerflow, run_id: str) -> list[str]:
         found = conn.execute(sa.select(run_views.c.children).where(
             run_views.c.run_id == run_id)).scalar_one()
     return list(found)
+
+
+def _counts_match(app: Ledgerflow) -> bool:
+    """`run_counts` (counter rows) equals a COUNT(*) per status over the run views."""
+    import sqlalchemy as sa
+
+    from ledgerflow.projections._counts import run_counts
+    from ledgerflow.projections._schema import run_views
+
+    with app.db.connect() as conn:
+        counted = dict.fromkeys(run_counts(conn), 0)
+        for status, n in conn.execute(sa.select(run_views.c.status, sa.func.count())
+                                      .group_by(run_views.c.status)):
+            counted[status] = n
+        return run_counts(conn) == counted

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ledgerflow._app import Ledgerflow
-from ledgerflow.api import _admin, _graph, _health, _metrics, _runs, _workflows
+from ledgerflow.api import _admin, _docs, _graph, _health, _metrics, _runs, _workflows, ui
 from ledgerflow.api._errors import install_error_handlers
-from ledgerflow.api._gate import Gate
+from ledgerflow.api._gate import Gate, Tokens
 from ledgerflow.observability.tracing import TraceContextMiddleware
 from ledgerflow.settings import Settings
 
@@ -22,8 +22,11 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     """The HTTP API over `app`; auth and size limits come from `settings` (default:
     the settings `app` was opened with)."""
     settings = settings if settings is not None else app.settings
-    api = FastAPI(title="ledgerflow", version="1", description=DESCRIPTION)
+    api = FastAPI(title="ledgerflow", version="1", description=DESCRIPTION, docs_url=None,
+                  redoc_url=None)
+    tokens = Tokens(settings.token_tenants())
     api.state.ledgerflow = app
+    api.state.tokens = tokens
     install_error_handlers(api)
     api.include_router(_runs.router)
     api.include_router(_workflows.router)
@@ -32,7 +35,9 @@ def create_app(app: Ledgerflow, settings: Settings | None = None) -> FastAPI:
     api.include_router(_graph.router)
     api.include_router(_metrics.router)
     api.include_router(_health.router)
-    api.add_middleware(Gate, tokens=settings.token_tenants(),
+    api.include_router(_docs.router)
+    ui.mount(api)
+    api.add_middleware(Gate, tokens=tokens,
                        max_body_bytes=settings.max_body_bytes)
     api.add_middleware(TraceContextMiddleware)
     return api

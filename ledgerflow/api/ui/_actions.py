@@ -103,7 +103,7 @@ def _rerun(request: Request, lf: Any, who: Principal, run_id: str, form: Form) -
 
 def _resume(request: Request, lf: Any, who: Principal, run_id: str, form: Form) -> str:
     step = form.get("step", "").strip() or None
-    body = model(ResumeRequest, {"resume_from_step": step})
+    body = model(ResumeRequest, {"resume_from_step": step, "input": json_field(form, "input")})
     response = _runs.resume(visible_run_id(run_id, lf, who), request, lf, who, body)
     where = f" from step {step!r}" if step else ""
     return f"{_new_id(response)}\nnew run: resumes {run_id}{where}"

@@ -18,7 +18,7 @@ from ledgerflow.domain.errors import LedgerflowError
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 
-STATUS_MARKS = {"pending": "○", "running": "▶", "suspended": "⏸", "compensating": "↺",
+STATUS_MARKS = {"pending": "○", "running": "▶", "suspended": "‖", "compensating": "↺",
                 "completed": "✓", "failed": "✗", "canceled": "⊘",
                 "published": "✓", "dead": "✗", "discarded": "⊘"}
 """A shape beside each status word, so a status reads without colour too."""

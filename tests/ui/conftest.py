@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -21,6 +22,10 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.engine import Engine as SAEngine
 
+from ledgerflow._app import Ledgerflow
+from ledgerflow.api import create_app
+from ledgerflow.settings import Settings
+from tests.api._workflows import registry
 from tests.cli.conftest import ROOT, cli_env
 from tests.cli.test_serve import Served, start_serve
 
@@ -46,6 +51,32 @@ def chrome(width: int = 1280, height: int = 900) -> WebDriver:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+TOKENS = "root-token=*,acme-token=acme,globex-token=globex"
+
+
+@pytest.fixture
+def lf(pg_engine: SAEngine, pg_url: str, tmp_path: Path) -> Iterator[Ledgerflow]:
+    settings = Settings(database_url=pg_url, sink_path=f"{tmp_path}/events.jsonl")
+    app = Ledgerflow.open(settings, registry=registry(), upgrade=False)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def client(lf: Ledgerflow) -> Iterator[TestClient]:
+    """The dashboard with no tokens configured (open)."""
+    with TestClient(create_app(lf)) as c:
+        yield c
+
+
+@pytest.fixture
+def authed(lf: Ledgerflow) -> Iterator[TestClient]:
+    """Tokens configured: root sees all, acme and globex only their tenant."""
+    settings = lf.settings.model_copy(update={"api_tokens": TOKENS})
+    with TestClient(create_app(lf, settings)) as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
     driver = chrome()
@@ -62,8 +93,7 @@ def serve(pg_engine: SAEngine, pg_url: str, tmp_path: Path) -> Iterator[Served]:
 @pytest.fixture
 def serve_authed(pg_engine: SAEngine, pg_url: str, tmp_path: Path) -> Iterator[Served]:
     """`serve` with tokens (root sees all; acme and globex their tenant) and no relay."""
-    env = cli_env(pg_url, tmp_path,
-                  LEDGERFLOW_API_TOKENS="root-token=*,acme-token=acme,globex-token=globex")
+    env = cli_env(pg_url, tmp_path, LEDGERFLOW_API_TOKENS=TOKENS)
     yield from start_serve(env, "--no-relay")
 
 

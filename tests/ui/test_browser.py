@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 from sqlalchemy.engine import Engine as SAEngine
@@ -208,3 +209,24 @@ def test_replay_a_dead_letter(serve_authed: Served, browser: WebDriver,
     with pg_engine.connect() as conn:
         state = outbox.delivery(conn, "ledgerflow.run-events", [dead[0].event_id])
     assert state == {dead[0].event_id: "pending"}
+
+
+def test_narrow_screens_and_the_keyboard(serve: Served, browser: WebDriver) -> None:
+    run_id = trigger(serve, "fragile", {"ok": False}, tags=["a-rather-long-tag-name"])
+    wait_status(serve, run_id, "failed")
+    browser.set_window_size(390, 844)
+    try:
+        for path, name in (("/ui", "runs-list-390"), (f"/ui/runs/{run_id}", "run-detail-390")):
+            browser.get(f"{serve.base_url}{path}")
+            until(browser, lambda d: d.find_element(By.TAG_NAME, "h1"), "no page")
+            sideways = browser.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth")
+            assert sideways <= 0, f"{path} scrolls sideways by {sideways}px at 390px"
+            shot(browser, name)
+        browser.get(f"{serve.base_url}/ui")
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        assert browser.switch_to.active_element.text == "Skip to content"
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        assert browser.switch_to.active_element.text == "ledgerflow"
+    finally:
+        browser.set_window_size(1280, 900)

@@ -1,5 +1,6 @@
 """What the run detail page shows, gathered through the API's own reads: the run
-record (`visible_run`), its history and journal (`projections.queries`), its lineage
+record (`queries.find_run` with the caller's tenant, as `visible_run`), its history
+and journal (`projections.queries`), its lineage
 (`queries.list_runs` by `resumed_from` / `rerun_of`) and where each of its events
 stands in the outbox (`outbox.delivery`). The step bars are laid on one time axis
 that runs from the run's creation to its last known moment."""
@@ -14,7 +15,6 @@ from typing import Any
 from ledgerflow import outbox
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api._gate import Principal
-from ledgerflow.api._runs import visible_run
 from ledgerflow.projections import queries
 
 ATTEMPT_EVENTS = {"StepCompleted": "ok", "StepFailed": "failed",
@@ -70,9 +70,9 @@ class RunDetail:
 def gather(lf: Ledgerflow, who: Principal, run_id: str) -> RunDetail:
     """The detail of the run `run_id` names (its id or a unique prefix), if the caller
     may see it (`UnknownRun` otherwise, as the API)."""
-    run = visible_run(lf, who, run_id)
-    history = queries.history(lf.store, run.run_id)
     with lf.db.connect() as conn:
+        run = queries.find_run(conn, run_id, tenant_id=who.tenant)  # as `visible_run`
+        history = queries.history(lf.store, run.run_id)
         journal = queries.get_journal(conn, run.run_id)
         delivery = outbox.delivery(conn, lf.settings.topic, [h.event_id for h in history])
         resumed_by, _ = queries.list_runs(conn, resumed_from=run.run_id, tenant_id=who.tenant,

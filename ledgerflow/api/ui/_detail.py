@@ -15,11 +15,13 @@ from typing import Any
 from ledgerflow import outbox
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api._gate import Principal
-from ledgerflow.projections import queries
+from ledgerflow.projections import COMPENSATE_SUFFIX, queries
 
 ATTEMPT_EVENTS = {"StepCompleted": "ok", "StepFailed": "failed",
                   "CompensationCompleted": "undone", "CompensationFailed": "undo-failed"}
 LINEAGE_SHOWN = 20
+UNDO_SUFFIX = COMPENSATE_SUFFIX
+"""The journal keeps a step's compensation as its own entry, `{step}:compensate`."""
 
 
 @dataclass
@@ -94,7 +96,11 @@ def _steps(journal: list[queries.JournalEntry],
     rows = {entry.step_id: StepRow(entry) for entry in journal}
     for event in history:
         outcome = ATTEMPT_EVENTS.get(event.type)
-        row = rows.get(str(event.data.get("step_id")))
+        step_id = str(event.data.get("step_id"))
+        undo = f"{step_id}{UNDO_SUFFIX}"
+        if event.type.startswith("Compensation") and undo in rows:
+            step_id = undo
+        row = rows.get(step_id)
         if outcome is None or row is None:
             continue
         start = _moment(event.data.get("started_at")) or event.recorded_at

@@ -154,6 +154,19 @@ def test_signal_then_rerun_redirect_with_a_notice(client: TestClient, lf: Ledger
     assert client.get(f"/api/runs/{new_id}").json()["rerunOf"] == run_id
 
 
+def test_a_form_posted_by_another_site_is_refused(client: TestClient, lf: Ledgerflow) -> None:
+    run_id = trigger(client, "booking")
+    lf.engine.run_due()
+    before = history_length(client, run_id)
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        page = client.post(f"/ui/runs/{run_id}/cancel", data={}, headers=headers)
+        assert page.status_code == 403 and "another site" in page.text
+    assert history_length(client, run_id) == before
+    same = client.post(f"/ui/runs/{run_id}/cancel", data={}, follow_redirects=False,
+                       headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 303
+
+
 # ------------------------------------------------------------------ auth
 
 

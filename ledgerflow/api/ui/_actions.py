@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import orjson
 from fastapi import APIRouter, Request
@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from ledgerflow.api import _runs
+from ledgerflow.api._errors import ApiError
 from ledgerflow.api._gate import Principal, principal
 from ledgerflow.api._models import (
     CancelRequest,
@@ -39,11 +40,22 @@ Action = Callable[[Request, Any, Principal, str, Form], str]
 """(request, ledgerflow, caller, run id, form) -> where to go (a run id) and a notice."""
 
 
+async def form_fields(request: Request) -> dict[str, list[str]]:
+    """A urlencoded form body posted from one of our own pages. A form another site
+    posts (the browser says so in `Sec-Fetch-Site` / `Origin`) is refused (403): with
+    no tokens configured nothing else would stop it."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site in ("cross-site", "same-site") or (
+            origin is not None and urlsplit(origin).netloc != request.headers.get("host")):
+        raise ApiError(403, "forbidden", "a form posted from another site is refused")
+    body = (await request.body()).decode("utf-8", "replace")
+    return parse_qs(body, keep_blank_values=True)
+
+
 async def form_of(request: Request) -> Form:
-    """A urlencoded form body (the last value of a repeated field)."""
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"),
-                      keep_blank_values=True)
-    return {name: values[-1] for name, values in fields.items()}
+    """`form_fields`, the last value of each field."""
+    return {name: values[-1] for name, values in (await form_fields(request)).items()}
 
 
 def json_field(form: Form, name: str) -> Any:
@@ -120,9 +132,9 @@ async def act(request: Request, run_id: str, action: str, lf: App) -> Response:
     if do is None:
         return error_page(request, InvalidRequest(
             f"no action {action!r}; the actions are {', '.join(ACTIONS)}"))
-    form = await form_of(request)
     who = principal(request)
     try:
+        form = await form_of(request)
         outcome = await run_in_threadpool(do, request, lf, who, run_id, form)
     except LedgerflowError as exc:
         return await run_in_threadpool(_refused, request, lf, who, run_id, exc)

@@ -9,8 +9,9 @@ an HttpOnly, SameSite=Strict cookie that the gate reads under `/ui` (see
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,7 +21,7 @@ from ledgerflow.api import _admin
 from ledgerflow.api._gate import COOKIE, principal, tokens_of
 from ledgerflow.api._models import DiscardRequest, ReplayRequest
 from ledgerflow.api._runs import App
-from ledgerflow.api.ui._actions import model
+from ledgerflow.api.ui._actions import form_fields, model
 from ledgerflow.api.ui._render import error_page, page
 from ledgerflow.domain.errors import InvalidRequest, LedgerflowError
 
@@ -44,9 +45,9 @@ def dead_letters(request: Request, lf: App,
 @router.post("/ui/dead-letters/{action}", response_class=HTMLResponse)
 async def dead_letter_action(request: Request, action: str, lf: App) -> Response:
     """`replay` or `discard` the rows whose ids the form checked."""
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
     who = principal(request)
     try:
+        fields = await form_fields(request)
         ids = [int(i) for i in fields.get("id", []) if i.isdigit()]
         if not ids:
             raise InvalidRequest("select at least one dead letter")
@@ -71,8 +72,6 @@ async def dead_letter_action(request: Request, action: str, lf: App) -> Response
 
 
 def _done_ids(response: Response) -> list[int]:
-    import orjson
-
     body: dict[str, list[int]] = orjson.loads(bytes(response.body))
     return next(iter(body.values()))
 
@@ -86,7 +85,10 @@ def login_page(request: Request,
 
 @router.post("/ui/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+    try:
+        fields = await form_fields(request)
+    except LedgerflowError as exc:
+        return error_page(request, exc)
     token = fields.get("token", [""])[-1].strip()
     target = _safe_next(fields.get("next", ["/ui"])[-1])
     if tokens_of(request).find(token) is None:

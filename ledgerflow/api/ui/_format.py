@@ -17,7 +17,7 @@ def when(moment: datetime | None) -> str:
     """A time as UTC, to the millisecond (`2026-01-02 03:04:05.678Z`)."""
     if moment is None:
         return ""
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(sep=" ", timespec="milliseconds")[:23] + "Z"
 
 
 def pretty(value: Any) -> str:

@@ -115,7 +115,7 @@ def runs_rows(request: Request, lf: App, status: Text = "", workflow: Text = "",
 
 
 def _empty() -> dict[str, Any]:
-    return {"runs": [], "counts": {}, "next_cursor": None, "total": 0}
+    return {"runs": [], "counts": {}, "next_cursor": None, "total": 0, "cap": 0, "capped": 0}
 
 
 def _listing(lf: App, who: Principal, filters: Filters,
@@ -127,8 +127,9 @@ def _listing(lf: App, who: Principal, filters: Filters,
             tenant_id=tenant, tag=filters.tag or None, queue=filters.queue or None,
             created=filters.window(), cursor=cursor, limit=PAGE_SIZE)
         counts = queries.count_by_status(conn, tenant_id=tenant)
+    capped = sum(1 for n in counts.values() if n > queries.COUNT_CAP)
     return {"runs": runs, "counts": counts, "next_cursor": next_cursor,
-            "total": sum(counts.values())}
+            "total": sum(counts.values()), "cap": queries.COUNT_CAP, "capped": capped}
 
 
 def _search(request: Request, lf: App, who: Principal, text: str,

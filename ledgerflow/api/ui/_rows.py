@@ -1,16 +1,24 @@
 """The detail page's long lists, rendered in Python: the event timeline and the step
 journal. A run may have thousands of events; a template loop spends most of its time
 in per-row attribute lookups and macro calls, so these rows are built with f-strings
-and `markupsafe.escape` (every value escaped) and handed to the template as Markup."""
+and `escape` (every value escaped) and handed to the template as Markup."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from html import escape as _escape
+from typing import TYPE_CHECKING, Any
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from ledgerflow.api.ui._format import STATUS_MARKS, pretty, seconds, when
+
+
+def escape(value: Any) -> str:
+    """`value` as HTML text (quotes too). `html.escape` on a str: several times
+    cheaper per call than markupsafe's `escape`, which builds a Markup object."""
+    return _escape(value if isinstance(value, str) else str(value))
+
 
 if TYPE_CHECKING:
     from ledgerflow.api.ui._detail import RunDetail, StepRow
@@ -49,13 +57,16 @@ def journal(steps: Iterable[StepRow]) -> Markup:
     return Markup("".join(_step(s) for s in steps))
 
 
+def _bar(attempt: int, outcome: str, left: float, width: float, took: str) -> str:
+    return (f'<span class="bar o-{outcome}" style="left:{left}%;width:{width}%" '
+            f'title="attempt {attempt}: {outcome}, {took}">'
+            f'<span class="sr-only">attempt {attempt} {outcome} {took}</span></span>')
+
+
 def _step(s: StepRow) -> str:
     e = s.entry
-    bars = "".join(
-        f'<span class="bar o-{g.outcome}" style="left:{g.left}%;width:{g.width}%" '
-        f'title="attempt {g.attempt}: {g.outcome}, {seconds(g.seconds)}">'
-        f'<span class="sr-only">attempt {g.attempt} {g.outcome} {seconds(g.seconds)}</span>'
-        f'</span>' for g in s.segments)
+    bars = "".join(_bar(g.attempt, g.outcome, g.left, g.width, seconds(g.seconds))
+                   for g in s.segments)
     row = (f'<tr><th scope="row"><code>{escape(e.step_id)}</code></th>'
            f'<td>{badge(e.status)}</td><td>{e.attempt}</td><td>{seconds(s.duration)}</td>'
            f'<td class="bars-col"><div class="bars">{bars}</div></td></tr>')

@@ -9,9 +9,10 @@ the same workload against its own database on the same server, in the same run.
 ledgerflow triggers with `eager=True` (the run is started and leased to the
 in-process worker in the trigger transaction, as DBOS's start_workflow runs the
 workflow in the calling process) and uses the app's store (`build_store`: inline
-projections + outbox writer hooks). It uses its own database `ledgerflow_bench_wf`
-on the server of LEDGERFLOW_BENCH_DATABASE_URL (TRUNCATEd here), so other benches
-on `ledgerflow_bench` running at the same time cannot clear it.
+projections + outbox writer hooks). It uses its own database `<bench db>_wf`
+(`ledgerflow_bench_wf` by default; DBOS `<bench db>_dbos`) on the server of
+LEDGERFLOW_BENCH_DATABASE_URL (TRUNCATEd here), so other benches on the bench
+database, or a workflows bench on another (LEDGERFLOW_BENCH_DB), cannot clear it.
 
 Figures: workflows/s for both and ratios, p50/p90 trigger-to-result latency,
 statements and transactions per workflow (ledgerflow; statements are counted at
@@ -49,8 +50,9 @@ REPEATS = int(os.environ.get("WF_REPEATS", "3"))
 WORKER_THREADS = int(os.environ.get("WF_WORKER_THREADS", "8"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")
-DBOS_DB = "ledgerflow_bench_dbos"
-LF_DB = os.environ.get("WF_LF_DB", "ledgerflow_bench_wf")
+_BENCH_DB = sa.engine.make_url(URL).database or "ledgerflow_bench"
+DBOS_DB = f"{_BENCH_DB}_dbos"  # named after the bench database: two benches at once
+LF_DB = os.environ.get("WF_LF_DB", f"{_BENCH_DB}_wf")  # (LEDGERFLOW_BENCH_DB) never share
 
 
 def ensure_database(name: str) -> sa.engine.URL:

@@ -12,6 +12,7 @@ fail with it (nothing else can be read).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from ledgerflow.eventstore.migrations import pending
 from ledgerflow.eventstore.store import Clock, EventStore, utcnow
 from ledgerflow.migrations import all_migrations
 from ledgerflow.observability.store_figures import Figures, read_figures
+from ledgerflow.projections import Projection
 from ledgerflow.settings import Settings
 
 Status = Literal["ok", "warn", "fail"]
@@ -157,8 +159,10 @@ def _schema(store: EventStore) -> Check:
                  "run `ledgerflow db upgrade`")
 
 
-def diagnose(store: EventStore, settings: Settings, clock: Clock = utcnow) -> Report:
-    """Run every check against `store`."""
+def diagnose(store: EventStore, settings: Settings, clock: Clock = utcnow,
+             projections: Sequence[Projection] | None = None) -> Report:
+    """Run every check against `store` (`projections`: whose lag to check; default
+    ledgerflow's own, see `read_figures`)."""
     first = _store(store)
     if first.status == "fail":
         return Report([first, *(Check(n, "fail", None, "the store does not answer")
@@ -168,7 +172,7 @@ def diagnose(store: EventStore, settings: Settings, clock: Clock = utcnow) -> Re
         return Report([first, schema, *(Check(n, "fail", None, "the schema is not current")
                                          for n in NAMES[2:])])
     figures = read_figures(store, clock,
-                           timedelta(seconds=settings.doctor_overdue_warn_seconds))
+                           timedelta(seconds=settings.doctor_overdue_warn_seconds), projections)
     return Report([first, schema, _overdue(figures, settings), _leases(figures),
                    _outbox(figures, settings), _dead(figures, settings),
                    _lag(figures, settings), _skew(store, clock, settings)])

@@ -12,6 +12,7 @@ Interface: `read_figures(store, clock, overdue_after) -> Figures`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Connection
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.eventstore.store import Clock, EventStore
 from ledgerflow.outbox._schema import DEAD, PENDING, outbox
-from ledgerflow.projections import default_projections
+from ledgerflow.projections import Projection, default_projections
 from ledgerflow.projections._schema import run_views
 from ledgerflow.projections.status import status as projection_status
 from ledgerflow.runtime.queue import run_queue
@@ -89,14 +90,18 @@ def _outbox(conn: Connection, now: datetime) -> tuple[int, int, float]:
     return int(pending), int(dead), age
 
 
-def read_figures(store: EventStore, clock: Clock, overdue_after: timedelta) -> Figures:
-    """Read every figure from the store (a handful of indexed queries)."""
+def read_figures(store: EventStore, clock: Clock, overdue_after: timedelta,
+                 projections: Sequence[Projection] | None = None) -> Figures:
+    """Read every figure from the store (a handful of indexed queries). Projection lag
+    is that of `projections` (default: ledgerflow's own, which are inline: lag 0; a
+    catch-up projection's is the events after its checkpoint)."""
     now = clock()
     with store.engine.connect() as conn:
         runs = _runs(conn)
         depth, overdue, oldest_due, expired = _queue(conn, now, overdue_after)
         pending, dead, oldest_pending = _outbox(conn, now)
-    lag = {p.name: p.lag for p in projection_status(store, default_projections(), clock=clock)}
+    lag = {p.name: p.lag for p in projection_status(
+        store, default_projections() if projections is None else projections, clock=clock)}
     return Figures(now=now, runs=runs, queue_depth=depth, runs_overdue=overdue,
                    oldest_overdue_seconds=oldest_due, leases_expired=expired,
                    outbox_pending=pending, outbox_dead=dead,

@@ -12,7 +12,8 @@ process, e.g. run `opentelemetry-instrument ledgerflow serve` (package
 
 Spans: `ledgerflow.run` around each execution of a run (a run that sleeps and
 resumes hours later on another host has one per execution, all children of the
-same stored context) and `ledgerflow.step` for each step attempt (a retry is a
+same stored context) and `ledgerflow.step` for each step attempt, current while the
+step's code runs, so the spans that code starts are its children (a retry is a
 span of its own with its `ledgerflow.attempt`; a failed attempt has ERROR status
 and an `exception` event). Attributes: `ledgerflow.run_id`, `ledgerflow.workflow`,
 `ledgerflow.step`, `ledgerflow.attempt`. Context: the W3C `traceparent` of the
@@ -25,10 +26,9 @@ outbox sends the stored `traceparent` as a header on every Kafka message of the 
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
-from datetime import datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -37,16 +37,12 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ledgerflow.domain import events as ev
 from ledgerflow.domain.metadata import TRACEPARENT
 from ledgerflow.runtime.observe import Observer
 
 PROPAGATOR = TraceContextTextMapPropagator()
 RUN_ID, WORKFLOW, STEP, ATTEMPT = ("ledgerflow.run_id", "ledgerflow.workflow",
                                    "ledgerflow.step", "ledgerflow.attempt")
-
-
-_run_id: ContextVar[str | None] = ContextVar("ledgerflow_traced_run", default=None)
 
 
 def current_traceparent() -> str | None:
@@ -63,10 +59,6 @@ def context_of(traceparent: object) -> otel_context.Context | None:
     return PROPAGATOR.extract({TRACEPARENT: traceparent})
 
 
-def _ns(at: datetime | None) -> int | None:
-    return None if at is None else int(at.timestamp() * 1_000_000_000)
-
-
 class Tracing(Observer):
     """Spans for runs and steps on `tracer_provider` (default: the global one)."""
 
@@ -77,31 +69,31 @@ class Tracing(Observer):
     def execution(self, run_id: str, workflow: str,
                   metadata: Mapping[str, Any]) -> Iterator[None]:
         parent = context_of(metadata.get(TRACEPARENT))
-        token = _run_id.set(run_id)
-        try:
-            with self.tracer.start_as_current_span(
-                    "ledgerflow.run", context=parent,
-                    attributes={RUN_ID: run_id, WORKFLOW: workflow}):
-                yield
-        finally:
-            _run_id.reset(token)
+        with self.tracer.start_as_current_span(
+                "ledgerflow.run", context=parent,
+                attributes={RUN_ID: run_id, WORKFLOW: workflow}):
+            yield
 
-    def step_ended(self, workflow: str, event: ev.StepCompleted | ev.StepFailed,
-                   now: datetime) -> None:
-        run = trace.get_current_span()
-        if not run.is_recording():
-            return
-        span = self.tracer.start_span("ledgerflow.step", start_time=_ns(event.started_at),
-                                      attributes={RUN_ID: _run_id.get() or "",
-                                                  WORKFLOW: workflow, STEP: event.step_id,
-                                                  ATTEMPT: event.attempt})
-        if isinstance(event, ev.StepFailed):
-            span.add_event("exception", {"exception.type": event.error.type,
-                                         "exception.message": event.error.message,
-                                         "exception.stacktrace": event.error.traceback or ""})
-            span.set_status(Status(StatusCode.ERROR, f"{event.error.type}: "
-                                   f"{event.error.message}"))
-        span.end(end_time=_ns(now))
+    @contextmanager
+    def step(self, run_id: str, workflow: str, step_id: str,
+             attempt: int) -> Iterator[None]:
+        """A `ledgerflow.step` span, current while the attempt's code runs: spans that
+        code starts are its children. An exception sets its ERROR status and an
+        `exception` event."""
+        with self.tracer.start_as_current_span(
+                "ledgerflow.step", record_exception=False, set_status_on_exception=False,
+                attributes={RUN_ID: run_id, WORKFLOW: workflow, STEP: step_id,
+                            ATTEMPT: attempt}) as span:
+            try:
+                yield
+            except BaseException as exc:
+                if span.is_recording():
+                    name = type(exc).__name__
+                    span.add_event("exception", {
+                        "exception.type": name, "exception.message": str(exc),
+                        "exception.stacktrace": "".join(traceback.format_exception(exc))})
+                    span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
+                raise
 
     def run_ended(self, workflow: str, status: str) -> None:
         span = trace.get_current_span()

@@ -26,8 +26,9 @@ from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import InvalidEvent
 from ledgerflow.runtime import agent
 from ledgerflow.runtime.failures import NotSerializable, error_info, json_roundtrip
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.retry import RetryPolicy
-from ledgerflow.runtime.steps import Late, RunWatch, StepTimeout, run_attempt
+from ledgerflow.runtime.steps import Late, Resume, RunWatch, StepTimeout, run_attempt
 
 if TYPE_CHECKING:
     from ledgerflow.runtime.journal import Journal
@@ -90,8 +91,18 @@ def _branch_result(value: Any, step_id: str) -> Any:
 class StepAttempts:
     """Runs due attempts of one run's steps and records their outcomes."""
 
-    def __init__(self, host: Host, record: Callable[[ev.Event], None], watch: RunWatch) -> None:
+    def __init__(self, host: Host, record: Callable[[ev.Event], None], watch: RunWatch,
+                 observer: Observer = NO_OBSERVER) -> None:
         self._host, self._record, self._watch = host, record, watch
+        self._observer = observer
+
+    def _run(self, op: str, attempt: int, call: Callable[[], Any], rules: Rules,
+             resume: Resume | None = None) -> Any:
+        """One attempt of `op`, observed (`Observer.step`: in the thread running it)."""
+        with self._observer.step(self._watch.run_id, self._host.journal.state.workflow_id,
+                                 op, attempt):
+            return run_attempt(self._watch, op, attempt, call, rules.timeout, rules.grace,
+                               resume)
 
     def _next(self, op: str) -> int:
         return self._host.journal.attempts.get(op, 0) + 1
@@ -104,8 +115,7 @@ class StepAttempts:
         journal = self._host.journal
         started, attempt = self._host.clock(), self._next(op)
         try:
-            value = run_attempt(self._watch, op, attempt, call, rules.timeout, rules.grace,
-                                agent.resume_of(journal, op))
+            value = self._run(op, attempt, call, rules, agent.resume_of(journal, op))
             asked = agent.suspension(value)
             if asked is not None:
                 return agent.suspended(journal, op, attempt, asked, started)
@@ -123,9 +133,8 @@ class StepAttempts:
         attempts = {branch: self._next(step_id) for branch, step_id in ready.items()}
         with ThreadPoolExecutor(max_workers=min(len(ready), max_concurrency or len(ready))) \
                 as pool:
-            futures = {b: pool.submit(contextvars.copy_context().run, run_attempt, self._watch,
-                                      ready[b], attempts[b], branches[b], rules.timeout,
-                                      rules.grace) for b in ready}
+            futures = {b: pool.submit(contextvars.copy_context().run, self._run, ready[b],
+                                      attempts[b], branches[b], rules) for b in ready}
             outcomes: dict[str, Any] = {}
             for branch, future in futures.items():
                 try:

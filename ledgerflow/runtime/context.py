@@ -23,6 +23,7 @@ from ledgerflow.runtime.cursor import OpCursor
 from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.failures import NotSerializable as NotSerializable
 from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
+from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.parallel import BranchSpec, newly_done, split
 from ledgerflow.runtime.retry import Backoff, RetryPolicy
 from ledgerflow.runtime.steps import RunWatch
@@ -87,9 +88,10 @@ class Context(OpCursor):
     """The handle a workflow function receives as `ctx`."""
 
     def __init__(self, session: Session, faults: Callable[[str], None] | None = None,
-                 watch: RunWatch | None = None) -> None:
+                 watch: RunWatch | None = None, observer: Observer = NO_OBSERVER) -> None:
         """`faults`: the engine's fault points (crash tests arm `step_executed`);
-        `watch`: how a cancel reaches this run's step attempts (the executor's)."""
+        `watch`: how a cancel reaches this run's step attempts (the executor's);
+        `observer`: what wraps each step attempt (the runtime's: spans, see `observe`)."""
         state = session.journal.state
         super().__init__(session, state.run_id)
         self._session = session
@@ -102,7 +104,8 @@ class Context(OpCursor):
         self.compensations: list[Compensation] = []
         self._items: dict[tuple[str, str], int] = {}
         self._steps = StepAttempts(session, self._record,
-                                   watch if watch is not None else RunWatch(state.run_id))
+                                   watch if watch is not None else RunWatch(state.run_id),
+                                   observer)
 
     def now(self) -> datetime:
         """The current time, journaled: replay returns the same value."""

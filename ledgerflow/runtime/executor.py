@@ -210,7 +210,7 @@ class RunSession:
             definition = self.rt.registry.get(state.workflow_id, state.workflow_version)
         except UnknownWorkflow as error:
             return self.fail(error_info(error), "none")
-        ctx = Context(self, self.rt.faults, self.watch)
+        ctx = Context(self, self.rt.faults, self.watch, self.rt.observer)
         try:
             result = definition.call(ctx, ctx.input)
             ctx.finish()

@@ -8,6 +8,8 @@ default observes nothing; `ledgerflow.observability.metrics.Metrics` counts,
 
 - `execution(run_id, workflow, metadata)`: wraps one execution of a claimed run
   (the run's stored metadata holds the `traceparent` its spans descend from);
+- `step(...)`: wraps one attempt of a step, in the thread running its code (a span
+  it makes current there parents whatever the step's code records);
 - `step_ended`, `run_ended`: a step attempt, a run ended here;
 - `traceparent()`: the W3C trace context of the caller, stored with a new run;
 - `child_traceparent(...)`: the trace context a child run started by a step descends from.
@@ -16,11 +18,13 @@ default observes nothing; `ledgerflow.observability.metrics.Metrics` counts,
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from ledgerflow.domain import events as ev
+
+_NOTHING = nullcontext()
 
 
 class Observer:
@@ -31,6 +35,12 @@ class Observer:
                   metadata: Mapping[str, Any]) -> Iterator[None]:
         """Around one execution of a claimed run, in the thread executing it."""
         yield
+
+    def step(self, run_id: str, workflow: str, step_id: str,
+             attempt: int) -> AbstractContextManager[None]:
+        """Around one attempt of step `step_id`, in the thread running its code; an
+        exception it raises passes through."""
+        return _NOTHING
 
     def traceparent(self) -> str | None:
         """The caller's W3C `traceparent`, stored in a new run's metadata (None: none)."""
@@ -60,6 +70,14 @@ class Observers(Observer):
         with ExitStack() as stack:
             for o in self.observers:
                 stack.enter_context(o.execution(run_id, workflow, metadata))
+            yield
+
+    @contextmanager
+    def step(self, run_id: str, workflow: str, step_id: str,
+             attempt: int) -> Iterator[None]:
+        with ExitStack() as stack:
+            for o in self.observers:
+                stack.enter_context(o.step(run_id, workflow, step_id, attempt))
             yield
 
     def step_ended(self, workflow: str, event: ev.StepCompleted | ev.StepFailed,

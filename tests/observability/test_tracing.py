@@ -208,3 +208,42 @@ def test_another_process_executing_the_run_later_joins_the_stored_trace(
     (span,) = spans(exporter, "ledgerflow.run")
     assert trace_id(span) == TRACE_ID
     assert span.parent is not None and format(span.parent.span_id, "016x") == CALLER_SPAN
+
+
+def test_spans_a_steps_code_starts_are_children_of_its_step_span(
+        settings: Settings, clock: FakeClock, provider: TracerProvider,
+        exporter: InMemorySpanExporter) -> None:
+    from datetime import timedelta
+
+    from ledgerflow import Context, WorkflowRegistry
+
+    user = provider.get_tracer("user-code")
+    reg = WorkflowRegistry()
+
+    def work(label: str) -> str:
+        with user.start_as_current_span(f"user.{label}"):
+            return label
+
+    @reg.workflow("spans")
+    def spans_wf(ctx: Context, data: object) -> object:
+        plain = ctx.step("plain", lambda: work("plain"))
+        timed = ctx.step("timed", lambda: work("timed"), timeout=timedelta(seconds=30))
+        both = ctx.parallel("fan", {"x": lambda: work("x"), "y": lambda: work("y")})
+        return [plain, timed, both]
+
+    app = Ledgerflow.open(settings, registry=reg, clock=clock, tracer_provider=provider)
+    try:
+        run = app.engine.trigger("spans")
+        app.engine.tick()
+        assert app.engine.state(run.run_id).status == "completed"
+    finally:
+        app.close()
+    steps = {s.attributes["ledgerflow.step"]: s for s in spans(exporter, "ledgerflow.step")
+             if s.attributes}
+    assert set(steps) == {"plain", "timed", "fan/x", "fan/y"}, set(steps)
+    for label, step in (("plain", "plain"), ("timed", "timed"), ("x", "fan/x"),
+                        ("y", "fan/y")):
+        (mine,) = spans(exporter, f"user.{label}")
+        parent, context = mine.parent, steps[step].context
+        assert parent is not None and context is not None
+        assert parent.span_id == context.span_id, (label, step)

@@ -155,11 +155,6 @@ class Statements(Protocol):
         condition an index on `column` serves."""
         ...
 
-    def one_of(self, column: Column[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-        """`column` equals one of `values`, as one bound parameter where the database
-        takes an array (a long `IN (...)` list costs the driver a parse per value)."""
-        ...
-
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         """`query` locking the rows it returns (of `of`), skipping rows another
         transaction holds; as it is where a write transaction already holds the

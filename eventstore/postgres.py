@@ -392,10 +392,6 @@ class PostgresBackend:
         escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
         return column.like(escaped + "%", escape="/")  # a range on a varchar_pattern_ops index
 
-    def one_of(self, column: Column[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-        return column == sa.any_(sa.bindparam(None, list(values),
-                                              type_=pg_dialect.ARRAY(column.type)))
-
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query.with_for_update(skip_locked=True, of=of)
 

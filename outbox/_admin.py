@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.domain.wire import Timestamp, WireRecord, wire_record
-from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._relay import earlier_row
 from ledgerflow.outbox._schema import DEAD, DISCARDED, PENDING, PUBLISHED, outbox
@@ -124,7 +123,7 @@ def delivery(conn: Connection, topic: str, event_ids: Sequence[str]) -> dict[str
     if not event_ids:
         return {}
     query = sa.select(outbox.c.event_id, outbox.c.status).where(
-        outbox.c.topic == topic, backend_for(conn).one_of(outbox.c.event_id, event_ids))
+        outbox.c.topic == topic, outbox.c.event_id.in_(list(event_ids)))
     return {str(event_id): str(status) for event_id, status in conn.execute(query)}
 
 

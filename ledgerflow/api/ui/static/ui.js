@@ -34,6 +34,12 @@
       })
       .then(function (html) {
         if (busy(region) || html === region.dataset.last) { return; }
+        // A run's page is replaced only when the run changed (its stream version).
+        var version = /data-version="(\d+)"/.exec(html);
+        if (region.dataset.version && version && version[1] === region.dataset.version) {
+          return;
+        }
+        if (version) { region.dataset.version = version[1]; }
         region.dataset.last = html;
         region.innerHTML = html;
         region.dataset.updated = String(Date.now());

@@ -16,6 +16,7 @@ from ledgerflow.outbox._admin import (
     OutboxStatus,
     TopicLag,
     dead_letters,
+    delivery,
     discard_dead,
     replay_dead,
     status,
@@ -57,7 +58,7 @@ __all__ = [
     "DeadLetter", "FaultPoint", "JsonlSinkPublisher", "KafkaPublisher", "NotAttempted",
     "OutboundMessage",
     "OutboxStatus", "OutboxWriter", "Outcome", "Publisher", "Relay", "RelayStats", "Router",
-    "TopicLag", "claim", "dead_letters", "discard_dead", "envelope", "inbox", "is_poison",
-    "message_headers", "outbox", "publisher_from_settings", "purge_published",
+    "TopicLag", "claim", "dead_letters", "delivery", "discard_dead", "envelope", "inbox",
+    "is_poison", "message_headers", "outbox", "publisher_from_settings", "purge_published",
     "replay_dead", "status",
 ]

@@ -115,6 +115,18 @@ def dead_letters(engine: Engine, limit: int = 100) -> list[DeadLetter]:
                        r.first_attempt_at, r.last_attempt_at, r.created_at) for r in rows]
 
 
+def delivery(conn: Connection, topic: str, event_ids: Sequence[str]) -> dict[str, str]:
+    """Where each of `event_ids` stands in the outbox for `topic`: event id -> status
+    (pending | published | dead | discarded); an event with no row (purged once
+    published, or never routed there) is left out. One lookup on the (topic, event_id)
+    unique index, so a run's page costs the same however large the outbox grows."""
+    if not event_ids:
+        return {}
+    query = sa.select(outbox.c.event_id, outbox.c.status).where(
+        outbox.c.topic == topic, outbox.c.event_id.in_(list(event_ids)))
+    return {str(event_id): str(status) for event_id, status in conn.execute(query)}
+
+
 def replay_dead(engine: Engine, ids: Sequence[int] = (), limit: int | None = None,
                 clock: Clock = utcnow) -> list[int]:
     """Put dead rows back to pending, due now, with a fresh retry counter.

@@ -207,20 +207,23 @@ def record_from_events(run_id: str, recorded: Sequence[RecordedEvent]) -> RunRec
 
 
 FILTERS = ("status", "workflow_id", "tenant_id", "parent_run_id", "resumed_from",
-           "rerun_of", "compensation")
-"""The `run_views` columns a list filters on by equality (each has an index that ends
-with `created_at, run_id`); `tag` filters through `run_tags`."""
+           "rerun_of", "compensation", "queue")
+"""The `run_views` columns a list filters on by equality (each but `queue` has an index
+that ends with `created_at, run_id`); `tag` filters through `run_tags`."""
 
 
 def list_runs(
     conn: Connection, *, tag: str | None = None, limit: int = 50, cursor: str | None = None,
-    **filters: str | None,
+    created: Window = (None, None), **filters: str | None,
 ) -> tuple[list[RunRecord], str | None]:
     """A page of runs, newest first, and the cursor of the next page (None: last page).
-    `filters`: column=value for the columns of `FILTERS` (None: not filtered)."""
+    `filters`: column=value for the columns of `FILTERS` (None: not filtered);
+    `created`: runs created at or after its first bound and before its second (None:
+    open)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    query = list_runs_query(tag=tag, limit=limit + 1, cursor=cursor, **filters)
+    query = list_runs_query(tag=tag, limit=limit + 1, cursor=cursor, created=created,
+                            **filters)
     records = [RunRecord.from_row(row) for row in conn.execute(query)]
     if len(records) <= limit:
         return records, None
@@ -228,9 +231,13 @@ def list_runs(
     return records[:limit], encode_cursor(last.created_at, last.run_id)
 
 
+Window = tuple[datetime | None, datetime | None]
+"""A time range `[since, until)`; None leaves that side open."""
+
+
 def list_runs_query(
     *, tag: str | None = None, limit: int = 51, cursor: str | None = None,
-    **filters: str | None,
+    created: Window = (None, None), **filters: str | None,
 ) -> sa.Select[Any]:
     """The SELECT behind `list_runs` (exposed so a test can EXPLAIN it)."""
     unknown = sorted(set(filters) - set(FILTERS))
@@ -245,6 +252,11 @@ def list_runs_query(
     for column, value in filters.items():
         if value is not None:
             query = query.where(run_views.c[column] == value)
+    since, until = created
+    if since is not None:
+        query = query.where(key.c.created_at >= sa.bindparam("since", since, UTCDateTime()))
+    if until is not None:
+        query = query.where(key.c.created_at < sa.bindparam("until", until, UTCDateTime()))
     if cursor is not None:
         created_at, run_id = decode_cursor(cursor)
         query = query.where(sa.tuple_(key.c.created_at, key.c.run_id) < sa.tuple_(
@@ -269,6 +281,28 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return moment, run_id
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise InvalidRequest(f"cursor {cursor!r} is not one this API returned") from None
+
+
+COUNT_CAP = 1_000
+"""Where `count_by_status` stops counting a status (it then answers `COUNT_CAP + 1`)."""
+
+
+def count_by_status(conn: Connection, *, tenant_id: str | None = None,
+                    cap: int = COUNT_CAP) -> dict[str, int]:
+    """How many runs are in each status (every status present), counted up to `cap`:
+    a status with more answers `cap + 1` ("more than cap"). One query, each status a
+    range of the (status, created_at, run_id) index that stops at `cap + 1` entries,
+    so the cost stays flat however many runs the store holds. `tenant_id`: that
+    tenant's runs only."""
+    parts = []
+    for status in RunStatus:
+        some = sa.select(sa.literal(1).label("one")).where(run_views.c.status == status.value)
+        if tenant_id is not None:
+            some = some.where(run_views.c.tenant_id == tenant_id)
+        parts.append(sa.select(sa.literal(status.value).label("status"),
+                               sa.func.count().label("n"))
+                     .select_from(some.limit(cap + 1).subquery()))
+    return {str(status): int(n) for status, n in conn.execute(sa.union_all(*parts))}
 
 
 def get_journal(conn: Connection, run_id: str) -> list[JournalEntry]:

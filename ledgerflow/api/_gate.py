@@ -5,13 +5,21 @@ hot routes. A declared Content-Length over the limit is refused before anything 
 read; a streamed (chunked) body is read up to the limit and refused past it. It
 puts the caller's `Principal` in the ASGI scope; routes read it with
 `principal(request)`.
+
+The dashboard (`/ui`) and `/docs` are for browsers, which cannot send a bearer
+header: there (and on `/openapi.json`, which `/docs` loads) the token may also come
+in the `ledgerflow_token` cookie the sign-in page sets, and a browser with neither is
+sent to that page (303) instead of a 401. The cookie is `SameSite=Strict`, so another
+site cannot post a form with it, and the rest of the JSON API takes the header alone.
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import Request
@@ -19,7 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.api._errors import ApiError, error_body
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/ui/login"})
+PUBLIC_PREFIXES = ("/ui/static/",)
+UI_PREFIX = "/ui"
+BROWSER_PATHS = (UI_PREFIX, "/docs")
+"""Pages a browser opens: a missing token sends it to the sign-in page."""
+COOKIE_PATHS = (*BROWSER_PATHS, "/openapi.json")
+"""Where the sign-in cookie stands for the bearer header (the JSON API needs the header)."""
+COOKIE = "ledgerflow_token"
 _SCOPE_KEY = "ledgerflow.principal"
 
 
@@ -51,6 +66,50 @@ def principal(request: Request) -> Principal:
     return found
 
 
+class Tokens:
+    """The configured API tokens and whom each admits (empty: auth is off)."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self._table = {t.encode(): Principal(None if tenant == "*" else tenant)
+                       for t, tenant in tokens.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self._table)
+
+    def find(self, token: bytes | str | None) -> Principal | None:
+        """Whom `token` admits; None for no token or an unknown one (constant time)."""
+        if token is None:
+            return None
+        raw = token.encode() if isinstance(token, str) else token
+        raw = raw.strip()
+        found = None
+        for known, who in self._table.items():
+            if hmac.compare_digest(known, raw):
+                found = who
+        return found
+
+
+def tokens_of(request: Request) -> Tokens:
+    """The tokens the application's gate checks."""
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+def _cookie_token(header: bytes | None) -> str | None:
+    if header is None:
+        return None
+    try:
+        jar = SimpleCookie(header.decode("latin-1"))
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE)
+    return None if morsel is None else morsel.value
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
 class BodyTooLarge(ApiError):
     """413: the body is larger than `max_body_bytes`."""
 
@@ -62,10 +121,9 @@ class BodyTooLarge(ApiError):
 class Gate:
     """Authenticate (when tokens are configured) and cap the request body size."""
 
-    def __init__(self, app: ASGIApp, tokens: dict[str, str], max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, tokens: Tokens, max_body_bytes: int) -> None:
         self.app = app
-        self.tokens = {t.encode(): Principal(None if tenant == "*" else tenant)
-                       for t, tenant in tokens.items()}
+        self.tokens = tokens
         self.max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,8 +131,14 @@ class Gate:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self.tokens and scope["path"] not in PUBLIC_PATHS:
+        path: str = scope["path"]
+        if self.tokens and not _public(path):
             who = self._authenticate(headers.get(b"authorization"))
+            if who is None and path.startswith(COOKIE_PATHS):
+                who = self.tokens.find(_cookie_token(headers.get(b"cookie")))
+                if who is None and path.startswith(BROWSER_PATHS):
+                    await _to_sign_in(send, path)
+                    return
             if who is None:
                 await _reject(send, 401, "unauthorized",
                               "missing or invalid bearer token (Authorization: Bearer <token>)",
@@ -104,11 +168,7 @@ class Gate:
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return None
-        token = token.strip()
-        for known, who in self.tokens.items():
-            if hmac.compare_digest(known, token):
-                return who
-        return None
+        return self.tokens.find(token)
 
     async def _read_capped(self, receive: Receive) -> bytes | None:
         """A streamed (chunked) body, read whole; None as soon as it passes the limit."""
@@ -139,6 +199,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+async def _to_sign_in(send: Send, path: str) -> None:
+    location = f"{UI_PREFIX}/login?next={quote(path, safe='/')}"
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _reject(send: Send, status: int, code: str, message: str,

@@ -82,6 +82,15 @@ def visible_run(lf: Ledgerflow, who: Principal, run_id: str) -> queries.RunRecor
         return queries.find_run(conn, run_id, tenant_id=who.tenant)
 
 
+def listed_tenant(who: Principal, tenant_id: str | None) -> str | None:
+    """The tenant a list by `who` is restricted to, asked for `tenant_id` (None: any):
+    a tenant-bound token lists its own tenant only (403 for another)."""
+    if who.tenant is not None and tenant_id not in (None, who.tenant):
+        raise ApiError(403, "forbidden", f"this token is bound to tenant {who.tenant!r} and "
+                       f"cannot list tenant {tenant_id!r}", {"tenantId": tenant_id})
+    return who.tenant or tenant_id
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     common = (401, 413, 422)
     return {c: {"model": ErrorBody} for c in sorted({*codes, *common})}
@@ -170,12 +179,9 @@ def list_runs(
     """Runs newest first; `nextCursor` pages on. `resumedFrom` / `rerunOf`: the runs
     that resumed / reran that run; `compensation`: failed runs by how their rollback
     ended."""
-    if who.tenant is not None and tenant_id not in (None, who.tenant):
-        raise ApiError(403, "forbidden", f"this token is bound to tenant {who.tenant!r} and "
-                       f"cannot list tenant {tenant_id!r}", {"tenantId": tenant_id})
     with lf.db.connect() as conn:
         records, next_cursor = queries.list_runs(
-            conn, status=status, workflow_id=workflow_id, tenant_id=who.tenant or tenant_id,
+            conn, status=status, workflow_id=workflow_id, tenant_id=listed_tenant(who, tenant_id),
             tag=tag, parent_run_id=parent_run_id, resumed_from=resumed_from,
             rerun_of=rerun_of, compensation=compensation, limit=limit, cursor=cursor)
     return json_response(200, RunPage(records, next_cursor).wire_values())

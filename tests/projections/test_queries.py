@@ -178,9 +178,10 @@ def test_history_is_the_stream_with_metadata(store: EventStore) -> None:
     assert history(store, str(uuid.uuid4())) == []
 
 
-LIST_FILTERS = [{}, {"status": "running"}, {"workflow_id": "wf-3"}, {"tenant_id": "t-5"},
-                {"tag": "tag-2"}, {"parent_run_id": "parent-9"}, {"resumed_from": "run-7"},
-                {"rerun_of": "run-8"}, {"compensation": "compensation_failed"}]
+LIST_FILTERS: list[dict[str, Any]] = [
+    {}, {"status": "running"}, {"workflow_id": "wf-3"}, {"tenant_id": "t-5"},
+    {"tag": "tag-2"}, {"parent_run_id": "parent-9"}, {"resumed_from": "run-7"},
+    {"rerun_of": "run-8"}, {"compensation": "compensation_failed"}]
 
 
 def test_list_queries_use_an_index_on_postgres(pg_engine: Engine) -> None:

@@ -25,7 +25,12 @@ import typer
 from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import console
 from ledgerflow.cli.relay import relay_target
-from ledgerflow.cli.supervise import Supervisor, default_processes, worker_children
+from ledgerflow.cli.supervise import (
+    Supervisor,
+    default_processes,
+    stop_when_orphaned,
+    worker_children,
+)
 from ledgerflow.cli.support import cli_settings, fail, user_errors, warn
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.eventstore.database import display_url, missing_file
@@ -147,6 +152,7 @@ def worker(
     try:
         w = lf.worker(threads, poll_interval)
         stop_on_signals(w, lf.settings.lease_seconds)  # before any thread starts
+        stop_when_orphaned()  # a supervised child: stops when its supervisor is gone
         if metrics_port and lf.metrics is not None:
             serve_metrics(lf.metrics, metrics_port)
         say(f"worker {lf.engine.worker_id}: {threads} thread(s), workflows "

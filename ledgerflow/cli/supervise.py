@@ -7,7 +7,8 @@ several worker processes. The supervisor starts N children, each `ledgerflow wor
 modules it was given, as `LEDGERFLOW_WORKFLOWS`), sharing its stdout and stderr. A
 child that exits while the supervisor is not stopping (a crash, a kill) is started
 again, at once the first time and after a pause growing to 30 s if it keeps exiting
-within a few seconds of its start. The first SIGTERM or SIGINT is forwarded to every
+within a few seconds of its start. A child whose supervisor dies without a word (SIGKILL)
+stops gracefully by itself (`stop_when_orphaned`). The first SIGTERM or SIGINT is forwarded to every
 child as SIGTERM: each finishes the step in hand and gives its runs back; the
 supervisor exits 0 once all have. A second one is forwarded as SIGINT (each child stops
 at once) and the supervisor exits 130.
@@ -58,8 +59,29 @@ def worker_children(workflows: str | None, threads: int, poll_interval: float,
     env = dict(os.environ)
     if workflows:
         env["LEDGERFLOW_WORKFLOWS"] = workflows
+    env[SUPERVISOR_PID] = str(os.getpid())
     return ([sys.executable, "-m", "ledgerflow", "worker", "--processes", "1", "--threads",
              str(threads), "--poll-interval", str(poll_interval)], env)
+
+
+SUPERVISOR_PID = "LEDGERFLOW_SUPERVISOR_PID"
+"""Set in a child's environment: the supervisor's pid (see `stop_when_orphaned`)."""
+
+
+def stop_when_orphaned(poll_seconds: float = 0.5) -> None:
+    """In a child: once its supervisor is gone (killed with SIGKILL, it could forward
+    nothing), SIGTERM itself, so the child stops gracefully instead of running on
+    unsupervised. A daemon thread watching the parent pid; nothing outside a child."""
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if not supervisor or not supervisor.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(supervisor):
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ledgerflow-orphan-watch", daemon=True).start()
 
 
 class Supervisor:

@@ -80,10 +80,14 @@ def start(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def processes() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
     yield started
-    for process in started:
+    for process in started:  # gracefully first: a supervisor takes its children along
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_serve_says_what_it_does_once_its_port_is_bound(

@@ -75,3 +75,21 @@ def test_sigterm_is_forwarded_and_each_child_finishes_its_step(
     finally:
         lf.close()
     assert "StepCompleted" in history  # the step in hand finished and was journaled
+
+
+def test_children_stop_by_themselves_when_the_supervisor_is_killed(
+        tmp_path: Path, pg_url: str, processes: list[subprocess.Popen[str]]) -> None:
+    process, _, pids = _supervisor(tmp_path, pg_url, processes)
+    process.kill()  # SIGKILL: the supervisor forwards nothing
+    process.wait()
+    deadline = time.monotonic() + 60
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"orphaned workers still run: {pids}"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False

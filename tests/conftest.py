@@ -14,6 +14,7 @@ from ledgerflow.eventstore import create_engine
 from ledgerflow.eventstore.database import create_database, drop_database
 from ledgerflow.eventstore.schema import metadata
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.runtime.queues import ensure_default_queue
 
 pytest_plugins = ["tests._broker"]
 
@@ -40,6 +41,8 @@ def _truncate(engine: Engine) -> None:
         present = ", ".join(f'"{n}"' for n in names if n in existing)
         if present:
             conn.execute(sa.text(f"TRUNCATE {present} RESTART IDENTITY CASCADE"))
+        if "queue_limits" in existing:  # as the migrations leave it: "default" exists
+            ensure_default_queue(conn)
 
 
 @pytest.fixture

@@ -310,7 +310,7 @@ class Engine:
             tenant_meta=dict(old.tenant_meta),
             tags=_tags(tags) if tags is not None else list(old.tags), resumed_from=run_id,
             resume_from_step=resume_from_step, seed_results=seeds, priority=old.priority,
-            queue=old.queue, concurrency_key=old.concurrency_key)
+            queue=old.queue or definition.queue, concurrency_key=old.concurrency_key)
         return self._create(created, run_id=new_run_id, actor=actor,
                             key=idempotency_key).run_id
 

@@ -249,6 +249,12 @@ def info(name: str, s: ev.QueueSettings, depth: int, executing: int,
                      executing, oldest)
 
 
+def ensure_default_queue(conn: Connection) -> None:
+    """Make the row of the queue "default" if it is missing (engine migration 3 makes
+    it; a database whose tables were emptied by hand lacks it)."""
+    _default_row(conn)
+
+
 def _default_row(conn: Connection) -> dict[str, Any]:
     """The row of the queue "default", made if missing (it always exists)."""
     row = {"name": DEFAULT_QUEUE, "executing": 0, "version": 0,

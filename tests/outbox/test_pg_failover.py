@@ -33,7 +33,7 @@ def _terminate_every_other_session(engine: Engine) -> int:
     test's), once the product has connected again after the last time."""
     with engine.connect() as conn:
         wait_until(lambda: conn.exec_driver_sql(f"SELECT count(*) {_OTHERS}").scalar_one() > 0,
-                   what="the product to connect again")
+                   timeout_s=120, what="the product to connect again")
         killed: int = conn.exec_driver_sql(
             f"SELECT count(pg_terminate_backend(pid)) {_OTHERS}").scalar_one()
     return killed

@@ -45,7 +45,8 @@ def _run(store: EventStore, steps: int = 3, *, tag: str = "t") -> str:
 
 
 def _clear_read_models(engine: Engine) -> None:
-    names = {"run_views", "run_tags", "step_journal", "projection_checkpoints"}
+    names = {"run_views", "run_tags", "step_journal", "run_status_counts",
+             "projection_checkpoints"}
     with engine.begin() as conn:
         for table in metadata.sorted_tables:
             if table.name in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,12 +15,29 @@ from ledgerflow.eventstore import create_engine
 from ledgerflow.eventstore.database import create_database, drop_database
 from ledgerflow.eventstore.schema import metadata
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.observability.logs import _HANDLER_NAME as LOG_HANDLER_NAME
 from ledgerflow.runtime.queues import ensure_default_queue
 
 pytest_plugins = ["tests._broker"]
 
 PG_SERVER = os.environ.get(
     "LEDGERFLOW_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_as_it_was() -> Iterator[None]:
+    """A test that runs a CLI command in-process installs ledgerflow's log handler on
+    the root logger (`configure_logging`), on the process's stderr. Left there, later
+    tests' log lines go to that stream too: under pytest-xdist a pipe nobody reads until
+    the end, so once it is full every thread that logs blocks. Put back what was."""
+    root = logging.getLogger()
+    for installed in [h for h in root.handlers if h.get_name() == LOG_HANDLER_NAME]:
+        root.removeHandler(installed)  # one an earlier test (or an import) left there
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

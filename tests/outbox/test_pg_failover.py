@@ -30,8 +30,11 @@ _OTHERS = ("FROM pg_stat_activity WHERE datname = current_database()"
 
 def _terminate_every_other_session(engine: Engine) -> int:
     """`pg_terminate_backend` on every session of the database but this one (the
-    test's), once the product has connected again after the last time."""
-    with engine.connect() as conn:
+    test's), once the product has connected again after the last time.
+
+    Each poll is its own transaction: PostgreSQL reads `pg_stat_activity` once per
+    transaction, so polling inside one would see the first answer forever."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         wait_until(lambda: conn.exec_driver_sql(f"SELECT count(*) {_OTHERS}").scalar_one() > 0,
                    timeout_s=120, what="the product to connect again")
         killed: int = conn.exec_driver_sql(

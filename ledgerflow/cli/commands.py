@@ -19,6 +19,7 @@ from ledgerflow.cli.support import open_app, parse_json, resolve, user_errors
 from ledgerflow.client import Client
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.projections import queries
+from ledgerflow.runtime.debounce import Debounce
 
 Payload = Annotated[str | None, typer.Option("--payload", metavar="JSON",
                                              help="The payload, as JSON (default null).")]
@@ -94,6 +95,11 @@ def trigger(
         metavar="TIME", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
         help="Not before this time, ISO 8601 with an offset "
         "(2030-01-01T09:00:00+00:00).")] = None,
+    debounce: Annotated[str | None, typer.Option(
+        metavar="KEY", help="Debounce: triggers with KEY less than --debounce-seconds "
+        "apart become one run, started with the last input once they stop.")] = None,
+    debounce_seconds: Annotated[float, typer.Option(
+        min=0, metavar="SECONDS", help="The window of --debounce (default 5).")] = 5.0,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait until the run finishes (a worker must be running). Exit 0: "
         "completed; 1: failed or canceled; 3: not finished within --timeout.")] = False,
@@ -106,7 +112,9 @@ def trigger(
     if remote.server_of(ctx) is not None:
         options = {"workflow_version": version, "run_id": run_id, "tags": tags,
                    "tenant_meta": {"tenantId": tenant} if tenant else None,
-                   "priority": priority, "idempotency_key": key}
+                   "priority": priority, "idempotency_key": key, "queue": queue,
+                   "concurrency_key": concurrency_key, "start_at": start_at,
+                   "debounce": None if debounce is None else (debounce, debounce_seconds)}
         record, created, _ = _remote(ctx, lambda client: remote.trigger(
             client, workflow_id, data, options, timeout if wait else None))
         show_run(record, record.run_id, "triggered" if created else "existing", as_json)
@@ -119,7 +127,9 @@ def trigger(
                                    tenant_meta={"tenantId": tenant} if tenant else None,
                                    tags=tags, run_id=run_id, idempotency_key=key,
                                    priority=priority, queue=queue,
-                                   concurrency_key=concurrency_key, start_at=start_at)
+                                   concurrency_key=concurrency_key, start_at=start_at,
+                                   debounce=None if debounce is None
+                                   else Debounce(debounce, debounce_seconds))
         if wait:
             _wait_terminal(lf, result.run_id, timeout)
         _report(lf, result.run_id, "triggered" if result.created else "existing", as_json)

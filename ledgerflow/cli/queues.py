@@ -1,20 +1,26 @@
 """`ledgerflow queues list|set|pause|resume`: queues and their limits, at run time.
 
 Each change is a `QueueChanged` event on the queue's stream (actor "cli"), taken up
-by every worker at its next claim: no restart.
+by every worker at its next claim: no restart. With `--server URL` they go through
+that server's API (`/api/queues`) instead of the database.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import console, new_app
+from ledgerflow.cli.remote import client_of, server_of
 from ledgerflow.cli.support import open_app, user_errors
+from ledgerflow.client import Client
+from ledgerflow.client._calls import QueueLimits
 from ledgerflow.domain.wire import Page
 from ledgerflow.runtime.queues import QueueInfo, RateLimit
 
@@ -52,12 +58,16 @@ def _limit(value: int | None) -> str:
 @app.command("list")
 def list_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Every queue: limits, paused, due runs waiting, runs executing, oldest wait."""
-    with user_errors():
-        lf = open_app(ctx)
-        try:
-            found = lf.engine.queues.list()
-        finally:
-            lf.close()
+    if server_of(ctx) is not None:
+        with user_errors(), client_of(ctx) as client:
+            found = client.queues()
+    else:
+        with user_errors():
+            lf = open_app(ctx)
+            try:
+                found = lf.engine.queues.list()
+            finally:
+                lf.close()
     _show(found, as_json)
 
 
@@ -78,37 +88,54 @@ def set_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Create the queue or change the limits given (the others stay)."""
-    changes: dict[str, Any] = {}
+    limits: QueueLimits = {}
     if concurrency is not None:
-        changes["concurrency"] = concurrency
+        limits["concurrency"] = concurrency
     if per_key_concurrency is not None:
-        changes["per_key_concurrency"] = per_key_concurrency
+        limits["per_key_concurrency"] = per_key_concurrency
+    if rate_limit is not None:
+        limits["rate_limit"] = (rate_limit, rate_period)
+    cleared = set(clear or ())
+    if Clearable.CONCURRENCY in cleared:
+        limits["concurrency"] = None
+    if Clearable.PER_KEY_CONCURRENCY in cleared:
+        limits["per_key_concurrency"] = None
+    if Clearable.RATE_LIMIT in cleared:
+        limits["rate_limit"] = None
+    changes: dict[str, Any] = dict(limits)
     if rate_limit is not None:
         changes["rate_limit"] = RateLimit(rate_limit, rate_period)
-    for limit in clear or ():
-        changes[limit.value.replace("-", "_")] = None
-    _act(ctx, lambda lf: lf.engine.queues.change(name, changes, actor="cli"), as_json)
+    _act(ctx, lambda lf: lf.engine.queues.change(name, changes, actor="cli"),
+         lambda c: c.set_queue(name, **limits), as_json)
 
 
 @app.command("pause")
 def pause_command(ctx: typer.Context, name: QueueArg, as_json: JsonFlag = False) -> None:
     """Hold every run of the queue until `resume`."""
-    _act(ctx, lambda lf: lf.engine.queues.pause(name, actor="cli"), as_json)
+    _act(ctx, lambda lf: lf.engine.queues.pause(name, actor="cli"),
+         lambda c: c.pause_queue(name), as_json)
 
 
 @app.command("resume")
 def resume_command(ctx: typer.Context, name: QueueArg, as_json: JsonFlag = False) -> None:
     """Let the queue's runs be claimed again."""
-    _act(ctx, lambda lf: lf.engine.queues.resume(name, actor="cli"), as_json)
+    _act(ctx, lambda lf: lf.engine.queues.resume(name, actor="cli"),
+         lambda c: c.resume_queue(name), as_json)
 
 
-def _act(ctx: typer.Context, action: Any, as_json: bool) -> None:
-    with user_errors():
-        lf = open_app(ctx)
-        try:
-            info: QueueInfo = action(lf)
-        finally:
-            lf.close()
+def _act(ctx: typer.Context, action: Callable[[Ledgerflow], QueueInfo],
+         remote: Callable[[Client], QueueInfo], as_json: bool) -> None:
+    """`remote` through the server's API with `--server`, else `action` on the database."""
+    if server_of(ctx) is not None:
+        with user_errors(), client_of(ctx) as client:
+            info = remote(client)
+    else:
+        with user_errors():
+            lf = open_app(ctx)
+            try:
+                info = action(lf)
+            finally:
+                lf.close()
     if as_json:
         console.print_json(json.dumps(info.to_wire()))
     else:

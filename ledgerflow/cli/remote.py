@@ -3,7 +3,8 @@ the run commands send their request to its HTTP API through `ledgerflow.client.C
 instead of opening the database, and print what the local commands print.
 
 Supported: `trigger` (with `--wait`), `signal`, `event`, `token`, `cancel`, `rerun`,
-`resume`, `runs list|show|history`, `outbox dlq list|replay|discard`. Every other
+`resume`, `runs list|show|history`, `outbox dlq list|replay|discard`, `queues ...`,
+`schedules ...`. Every other
 command works on the database (or is the server itself) and refuses `--server` with a
 one-line error (`refuse`). A run id may be a unique prefix, as locally (the server
 resolves it); the `runs list` filters that name runs take whole ids.
@@ -25,7 +26,7 @@ from ledgerflow.client import _calls as calls
 from ledgerflow.projections import queries
 
 SUPPORTED = ("trigger, signal, event, token, cancel, rerun, resume, runs list|show|history, "
-             "outbox dlq list|replay|discard")
+             "outbox dlq list|replay|discard, queues, schedules")
 LOCAL_ONLY = frozenset({"db", "projections", "worker", "relay", "serve", "demo", "doctor",
                         "metrics", "workflows", "archive", "audit"})
 """Top-level commands that never go to a server."""

@@ -2,6 +2,8 @@
 
 They act on the database directly (as `trigger` does): `create` checks the workflow
 against the workflows this command loads (`--workflows` / `LEDGERFLOW_WORKFLOWS`).
+With `--server URL` they go through that server's API instead (which checks the
+workflow against its own).
 A `serve` or `worker` running anywhere on the database fires the schedules.
 """
 
@@ -15,7 +17,10 @@ from rich.table import Table
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.cli.common import console, new_app
+from ledgerflow.cli.remote import client_of, server_of
 from ledgerflow.cli.support import open_app, parse_json, user_errors
+from ledgerflow.client import Client
+from ledgerflow.client._calls import ScheduleOptions
 from ledgerflow.domain.schedules import DEFAULT_CATCHUP_SECONDS, OVERLAPS, ScheduleSpec
 from ledgerflow.runtime.schedules import ScheduleRecord, Schedules
 
@@ -27,7 +32,12 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of te
 ACTOR = "cli"
 
 
-def _with(ctx: typer.Context, action: Callable[[Schedules], Any]) -> Any:
+def _with(ctx: typer.Context, action: Callable[[Schedules], Any],
+          remote: Callable[[Client], Any]) -> Any:
+    """`remote` through the server's API with `--server`, else `action` on the database."""
+    if server_of(ctx) is not None:
+        with user_errors(), client_of(ctx) as client:
+            return remote(client)
     with user_errors():
         lf: Ledgerflow = open_app(ctx)
         try:
@@ -61,7 +71,8 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List the schedules with their next fire time (UTC; --json: the next five)."""
-    records: list[ScheduleRecord] = _with(ctx, lambda s: s.list_schedules(workflow))
+    records: list[ScheduleRecord] = _with(ctx, lambda s: s.list_schedules(workflow),
+                                          lambda c: c.schedules(workflow))
     if as_json:
         console.print_json(data={"data": [r.to_wire() for r in records], "nextCursor": None})
         return
@@ -83,7 +94,8 @@ def list_command(
 def show_command(ctx: typer.Context, schedule_id: ScheduleIdArg, as_json: JsonFlag = False,
                  ) -> None:
     """Show one schedule (with --json, its latest events too)."""
-    _show(_with(ctx, lambda s: s.get(schedule_id, history=100 if as_json else 0)), as_json)
+    _show(_with(ctx, lambda s: s.get(schedule_id, history=100 if as_json else 0),
+                lambda c: c.schedule(schedule_id)), as_json)
 
 
 @app.command("create")
@@ -123,30 +135,43 @@ def create_command(
                             catchup_window_seconds=catchup)
         return s.create(schedule_id, spec, paused=paused, actor=ACTOR)[0]
 
-    _show(_with(ctx, create), as_json)
+    def create_remote(c: Client) -> ScheduleRecord:
+        spec: ScheduleOptions = {"timezone": timezone, "overlap": overlap,
+                                 "catchup_window_seconds": catchup, "paused": paused}
+        if cron is not None:
+            spec["cron"] = cron
+        if every is not None:
+            spec["every_seconds"] = every
+        return c.create_schedule(schedule_id, workflow, data, **spec)
+
+    _show(_with(ctx, create, create_remote), as_json)
 
 
 @app.command("pause")
 def pause_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
     """Stop firing until resumed."""
-    _show(_with(ctx, lambda s: s.pause(schedule_id, actor=ACTOR)), False)
+    _show(_with(ctx, lambda s: s.pause(schedule_id, actor=ACTOR),
+                lambda c: c.pause_schedule(schedule_id)), False)
 
 
 @app.command("resume")
 def resume_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
     """Fire again from now on (fires while paused are not caught up)."""
-    _show(_with(ctx, lambda s: s.resume(schedule_id, actor=ACTOR)), False)
+    _show(_with(ctx, lambda s: s.resume(schedule_id, actor=ACTOR),
+                lambda c: c.resume_schedule(schedule_id)), False)
 
 
 @app.command("trigger")
 def trigger_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
     """Start a run now, paused or not; prints its id."""
-    run_id = _with(ctx, lambda s: s.trigger(schedule_id, actor=ACTOR))
+    run_id = _with(ctx, lambda s: s.trigger(schedule_id, actor=ACTOR),
+                   lambda c: c.trigger_schedule(schedule_id))
     console.print(run_id, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("delete")
 def delete_command(ctx: typer.Context, schedule_id: ScheduleIdArg) -> None:
     """Delete the schedule: no more fires (its history stays in its stream)."""
-    _with(ctx, lambda s: s.delete(schedule_id, actor=ACTOR))
+    _with(ctx, lambda s: s.delete(schedule_id, actor=ACTOR),
+          lambda c: c.delete_schedule(schedule_id))
     console.print(f"deleted schedule {schedule_id}", highlight=False, markup=False)

@@ -5,17 +5,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import httpx
 
 from ledgerflow._authoring import WorkflowInfo
 from ledgerflow.client import _calls as calls
-from ledgerflow.client._calls import SAME, Answer, Call, SseReader, StreamEnd, sse_item
+from ledgerflow.client._calls import (
+    SAME,
+    Answer,
+    Call,
+    QueueLimits,
+    ScheduleOptions,
+    SseReader,
+    StreamEnd,
+    TriggerOptions,
+    sse_item,
+)
 from ledgerflow.client._sync import STREAM_READ_TIMEOUT, TERMINAL, headers_for, read, request_args
 from ledgerflow.domain.wire import Page
+from ledgerflow.history.audit import AuditReport
 from ledgerflow.outbox import DeadLetter
 from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord, StreamEntry
+from ledgerflow.runtime.queues import QueueInfo
+from ledgerflow.runtime.schedules import ScheduleRecord
 
 T = TypeVar("T")
 
@@ -52,14 +65,12 @@ class AsyncClient:
 
     # ------------------------------------------------------------------- runs
 
-    async def trigger(self, workflow_id: str, input: Any = None, *,
-                      workflow_version: str | None = None, run_id: str | None = None,
-                      tags: list[str] | None = None, tenant_meta: dict[str, Any] | None = None,
-                      priority: int | None = None, idempotency_key: str | None = None) -> RunRecord:
-        """Start a run (the same `idempotency_key` or `run_id` returns the same run)."""
-        return await self._do(calls.trigger(
-            workflow_id, input, workflow_version=workflow_version, run_id=run_id, tags=tags,
-            tenant_meta=tenant_meta, priority=priority, idempotency_key=idempotency_key))
+    async def trigger(self, workflow_id: str, input: Any = None,
+                **options: Unpack[TriggerOptions]) -> RunRecord:
+        """Start a run (the same `idempotency_key` or `run_id` returns the same run);
+        `options`: see `TriggerOptions` (queue, concurrency_key, priority, start_at,
+        debounce, tags, ...)."""
+        return await self._do(calls.trigger(workflow_id, input, **options))
 
     async def get(self, run_id: str) -> RunRecord:
         """The run record (`run_id` may be a unique prefix of at least 6 characters)."""
@@ -90,6 +101,10 @@ class AsyncClient:
     async def journal(self, run_id: str) -> list[JournalEntry]:
         """The run's step journal."""
         return await self._do(calls.journal(run_id))
+
+    async def audit(self, run_id: str) -> AuditReport:
+        """The check of the run's hash chain (`verified`, else the first bad version)."""
+        return await self._do(calls.audit(run_id))
 
     async def signal(self, run_id: str, name: str, payload: Any = None, *,
                      idempotency_key: str | None = None) -> RunRecord:
@@ -171,6 +186,52 @@ class AsyncClient:
                 await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
 
     # ---------------------------------------------------------------- the rest
+
+    # ----------------------------------------------------------------- queues
+
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue: limits, paused, depth, executing, oldest waiting age."""
+        return await self._do(calls.queues())
+
+    async def set_queue(self, name: str, **limits: Unpack[QueueLimits]) -> QueueInfo:
+        """Create the queue or change the limits given (None removes one)."""
+        return await self._do(calls.set_queue(name, **limits))
+
+    async def pause_queue(self, name: str) -> QueueInfo:
+        return await self._do(calls.pause_queue(name))
+
+    async def resume_queue(self, name: str) -> QueueInfo:
+        return await self._do(calls.resume_queue(name))
+
+    # -------------------------------------------------------------- schedules
+
+    async def create_schedule(self, schedule_id: str, workflow_id: str, input: Any = None,
+                        **spec: Unpack[ScheduleOptions]) -> ScheduleRecord:
+        """Create a schedule (`cron=` or `every_seconds=`); the same again is a no-op."""
+        return await self._do(calls.create_schedule(schedule_id, workflow_id, input, **spec))
+
+    async def schedules(self, workflow_id: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule (of a workflow) with its next fire times."""
+        return await self._do(calls.schedules(workflow_id))
+
+    async def schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule with its latest events (`history`)."""
+        return await self._do(calls.schedule(schedule_id))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._do(calls.delete_schedule(schedule_id))
+
+    async def pause_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return await self._do(calls.pause_schedule(schedule_id))
+
+    async def resume_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return await self._do(calls.resume_schedule(schedule_id))
+
+    async def trigger_schedule(self, schedule_id: str) -> str:
+        """Start a run of the schedule now; its run id."""
+        return await self._do(calls.trigger_schedule(schedule_id))
+
+    # ----------------------------------------------------------------- outbox
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return await self._do(calls.dead_letters(limit))

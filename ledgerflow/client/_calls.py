@@ -2,7 +2,8 @@
 for `Client` (blocking) and `AsyncClient`, which only send them.
 
 Results are the records the API declares (`RunRecord`, `HistoryEntry`, `JournalEntry`,
-`DeadLetter`, `WorkflowInfo`, `StreamEntry`, `Page`), read back with `from_wire`;
+`DeadLetter`, `WorkflowInfo`, `StreamEntry`, `QueueInfo`, `ScheduleRecord`, `AuditReport`,
+`Page`), read back with `from_wire`;
 error responses become the engine's exceptions (`_errors.error_from`).
 """
 
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import orjson
 
 from ledgerflow._authoring import WorkflowInfo
 from ledgerflow.domain.wire import Page
+from ledgerflow.history.audit import AuditReport
 from ledgerflow.outbox import DeadLetter
 from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord, StreamEntry
+from ledgerflow.runtime.queues import QueueInfo
+from ledgerflow.runtime.schedules import ScheduleRecord
 
 T = TypeVar("T")
 SAME: Any = object()
@@ -81,14 +86,36 @@ def _page(data: Any) -> Page[RunRecord]:
     return Page([RunRecord.from_wire(r) for r in data["data"]], data.get("nextCursor"))
 
 
-def trigger(workflow_id: str, input: Any = None, *, workflow_version: str | None = None,
-            run_id: str | None = None, tags: list[str] | None = None,
-            tenant_meta: dict[str, Any] | None = None, priority: int | None = None,
-            idempotency_key: str | None = None) -> Call[RunRecord]:
-    body = _body(workflowId=workflow_id, workflowVersion=workflow_version, runId=run_id,
-                 tags=tags, tenantMeta=tenant_meta, priority=priority)
+class TriggerOptions(TypedDict, total=False):
+    """What a trigger may say besides the workflow and its input (all optional)."""
+
+    workflow_version: str
+    run_id: str
+    tags: list[str]
+    tenant_meta: dict[str, Any]
+    priority: int
+    queue: str
+    concurrency_key: str
+    start_at: datetime
+    """An aware time: the run is not claimed before it."""
+    debounce: tuple[str, float]
+    """`(key, seconds)`: triggers with `key` in the window become one run."""
+    idempotency_key: str
+
+
+def trigger(workflow_id: str, input: Any = None,
+            **options: Unpack[TriggerOptions]) -> Call[RunRecord]:
+    o = options
+    start_at, debounce = o.get("start_at"), o.get("debounce")
+    body = _body(workflowId=workflow_id, workflowVersion=o.get("workflow_version"),
+                 runId=o.get("run_id"), tags=o.get("tags"), tenantMeta=o.get("tenant_meta"),
+                 priority=o.get("priority"), queue=o.get("queue"),
+                 concurrencyKey=o.get("concurrency_key"),
+                 startAt=None if start_at is None else start_at.isoformat(),
+                 debounce=None if debounce is None else {"key": debounce[0],
+                                                         "seconds": debounce[1]})
     body["input"] = input
-    return Call("POST", "/api/runs", run, body=body, headers=_key(idempotency_key))
+    return Call("POST", "/api/runs", run, body=body, headers=_key(o.get("idempotency_key")))
 
 
 def get(run_id: str) -> Call[RunRecord]:
@@ -158,6 +185,119 @@ def resume(run_id: str, *, input: Any = None, workflow_id: str | None = None,
                  seedResults=seed_results, runId=new_run_id, tags=tags,
                  triggeredByUserId=actor)
     return Call("POST", _run(run_id, "resume"), run, body=body, headers=_key(idempotency_key))
+
+
+def audit(run_id: str) -> Call[AuditReport]:
+    return Call("GET", _run(run_id, "audit"), AuditReport.from_wire)
+
+
+# ------------------------------------------------------------------ queues
+
+
+def _queue(data: Any) -> QueueInfo:
+    return QueueInfo.from_wire(data)
+
+
+def queues() -> Call[list[QueueInfo]]:
+    return Call("GET", "/api/queues", lambda data: [_queue(q) for q in data["data"]])
+
+
+class QueueLimits(TypedDict, total=False):
+    """The limits `set_queue` changes: a limit left out stays as it is, None removes it;
+    `rate_limit` is `(starts, per seconds)`."""
+
+    concurrency: int | None
+    per_key_concurrency: int | None
+    rate_limit: tuple[int, float] | None
+    paused: bool
+
+
+def set_queue(name: str, **limits: Unpack[QueueLimits]) -> Call[QueueInfo]:
+    """`PUT /api/queues/{name}`: create the queue or change the limits given."""
+    body: dict[str, Any] = {}
+    if "concurrency" in limits:
+        body["concurrency"] = limits["concurrency"]
+    if "per_key_concurrency" in limits:
+        body["perKeyConcurrency"] = limits["per_key_concurrency"]
+    if "rate_limit" in limits:
+        rate = limits["rate_limit"]
+        body["rateLimit"] = None if rate is None else {"limit": rate[0], "periodSeconds": rate[1]}
+    if "paused" in limits:
+        body["paused"] = limits["paused"]
+    return Call("PUT", "/api/queues/" + _path(name), _queue, body=body)
+
+
+def pause_queue(name: str) -> Call[QueueInfo]:
+    return Call("POST", f"/api/queues/{_path(name)}/pause", _queue)
+
+
+def resume_queue(name: str) -> Call[QueueInfo]:
+    return Call("POST", f"/api/queues/{_path(name)}/resume", _queue)
+
+
+# ------------------------------------------------------------------ schedules
+
+
+def _schedule(data: Any) -> ScheduleRecord:
+    return ScheduleRecord.from_wire(data)
+
+
+def _sched(schedule_id: str, *rest: str) -> str:
+    return "/api/schedules/" + _path(schedule_id, *rest)
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """A schedule's spec besides its workflow and input: exactly one of `cron` and
+    `every_seconds`."""
+
+    cron: str
+    every_seconds: int
+    timezone: str
+    overlap: str
+    """skip (default), buffer_one or allow."""
+    catchup_window_seconds: int
+    paused: bool
+
+
+def create_schedule(schedule_id: str, workflow_id: str, input: Any = None,
+                    **spec: Unpack[ScheduleOptions]) -> Call[ScheduleRecord]:
+    """`POST /api/schedules` (the same schedule again answers with it unchanged)."""
+    body = _body(scheduleId=schedule_id, workflowId=workflow_id, cron=spec.get("cron"),
+                 everySeconds=spec.get("every_seconds"), timezone=spec.get("timezone"),
+                 overlap=spec.get("overlap"),
+                 catchupWindowSeconds=spec.get("catchup_window_seconds"),
+                 paused=spec.get("paused"))
+    body["input"] = input
+    return Call("POST", "/api/schedules", _schedule, body=body)
+
+
+def schedules(workflow_id: str | None = None) -> Call[list[ScheduleRecord]]:
+    return Call("GET", "/api/schedules", lambda data: [_schedule(s) for s in data["data"]],
+                params=_body(workflowId=workflow_id))
+
+
+def schedule(schedule_id: str) -> Call[ScheduleRecord]:
+    return Call("GET", _sched(schedule_id), _schedule)
+
+
+def delete_schedule(schedule_id: str) -> Call[None]:
+    return Call("DELETE", _sched(schedule_id), lambda _: None, text=True)
+
+
+def pause_schedule(schedule_id: str) -> Call[ScheduleRecord]:
+    return Call("POST", _sched(schedule_id, "pause"), _schedule)
+
+
+def resume_schedule(schedule_id: str) -> Call[ScheduleRecord]:
+    return Call("POST", _sched(schedule_id, "resume"), _schedule)
+
+
+def trigger_schedule(schedule_id: str) -> Call[str]:
+    """`POST /api/schedules/{id}/trigger`: the id of the run it started."""
+    return Call("POST", _sched(schedule_id, "trigger"), lambda data: str(data["runId"]))
+
+
+# ------------------------------------------------------------------ outbox
 
 
 def dead_letters(limit: int = 100) -> Call[list[DeadLetter]]:

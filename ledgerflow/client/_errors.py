@@ -30,7 +30,9 @@ from ledgerflow.domain.errors import (
     RerunNotConfirmed,
     RunConflict,
     StoreUnavailable,
+    UnknownQueue,
     UnknownRun,
+    UnknownSchedule,
     UnknownWorkflow,
 )
 from ledgerflow.eventstore.idempotency import IdempotencyInProgress
@@ -60,6 +62,8 @@ _BY_CODE: dict[str, tuple[type[LedgerflowError], Attrs]] = {
     "run_not_found": (UnknownRun, {"run_id": "runId"}),
     "workflow_not_found": (UnknownWorkflow,
                            {"workflow_id": "workflowId", "version": "version", "known": "known"}),
+    "queue_not_found": (UnknownQueue, {"queue": "queue", "known": "known"}),
+    "schedule_not_found": (UnknownSchedule, {"schedule_id": "scheduleId"}),
     "not_awaited": (NotAwaited, {"run_id": "runId", "kind": "kind", "name": "name"}),
     "event_too_large": (EventTooLarge, {"type_name": "eventType", "stream": "stream",
                                         "size": "bytes", "limit": "maxBytes"}),

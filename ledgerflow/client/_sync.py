@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import httpx
 
 from ledgerflow._authoring import WorkflowInfo
 from ledgerflow.client import _calls as calls
-from ledgerflow.client._calls import SAME, Answer, Call, SseReader, StreamEnd, sse_item
+from ledgerflow.client._calls import (
+    SAME,
+    Answer,
+    Call,
+    QueueLimits,
+    ScheduleOptions,
+    SseReader,
+    StreamEnd,
+    TriggerOptions,
+    sse_item,
+)
 from ledgerflow.client._errors import error_from
 from ledgerflow.domain.wire import Page
+from ledgerflow.history.audit import AuditReport
 from ledgerflow.outbox import DeadLetter
 from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord, StreamEntry
+from ledgerflow.runtime.queues import QueueInfo
+from ledgerflow.runtime.schedules import ScheduleRecord
 
 T = TypeVar("T")
 TERMINAL = frozenset({"completed", "failed", "canceled"})
@@ -84,14 +97,12 @@ class Client:
 
     # ------------------------------------------------------------------- runs
 
-    def trigger(self, workflow_id: str, input: Any = None, *,
-                workflow_version: str | None = None, run_id: str | None = None,
-                tags: list[str] | None = None, tenant_meta: dict[str, Any] | None = None,
-                priority: int | None = None, idempotency_key: str | None = None) -> RunRecord:
-        """Start a run (the same `idempotency_key` or `run_id` returns the same run)."""
-        return self._do(calls.trigger(
-            workflow_id, input, workflow_version=workflow_version, run_id=run_id, tags=tags,
-            tenant_meta=tenant_meta, priority=priority, idempotency_key=idempotency_key))
+    def trigger(self, workflow_id: str, input: Any = None,
+                **options: Unpack[TriggerOptions]) -> RunRecord:
+        """Start a run (the same `idempotency_key` or `run_id` returns the same run);
+        `options`: see `TriggerOptions` (queue, concurrency_key, priority, start_at,
+        debounce, tags, ...)."""
+        return self._do(calls.trigger(workflow_id, input, **options))
 
     def get(self, run_id: str) -> RunRecord:
         """The run record (`run_id` may be a unique prefix of at least 6 characters)."""
@@ -120,6 +131,10 @@ class Client:
     def journal(self, run_id: str) -> list[JournalEntry]:
         """The run's step journal."""
         return self._do(calls.journal(run_id))
+
+    def audit(self, run_id: str) -> AuditReport:
+        """The check of the run's hash chain (`verified`, else the first bad version)."""
+        return self._do(calls.audit(run_id))
 
     def signal(self, run_id: str, name: str, payload: Any = None, *,
                idempotency_key: str | None = None) -> RunRecord:
@@ -201,6 +216,52 @@ class Client:
                 time.sleep(min(0.2 * 2 ** failures, 5.0))
 
     # ---------------------------------------------------------------- the rest
+
+    # ----------------------------------------------------------------- queues
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue: limits, paused, depth, executing, oldest waiting age."""
+        return self._do(calls.queues())
+
+    def set_queue(self, name: str, **limits: Unpack[QueueLimits]) -> QueueInfo:
+        """Create the queue or change the limits given (None removes one)."""
+        return self._do(calls.set_queue(name, **limits))
+
+    def pause_queue(self, name: str) -> QueueInfo:
+        return self._do(calls.pause_queue(name))
+
+    def resume_queue(self, name: str) -> QueueInfo:
+        return self._do(calls.resume_queue(name))
+
+    # -------------------------------------------------------------- schedules
+
+    def create_schedule(self, schedule_id: str, workflow_id: str, input: Any = None,
+                        **spec: Unpack[ScheduleOptions]) -> ScheduleRecord:
+        """Create a schedule (`cron=` or `every_seconds=`); the same again is a no-op."""
+        return self._do(calls.create_schedule(schedule_id, workflow_id, input, **spec))
+
+    def schedules(self, workflow_id: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule (of a workflow) with its next fire times."""
+        return self._do(calls.schedules(workflow_id))
+
+    def schedule(self, schedule_id: str) -> ScheduleRecord:
+        """The schedule with its latest events (`history`)."""
+        return self._do(calls.schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._do(calls.delete_schedule(schedule_id))
+
+    def pause_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return self._do(calls.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> ScheduleRecord:
+        return self._do(calls.resume_schedule(schedule_id))
+
+    def trigger_schedule(self, schedule_id: str) -> str:
+        """Start a run of the schedule now; its run id."""
+        return self._do(calls.trigger_schedule(schedule_id))
+
+    # ----------------------------------------------------------------- outbox
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self._do(calls.dead_letters(limit))

@@ -37,6 +37,16 @@ def test_a_start_time_holds_the_run(cli: Cli, lf: Ledgerflow) -> None:
     assert cli.json("runs", "show", run_id)["status"] == "pending"
 
 
+def test_debounced_triggers_are_one_run_with_the_last_input(cli: Cli, lf: Ledgerflow) -> None:
+    ids = {cli.json("trigger", "greet", "--input", f'"{name}"', "--debounce", "inbox",
+                    "--debounce-seconds", "600")["id"] for name in ("ada", "grace")}
+    assert len(ids) == 1
+    assert lf.engine.run_due(10).claimed == 0  # the window is still open
+    assert lf.engine.state(ids.pop()).input == "grace"
+    bad = cli("trigger", "greet", "--debounce", "inbox", "--run-id", "x-1", ok=False)
+    assert "a debounced trigger takes neither a run id nor an idempotency key" in bad.stderr
+
+
 def test_bad_queue_input_exits_1_saying_what_is_wrong(cli: Cli) -> None:
     unknown = cli("trigger", "greet", "--queue", "nope", ok=False)
     assert unknown.returncode == 1 and "no queue 'nope'" in unknown.stderr

@@ -76,3 +76,45 @@ def test_an_unreachable_or_refusing_server_is_one_clear_line(remote: Cli, url: s
     assert f"cannot reach the server {nowhere}" in line
     line = one_error_line(remote("--token", "wrong", "runs", "list", ok=False))
     assert "missing or invalid bearer token" in line
+
+
+def test_queue_and_schedule_commands_go_through_the_server(remote: Cli) -> None:
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    made = remote.json("queues", "set", queue, "--concurrency", "2", "--rate-limit", "5",
+                       "--json")
+    assert (made["name"], made["concurrency"], made["rateLimit"]) == (
+        queue, 2, {"limit": 5, "periodSeconds": 1.0})
+    cleared = remote.json("queues", "set", queue, "--clear", "concurrency", "--json")
+    assert (cleared["concurrency"], cleared["rateLimit"]["limit"]) == (None, 5)
+    assert remote.json("queues", "pause", queue, "--json")["paused"] is True
+    assert queue in remote("queues", "list").stdout
+    line = one_error_line(remote("queues", "pause", f"{queue}-absent", ok=False))
+    assert "no queue" in line and "default" in line
+    triggered = remote.json("trigger", "greet", "--input", '"q"', "--queue", queue)
+    assert triggered["status"] != "completed"  # held: the queue is paused
+    remote("queues", "resume", queue)
+    done = remote("trigger", "greet", "--input", '"q"', "--run-id", triggered["id"],
+                  "--wait", "--timeout", "60")
+    assert done.stdout.splitlines()[0].endswith("(completed)")
+
+    schedule = f"s-{uuid.uuid4().hex[:8]}"
+    shown = remote("schedules", "create", schedule, "--workflow", "greet", "--every", "3600",
+                   "--input", '"cron"', "--paused").stdout
+    assert shown.startswith(f"schedule {schedule}: greet, every 3600s, paused")
+    assert schedule in remote("schedules", "list").stdout
+    assert ", active," in remote("schedules", "resume", schedule).stdout
+    run_id = remote("schedules", "trigger", schedule).stdout.strip()
+    assert run_id.startswith(f"{schedule}@")
+    assert remote("schedules", "delete", schedule).stdout.startswith("deleted schedule")
+    line = one_error_line(remote("schedules", "show", schedule, ok=False))
+    assert f"no schedule with id {schedule!r}" in line
+
+
+def test_debounced_triggers_from_the_command_line_are_one_run(remote: Cli) -> None:
+    key = f"d-{uuid.uuid4().hex[:8]}"  # a window longer than two CLI starts on a busy box
+    ids = {remote.json("trigger", "greet", "--input", f'"{name}"', "--debounce", key,
+                       "--debounce-seconds", "60")["id"] for name in ("a", "b")}
+    assert len(ids) == 1
+    line = one_error_line(remote("trigger", "greet", "--debounce", key,
+                                 "--debounce-seconds", "0", ok=False))
+    assert "debounce.seconds: Input should be greater than 0" in line

@@ -3,10 +3,12 @@ tokens, shared by the client tests (`root` sees every tenant, `acme` its own).""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from ledgerflow.client import Client
 from tests.cli.conftest import cli_env
 from tests.cli.test_serve import Served, start_serve
 
@@ -27,3 +29,14 @@ def served(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 @pytest.fixture
 def url(served: Served) -> str:
     return served.base_url
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[Client]:
+    """A client of the served API with the token that sees every tenant."""
+    with Client(url, token="root-token") as c:
+        yield c
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,20 +22,11 @@ from ledgerflow.domain.errors import (
 )
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.projections.queries import HistoryEntry, JournalEntry, RunRecord
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[Client]:
-    with Client(url, token="root-token") as c:
-        yield c
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from tests.client.conftest import unique
 
 
 def test_trigger_read_and_list_give_the_api_records(client: Client) -> None:
-    key = _unique("key")
+    key = unique("key")
     made = client.request(calls.trigger("greet", "ada", idempotency_key=key))
     again = client.request(calls.trigger("greet", "ada", idempotency_key=key))
     first = made.value
@@ -55,7 +44,7 @@ def test_trigger_read_and_list_give_the_api_records(client: Client) -> None:
     journal = client.journal(first.run_id)
     assert [(j.step_id, j.status) for j in journal] == [("greet", "completed")]
     assert isinstance(journal[0], JournalEntry)
-    tag = _unique("tag")
+    tag = unique("tag")
     tagged = {client.trigger("greet", n, tags=[tag]).run_id for n in range(3)}
     listed = [r.run_id for r in client.list_runs(page_size=1, tag=tag)]  # three pages
     assert sorted(listed) == sorted(tagged)
@@ -72,7 +61,7 @@ def test_api_errors_are_raised_as_the_engines_exceptions(client: Client, url: st
     assert illegal.value.details()["runId"] == run and "'completed'" in str(illegal.value)
     with pytest.raises(NotAwaited):
         client.token(run, "no-such-token")
-    missing = _unique("missing")
+    missing = unique("missing")
     with pytest.raises(UnknownRun) as unknown:
         client.get(missing)
     assert unknown.value.run_id == missing and unknown.value.http_status == 404
@@ -115,7 +104,7 @@ def test_rerun_of_an_unsafe_workflow_and_resume_of_a_parent_stored_elsewhere(
     resumed = client.resume(failed, input={"ok": True})
     assert client.wait(resumed.run_id, poll=0.1).result == {"first": {"n": 1},
                                                             "second": "paid"}
-    elsewhere = _unique("staging-run")
+    elsewhere = unique("staging-run")
     with pytest.raises(UnknownRun):
         client.resume(elsewhere)
     new = client.resume(elsewhere, workflow_id="fragile", resume_from_step="second",

@@ -5,8 +5,6 @@ options of flow control (queue, debounce, start_at)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,20 +14,11 @@ from ledgerflow.domain.errors import InvalidRequest, UnknownQueue, UnknownSchedu
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.runtime.queues import QueueInfo
 from ledgerflow.runtime.schedules import ScheduleRecord
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[Client]:
-    with Client(url, token="root-token") as c:
-        yield c
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from tests.client.conftest import unique
 
 
 def test_queue_limits_are_set_paused_and_resumed_through_the_client(client: Client) -> None:
-    name = _unique("q")
+    name = unique("q")
     made = client.set_queue(name, concurrency=2, rate_limit=(10, 1.0))
     assert isinstance(made, QueueInfo)
     assert (made.name, made.concurrency, made.per_key_concurrency) == (name, 2, None)
@@ -44,7 +33,7 @@ def test_queue_limits_are_set_paused_and_resumed_through_the_client(client: Clie
 
 
 def test_bad_queue_input_is_the_engines_error(client: Client) -> None:
-    name = _unique("q")
+    name = unique("q")
     with pytest.raises(InvalidRequest):
         client.set_queue(name, concurrency=0)
     assert name not in {q.name for q in client.queues()}  # nothing was created
@@ -56,7 +45,7 @@ def test_bad_queue_input_is_the_engines_error(client: Client) -> None:
 
 
 def test_trigger_options_debounce_and_start_at(client: Client) -> None:
-    key = _unique("debounce")
+    key = unique("debounce")
     ids = {client.trigger("greet", name, debounce=(key, 0.5)).run_id
            for name in ("ada", "grace", "edsger")}
     assert len(ids) == 1  # three triggers in the window: one run, with the last input
@@ -72,7 +61,7 @@ def test_trigger_options_debounce_and_start_at(client: Client) -> None:
 
 
 def test_schedules_round_trip_through_the_client(client: Client) -> None:
-    schedule_id = _unique("nightly")
+    schedule_id = unique("nightly")
     made = client.create_schedule(schedule_id, "greet", "ada", cron="0 3 * * *",
                                   timezone="Europe/Paris")
     assert isinstance(made, ScheduleRecord)
@@ -107,7 +96,7 @@ def test_a_runs_audit_through_the_client(client: Client) -> None:
 
 
 def test_the_async_client_has_the_same_admin_calls(url: str) -> None:
-    name, schedule_id = _unique("q"), _unique("every")
+    name, schedule_id = unique("q"), unique("every")
 
     async def go() -> tuple[QueueInfo, ScheduleRecord, bool]:
         async with AsyncClient(url, token="root-token") as lf:

@@ -64,11 +64,22 @@ def test_a_kept_run_is_still_hidden_from_another_tenant(authed: TestClient) -> N
 def test_what_is_kept_is_per_database_and_bounded(lf: Ledgerflow) -> None:
     keep = _detail.kept(lf)
     assert _detail.kept(lf) is keep
-    settled = _detail.Settled(1, [], [], (None, None), "", {}, "")  # type: ignore[arg-type]
+    def settled(events: int) -> _detail.Settled:
+        return _detail.Settled(1, [None] * events, [], (None, None), "", {}, "")  # type: ignore
+
     for n in range(_detail.SETTLED + 5):
-        keep.put(f"run-{n}", settled)
+        keep.put(f"run-{n}", settled(1))
     assert keep.get("run-0", 1) is None and keep.get(f"run-{_detail.SETTLED + 4}", 1)
     assert keep.get(f"run-{_detail.SETTLED + 4}", 2) is None  # another version
+    half = _detail.SETTLED_EVENTS // 2
+    keep.put("big-1", settled(half))
+    keep.put("big-2", settled(half))  # the small ones go first, to make room
+    assert keep.get("big-1", 1) and keep.get("big-2", 1)
+    assert keep.get(f"run-{_detail.SETTLED + 4}", 1) is None
+    keep.put("small", settled(1))
+    assert keep.get("big-1", 1) is None and keep.get("big-2", 1) and keep.get("small", 1)
+    keep.put("huge", settled(_detail.SETTLED_EVENTS + 1))
+    assert keep.get("huge", 1) is None and keep.get("big-2", 1)
     other = Ledgerflow.open(lf.settings, registry=lf.engine.registry, upgrade=False)
     try:
         assert _detail.kept(other) is not keep

@@ -5,7 +5,8 @@ and journal (`projections.queries`), its lineage (`queries.list_runs` by
 (`outbox.delivery`); the step bars come from `_steps`.
 
 What the run's stream fixes (its history, journal, step bars and their HTML) is kept
-for the runs last shown (`SETTLED` per database, by run id) and reused while the
+for the runs last shown (`SETTLED` per database, by run id; a bounded number of
+events, `SETTLED_EVENTS`) and reused while the
 run's version is the one it was read at: a stream is append-only, so its events up
 to a version never change, and the journal (an inline projection) is written in the
 same transaction as each event. A 500-event page then costs the run's row, the
@@ -35,7 +36,10 @@ from ledgerflow.projections import queries
 
 LINEAGE_SHOWN = 20
 SETTLED = 32
-"""Runs whose settled part (`Settled`) is kept: about 1 MB for a 500-event run."""
+"""Runs whose settled part (`Settled`) is kept, at most."""
+SETTLED_EVENTS = 10_000
+"""Events kept over all those runs, at most (about 3.3 kB each, HTML included): a
+run with more is read again on each view."""
 UNSETTLED = ("pending", "dead")
 """Delivery states that may still change (the others are final)."""
 
@@ -82,11 +86,14 @@ class RunDetail:
 
 
 class _Kept:
-    """The `Settled` parts of the runs last shown, least recently shown dropped first."""
+    """The `Settled` parts of the runs last shown, least recently shown dropped first,
+    within `runs` runs and `events` events."""
 
-    def __init__(self, size: int) -> None:
-        self._size, self._lock = size, threading.Lock()
+    def __init__(self, runs: int, events: int) -> None:
+        self._runs_max, self._events_max = runs, events
+        self._lock = threading.Lock()
         self._runs: OrderedDict[str, Settled] = OrderedDict()
+        self._events = 0
 
     def get(self, run_id: str, version: int) -> Settled | None:
         with self._lock:
@@ -97,11 +104,21 @@ class _Kept:
             return found
 
     def put(self, run_id: str, settled: Settled) -> None:
+        if len(settled.history) > self._events_max:
+            return
         with self._lock:
+            old = self._runs.pop(run_id, None)
+            self._events += len(settled.history) - (len(old.history) if old else 0)
             self._runs[run_id] = settled
-            self._runs.move_to_end(run_id)
-            while len(self._runs) > self._size:
-                self._runs.popitem(last=False)
+            while len(self._runs) > self._runs_max or self._events > self._events_max:
+                _, dropped = self._runs.popitem(last=False)
+                self._events -= len(dropped.history)
+
+    def clear(self) -> None:
+        """Forget every run (the next view of each reads it again)."""
+        with self._lock:
+            self._runs.clear()
+            self._events = 0
 
 
 _KEPT: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
@@ -113,7 +130,7 @@ def kept(lf: Ledgerflow) -> _Kept:
     with _KEPT_LOCK:
         found = _KEPT.get(lf.db)
         if found is None:
-            found = _KEPT[lf.db] = _Kept(SETTLED)
+            found = _KEPT[lf.db] = _Kept(SETTLED, SETTLED_EVENTS)
         return found
 
 

@@ -5,10 +5,14 @@ one 501-event run executed by the engine (so its outbox rows, journal and views 
 the real ones), then renders, in process through the ASGI app (`TestClient`, no
 network): the runs list (no filter, and filtered by status, workflow, tenant, tag:
 each with the status counts) and the 501-event run's detail page (timeline, journal
-with bars, delivery state, lineage). Reports p50/p99 in milliseconds.
+with bars, delivery state, lineage), viewed again (as a person or the page's live
+refresh does: what the run's stream fixes is kept between views) and as a first view
+(nothing kept). Reports p50/p99 in milliseconds.
 
-Run with `LEDGERFLOW_BENCH_DB=ledgerflow_bench_ui bash bench/run ui`.
-Ends with `BENCH ui_list_p99_ms`, `BENCH ui_detail_p99_ms`.
+Run with `LEDGERFLOW_BENCH_DB=ledgerflow_bench_ui bash bench/run ui`
+(`LEDGERFLOW_BENCH_UI_REUSE=1`: keep the loaded runs of an earlier run).
+Ends with `BENCH ui_list_p99_ms`, `BENCH ui_detail_p99_ms`,
+`BENCH ui_detail_first_view_p99_ms`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -106,13 +110,16 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(client: Any, paths: list[str]) -> tuple[list[float], list[float]]:
-    """Wall and CPU milliseconds of each request (CPU: this process, client included)."""
+def timed(client: Any, paths: list[str], before: Callable[[], None] = lambda: None,
+          ) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds of each request (CPU: this process, client included);
+    `before` runs before each one, untimed."""
     for path in paths[:20]:  # warm up
         assert client.get(path).status_code == 200, path
     walls, cpus = [], []
     for i in range(REQUESTS):
         path = paths[i % len(paths)]
+        before()
         started, cpu = time.perf_counter(), time.process_time()
         response = client.get(path)
         walls.append((time.perf_counter() - started) * 1000)
@@ -140,6 +147,7 @@ def main() -> None:
 
     from ledgerflow._app import Ledgerflow
     from ledgerflow.api import create_app
+    from ledgerflow.api.ui._detail import kept
     from ledgerflow.settings import Settings
 
     started = time.perf_counter()
@@ -161,15 +169,19 @@ def main() -> None:
             lists, list_cpu = timed(client, ["/ui", "/ui?status=completed", "/ui?workflow=wf-3",
                                    "/ui?tenant=tenant-5", "/ui?tag=shard-2"])
             details, detail_cpu = timed(client, [f"/ui/runs/{big}"])
+            # the first view of a run: nothing of it kept from an earlier view
+            colds, cold_cpu = timed(client, [f"/ui/runs/{big}"], kept(lf).clear)
     finally:
         lf.close()
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    for name, samples, cpu in (("list", lists, list_cpu), ("detail", details, detail_cpu)):
+    for name, samples, cpu in (("list", lists, list_cpu), ("detail", details, detail_cpu),
+                               ("detail, first view", colds, cold_cpu)):
         print(f"{name}: p50 {statistics.median(samples):.1f} ms, "
               f"p99 {percentile(samples, 0.99):.1f} ms over {len(samples)} requests; "
               f"CPU p50 {statistics.median(cpu):.1f} ms")
     print(f"BENCH ui_list_p99_ms {percentile(lists, 0.99):.1f}")
     print(f"BENCH ui_detail_p99_ms {percentile(details, 0.99):.1f}")
+    print(f"BENCH ui_detail_first_view_p99_ms {percentile(colds, 0.99):.1f}")
 
 
 if __name__ == "__main__":

@@ -230,3 +230,105 @@ def test_narrow_screens_and_the_keyboard(serve: Served, browser: WebDriver) -> N
         assert browser.switch_to.active_element.text == "ledgerflow"
     finally:
         browser.set_window_size(1280, 900)
+
+
+def queue_card(browser: WebDriver, name: str) -> Any:
+    return browser.find_element(By.CSS_SELECTOR, f'section[data-queue="{name}"]')
+
+
+def test_edit_a_queues_limit_and_see_a_bad_one_refused(serve_authed: Served,
+                                                        browser: WebDriver) -> None:
+    put = serve_authed.http.put("/api/queues/payments", json={"concurrency": 3},
+                                headers=ROOT_TOKEN)
+    assert put.status_code == 200, put.text
+    sign_in(browser, serve_authed, "root-token")
+    browser.find_element(By.LINK_TEXT, "Queues").click()
+    until(browser, lambda d: d.title.startswith("Queues"), "the nav did not open the queues")
+    card = queue_card(browser, "payments")
+    assert card.find_element(By.CSS_SELECTOR, ".q-concurrency").text == "3"
+    card.find_element(By.CSS_SELECTOR, "details.edit summary").click()
+    field = card.find_element(By.NAME, "concurrency")
+    field.clear()
+    field.send_keys("8")
+    question = submit_confirmed(browser, card.find_element(By.CSS_SELECTOR,
+                                                           "form.limits button"))
+    assert "payments" in question
+    until(browser, lambda d: "queue 'payments' saved" in text_of(d, ".notice"), "no notice")
+    assert queue_card(browser, "payments").find_element(
+        By.CSS_SELECTOR, ".q-concurrency").text == "8"
+    queues = serve_authed.http.get("/api/queues", headers=ROOT_TOKEN).json()["data"]
+    assert [q["concurrency"] for q in queues if q["name"] == "payments"] == [8]
+
+    card = queue_card(browser, "payments")
+    card.find_element(By.CSS_SELECTOR, "details.edit summary").click()
+    field = card.find_element(By.NAME, "concurrency")
+    field.clear()
+    field.send_keys("-2")
+    submit_confirmed(browser, card.find_element(By.CSS_SELECTOR, "form.limits button"))
+    problem = until(browser, lambda d: text_of(d, ".problem[role=alert]"), "no error shown")
+    assert "invalid_request" in problem and "greater than 0" in problem
+    assert "payments" in problem
+    assert queue_card(browser, "payments").find_element(
+        By.CSS_SELECTOR, ".q-concurrency").text == "8"
+    shot(browser, "queues")
+
+
+def test_pause_and_resume_a_schedule(serve_authed: Served, browser: WebDriver) -> None:
+    made = serve_authed.http.post("/api/schedules", headers=ROOT_TOKEN, json={
+        "scheduleId": "nightly", "workflowId": "greet", "cron": "0 3 * * *"})
+    assert made.status_code == 201, made.text
+    sign_in(browser, serve_authed, "root-token")
+    browser.get(f"{serve_authed.base_url}/ui/schedules")
+
+    def card() -> Any:
+        return browser.find_element(By.CSS_SELECTOR, 'section[data-schedule="nightly"]')
+
+    assert "active" in card().find_element(By.CSS_SELECTOR, ".schedule-state").text
+    assert card().find_elements(By.CSS_SELECTOR, ".next-fires time")
+    pause = card().find_element(By.CSS_SELECTOR, 'form[action$="/pause"] button')
+    assert "Pause schedule nightly?" in submit_confirmed(browser, pause)
+    until(browser, lambda d: "paused" in card().find_element(
+        By.CSS_SELECTOR, ".schedule-state").text, "the schedule did not show paused")
+    assert "none while paused" in card().find_element(By.CSS_SELECTOR, ".next-fires").text
+    status = serve_authed.http.get("/api/schedules/nightly", headers=ROOT_TOKEN).json()
+    assert status["paused"] is True
+    shot(browser, "schedules")
+    resume = card().find_element(By.CSS_SELECTOR, 'form[action$="/resume"] button')
+    submit_confirmed(browser, resume)
+    until(browser, lambda d: "active" in card().find_element(
+        By.CSS_SELECTOR, ".schedule-state").text, "the schedule did not show active")
+    status = serve_authed.http.get("/api/schedules/nightly", headers=ROOT_TOKEN).json()
+    assert status["paused"] is False
+
+
+def test_queues_and_schedules_on_a_narrow_screen(serve: Served, browser: WebDriver) -> None:
+    serve.http.put("/api/queues/a-queue-with-a-rather-long-name-for-a-phone",
+                   json={"concurrency": 2, "rateLimit": {"limit": 5, "periodSeconds": 60}})
+    serve.http.post("/api/schedules", json={"scheduleId": "every-five-minutes",
+                                            "workflowId": "greet", "everySeconds": 300})
+    browser.set_window_size(390, 844)
+    try:
+        for path, name in (("/ui/queues", "queues-390"), ("/ui/schedules", "schedules-390")):
+            browser.get(f"{serve.base_url}{path}")
+            until(browser, lambda d: d.find_element(By.TAG_NAME, "h1"), "no page")
+            sideways = browser.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth")
+            assert sideways <= 0, f"{path} scrolls sideways by {sideways}px at 390px"
+            shot(browser, name)
+        # the keyboard alone: tab to the first queue's pause button and press Enter
+        browser.get(f"{serve.base_url}/ui/queues")
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        for _ in range(40):
+            active = browser.switch_to.active_element
+            if active.tag_name == "button" and "Pause queue" in active.text:
+                break
+            active.send_keys(Keys.TAB)
+        else:
+            raise AssertionError("no pause button is reachable with the Tab key")
+        active.send_keys(Keys.ENTER)
+        alert = until(browser, lambda d: d.switch_to.alert, "no confirmation")
+        alert.accept()
+        until(browser, lambda d: "paused" in text_of(d, ".notice"), "the queue was not paused")
+    finally:
+        browser.set_window_size(1280, 900)

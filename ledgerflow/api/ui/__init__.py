@@ -17,7 +17,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from ledgerflow.api.ui import _actions, _admin, _pages
+from ledgerflow.api.ui import _actions, _admin, _pages, _queues, _schedules
 from ledgerflow.api.ui._render import STATIC
 
 
@@ -26,6 +26,8 @@ def mount(api: FastAPI) -> None:
     api.include_router(_pages.router)
     api.include_router(_actions.router)
     api.include_router(_admin.router)
+    api.include_router(_queues.router)
+    api.include_router(_schedules.router)
     api.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
 

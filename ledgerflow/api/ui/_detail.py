@@ -1,58 +1,61 @@
 """What the run detail page shows, gathered through the API's own reads: the run
 record (`queries.find_run` with the caller's tenant, as `visible_run`), its history
-and journal (`projections.queries`), its lineage
-(`queries.list_runs` by `resumed_from` / `rerun_of`) and where each of its events
-stands in the outbox (`outbox.delivery`). The step bars are laid on one time axis
-that runs from the run's creation to its last known moment."""
+and journal (`projections.queries`), its lineage (`queries.list_runs` by
+`resumed_from` / `rerun_of`) and where each of its events stands in the outbox
+(`outbox.delivery`); the step bars come from `_steps`.
+
+What the run's stream fixes (its history, journal, step bars and their HTML) is kept
+for the runs last shown (`SETTLED` per database, by run id; a bounded number of
+events, `SETTLED_EVENTS`) and reused while the
+run's version is the one it was read at: a stream is append-only, so its events up
+to a version never change, and the journal (an inline projection) is written in the
+same transaction as each event. A 500-event page then costs the run's row, the
+lineage and the delivery state of the events not settled yet, instead of 500 events
+read, decoded and rendered again (for every 2-second live refresh of an open page
+too). Delivery states `published`, `discarded` and "no outbox row" are final (a row
+is written with its event; purging a published row does not unpublish it), so only
+`pending` and `dead` events are asked again."""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+import threading
+import weakref
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+from markupsafe import Markup
 
 from ledgerflow import outbox
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api._gate import Principal
-from ledgerflow.projections import COMPENSATE_SUFFIX, queries
+from ledgerflow.api.ui import _rows
+from ledgerflow.api.ui._steps import StepRow, bars
+from ledgerflow.projections import queries
 
-ATTEMPT_EVENTS = {"StepCompleted": "ok", "StepFailed": "failed",
-                  "CompensationCompleted": "undone", "CompensationFailed": "undo-failed"}
 LINEAGE_SHOWN = 20
-UNDO_SUFFIX = COMPENSATE_SUFFIX
-"""The journal keeps a step's compensation as its own entry, `{step}:compensate`."""
+SETTLED = 32
+"""Runs whose settled part (`Settled`) is kept, at most."""
+SETTLED_EVENTS = 10_000
+"""Events kept over all those runs, at most (about 3.3 kB each, HTML included): a
+run with more is read again on each view."""
+UNSETTLED = ("pending", "dead")
+"""Delivery states that may still change (the others are final)."""
 
 
-@dataclass
-class Segment:
-    """One attempt of a step on the time axis (percent of the axis)."""
+@dataclass(frozen=True)
+class Settled:
+    """What the run's stream at `version` fixes, and the delivery last seen with the
+    timeline rendered for it. Never changed once made (a new one replaces it)."""
 
-    attempt: int
-    outcome: str  # ok | failed | open | undone | undo-failed
-    start: datetime
-    end: datetime
-    left: float = 0.0
-    width: float = 0.0
-
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start).total_seconds()
-
-
-@dataclass
-class StepRow:
-    """A journal entry with its attempts."""
-
-    entry: queries.JournalEntry
-    segments: list[Segment] = field(default_factory=list)
-
-    @property
-    def duration(self) -> float | None:
-        e = self.entry
-        if e.started_at is None or e.completed_at is None:
-            return None
-        return (e.completed_at - e.started_at).total_seconds()
+    version: int
+    history: list[queries.HistoryEntry]
+    steps: list[StepRow]
+    axis: tuple[datetime, datetime]
+    journal_html: Markup
+    delivery: dict[str, str]
+    timeline_html: Markup
 
 
 @dataclass
@@ -60,82 +63,118 @@ class RunDetail:
     """Everything the detail page renders."""
 
     run: queries.RunRecord
-    history: list[queries.HistoryEntry]
-    steps: list[StepRow]
-    delivery: dict[str, str]
+    settled: Settled
     delivery_counts: dict[str, int]
     resumed_by: list[queries.RunRecord]
     reruns: list[queries.RunRecord]
-    axis: tuple[datetime, datetime]
+
+    @property
+    def history(self) -> list[queries.HistoryEntry]:
+        return self.settled.history
+
+    @property
+    def steps(self) -> list[StepRow]:
+        return self.settled.steps
+
+    @property
+    def axis(self) -> tuple[datetime, datetime]:
+        return self.settled.axis
+
+    @property
+    def delivery(self) -> dict[str, str]:
+        return self.settled.delivery
+
+
+class _Kept:
+    """The `Settled` parts of the runs last shown, least recently shown dropped first,
+    within `runs` runs and `events` events."""
+
+    def __init__(self, runs: int, events: int) -> None:
+        self._runs_max, self._events_max = runs, events
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, Settled] = OrderedDict()
+        self._events = 0
+
+    def get(self, run_id: str, version: int) -> Settled | None:
+        with self._lock:
+            found = self._runs.get(run_id)
+            if found is None or found.version != version:
+                return None
+            self._runs.move_to_end(run_id)
+            return found
+
+    def put(self, run_id: str, settled: Settled) -> None:
+        if len(settled.history) > self._events_max:
+            return
+        with self._lock:
+            old = self._runs.pop(run_id, None)
+            self._events += len(settled.history) - (len(old.history) if old else 0)
+            self._runs[run_id] = settled
+            while len(self._runs) > self._runs_max or self._events > self._events_max:
+                _, dropped = self._runs.popitem(last=False)
+                self._events -= len(dropped.history)
+
+    def clear(self) -> None:
+        """Forget every run (the next view of each reads it again)."""
+        with self._lock:
+            self._runs.clear()
+            self._events = 0
+
+
+_KEPT: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def kept(lf: Ledgerflow) -> _Kept:
+    """The settled parts kept for `lf`'s database (one per engine, gone with it)."""
+    with _KEPT_LOCK:
+        found = _KEPT.get(lf.db)
+        if found is None:
+            found = _KEPT[lf.db] = _Kept(SETTLED, SETTLED_EVENTS)
+        return found
 
 
 def gather(lf: Ledgerflow, who: Principal, run_id: str) -> RunDetail:
     """The detail of the run `run_id` names (its id or a unique prefix), if the caller
     may see it (`UnknownRun` otherwise, as the API)."""
+    topic, keep = lf.settings.topic, kept(lf)
     with lf.db.connect() as conn:
         run = queries.find_run(conn, run_id, tenant_id=who.tenant)  # as `visible_run`
-        history = queries.history(lf.store, run.run_id)
-        journal = queries.get_journal(conn, run.run_id)
-        delivery = outbox.delivery(conn, lf.settings.topic, [h.event_id for h in history])
+        settled = keep.get(run.run_id, run.version)
+        if settled is None:
+            settled = _settle(lf, conn, run)
+        else:
+            asked = [e for e, state in settled.delivery.items() if state in UNSETTLED]
+            if asked:
+                settled = _redelivered(settled, outbox.delivery(conn, topic, asked))
         resumed_by, _ = queries.list_runs(conn, resumed_from=run.run_id, tenant_id=who.tenant,
                                           limit=LINEAGE_SHOWN)
         reruns, _ = queries.list_runs(conn, rerun_of=run.run_id, tenant_id=who.tenant,
                                       limit=LINEAGE_SHOWN)
-    steps = _steps(journal, history)
-    axis = _axis(run, history, steps)
-    for step in steps:
-        for segment in step.segments:
-            _place(segment, axis)
-    counts = Counter(delivery.values())
-    counts["none"] = len(history) - len(delivery)
-    return RunDetail(run, history, steps, delivery, dict(counts), resumed_by, reruns, axis)
+    if settled.history and settled.history[-1].version == run.version:
+        keep.put(run.run_id, settled)  # else the run moved on while it was read
+    counts = Counter(settled.delivery.values())
+    counts["none"] = len(settled.history) - len(settled.delivery)
+    return RunDetail(run, settled, dict(counts), resumed_by, reruns)
 
 
-def _steps(journal: list[queries.JournalEntry],
-           history: list[queries.HistoryEntry]) -> list[StepRow]:
-    rows = {entry.step_id: StepRow(entry) for entry in journal}
-    for event in history:
-        outcome = ATTEMPT_EVENTS.get(event.type)
-        step_id = str(event.data.get("step_id"))
-        undo = f"{step_id}{UNDO_SUFFIX}"
-        if event.type.startswith("Compensation") and undo in rows:
-            step_id = undo
-        row = rows.get(step_id)
-        if outcome is None or row is None:
-            continue
-        start = _moment(event.data.get("started_at")) or event.recorded_at
-        row.segments.append(Segment(int(event.data.get("attempt", 1)), outcome, start,
-                                    event.recorded_at))
-    for row in rows.values():
-        e = row.entry
-        if not row.segments and e.started_at is not None:
-            end = e.completed_at
-            row.segments.append(Segment(e.attempt, "ok" if end else "open", e.started_at,
-                                        end or e.started_at))
-    return list(rows.values())
+def _settle(lf: Ledgerflow, conn: Any, run: queries.RunRecord) -> Settled:
+    """The run's settled part, read and rendered now."""
+    history = queries.history(lf.store, run.run_id)
+    journal = queries.get_journal(conn, run.run_id)
+    delivery = outbox.delivery(conn, lf.settings.topic, [h.event_id for h in history])
+    steps, axis = bars(run, journal, history)
+    version = history[-1].version if history else 0
+    return Settled(version, history, steps, axis, _rows.journal(steps), delivery,
+                   _rows.timeline(history, delivery))
 
 
-def _axis(run: queries.RunRecord, history: list[queries.HistoryEntry],
-          steps: list[StepRow]) -> tuple[datetime, datetime]:
-    start = run.created_at
-    ends = [run.updated_at, *(h.recorded_at for h in history[-1:])]
-    ends += [s.end for row in steps for s in row.segments]
-    starts = [s.start for row in steps for s in row.segments]
-    return min([start, *starts]), max(ends)
-
-
-def _place(segment: Segment, axis: tuple[datetime, datetime]) -> None:
-    span = max((axis[1] - axis[0]).total_seconds(), 1e-6)
-    left = (segment.start - axis[0]).total_seconds() / span * 100
-    segment.left = round(min(max(left, 0.0), 100.0), 2)
-    width = segment.seconds / span * 100
-    segment.width = round(min(max(width, 0.6), 100.0 - segment.left), 2)
-
-
-def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+def _redelivered(settled: Settled, fresh: dict[str, str]) -> Settled:
+    """`settled` with the delivery states just read (a row gone: purged once published)."""
+    delivery = dict(settled.delivery)
+    for event_id in [e for e, state in delivery.items() if state in UNSETTLED]:
+        delivery[event_id] = fresh.get(event_id, "published")
+    if delivery == settled.delivery:
+        return settled
+    return replace(settled, delivery=delivery,
+                   timeline_html=_rows.timeline(settled.history, delivery))

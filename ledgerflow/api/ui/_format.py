@@ -9,7 +9,8 @@ import orjson
 
 STATUS_MARKS = {"pending": "○", "running": "▶", "suspended": "‖", "compensating": "↺",
                 "completed": "✓", "failed": "✗", "canceled": "⊘",
-                "published": "✓", "dead": "✗", "discarded": "⊘"}
+                "published": "✓", "dead": "✗", "discarded": "⊘",
+                "active": "▶", "paused": "‖"}
 """A shape beside each status word, so a status reads without colour too."""
 
 
@@ -35,4 +36,6 @@ def seconds(value: float | None) -> str:
     if value < 60:
         return f"{value:.1f} s"
     minutes, rest = divmod(int(value), 60)
-    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"

@@ -1,7 +1,8 @@
 """The dashboard's read pages: the runs list (with its live fragment) and a run's
-detail. Every read goes through the functions the JSON API uses (`queries.list_runs`,
-`queries.count_by_status`, `queries.resolve_run_id`, `listed_tenant`, `visible_run`),
-so a tenant token sees in the browser exactly what it sees through the API."""
+detail. Every read goes through the functions the JSON API and `/metrics` use
+(`queries.list_runs`, `queries.count_by_status` or the maintained `run_counts`,
+`queries.resolve_run_id`, `listed_tenant`, `visible_run`), so a tenant token sees in
+the browser exactly what it sees through the API."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.engine import Connection
 
 from ledgerflow.api._gate import Principal, principal
 from ledgerflow.api._runs import App, listed_tenant
@@ -20,6 +22,7 @@ from ledgerflow.api.ui._render import error_page, page
 from ledgerflow.domain.errors import AmbiguousRunId, InvalidRequest, LedgerflowError, UnknownRun
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.projections import queries
+from ledgerflow.projections._counts import run_counts
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -115,7 +118,7 @@ def runs_rows(request: Request, lf: App, status: Text = "", workflow: Text = "",
 
 
 def _empty() -> dict[str, Any]:
-    return {"runs": [], "counts": {}, "next_cursor": None, "total": 0, "cap": 0, "capped": 0}
+    return {"runs": [], "counts": {}, "next_cursor": None, "total": 0, "cap": None, "capped": 0}
 
 
 def _listing(lf: App, who: Principal, filters: Filters,
@@ -126,10 +129,22 @@ def _listing(lf: App, who: Principal, filters: Filters,
             conn, status=filters.status_value(), workflow_id=filters.workflow or None,
             tenant_id=tenant, tag=filters.tag or None, queue=filters.queue or None,
             created=filters.window(), cursor=cursor, limit=PAGE_SIZE)
-        counts = queries.count_by_status(conn, tenant_id=tenant)
-    capped = sum(1 for n in counts.values() if n > queries.COUNT_CAP)
+        counts, cap = _counts(conn, tenant)
+    capped = sum(1 for n in counts.values() if cap is not None and n > cap)
     return {"runs": runs, "counts": counts, "next_cursor": next_cursor,
-            "total": sum(counts.values()), "cap": queries.COUNT_CAP, "capped": capped}
+            "total": sum(counts.values()), "cap": cap, "capped": capped}
+
+
+def _counts(conn: Connection, tenant: str | None) -> tuple[dict[str, int], int | None]:
+    """Runs per status and where they stop being counted (None: exact). Across tenants:
+    the maintained counts (`run_counts`, as `/metrics` and `doctor` read them: finished
+    runs from their counter rows, the others on the status index), exact whatever the
+    history. A tenant's: the maintained counts are not per tenant, so its runs are
+    counted on the index up to `COUNT_CAP` per status (the cost stays flat)."""
+    if tenant is None:
+        return run_counts(conn), None
+    cap = queries.COUNT_CAP
+    return queries.count_by_status(conn, tenant_id=tenant, cap=cap), cap
 
 
 def _search(request: Request, lf: App, who: Principal, text: str,

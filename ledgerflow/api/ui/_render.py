@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ledgerflow.api._gate import principal, tokens_of
-from ledgerflow.api.ui import _rows
 from ledgerflow.api.ui._format import STATUS_MARKS, pretty, seconds, when
 from ledgerflow.domain.errors import LedgerflowError
 
@@ -22,7 +21,7 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(default=True), trim_blocks=True,
                    lstrip_blocks=True, auto_reload=False)
 _env.filters.update(when=when, pretty=pretty, seconds=seconds)
-_env.globals.update(marks=STATUS_MARKS, timeline=_rows.timeline, journal=_rows.journal)
+_env.globals.update(marks=STATUS_MARKS)
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -5,7 +5,7 @@ and `escape` (every value escaped) and handed to the template as Markup."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from html import escape as _escape
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ def escape(value: Any) -> str:
 
 
 if TYPE_CHECKING:
-    from ledgerflow.api.ui._detail import RunDetail, StepRow
+    from ledgerflow.api.ui._steps import StepRow
     from ledgerflow.projections.queries import HistoryEntry
 
 
@@ -32,9 +32,9 @@ def badge(status: str) -> str:
             f'{STATUS_MARKS.get(status, "•")}</span> {s}</span>')
 
 
-def timeline(d: RunDetail) -> Markup:
+def timeline(history: Iterable[HistoryEntry], delivery: Mapping[str, str]) -> Markup:
     """One `<li>` per event: version, time, type, step, delivery; data on expand."""
-    return Markup("".join(_event(e, d.delivery.get(e.event_id)) for e in d.history))
+    return Markup("".join(_event(e, delivery.get(e.event_id)) for e in history))
 
 
 def _event(e: HistoryEntry, delivered: str | None) -> str:

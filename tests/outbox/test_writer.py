@@ -12,7 +12,7 @@ from ledgerflow.domain.errors import ConcurrencyError
 from ledgerflow.domain.events import RunStarted
 from ledgerflow.domain.metadata import run_metadata
 from ledgerflow.eventstore import EventStore, NewEvent, RecordedEvent, StreamAppend
-from ledgerflow.outbox import DEFAULT_TOPIC, OutboxWriter
+from ledgerflow.outbox import DEFAULT_TOPIC, OutboxWriter, delivery
 from tests.outbox._support import append_run, outbox_rows, run_history
 
 CE_HEADERS = {"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "ce_subject",
@@ -161,3 +161,15 @@ def test_the_default_event_limit_leaves_room_for_the_envelope_and_headers(
         row.key.encode(), row.payload.encode(), headers)
     assert estimate <= PRODUCER_MAX_REQUEST_SIZE
     assert estimate - DEFAULT_MAX_EVENT_BYTES <= ENVELOPE_ALLOWANCE // 3  # here: 2,115
+
+
+def test_delivery_states_of_a_runs_events_on_either_database(any_engine: Engine) -> None:
+    store = EventStore(any_engine, hooks=[OutboxWriter()])
+    _, recorded = append_run(store, run_history(steps=2))
+    ids = [e.event_id for e in recorded]
+    with any_engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE outbox SET status = 'published' WHERE event_id = '{ids[0]}'")
+        found = delivery(conn, DEFAULT_TOPIC, [*ids, str(uuid.uuid4())])
+        assert delivery(conn, "another.topic", ids) == {}
+        assert delivery(conn, DEFAULT_TOPIC, []) == {}
+    assert found == {ids[0]: "published", **{i: "pending" for i in ids[1:]}}

@@ -139,13 +139,11 @@ class QueueRequest(Wire):
     paused: bool | None = None
 
 
-class ScheduleRequest(JsonChecked):
-    """`POST /api/schedules`: exactly one of `cron` (read in `timezone`) and
-    `everySeconds`; `overlap` when the previous run still goes; fires missed for longer
-    than `catchupWindowSeconds` are skipped; `paused` creates it paused."""
+class ScheduleChange(JsonChecked):
+    """`PUT /api/schedules/{id}`: the schedule's whole new spec: exactly one of `cron`
+    (read in `timezone`) and `everySeconds`; `overlap` when the previous run still
+    goes; fires missed for longer than `catchupWindowSeconds` are skipped."""
 
-    schedule_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SCHEDULE_ID,
-                                                  pattern=_PRINTABLE)]
     workflow_id: Name
     input: JsonValue = None
     cron: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
@@ -154,6 +152,14 @@ class ScheduleRequest(JsonChecked):
     overlap: Literal["skip", "buffer_one", "allow"] = "skip"
     catchup_window_seconds: Annotated[int, Field(ge=0, le=10 * 366 * 86400)] = \
         DEFAULT_CATCHUP_SECONDS
+
+
+class ScheduleRequest(ScheduleChange):
+    """`POST /api/schedules`: a new schedule's id and spec (see `ScheduleChange`);
+    `paused` creates it paused."""
+
+    schedule_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SCHEDULE_ID,
+                                                  pattern=_PRINTABLE)]
     paused: bool = False
 
 

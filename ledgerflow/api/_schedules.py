@@ -1,4 +1,5 @@
-"""Routes under `/api/schedules`: create, list, read, pause, resume, trigger, delete.
+"""Routes under `/api/schedules`: create, list, read, change, pause, resume, trigger,
+delete.
 
 A schedule is its stream `schedule:{id}` (`ledgerflow.runtime.schedules`); `GET
 /api/schedules/{id}` shows its record with its latest events (`history`, the last
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from ledgerflow.api._errors import json_response
-from ledgerflow.api._models import ScheduleRequest, ScheduleTriggered
+from ledgerflow.api._models import ScheduleChange, ScheduleRequest, ScheduleTriggered
 from ledgerflow.api._runs import App, Caller, _errors
 from ledgerflow.domain.schedules import MAX_SCHEDULE_ID, ScheduleSpec
 from ledgerflow.domain.wire import Page
@@ -43,13 +44,26 @@ def _schedules(lf: App) -> Schedules:
 def create_schedule(lf: App, who: Caller, body: ScheduleRequest) -> Response:
     """Create a schedule (201); the same one again answers 200 with it unchanged."""
     who.require_all(WHAT)
-    spec = ScheduleSpec(workflow_id=body.workflow_id, input=body.input, cron=body.cron,
-                        every_seconds=body.every_seconds, timezone=body.timezone,
-                        overlap=body.overlap,
-                        catchup_window_seconds=body.catchup_window_seconds)
-    record, created = _schedules(lf).create(body.schedule_id, spec, paused=body.paused,
-                                            actor=ACTOR)
+    record, created = _schedules(lf).create(body.schedule_id, spec_of(body),
+                                            paused=body.paused, actor=ACTOR)
     return json_response(201 if created else 200, record.to_wire())
+
+
+def spec_of(body: ScheduleChange) -> ScheduleSpec:
+    return ScheduleSpec(workflow_id=body.workflow_id, input=body.input, cron=body.cron,
+                        every_seconds=body.every_seconds, timezone=body.timezone,
+                        overlap=body.overlap, catchup_window_seconds=body.catchup_window_seconds)
+
+
+@router.put("/{id}", response_model=ScheduleRecord, responses=_errors(403, 404))
+def update_schedule(lf: App, who: Caller, schedule_id: ScheduleId,
+                    body: ScheduleChange) -> Response:
+    """Give a live schedule a new spec (the whole spec, as `POST` takes it): its next
+    fires follow it from the last fire on; paused stays paused. The same spec again
+    changes nothing."""
+    who.require_all(WHAT)
+    record, _ = _schedules(lf).update(schedule_id, spec_of(body), actor=ACTOR)
+    return json_response(200, record.to_wire())
 
 
 @router.get("", response_model=Page[ScheduleRecord], responses=_errors(403))

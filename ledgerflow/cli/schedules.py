@@ -1,4 +1,4 @@
-"""`ledgerflow schedules list|show|create|pause|resume|trigger|delete`.
+"""`ledgerflow schedules list|show|create|update|pause|resume|trigger|delete`.
 
 They act on the database directly (as `trigger` does): `create` checks the workflow
 against the workflows this command loads (`--workflows` / `LEDGERFLOW_WORKFLOWS`).
@@ -98,53 +98,72 @@ def show_command(ctx: typer.Context, schedule_id: ScheduleIdArg, as_json: JsonFl
                 lambda c: c.schedule(schedule_id)), as_json)
 
 
-@app.command("create")
-def create_command(
-    ctx: typer.Context,
-    schedule_id: ScheduleIdArg,
-    workflow: Annotated[str, typer.Option(
-        "--workflow", metavar="WORKFLOW", help="The workflow each fire starts a run of.")],
-    cron: Annotated[str | None, typer.Option(
-        "--cron", metavar="EXPRESSION", help="A cron expression (minute hour day month "
-        "weekday), read in --timezone.")] = None,
-    every: Annotated[int | None, typer.Option(
-        "--every", min=1, metavar="SECONDS", help="Fire every SECONDS seconds instead.")]
-    = None,
-    timezone: Annotated[str, typer.Option(
-        "--timezone", metavar="ZONE", help="The cron expression's time zone (IANA name).")]
-    = "UTC",
-    input: Annotated[str | None, typer.Option(
-        "--input", metavar="JSON", help="The runs' input, as JSON.")] = None,
-    overlap: Annotated[str, typer.Option(
-        "--overlap", metavar="POLICY", help="While the previous run goes: "
-        f"{' | '.join(OVERLAPS)}.")] = "skip",
-    catchup: Annotated[int, typer.Option(
-        "--catchup-window", min=0, metavar="SECONDS", help="Fires missed for longer than "
-        "this (nothing ran) are skipped.")] = DEFAULT_CATCHUP_SECONDS,
-    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Create a schedule (the same one again changes nothing)."""
-    data = parse_json(input, "--input")
+WorkflowOpt = Annotated[str, typer.Option(
+    "--workflow", metavar="WORKFLOW", help="The workflow each fire starts a run of.")]
+CronOpt = Annotated[str | None, typer.Option(
+    "--cron", metavar="EXPRESSION", help="A cron expression (minute hour day month "
+    "weekday), read in --timezone.")]
+EveryOpt = Annotated[int | None, typer.Option(
+    "--every", min=1, metavar="SECONDS", help="Fire every SECONDS seconds instead.")]
+TimezoneOpt = Annotated[str, typer.Option(
+    "--timezone", metavar="ZONE", help="The cron expression's time zone (IANA name).")]
+InputOpt = Annotated[str | None, typer.Option(
+    "--input", metavar="JSON", help="The runs' input, as JSON.")]
+OverlapOpt = Annotated[str, typer.Option(
+    "--overlap", metavar="POLICY", help=f"While the previous run goes: {' | '.join(OVERLAPS)}.")]
+CatchupOpt = Annotated[int, typer.Option(
+    "--catchup-window", min=0, metavar="SECONDS", help="Fires missed for longer than this "
+    "(nothing ran) are skipped.")]
+
+
+def _spec(workflow: str, cron: str | None, every: int | None, timezone: str,
+          input: str | None, overlap: str, catchup: int) -> ScheduleSpec:
     if overlap not in OVERLAPS:
         raise typer.BadParameter(f"--overlap must be one of {', '.join(OVERLAPS)}")
+    return ScheduleSpec(workflow_id=workflow, input=parse_json(input, "--input"), cron=cron,
+                        every_seconds=every, timezone=timezone, overlap=overlap,
+                        catchup_window_seconds=catchup)
 
-    def create(s: Schedules) -> ScheduleRecord:
-        spec = ScheduleSpec(workflow_id=workflow, input=data, cron=cron, every_seconds=every,
-                            timezone=timezone, overlap=overlap,
-                            catchup_window_seconds=catchup)
-        return s.create(schedule_id, spec, paused=paused, actor=ACTOR)[0]
 
-    def create_remote(c: Client) -> ScheduleRecord:
-        spec: ScheduleOptions = {"timezone": timezone, "overlap": overlap,
-                                 "catchup_window_seconds": catchup, "paused": paused}
-        if cron is not None:
-            spec["cron"] = cron
-        if every is not None:
-            spec["every_seconds"] = every
-        return c.create_schedule(schedule_id, workflow, data, **spec)
+def _options(spec: ScheduleSpec, paused: bool | None = None) -> ScheduleOptions:
+    """`spec` (and `paused`, for a create) as the client's keyword arguments."""
+    options: ScheduleOptions = {"timezone": spec.timezone, "overlap": spec.overlap,
+                                "catchup_window_seconds": spec.catchup_window_seconds}
+    if paused is not None:
+        options["paused"] = paused
+    if spec.cron is not None:
+        options["cron"] = spec.cron
+    if spec.every_seconds is not None:
+        options["every_seconds"] = spec.every_seconds
+    return options
 
-    _show(_with(ctx, create, create_remote), as_json)
+
+@app.command("create")
+def create_command(ctx: typer.Context, schedule_id: ScheduleIdArg, workflow: WorkflowOpt,
+                   cron: CronOpt = None, every: EveryOpt = None, timezone: TimezoneOpt = "UTC",
+                   input: InputOpt = None, overlap: OverlapOpt = "skip",
+                   catchup: CatchupOpt = DEFAULT_CATCHUP_SECONDS,
+                   paused: Annotated[bool, typer.Option(
+                       "--paused", help="Create it paused.")] = False,
+                   as_json: JsonFlag = False) -> None:
+    """Create a schedule (the same one again changes nothing)."""
+    spec = _spec(workflow, cron, every, timezone, input, overlap, catchup)
+    _show(_with(ctx, lambda s: s.create(schedule_id, spec, paused=paused, actor=ACTOR)[0],
+                lambda c: c.create_schedule(schedule_id, workflow, spec.input,
+                                            **_options(spec, paused))), as_json)
+
+
+@app.command("update")
+def update_command(ctx: typer.Context, schedule_id: ScheduleIdArg, workflow: WorkflowOpt,
+                   cron: CronOpt = None, every: EveryOpt = None, timezone: TimezoneOpt = "UTC",
+                   input: InputOpt = None, overlap: OverlapOpt = "skip",
+                   catchup: CatchupOpt = DEFAULT_CATCHUP_SECONDS,
+                   as_json: JsonFlag = False) -> None:
+    """Give a schedule a whole new spec (as `create` takes it); paused stays paused."""
+    spec = _spec(workflow, cron, every, timezone, input, overlap, catchup)
+    _show(_with(ctx, lambda s: s.update(schedule_id, spec, actor=ACTOR)[0],
+                lambda c: c.update_schedule(schedule_id, workflow, spec.input,
+                                            **_options(spec))), as_json)
 
 
 @app.command("pause")

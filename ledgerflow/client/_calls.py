@@ -271,6 +271,18 @@ def create_schedule(schedule_id: str, workflow_id: str, input: Any = None,
     return Call("POST", "/api/schedules", _schedule, body=body)
 
 
+def update_schedule(schedule_id: str, workflow_id: str, input: Any = None,
+                    **spec: Unpack[ScheduleOptions]) -> Call[ScheduleRecord]:
+    """`PUT /api/schedules/{id}`: the schedule's whole new spec (`paused` is not part
+    of it: pause or resume for that)."""
+    body = _body(workflowId=workflow_id, cron=spec.get("cron"),
+                 everySeconds=spec.get("every_seconds"), timezone=spec.get("timezone"),
+                 overlap=spec.get("overlap"),
+                 catchupWindowSeconds=spec.get("catchup_window_seconds"))
+    body["input"] = input
+    return Call("PUT", _sched(schedule_id), _schedule, body=body)
+
+
 def schedules(workflow_id: str | None = None) -> Call[list[ScheduleRecord]]:
     return Call("GET", "/api/schedules", lambda data: [_schedule(s) for s in data["data"]],
                 params=_body(workflowId=workflow_id))

@@ -240,6 +240,11 @@ class Client:
         """Create a schedule (`cron=` or `every_seconds=`); the same again is a no-op."""
         return self._do(calls.create_schedule(schedule_id, workflow_id, input, **spec))
 
+    def update_schedule(self, schedule_id: str, workflow_id: str, input: Any = None,
+                        **spec: Unpack[ScheduleOptions]) -> ScheduleRecord:
+        """Give the schedule a whole new spec (paused stays paused)."""
+        return self._do(calls.update_schedule(schedule_id, workflow_id, input, **spec))
+
     def schedules(self, workflow_id: str | None = None) -> list[ScheduleRecord]:
         """Every schedule (of a workflow) with its next fire times."""
         return self._do(calls.schedules(workflow_id))

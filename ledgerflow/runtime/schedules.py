@@ -253,6 +253,15 @@ class Schedules:
 
         return self._command(schedule_id, decide, "declaration", may_create=True)[1]
 
+    def update(self, schedule_id: str, spec: sch.ScheduleSpec,
+               actor: str | None = None) -> tuple[ScheduleRecord, bool]:
+        """Change a live schedule's spec (`ScheduleUpdated`; the same spec changes
+        nothing); fires follow the new spec from its last fire on. Paused stays paused."""
+        self._check(schedule_id, spec)
+        changed = self._command(schedule_id, lambda state, now: [] if state.spec == spec
+                                else [sch.ScheduleUpdated(spec=spec)], actor)[1]
+        return self.get(schedule_id), changed
+
     def pause(self, schedule_id: str, actor: str | None = None) -> ScheduleRecord:
         """No fires until resumed (pausing a paused schedule changes nothing)."""
         self._command(schedule_id, lambda s, now: [] if s.paused else [sch.SchedulePaused()],

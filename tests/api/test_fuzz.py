@@ -21,7 +21,7 @@ def test_no_generated_request_gets_a_server_error(lf: Ledgerflow) -> None:
     lf.engine.trigger("waiter", {"seed": True}, run_id="fuzz-run")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 32  # with discard, flow graph, workflows, metrics, health
+    assert len(operations) == 33  # with discard, flow graph, workflows, metrics, health
     # details, run audit, run stream (open 0.3 s at most here: the fuzzed run never ends),
     # schedules (create, list, get, delete, pause, resume, trigger), queues (4)
     for operation in operations:

@@ -3,6 +3,7 @@ resume, trigger, delete; bad input answers 404 / 409 / 422 and appends nothing."
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -51,6 +52,36 @@ def test_pause_resume_trigger_delete(client: TestClient, lf: Ledgerflow) -> None
     kinds = [r.type for r in lf.store.read_stream(sch.stream_id("hourly-greet"))]
     assert kinds == ["ScheduleCreated", "SchedulePaused", "ScheduleFired", "ScheduleResumed",
                      "ScheduleDeleted"]
+
+
+def test_a_schedule_is_changed_in_place(client: TestClient, lf: Ledgerflow) -> None:
+    client.post("/api/schedules", json={**BODY, "paused": True})
+    spec = {k: v for k, v in BODY.items() if k != "scheduleId"}
+    changed = client.put("/api/schedules/hourly-greet",
+                         json={**spec, "cron": None, "everySeconds": 90, "input": "Grace",
+                               "overlap": "allow"})
+    assert changed.status_code == 200, changed.text
+    record = changed.json()
+    assert (record["cron"], record["everySeconds"], record["input"], record["overlap"]) == (
+        None, 90, "Grace", "allow")
+    assert record["paused"] is True and record["version"] == 2  # paused stays paused
+    same = client.put("/api/schedules/hourly-greet",
+                      json={**spec, "cron": None, "everySeconds": 90, "input": "Grace",
+                            "overlap": "allow"})
+    assert same.json()["version"] == 2  # the same spec again appends nothing
+    resumed = client.post("/api/schedules/hourly-greet/resume").json()
+    gaps = {(b - a).total_seconds() for a, b in zip(
+        map(datetime.fromisoformat, resumed["nextFireTimes"]),
+        map(datetime.fromisoformat, resumed["nextFireTimes"][1:]), strict=False)}
+    assert gaps == {90.0}
+    bad = client.put("/api/schedules/hourly-greet", json={**spec, "cron": "0 25 * * *"})
+    assert bad.status_code == 422 and "hour field: 25" in bad.json()["message"]
+    missing = client.put("/api/schedules/missing", json=spec)
+    assert missing.status_code == 404 and missing.json()["error"] == "schedule_not_found"
+    unknown = client.put("/api/schedules/hourly-greet", json={**spec, "workflowId": "nope"})
+    assert unknown.status_code == 404
+    kinds = [r.type for r in lf.store.read_stream(sch.stream_id("hourly-greet"))]
+    assert kinds == ["ScheduleCreated", "ScheduleUpdated", "ScheduleResumed"]
 
 
 def _refused(client: TestClient, body: dict[str, Any], status: int, says: str) -> None:

@@ -35,6 +35,22 @@ def test_create_list_pause_resume_trigger_delete(run: Any, lf: Ledgerflow) -> No
     assert lf.store.stream_version(sch.stream_id("nightly")) == 5
 
 
+def test_update_gives_a_schedule_a_new_spec(run: Any, lf: Ledgerflow) -> None:
+    run("schedules", "create", "tick", "--workflow", "greet", "--every", "60", "--paused")
+    changed = run("schedules", "update", "tick", "--workflow", "greet", "--cron", "0 9 * * 1",
+                  "--timezone", "Europe/Paris", "--input", '"Grace"', "--json")
+    assert changed.exit_code == 0, changed.output
+    record = json.loads(changed.output)
+    assert (record["cron"], record["everySeconds"], record["input"], record["paused"]) == (
+        "0 9 * * 1", None, "Grace", True)
+    bad = run("schedules", "update", "tick", "--workflow", "greet")
+    assert bad.exit_code != 0 and "exactly one of cron and everySeconds" in bad.output
+    missing = run("schedules", "update", "missing", "--workflow", "greet", "--every", "5")
+    assert missing.exit_code != 0 and "no schedule with id 'missing'" in missing.output
+    kinds = [r.type for r in lf.store.read_stream(sch.stream_id("tick"))]
+    assert kinds == ["ScheduleCreated", "ScheduleUpdated"]
+
+
 def test_bad_input_is_one_clear_error(run: Any, lf: Ledgerflow) -> None:
     both = run("schedules", "create", "x", "--workflow", "greet", "--cron", "* * * * *",
                "--every", "5")

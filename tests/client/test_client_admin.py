@@ -72,14 +72,16 @@ def test_schedules_round_trip_through_the_client(client: Client) -> None:
                                    timezone="Europe/Paris")
     assert again.version == made.version  # the same create again changes nothing
     assert schedule_id in {s.schedule_id for s in client.schedules("greet")}
+    changed = client.update_schedule(schedule_id, "greet", "grace", every_seconds=7200)
+    assert (changed.cron, changed.every_seconds, changed.input) == (None, 7200, "grace")
     assert client.pause_schedule(schedule_id).paused
     assert not client.resume_schedule(schedule_id).paused
     run_id = client.trigger_schedule(schedule_id)
-    assert client.wait(run_id, timeout=60, poll=0.1).result == "hello ada"
+    assert client.wait(run_id, timeout=60, poll=0.1).result == "hello grace"
     detail = client.schedule(schedule_id)
     assert detail.history is not None
-    assert [e.type for e in detail.history][:3] == [
-        "ScheduleCreated", "SchedulePaused", "ScheduleResumed"]
+    assert [e.type for e in detail.history][:4] == [
+        "ScheduleCreated", "ScheduleUpdated", "SchedulePaused", "ScheduleResumed"]
     client.delete_schedule(schedule_id)
     with pytest.raises(UnknownSchedule) as gone:
         client.schedule(schedule_id)

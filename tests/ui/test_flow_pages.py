@@ -206,6 +206,33 @@ def test_create_a_schedule_and_bad_specs_show_the_422(client: TestClient,
     assert lf.store.stream_version("schedule:bad") == 0
 
 
+def test_edit_a_schedule_and_a_bad_edit_shows_the_422(client: TestClient,
+                                                      lf: Ledgerflow) -> None:
+    create(client, "hourly", cron="0 * * * *", input={"who": "ops"}, paused=True)
+    card = schedule_card(client.get("/ui/schedules").text, "hourly")
+    assert 'action="/ui/schedules/update"' in card and 'value="0 * * * *"' in card
+    assert "{&#34;who&#34;: &#34;ops&#34;}" in card or '{"who": "ops"}' in card  # prefilled
+    saved = client.post("/ui/schedules/update", data={
+        "id": "hourly", "workflow": "greet", "when": "120", "overlap": "allow",
+        "input": '"ada"'}, follow_redirects=False)
+    assert saved.status_code == 303
+    got = schedule(client, "hourly")
+    assert (got["cron"], got["everySeconds"], got["overlap"], got["input"], got["paused"]) == (
+        None, 120, "allow", "ada", True)
+    bad = client.post("/ui/schedules/update", data={"id": "hourly", "workflow": "greet",
+                                                    "when": "0 25 * * *"})
+    assert bad.status_code == 422 and "hour field: 25 is out of range" in bad.text
+    edited = schedule_card(bad.text, "hourly")
+    assert "<details class=\"edit-schedule\" open>" in edited  # the form stays open
+    assert 'value="0 25 * * *"' in edited  # with what was typed
+    assert schedule(client, "hourly")["everySeconds"] == 120
+    missing = client.post("/ui/schedules/update", data={"id": "gone", "workflow": "greet",
+                                                        "when": "60"})
+    assert missing.status_code == 404
+    assert [r.type for r in lf.store.read_stream("schedule:hourly")] == [
+        "ScheduleCreated", "ScheduleUpdated"]
+
+
 def test_schedules_need_a_token_for_every_tenant(authed: TestClient) -> None:
     authed.post("/api/schedules", json={"scheduleId": "hourly", "workflowId": "greet",
                                         "cron": "0 * * * *"}, headers=ROOT_TOKEN)

@@ -1,5 +1,5 @@
-"""The dashboard's schedules page: every schedule with its next fires; create, pause,
-resume, trigger now, delete.
+"""The dashboard's schedules page: every schedule with its next fires; create, edit,
+pause, resume, trigger now, delete.
 
 Schedules belong to no tenant, so, as under `/api/schedules`, the page and its
 actions need a token that sees every tenant (403 otherwise). Each form builds the
@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ledgerflow.api import _schedules
 from ledgerflow.api._gate import Principal, principal
-from ledgerflow.api._models import ScheduleRequest
+from ledgerflow.api._models import ScheduleChange, ScheduleRequest
 from ledgerflow.api._runs import App
 from ledgerflow.api.ui._actions import Form, form_of, json_field, model
 from ledgerflow.api.ui._render import error_page, page
@@ -47,18 +47,24 @@ def schedules_page(request: Request, lf: App,
                 workflows=sorted(lf.engine.registry.names()), notice=notice)
 
 
-def create_body(form: Form) -> ScheduleRequest:
-    """The `POST /api/schedules` body the new-schedule form means: `when` is a cron
-    expression, or a whole number of seconds between fires."""
+def _spec_fields(form: Form) -> dict[str, Any]:
+    """The spec a schedule form means: `when` is a cron expression, or a whole number
+    of seconds between fires."""
     when = form.get("when", "").strip()
     if not when:
         raise InvalidRequest("when: give a cron expression (\"0 * * * *\") or a number of "
                              "seconds between fires")
     spec: dict[str, Any] = {"every_seconds": when} if when.isdigit() else {"cron": when}
+    return {"workflow_id": form.get("workflow", ""), "input": json_field(form, "input"),
+            "timezone": form.get("timezone", "").strip() or "UTC",
+            "overlap": form.get("overlap", "skip"), **spec}
+
+
+def create_body(form: Form) -> ScheduleRequest:
+    """The `POST /api/schedules` body the new-schedule form means."""
     body: ScheduleRequest = model(ScheduleRequest, {
-        "schedule_id": form.get("id", "").strip(), "workflow_id": form.get("workflow", ""),
-        "input": json_field(form, "input"), "timezone": form.get("timezone", "").strip() or "UTC",
-        "overlap": form.get("overlap", "skip"), "paused": form.get("paused") == "on", **spec})
+        "schedule_id": form.get("id", "").strip(), "paused": form.get("paused") == "on",
+        **_spec_fields(form)})
     return body
 
 
@@ -66,6 +72,12 @@ def _create(request: Request, lf: Any, who: Principal, schedule_id: str, form: F
     response = _schedules.create_schedule(lf, who, create_body(form))
     made = "created" if response.status_code == 201 else "already exists as given"
     return f"schedule {orjson.loads(bytes(response.body))['scheduleId']!r} {made}"
+
+
+def _update(request: Request, lf: Any, who: Principal, schedule_id: str, form: Form) -> str:
+    body: ScheduleChange = model(ScheduleChange, _spec_fields(form))
+    _schedules.update_schedule(lf, who, schedule_id, body)
+    return f"schedule {schedule_id!r} changed: its next fires follow the new spec"
 
 
 def _pause(request: Request, lf: Any, who: Principal, schedule_id: str, form: Form) -> str:
@@ -90,8 +102,8 @@ def _delete(request: Request, lf: Any, who: Principal, schedule_id: str, form: F
 
 
 Action = Callable[[Request, Any, Principal, str, Form], str]
-ACTIONS: dict[str, Action] = {"create": _create, "pause": _pause, "resume": _resume,
-                              "trigger": _trigger, "delete": _delete}
+ACTIONS: dict[str, Action] = {"create": _create, "update": _update, "pause": _pause,
+                              "resume": _resume, "trigger": _trigger, "delete": _delete}
 
 
 @router.post("/ui/schedules/{action}", response_class=HTMLResponse)
@@ -119,5 +131,6 @@ async def schedule_action(request: Request, action: str, lf: App) -> Response:
         return page(request, "schedules.html", exc.http_status, schedules=schedules,
                     workflows=sorted(lf.engine.registry.names()),
                     problem=f"{which}{exc.code}: {exc}",
-                    entered=form if action == "create" else {})
+                    entered=form if action == "create" else {},
+                    editing=form if action == "update" else {})
     return RedirectResponse(f"/ui/schedules?{urlencode({'notice': notice})}", status_code=303)

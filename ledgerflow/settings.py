@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     archive_interval_seconds: float = Field(default=3600.0, gt=0)
     """How often `serve` archives the runs past their retention."""
 
+    dispatch: str | None = None
+    """Where runs execute, per workflow: `name=URL` (a handler mounted in your service,
+    `ledgerflow.asgi_handler`) or `name=inline` (here, the default); `*` for the rest."""
+    dispatch_secret: str | None = None
+    """The secret dispatch requests are signed with (workers and handlers share it)."""
+    dispatch_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long a worker waits for a handler's answer before it retries the run."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_upper(cls, value: object) -> object:

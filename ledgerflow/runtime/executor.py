@@ -313,6 +313,10 @@ class RunSession:
     def cancel(self, ctx: Context) -> str:
         """Canceled with compensation: undo the completed steps, then RunCanceled."""
         undo(self, ctx.compensations, self.journal.compensated)
+        return self._canceled()
+
+    def _canceled(self) -> str:
+        """The compensators of a compensating cancel ran: append RunCanceled."""
         state = self.journal.state
         reason = state.error.message if state.error is not None else None
         error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")

@@ -1,0 +1,143 @@
+"""The handler's side of a remote run: replay the workflow function against the journal
+the worker sent, execute the steps that are due, and collect what the run wrote.
+
+`BufferedSession` is a `RunSession` whose store writes go to a buffer: the same
+`Context`, step attempts (retries, timeouts, parallel branches), waits, children,
+rollback and compensating cancel as an inline run, with the outcome methods (park,
+complete, fail, cancel) noting the next action instead of writing the final decision.
+Nothing here touches a database: its `Runtime` has no store (`NoStore` refuses any
+use). A step's stream chunks are buffered as journal records (a reader sees them once
+the worker appends them, not while the step runs). A timed-out attempt that returns
+after its grace period is logged and dropped (the handler has no later write for it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from ledgerflow._authoring import WorkflowRegistry
+from ledgerflow.domain import events as ev
+from ledgerflow.domain.lifecycle import RunStatus
+from ledgerflow.eventstore.store import EventStore
+from ledgerflow.remote.protocol import (
+    PROTOCOL,
+    Child,
+    DispatchRequest,
+    DispatchResponse,
+    NewRecord,
+    Next,
+)
+from ledgerflow.runtime.context import Park
+from ledgerflow.runtime.executor import Also, Compensated, RunSession
+from ledgerflow.runtime.failures import json_roundtrip
+from ledgerflow.runtime.host import Runtime
+from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.steps import Late
+
+log = logging.getLogger("ledgerflow.remote")
+
+
+class NoStore:
+    """The handler's stand-in for an event store: it never touches a database."""
+
+    max_event_bytes = None
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"a workflow handler has no event store (asked for {name!r})")
+
+
+def request_clock(now: datetime) -> Any:
+    """The worker's time as sent, advancing with this process's monotonic clock."""
+    started = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - started)
+
+
+class BufferedSession(RunSession):
+    """One execution of a remote run, writing to `out` (see the module)."""
+
+    def __init__(self, registry: WorkflowRegistry, request: DispatchRequest) -> None:
+        rt = Runtime(cast(EventStore, NoStore()), registry, request_clock(request.now),
+                     worker_id=f"handler:{request.request_id}")
+        at = request.now
+        journal = Journal.build(request.run_id,
+                                (r.recorded(request.run_id, at) for r in request.journal))
+        super().__init__(rt, journal)
+        self.out: list[ev.Event] = []
+        self.next = Next(action="continue")
+        self._deadline = time.monotonic() + request.budget_seconds
+        self.watch.chunks = self._chunk
+        self._chunks: dict[tuple[str, int], int] = {}
+
+    def answer(self) -> DispatchResponse:
+        """Execute until the run parks, ends, or the budget is spent after a step."""
+        self.run()
+        return DispatchResponse(protocol=PROTOCOL, run_id=self.run_id,
+                                events=[NewRecord.of(e) for e in self.out], next=self.next)
+
+    # ---------------------------------------------------------- the buffer
+
+    def record(self, event: ev.Event) -> bool:
+        added = super().record(event)
+        if isinstance(event, ev.StepCompleted | ev.StepFailed) \
+                and time.monotonic() > self._deadline:
+            self.rt.stop.set()  # next step: "released", the worker writes and posts again
+        return added
+
+    def check(self, event: ev.Event) -> None:
+        """The store's size limit is checked when the worker appends."""
+
+    def check_workflow(self, name: str) -> None:
+        """A child's workflow is checked by the worker, which starts it."""
+
+    def flush(self, decision: Sequence[ev.Event] = (), also: Also | None = None) -> None:
+        for event in decision:
+            self.journal.add(event)
+        self.out += [*self.pending, *decision]
+        self.pending = []
+        self.committed = self.watch.version = self.journal.version
+
+    def _chunk(self, step_id: str, attempt: int, name: str, chunk: Any) -> None:
+        data = json_roundtrip(chunk, f"the chunk of stream {name!r}")
+        key = (step_id, attempt)
+        seq = self._chunks[key] = self._chunks.get(key, 0) + 1
+        if seq <= self.journal.step_chunks.get(key, 0):
+            return  # written by this attempt before the worker lost its answer
+        self.pending.append(ev.StreamChunk(name=name, chunk=data, step_id=step_id,
+                                           attempt=attempt, seq=seq))
+
+    def _late(self, step_id: str, attempt: int, late: Late) -> None:
+        log.warning("run %s: step %r attempt %d returned after its grace period; the "
+                    "handler has answered already, its outcome is dropped", self.run_id,
+                    step_id, attempt, extra={"run_id": self.run_id, "step": step_id})
+
+    # ---------------------------------------------------------- outcomes
+
+    def park(self, park: Park) -> str:
+        self.flush(park.facts)
+        spec = park.child
+        child = None if spec is None else Child(run_id=spec.run_id, step_id=spec.step_id,
+                                                workflow_id=spec.workflow_id, input=spec.input)
+        self.next = Next(action="park", waitpoint=park.waitpoint, due_at=park.due_at,
+                         child=child)
+        return "parked"
+
+    def complete(self, result: Any) -> str:
+        if self.journal.state.status is RunStatus.COMPENSATING:
+            return super().complete(result)  # fails it, as an inline run
+        self.flush()
+        self.next = Next(action="complete", result=result)
+        return "completed"
+
+    def fail(self, error: ev.ErrorInfo, compensation: Compensated) -> str:
+        self.flush()
+        self.next = Next(action="fail", error=error, compensation=compensation)
+        return "failed"
+
+    def _canceled(self) -> str:
+        self.flush()
+        self.next = Next(action="cancel")
+        return "canceled"

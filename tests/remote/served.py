@@ -1,0 +1,119 @@
+"""The workflows a test handler serves (`uvicorn tests.remote.handler_app:app`). Side
+effects are appended, one JSON line each, to the file `LEDGERFLOW_TEST_EFFECTS` names,
+so a test counts what ran where (the handler is another process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import ledgerflow
+from ledgerflow import Context, WorkflowRegistry, current_step
+
+registry = WorkflowRegistry()
+_lock = threading.Lock()
+
+
+def effect(name: str, **fields: Any) -> None:
+    """Note that `name` ran (in the effects file)."""
+    path = os.environ.get("LEDGERFLOW_TEST_EFFECTS")
+    if path:
+        with _lock, open(path, "a") as out:
+            out.write(json.dumps({"effect": name, **fields}) + "\n")
+
+
+@registry.workflow("booking")
+def booking(ctx: Context, order: dict[str, Any]) -> dict[str, Any]:
+    """Reserve, charge, confirm."""
+    seat = ctx.step("reserve", lambda: (effect("reserve"), f"seat-{order['id']}")[1])
+    paid = ctx.step("charge", lambda: (effect("charge"), order["amount"])[1])
+    ctx.stream("progress", {"done": 2})
+    note = ctx.step("confirm", lambda: (effect("confirm"), "ok")[1])
+    return {"seat": seat, "paid": paid, "note": note, "when": ctx.now().year > 2000}
+
+
+_flaky_calls: dict[str, int] = {}
+
+
+def flaky(key: str, failures: int) -> str:
+    count = _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    effect("flaky", key=key, call=count)
+    if count <= failures:
+        raise ConnectionError(f"flaky {key}: call {count}")
+    return f"{key} ok after {count}"
+
+
+@registry.workflow("retries")
+def retries(ctx: Context, data: dict[str, Any]) -> str:
+    return str(ctx.step("flaky", flaky, data["key"], data["failures"], max_attempts=3,
+                        initial_delay=timedelta(milliseconds=300)))
+
+
+@registry.workflow("doomed")
+def doomed(ctx: Context, data: Any) -> str:
+    return str(ctx.step("never", flaky, "doomed", 99, max_attempts=2,
+                        initial_delay=timedelta(0)))
+
+
+@registry.workflow("waits")
+def waits(ctx: Context, data: Any) -> dict[str, Any]:
+    ctx.sleep("nap", timedelta(milliseconds=500))
+    approved = ctx.wait_for_signal("approve")
+    try:
+        late = ctx.wait_for_signal("never", timeout=timedelta(milliseconds=300))
+    except ledgerflow.WaitTimeout:
+        late = "timed out"
+    return {"approved": approved, "late": late}
+
+
+def _slow(seconds: float) -> str:
+    info = current_step()
+    effect("slow", attempt=info.attempt)
+    info.cancelled.wait(seconds)
+    return "slept"
+
+
+@registry.workflow("timeouts")
+def timeouts(ctx: Context, data: Any) -> str:
+    try:
+        return str(ctx.step("slow", _slow, 5.0, timeout=timedelta(milliseconds=200),
+                            timeout_grace=timedelta(milliseconds=100)))
+    except ledgerflow.StepFailed as error:
+        return f"gave up: {error.error.type}"
+
+
+@registry.workflow("fanout")
+def fanout(ctx: Context, data: Any) -> dict[str, Any]:
+    return ctx.parallel("legs", {name: (lambda n=name: (effect("leg", name=n), n.upper())[1])
+                                 for name in ("a", "b", "c")})
+
+
+@registry.workflow("parent")
+def parent(ctx: Context, data: Any) -> Any:
+    first = ctx.step("first", lambda: 1)
+    child = ctx.child("kid", "booking", {"id": "k", "amount": 3})
+    return {"first": first, "child": child}
+
+
+@registry.workflow("saga")
+def saga(ctx: Context, data: Any) -> Any:
+    ctx.step("book", lambda: (effect("book"), "b1")[1],
+             compensate=lambda r: (effect("unbook", result=r), "undone")[1])
+    ctx.step("pay", lambda: (effect("pay"), "p1")[1],
+             compensate=lambda r: (effect("refund", result=r), "refunded")[1])
+    if data.get("fail"):
+        ctx.step("ship", flaky, "ship", 99)
+    ctx.wait_for_signal("go")
+    return "shipped"
+
+
+@registry.workflow("slowpoke")
+def slowpoke(ctx: Context, data: Any) -> str:
+    ctx.step("before", lambda: (effect("before"), 1)[1])
+    ctx.step("long", lambda: (effect("long-start"), time.sleep(data["seconds"]), "done")[2])
+    return "finished"
+

@@ -4,6 +4,7 @@ so a test counts what ran where (the handler is another process)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -26,13 +27,19 @@ def effect(name: str, **fields: Any) -> None:
             out.write(json.dumps({"effect": name, **fields}) + "\n")
 
 
+def noted(what: str, value: Any, **fields: Any) -> Any:
+    """`effect(what)`, then `value`: a step that leaves a trace."""
+    effect(what, **fields)
+    return value
+
+
 @registry.workflow("booking")
 def booking(ctx: Context, order: dict[str, Any]) -> dict[str, Any]:
     """Reserve, charge, confirm."""
-    seat = ctx.step("reserve", lambda: (effect("reserve"), f"seat-{order['id']}")[1])
-    paid = ctx.step("charge", lambda: (effect("charge"), order["amount"])[1])
+    seat = ctx.step("reserve", noted, "reserve", f"seat-{order['id']}")
+    paid = ctx.step("charge", noted, "charge", order["amount"])
     ctx.stream("progress", {"done": 2})
-    note = ctx.step("confirm", lambda: (effect("confirm"), "ok")[1])
+    note = ctx.step("confirm", noted, "confirm", "ok")
     return {"seat": seat, "paid": paid, "note": note, "when": ctx.now().year > 2000}
 
 
@@ -88,7 +95,7 @@ def timeouts(ctx: Context, data: Any) -> str:
 
 @registry.workflow("fanout")
 def fanout(ctx: Context, data: Any) -> dict[str, Any]:
-    return ctx.parallel("legs", {name: (lambda n=name: (effect("leg", name=n), n.upper())[1])
+    return ctx.parallel("legs", {name: functools.partial(noted, "leg", name.upper(), name=name)
                                  for name in ("a", "b", "c")})
 
 
@@ -101,19 +108,25 @@ def parent(ctx: Context, data: Any) -> Any:
 
 @registry.workflow("saga")
 def saga(ctx: Context, data: Any) -> Any:
-    ctx.step("book", lambda: (effect("book"), "b1")[1],
-             compensate=lambda r: (effect("unbook", result=r), "undone")[1])
-    ctx.step("pay", lambda: (effect("pay"), "p1")[1],
-             compensate=lambda r: (effect("refund", result=r), "refunded")[1])
+    ctx.step("book", noted, "book", "b1",
+             compensate=lambda r: noted("unbook", "undone", result=r))
+    ctx.step("pay", noted, "pay", "p1",
+             compensate=lambda r: noted("refund", "refunded", result=r))
     if data.get("fail"):
         ctx.step("ship", flaky, "ship", 99)
     ctx.wait_for_signal("go")
     return "shipped"
 
 
+def _long(seconds: float) -> str:
+    effect("long-start")
+    time.sleep(seconds)
+    return "done"
+
+
 @registry.workflow("slowpoke")
 def slowpoke(ctx: Context, data: Any) -> str:
-    ctx.step("before", lambda: (effect("before"), 1)[1])
-    ctx.step("long", lambda: (effect("long-start"), time.sleep(data["seconds"]), "done")[2])
+    ctx.step("before", noted, "before", 1)
+    ctx.step("long", _long, data["seconds"])
     return "finished"
 

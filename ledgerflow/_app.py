@@ -136,7 +136,8 @@ class Ledgerflow:
                           cache_seconds=settings.metrics_cache_seconds)
         registry = registry if registry is not None else default_registry
         dispatch = None if not settings.dispatch else RemoteRuns.parse(
-            settings.dispatch, settings.dispatch_secret, settings.dispatch_timeout_seconds)
+            settings.dispatch, settings.dispatch_secret, settings.dispatch_timeout_seconds,
+            settings.dispatch_budget_seconds)
         if dispatch is not None:
             dispatch.register(registry)  # what the handlers serve: known without imports
         engine = Engine(store, registry,

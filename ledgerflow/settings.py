@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     """The secret dispatch requests are signed with (workers and handlers share it)."""
     dispatch_timeout_seconds: float = Field(default=300.0, gt=0)
     """How long a worker waits for a handler's answer before it retries the run."""
+    dispatch_budget_seconds: float = Field(default=1.0, ge=0)
+    """A handler answers once a step ends past this, and the worker writes what is done
+    before it posts again (0: after every step, as an inline run writes; more: fewer
+    round trips, but a crash may re-run the steps of the last budget)."""
 
     @field_validator("log_level", mode="before")
     @classmethod

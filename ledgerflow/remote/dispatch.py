@@ -64,7 +64,7 @@ class RemoteRuns:
     """Which workflows run over HTTP, and the endpoints they run at."""
 
     def __init__(self, table: dict[str, str], secret: str | None, timeout: float = 300.0,
-                 budget: float = 5.0) -> None:
+                 budget: float = 1.0) -> None:
         remote = {url for url in table.values() if url != INLINE}
         if remote and not secret:
             raise ValueError("LEDGERFLOW_DISPATCH sends runs over HTTP: set "
@@ -75,8 +75,9 @@ class RemoteRuns:
         self._lock = threading.Lock()
 
     @classmethod
-    def parse(cls, text: str | None, secret: str | None, timeout: float = 300.0) -> RemoteRuns:
-        return cls(parse_table(text), secret, timeout)
+    def parse(cls, text: str | None, secret: str | None, timeout: float = 300.0,
+              budget: float = 1.0) -> RemoteRuns:
+        return cls(parse_table(text), secret, timeout, budget)
 
     def endpoint_for(self, workflow_id: str) -> Endpoint | None:
         target = self.table.get(workflow_id, self.table.get("*", INLINE))

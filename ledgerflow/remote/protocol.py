@@ -86,7 +86,7 @@ class DispatchRequest(_Wire):
     journal: list[Record]
     attempt: int = 1
     now: datetime
-    budget_seconds: float = 5.0
+    budget_seconds: float = 1.0
 
 
 class Child(_Wire):

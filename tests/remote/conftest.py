@@ -67,6 +67,10 @@ class HandlerProcess:
                 self.kill()
             self.process = None
 
+    def fresh(self) -> None:
+        """Forget the effects noted so far."""
+        self.effects.unlink(missing_ok=True)
+
     def effects_seen(self, name: str | None = None) -> list[dict[str, Any]]:
         if not self.effects.exists():
             return []
@@ -74,20 +78,26 @@ class HandlerProcess:
         return [e for e in lines if name is None or e["effect"] == name]
 
 
-@pytest.fixture
-def handler(tmp_path: Path) -> Iterator[HandlerProcess]:
-    proc = HandlerProcess(tmp_path / "effects.jsonl")
+@pytest.fixture(scope="module")
+def handler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlerProcess]:
+    """One handler process for a module's tests (each test's effects: `fresh()`)."""
+    proc = HandlerProcess(tmp_path_factory.mktemp("handler") / "effects.jsonl")
     proc.start()
     yield proc
     proc.stop()
 
 
+def open_remote(pg_url: str, url: str, **settings: Any) -> Ledgerflow:
+    """A Ledgerflow whose registry imports nothing: it learns the handler's workflows."""
+    return Ledgerflow.open(Settings(database_url=pg_url, dispatch=f"*={url}/",
+                                    dispatch_secret=SECRET, lease_seconds=5, **settings),
+                           registry=WorkflowRegistry(), upgrade=False)
+
+
 @pytest.fixture
 def remote_lf(pg_engine: SAEngine, pg_url: str, handler: HandlerProcess) -> Iterator[Ledgerflow]:
-    """A Ledgerflow whose registry imports nothing: it learns the handler's workflows."""
-    settings = Settings(database_url=pg_url, dispatch=f"*={handler.url}/",
-                        dispatch_secret=SECRET, lease_seconds=5)
-    lf = Ledgerflow.open(settings, registry=WorkflowRegistry(), upgrade=False)
+    handler.fresh()
+    lf = open_remote(pg_url, handler.url)
     yield lf
     lf.close()
 

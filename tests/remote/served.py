@@ -19,12 +19,12 @@ registry = WorkflowRegistry()
 _lock = threading.Lock()
 
 
-def effect(name: str, **fields: Any) -> None:
-    """Note that `name` ran (in the effects file)."""
+def effect(what: str, **fields: Any) -> None:
+    """Note that `what` ran (in the effects file)."""
     path = os.environ.get("LEDGERFLOW_TEST_EFFECTS")
     if path:
         with _lock, open(path, "a") as out:
-            out.write(json.dumps({"effect": name, **fields}) + "\n")
+            out.write(json.dumps({"effect": what, **fields}) + "\n")
 
 
 def noted(what: str, value: Any, **fields: Any) -> Any:

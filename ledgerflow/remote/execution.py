@@ -56,15 +56,30 @@ def request_clock(now: datetime) -> Any:
     return lambda: now + timedelta(seconds=time.monotonic() - started)
 
 
+def journal_of(request: DispatchRequest) -> Journal:
+    """The run's journal as the request sends it; `ValueError` if it is not the journal
+    of a running run of the request's workflow (or holds an event this code cannot
+    read: `LedgerflowError`)."""
+    journal = Journal.build(request.run_id, (r.recorded(request.run_id, request.now)
+                                             for r in request.journal))
+    state = journal.state
+    if journal.created is None or (state.workflow_id, state.workflow_version) != (
+            request.workflow_id, request.workflow_version):
+        raise ValueError(f"the journal sent is not that of a run of {request.workflow_id}@"
+                         f"{request.workflow_version} (it starts with no RunCreated, or "
+                         "another workflow's)")
+    if state.status not in (RunStatus.RUNNING, RunStatus.COMPENSATING):
+        raise ValueError(f"run {request.run_id!r} is {state.status.value}: nothing to execute")
+    return journal
+
+
 class BufferedSession(RunSession):
     """One execution of a remote run, writing to `out` (see the module)."""
 
-    def __init__(self, registry: WorkflowRegistry, request: DispatchRequest) -> None:
+    def __init__(self, registry: WorkflowRegistry, request: DispatchRequest,
+                 journal: Journal) -> None:
         rt = Runtime(cast(EventStore, NoStore()), registry, request_clock(request.now),
                      worker_id=f"handler:{request.request_id}")
-        at = request.now
-        journal = Journal.build(request.run_id,
-                                (r.recorded(request.run_id, at) for r in request.journal))
         super().__init__(rt, journal)
         self.out: list[ev.Event] = []
         self.next = Next(action="continue")

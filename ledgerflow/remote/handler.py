@@ -5,7 +5,8 @@ Routes (relative to where it is mounted):
 
 - `POST /run` (also `POST /`): a signed `DispatchRequest` (see `protocol`); answers a
   `DispatchResponse` (200). Refusals: 401 (unsigned, wrong signature, stale, replayed),
-  400 (another protocol version, or a body that is not a request), 404 (a workflow or
+  400 (another protocol version, or a body that is not a request of a running run),
+  404 (a workflow or
   version it does not serve), 422 (an `async def` workflow: not served remotely yet).
 - `GET /workflows`: `{protocol, workflows}`, what it serves (as `GET /api/workflows`
   lists workflows), so a worker need not import their modules. Not signed: it tells
@@ -29,8 +30,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
-from ledgerflow.domain.errors import UnknownWorkflow
-from ledgerflow.remote.execution import BufferedSession
+from ledgerflow.domain.errors import LedgerflowError, UnknownWorkflow
+from ledgerflow.remote.execution import BufferedSession, journal_of
 from ledgerflow.remote.protocol import (
     PROTOCOL,
     SIGNATURE_HEADER,
@@ -82,7 +83,12 @@ class _Handler:
         if found.is_async:
             return _refuse(422, "async_workflow", f"workflow {found.name!r} is async def: "
                            "a handler serves plain `def` workflows only (run it inline)")
-        answer = await run_in_threadpool(BufferedSession(self.registry, asked).answer)
+        try:
+            journal = journal_of(asked)
+        except (ValueError, LedgerflowError) as error:
+            return _refuse(400, "invalid_request", str(error))
+        session = BufferedSession(self.registry, asked, journal)
+        answer = await run_in_threadpool(session.answer)
         return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
     async def workflows(self, request: Request) -> Response:

@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class HandlerProcess:
     """`uvicorn tests.remote.handler_app:app` on a loopback port; start, kill, start again."""
 
-    def __init__(self, effects: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, effects: Path, port: int | None = None,
+                 app: str = "tests.remote.handler_app:app") -> None:
+        self.port, self.app = port or free_port(), app
         self.effects = effects
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -40,13 +41,13 @@ class HandlerProcess:
         env = {**os.environ, "LEDGERFLOW_DISPATCH_SECRET": SECRET,
                "LEDGERFLOW_TEST_EFFECTS": str(self.effects), "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.remote.handler_app:app", "--host",
+            [sys.executable, "-m", "uvicorn", self.app, "--host",
              "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             cwd=ROOT, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/workflows", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/workflows", timeout=1).status_code < 500:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)

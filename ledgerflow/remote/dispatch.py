@@ -202,7 +202,7 @@ class RemoteSession(RunSession):
                 error = next.error or ev.ErrorInfo(type="Error", message="failed remotely")
                 return self.fail(error, next.compensation)
             case "cancel" if self.canceling:
-                return self._canceled()
+                return self.cancel(None)  # the handler ran the compensators
             case "park" if next.waitpoint is not None:
                 return self._park(next)
         return self._later(ProtocolMismatch(f"the handler at {self.endpoint.url} answered "

@@ -31,7 +31,8 @@ from ledgerflow.remote.protocol import (
     NewRecord,
     Next,
 )
-from ledgerflow.runtime.context import Park
+from ledgerflow.runtime.compensation import undo
+from ledgerflow.runtime.context import Context, Park
 from ledgerflow.runtime.executor import Also, Compensated, RunSession
 from ledgerflow.runtime.failures import json_roundtrip
 from ledgerflow.runtime.host import Runtime
@@ -152,7 +153,9 @@ class BufferedSession(RunSession):
         self.next = Next(action="fail", error=error, compensation=compensation)
         return "failed"
 
-    def _canceled(self) -> str:
+    def cancel(self, ctx: Context | None) -> str:
+        if ctx is not None:
+            undo(self, ctx.compensations, self.journal.compensated)
         self.flush()
         self.next = Next(action="cancel")
         return "canceled"

@@ -15,7 +15,8 @@ Which side does what: the handler replays the function, runs step attempts (thei
 timeouts and immediate retries), parallel branches, compensators, and decides
 back-off due times, sleeps, wait timeouts and children; the worker claims, wakes
 (timers, timeouts, retries due), appends, parks, creates children, tells parents,
-cancels, resumes, and gives the run back when the handler cannot be reached (due
+cancels (relaying a cancel to the handler while it executes the run: `RemoteWatch`),
+resumes, and gives the run back when the handler cannot be reached (due
 again after a back-off: 1s, 2s, 4s ... up to a minute; no event is written, so the
 run continues from its journal when the handler is back).
 """
@@ -41,7 +42,13 @@ from ledgerflow.remote.endpoint import (
     RemoteUnknownWorkflow,
     parse_table,
 )
-from ledgerflow.remote.protocol import PROTOCOL, DispatchRequest, Next, Record
+from ledgerflow.remote.protocol import (
+    PROTOCOL,
+    DispatchRequest,
+    DispatchResponse,
+    Next,
+    Record,
+)
 from ledgerflow.runtime import queue
 from ledgerflow.runtime.compensation import cancels
 from ledgerflow.runtime.context import ChildSpec, Park
@@ -50,6 +57,7 @@ from ledgerflow.runtime.failures import error_info
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
+from ledgerflow.runtime.steps import RunWatch
 
 log = logging.getLogger("ledgerflow.remote")
 
@@ -135,6 +143,26 @@ def _served_at(name: str, url: str) -> Any:
     return remote
 
 
+class RemoteWatch(RunWatch):
+    """The watch of a remote run: while a request is out (`busy`), a cancel of the run
+    (made here, or seen by the heartbeat in `InFlight.poll`) is relayed to the handler,
+    which sets its steps' `cancelled`."""
+
+    def __init__(self, session: RunSession, endpoint: Endpoint) -> None:
+        super().__init__(session.run_id, session.committed, None,
+                         session.journal.state.workflow_id)
+        self._endpoint = endpoint
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.busy:
+            try:
+                self._endpoint.cancel(self.run_id)
+            except Exception as error:  # the run ends anyway: its next write meets the cancel
+                log.warning("run %s: could not tell %s it was canceled: %s", self.run_id,
+                            self._endpoint.url, error, extra={"run_id": self.run_id})
+
+
 class RemoteSession(RunSession):
     """One execution of a claimed run whose function runs at a handler (see module)."""
 
@@ -142,6 +170,15 @@ class RemoteSession(RunSession):
                  endpoint: Endpoint) -> None:
         super().__init__(rt, claimed.journal, claimed.held)
         self.remote, self.endpoint = remote, endpoint
+        self.watch = RemoteWatch(self, endpoint)
+
+    def _call(self, records: list[RecordedEvent]) -> DispatchResponse:
+        """Post the run; meanwhile the watch is busy, so a cancel reaches the handler."""
+        info = self.watch.begin("$dispatch", self.remote.attempt(self.run_id))
+        try:
+            return self.endpoint.call(self._request(records))
+        finally:
+            self.watch.end(info)
 
     def _run_once(self) -> str:
         if self.rt.stopping:
@@ -149,7 +186,7 @@ class RemoteSession(RunSession):
             return "released"
         records = self._refresh()
         try:
-            answer = self.endpoint.call(self._request(records))
+            answer = self._call(records)
         except RemoteUnknownWorkflow as error:
             return self.fail(error_info(error), "none")
         except DispatchUnavailable as error:

@@ -16,9 +16,11 @@ import httpx
 from pydantic import ValidationError
 
 from ledgerflow.domain.errors import LedgerflowError
+from ledgerflow.eventstore.records import new_id
 from ledgerflow.remote.protocol import (
     PROTOCOL,
     SIGNATURE_HEADER,
+    CancelRequest,
     DispatchRequest,
     DispatchResponse,
 )
@@ -100,6 +102,13 @@ class Endpoint:
         except ValidationError as error:
             raise ProtocolMismatch(f"the handler at {self.url} answered something that is "
                                    f"not a dispatch response: {error}") from None
+
+    def cancel(self, run_id: str) -> bool:
+        """Tell the handler run `run_id` was canceled; whether it executes it now."""
+        body = CancelRequest(protocol=PROTOCOL, request_id=new_id(),
+                             run_id=run_id).model_dump_json(by_alias=True).encode()
+        response = self._send("POST", "/cancel", body)
+        return response.status_code == 200 and bool(response.json().get("running"))
 
     def _check_protocol(self, spoken: Any) -> None:
         if spoken != PROTOCOL:

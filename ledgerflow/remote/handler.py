@@ -8,6 +8,8 @@ Routes (relative to where it is mounted):
   400 (another protocol version, or a body that is not a request of a running run),
   404 (a workflow or
   version it does not serve), 422 (an `async def` workflow: not served remotely yet).
+- `POST /cancel`: a signed `CancelRequest`: the run was canceled; the steps it runs
+  here have their `current_step().cancelled` set (`{protocol, running}`).
 - `GET /workflows`: `{protocol, workflows}`, what it serves (as `GET /api/workflows`
   lists workflows), so a worker need not import their modules. Not signed: it tells
   names and schemas, nothing of any run.
@@ -20,9 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -35,6 +37,7 @@ from ledgerflow.remote.execution import BufferedSession, journal_of
 from ledgerflow.remote.protocol import (
     PROTOCOL,
     SIGNATURE_HEADER,
+    CancelRequest,
     DispatchRequest,
     Refusal,
 )
@@ -42,6 +45,7 @@ from ledgerflow.remote.signing import BadSignature, ReplayGuard, verify
 from ledgerflow.settings import Settings
 
 log = logging.getLogger("ledgerflow.remote")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _refuse(status: int, error: str, message: str) -> Response:
@@ -53,8 +57,10 @@ class _Handler:
     def __init__(self, registry: WorkflowRegistry, secret: str) -> None:
         self.registry, self.secret = registry, secret
         self.seen = ReplayGuard()
+        self.running: dict[str, list[BufferedSession]] = {}
 
-    async def run(self, request: Request) -> Response:
+    async def _read(self, request: Request, model: type[M]) -> M | Response:
+        """The signed, fresh, first-seen request of `model` in the body, or a refusal."""
         body = await request.body()
         try:
             verify(self.secret, request.headers.get(SIGNATURE_HEADER), body)
@@ -69,13 +75,28 @@ class _Handler:
             return _refuse(400, "protocol", f"this handler speaks dispatch protocol "
                            f"{PROTOCOL}; the request is protocol {spoken!r}")
         try:
-            asked = DispatchRequest.model_validate(raw)
+            asked = model.model_validate(raw)
         except ValidationError as error:
-            return _refuse(400, "invalid_request", f"not a dispatch request: {error}")
+            return _refuse(400, "invalid_request", f"not a {model.__name__}: {error}")
         try:
-            self.seen.accept(asked.request_id)
+            self.seen.accept(str(raw.get("requestId")))
         except BadSignature as error:
             return _refuse(401, "unauthorized", str(error))
+        return asked
+
+    async def cancel(self, request: Request) -> Response:
+        asked = await self._read(request, CancelRequest)
+        if isinstance(asked, Response):
+            return asked
+        sessions = list(self.running.get(asked.run_id, ()))
+        for session in sessions:
+            session.watch.cancel()
+        return JSONResponse({"protocol": PROTOCOL, "running": bool(sessions)})
+
+    async def run(self, request: Request) -> Response:
+        asked = await self._read(request, DispatchRequest)
+        if isinstance(asked, Response):
+            return asked
         try:
             found = self.registry.get(asked.workflow_id, asked.workflow_version)
         except UnknownWorkflow as error:
@@ -88,7 +109,13 @@ class _Handler:
         except (ValueError, LedgerflowError) as error:
             return _refuse(400, "invalid_request", str(error))
         session = BufferedSession(self.registry, asked, journal)
-        answer = await run_in_threadpool(session.answer)
+        self.running.setdefault(asked.run_id, []).append(session)
+        try:
+            answer = await run_in_threadpool(session.answer)
+        finally:
+            self.running[asked.run_id].remove(session)
+            if not self.running[asked.run_id]:
+                del self.running[asked.run_id]
         return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
     async def workflows(self, request: Request) -> Response:
@@ -110,4 +137,5 @@ def asgi_handler(workflows: WorkflowRegistry | None = None, *,
     handler = _Handler(workflows if workflows is not None else default_registry, key)
     return Starlette(routes=[Route("/", handler.run, methods=["POST"]),
                              Route("/run", handler.run, methods=["POST"]),
+                             Route("/cancel", handler.cancel, methods=["POST"]),
                              Route("/workflows", handler.workflows, methods=["GET"])])

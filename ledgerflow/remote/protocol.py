@@ -16,6 +16,9 @@ compensators), and `next`, what the run does now: `complete` (with `result`), `f
 post again). The final decision event (RunCompleted, RunFailed, RunSuspended,
 RunCanceled) is not among `events`: the worker makes it, as for an inline run.
 
+`POST {url}/cancel` (`CancelRequest`, signed too) tells the handler a run it executes
+was canceled: its step attempts' `current_step().cancelled` is set.
+
 `GET {url}/workflows` answers `{protocol, workflows: [WorkflowInfo wire form]}`.
 """
 
@@ -87,6 +90,15 @@ class DispatchRequest(_Wire):
     attempt: int = 1
     now: datetime
     budget_seconds: float = 1.0
+
+
+class CancelRequest(_Wire):
+    """`POST {url}/cancel`: the run was canceled; set `cancelled` of its steps running
+    at the handler (as a cancel reaches an inline run's steps)."""
+
+    protocol: int
+    request_id: str
+    run_id: str
 
 
 class Child(_Wire):

@@ -118,6 +118,19 @@ def saga(ctx: Context, data: Any) -> Any:
     return "shipped"
 
 
+def _patient(seconds: float) -> str:
+    info = current_step()
+    effect("patient-start")
+    noticed = info.cancelled.wait(seconds)
+    effect("patient-end", cancelled=noticed)
+    return "waited"
+
+
+@registry.workflow("patient")
+def patient(ctx: Context, data: Any) -> str:
+    return str(ctx.step("wait", _patient, data["seconds"]))
+
+
 def _long(seconds: float) -> str:
     effect("long-start")
     time.sleep(seconds)

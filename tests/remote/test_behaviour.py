@@ -12,7 +12,7 @@ import pytest
 
 from ledgerflow import Ledgerflow
 from ledgerflow.domain.lifecycle import RunStatus
-from tests.remote.conftest import HandlerProcess, drive
+from tests.remote.conftest import HandlerProcess, drive, open_remote
 
 
 def _types(lf: Ledgerflow, run_id: str) -> list[str]:
@@ -136,6 +136,28 @@ def test_a_cancel_while_the_handler_runs_a_step_keeps_what_it_answers_out(
     assert history[-1].type == "RunCanceled"
     assert not any(r.type == "StepCompleted" and r.data["step_id"] == "long"
                    for r in history)
+
+
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+def test_a_cancel_reaches_the_step_running_at_the_handler(
+        remote_lf: Ledgerflow, handler: HandlerProcess, worker: None, pg_url: str,
+        where: str) -> None:
+    """Made in the worker's process, or in another (the worker's heartbeat sees it)."""
+    run_id = remote_lf.engine.trigger("patient", {"seconds": 20}).run_id
+    _until(lambda: handler.effects_seen("patient-start"))
+    started = time.monotonic()
+    if where == "here":
+        remote_lf.engine.cancel(run_id, "enough")
+    else:
+        other = open_remote(pg_url, handler.url)
+        other.engine.cancel(run_id, "enough")
+        other.close()
+    _until(lambda: handler.effects_seen("patient-end"), timeout=10)
+    assert handler.effects_seen("patient-end") == [{"effect": "patient-end",
+                                                     "cancelled": True}]
+    assert time.monotonic() - started < 5  # not the step's 20 s
+    _until(lambda: remote_lf.engine.state(run_id).status is RunStatus.CANCELED)
+    assert remote_lf.engine.history(run_id)[-1].type == "RunCanceled"
 
 
 def test_a_failed_run_resumes_from_a_step(remote_lf: Ledgerflow,

@@ -1,7 +1,8 @@
 """The handler's side of a remote run: replay the workflow function against the journal
 the worker sent, execute the steps that are due, and collect what the run wrote.
 
-`BufferedSession` is a `RunSession` whose store writes go to a buffer: the same
+`BufferedSession` is a `RunSession` whose store writes go to a buffer
+(`BufferedAsyncSession` the `AsyncRunSession` of an `async def` workflow): the same
 `Context`, step attempts (retries, timeouts, parallel branches), waits, children,
 rollback and compensating cancel as an inline run, with the outcome methods (park,
 complete, fail, cancel) noting the next action instead of writing the final decision.
@@ -31,6 +32,9 @@ from ledgerflow.remote.protocol import (
     NewRecord,
     Next,
 )
+from ledgerflow.runtime.aio_context import AsyncContext
+from ledgerflow.runtime.aio_loop import AsyncLoop
+from ledgerflow.runtime.aio_session import AsyncRunSession
 from ledgerflow.runtime.compensation import undo
 from ledgerflow.runtime.context import Context, Park
 from ledgerflow.runtime.executor import Also, Compensated, RunSession
@@ -74,13 +78,15 @@ def journal_of(request: DispatchRequest) -> Journal:
     return journal
 
 
-class BufferedSession(RunSession):
-    """One execution of a remote run, writing to `out` (see the module)."""
+class Buffered(RunSession):
+    """What a remote run's execution changes in a session: writes to `out`, outcomes
+    to `next` (see the module). A base of `BufferedSession` (a plain `def` workflow)
+    and `BufferedAsyncSession` (an `async def` one, on the handler's `AsyncLoop`)."""
 
     def __init__(self, registry: WorkflowRegistry, request: DispatchRequest,
-                 journal: Journal) -> None:
+                 journal: Journal, aio: AsyncLoop) -> None:
         rt = Runtime(cast(EventStore, NoStore()), registry, request_clock(request.now),
-                     worker_id=f"handler:{request.request_id}")
+                     worker_id=f"handler:{request.request_id}", aio=aio)
         super().__init__(rt, journal)
         self.out: list[ev.Event] = []
         self.next = Next(action="continue")
@@ -90,11 +96,14 @@ class BufferedSession(RunSession):
 
     def answer(self) -> DispatchResponse:
         """Execute until the run parks, ends, or the budget is spent after a step."""
-        self.run()
+        self.execute()
         return DispatchResponse(protocol=PROTOCOL, run_id=self.run_id,
                                 events=[NewRecord.of(e) for e in self.out], next=self.next)
 
     # ---------------------------------------------------------- the buffer
+
+    def execute(self) -> str:
+        return self.run()
 
     def record(self, event: ev.Event) -> bool:
         added = super().record(event)
@@ -159,3 +168,18 @@ class BufferedSession(RunSession):
         self.flush()
         self.next = Next(action="cancel")
         return "canceled"
+
+
+class BufferedSession(Buffered):
+    """The execution of a remote run of a plain `def` workflow."""
+
+
+class BufferedAsyncSession(Buffered, AsyncRunSession):
+    """The execution of a remote run of an `async def` workflow, on the handler's loop."""
+
+    def execute(self) -> str:
+        return self.rt.aio.run(self.run_async())
+
+    async def cancel_async(self, ctx: AsyncContext) -> str:
+        await self._undo(ctx.compensations)
+        return self.cancel(None)

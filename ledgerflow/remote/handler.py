@@ -7,15 +7,16 @@ Routes (relative to where it is mounted):
   `DispatchResponse` (200). Refusals: 401 (unsigned, wrong signature, stale, replayed),
   400 (another protocol version, or a body that is not a request of a running run),
   404 (a workflow or
-  version it does not serve), 422 (an `async def` workflow: not served remotely yet).
+  version it does not serve).
 - `POST /cancel`: a signed `CancelRequest`: the run was canceled; the steps it runs
   here have their `current_step().cancelled` set (`{protocol, running}`).
 - `GET /workflows`: `{protocol, workflows}`, what it serves (as `GET /api/workflows`
   lists workflows), so a worker need not import their modules. Not signed: it tells
   names and schemas, nothing of any run.
 
-The workflow function executes in a thread (`execution.BufferedSession`); the handler
-never touches a database.
+A plain workflow function executes in a thread (`execution.BufferedSession`), an
+`async def` one on the handler's own event loop thread (`BufferedAsyncSession`); the
+handler never touches a database.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from starlette.routing import Route
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow.domain.errors import LedgerflowError, UnknownWorkflow
-from ledgerflow.remote.execution import BufferedSession, journal_of
+from ledgerflow.remote.execution import (
+    Buffered,
+    BufferedAsyncSession,
+    BufferedSession,
+    journal_of,
+)
 from ledgerflow.remote.protocol import (
     PROTOCOL,
     SIGNATURE_HEADER,
@@ -42,6 +48,7 @@ from ledgerflow.remote.protocol import (
     Refusal,
 )
 from ledgerflow.remote.signing import BadSignature, ReplayGuard, verify
+from ledgerflow.runtime.aio_loop import AsyncLoop
 from ledgerflow.settings import Settings
 
 log = logging.getLogger("ledgerflow.remote")
@@ -57,7 +64,8 @@ class _Handler:
     def __init__(self, registry: WorkflowRegistry, secret: str) -> None:
         self.registry, self.secret = registry, secret
         self.seen = ReplayGuard()
-        self.running: dict[str, list[BufferedSession]] = {}
+        self.running: dict[str, list[Buffered]] = {}
+        self.aio = AsyncLoop()  # where `async def` workflows execute
 
     async def _read(self, request: Request, model: type[M]) -> M | Response:
         """The signed, fresh, first-seen request of `model` in the body, or a refusal."""
@@ -101,14 +109,12 @@ class _Handler:
             found = self.registry.get(asked.workflow_id, asked.workflow_version)
         except UnknownWorkflow as error:
             return _refuse(404, "unknown_workflow", str(error))
-        if found.is_async:
-            return _refuse(422, "async_workflow", f"workflow {found.name!r} is async def: "
-                           "a handler serves plain `def` workflows only (run it inline)")
         try:
             journal = journal_of(asked)
         except (ValueError, LedgerflowError) as error:
             return _refuse(400, "invalid_request", str(error))
-        session = BufferedSession(self.registry, asked, journal)
+        kind = BufferedAsyncSession if found.is_async else BufferedSession
+        session = kind(self.registry, asked, journal, self.aio)
         self.running.setdefault(asked.run_id, []).append(session)
         try:
             answer = await run_in_threadpool(session.answer)

@@ -4,6 +4,7 @@ so a test counts what ran where (the handler is another process)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -13,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import ledgerflow
-from ledgerflow import Context, WorkflowRegistry, current_step
+from ledgerflow import AsyncContext, Context, WorkflowRegistry, current_step
 
 registry = WorkflowRegistry()
 _lock = threading.Lock()
@@ -129,6 +130,20 @@ def _patient(seconds: float) -> str:
 @registry.workflow("patient")
 def patient(ctx: Context, data: Any) -> str:
     return str(ctx.step("wait", _patient, data["seconds"]))
+
+
+async def _async_reserve(sku: str) -> str:
+    await asyncio.sleep(0.01)
+    effect("async-reserve")
+    return f"reserved {sku}"
+
+
+@registry.workflow("asyncbook")
+async def asyncbook(ctx: AsyncContext, data: dict[str, Any]) -> dict[str, Any]:
+    seat = await ctx.step("reserve", _async_reserve, data["sku"])
+    await ctx.sleep("nap", timedelta(milliseconds=200))
+    paid = await ctx.step("charge", noted, "async-charge", data["amount"])
+    return {"seat": seat, "paid": paid}
 
 
 def _long(seconds: float) -> str:

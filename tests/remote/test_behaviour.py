@@ -192,3 +192,11 @@ def test_runs_of_many_threads_all_complete(remote_lf: Ledgerflow) -> None:
         t.join()
     for run_id in ids:
         assert drive(remote_lf, run_id).status is RunStatus.COMPLETED
+
+
+def test_an_async_workflow_runs_at_the_handler(remote_lf: Ledgerflow,
+                                               handler: HandlerProcess) -> None:
+    run_id = remote_lf.engine.trigger("asyncbook", {"sku": "z", "amount": 9}).run_id
+    state = drive(remote_lf, run_id)
+    assert state.result == {"seat": "reserved z", "paid": 9}
+    assert [e["effect"] for e in handler.effects_seen()] == ["async-reserve", "async-charge"]

@@ -31,7 +31,7 @@ def _shape(lf: Ledgerflow, run_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 CASES = [("booking", {"id": 7, "amount": 12}), ("saga", {"fail": True}),
          ("fanout", None), ("parent", None), ("retries", {"key": "same", "failures": 1}),
-         ("doomed", None)]
+         ("doomed", None), ("asyncbook", {"sku": "s", "amount": 5})]
 
 
 @pytest.mark.parametrize(("workflow", "data"), CASES, ids=[c[0] for c in CASES])

@@ -81,6 +81,7 @@ class RemoteRuns:
         self.endpoints = {url: Endpoint(url, secret or "", timeout) for url in sorted(remote)}
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     @classmethod
     def parse(cls, text: str | None, secret: str | None, timeout: float = 300.0,
@@ -96,24 +97,42 @@ class RemoteRuns:
         endpoint = self.endpoint_for(claimed.journal.state.workflow_id)
         return None if endpoint is None else RemoteSession(rt, claimed, self, endpoint)
 
-    def register(self, registry: WorkflowRegistry) -> list[str]:
+    def register(self, registry: WorkflowRegistry, retry: float = 5.0) -> list[str]:
         """Register the workflows the handlers serve (`GET {url}/workflows`) that this
-        process has not imported, so triggers and children know them; their names."""
+        process has not imported, so triggers and children know them; their names. A
+        handler that does not answer is asked again every `retry` seconds, in a thread,
+        until it does (or `close`)."""
         added: list[str] = []
         for endpoint in self.endpoints.values():
             try:
-                listed = endpoint.workflows()
+                added += self._register(registry, endpoint)
             except DispatchUnavailable as error:
-                log.warning("could not list the workflows of %s: %s", endpoint.url, error)
+                log.warning("could not list the workflows of %s (asking again every %ss): "
+                            "%s", endpoint.url, retry, error)
+                threading.Thread(target=self._register_later, args=(registry, endpoint, retry),
+                                 name="ledgerflow-dispatch-register", daemon=True).start()
+        return added
+
+    def _register_later(self, registry: WorkflowRegistry, endpoint: Endpoint,
+                        retry: float) -> None:
+        while not self._closed.wait(retry):
+            try:
+                names = self._register(registry, endpoint)
+            except DispatchUnavailable:
                 continue
-            for info in listed:
-                name = info["name"]
-                if self.endpoint_for(name) is endpoint and name not in registry.names():
-                    for version in info["versions"]:
-                        registry.register(name, _served_at(name, endpoint.url), version,
-                                          queue=info.get("queue") or None,
-                                          rerun_safety=info.get("rerunSafety", "safe"))
-                    added.append(name)
+            log.info("workflows served by %s: %s", endpoint.url, ", ".join(names) or "none")
+            return
+
+    def _register(self, registry: WorkflowRegistry, endpoint: Endpoint) -> list[str]:
+        added: list[str] = []
+        for info in endpoint.workflows():
+            name = info["name"]
+            if self.endpoint_for(name) is endpoint and name not in registry.names():
+                for version in info["versions"]:
+                    registry.register(name, _served_at(name, endpoint.url), version,
+                                      queue=info.get("queue") or None,
+                                      rerun_safety=info.get("rerunSafety", "safe"))
+                added.append(name)
         return added
 
     def failed(self, run_id: str) -> timedelta:
@@ -131,6 +150,7 @@ class RemoteRuns:
             self._failures.pop(run_id, None)
 
     def close(self) -> None:
+        self._closed.set()
         for endpoint in self.endpoints.values():
             endpoint.close()
 

@@ -71,9 +71,16 @@ class Endpoint:
     def workflows(self) -> list[dict[str, Any]]:
         """What the handler serves (`GET {url}/workflows`)."""
         response = self._send("GET", "/workflows", b"")
-        listed = response.json()
-        self._check_protocol(listed.get("protocol"))
-        return list(listed["workflows"])
+        try:
+            if response.status_code != 200:
+                raise ValueError(response.status_code)
+            listed = response.json()
+            self._check_protocol(listed.get("protocol"))
+            return list(listed["workflows"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ProtocolMismatch(f"GET {self.url}/workflows answered {response.status_code} "
+                                   f"without the workflows it serves: {response.text[:200]}"
+                                   ) from None
 
     def call(self, request: DispatchRequest) -> DispatchResponse:
         """Post one request (signed anew each try); the handler's answer."""

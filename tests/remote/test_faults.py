@@ -166,3 +166,33 @@ def test_a_worker_with_the_wrong_secret_is_refused_and_writes_nothing(
         wrong.close()
     finally:
         lf.close()
+
+
+def test_a_handler_that_starts_later_is_asked_again_for_its_workflows(
+        tmp_path: Path) -> None:
+    from ledgerflow import WorkflowRegistry
+    from ledgerflow.remote import RemoteRuns
+
+    late = HandlerProcess(tmp_path / "effects.jsonl")
+    registry = WorkflowRegistry()
+    dispatch = RemoteRuns.parse(f"*={late.url}", SECRET)
+    try:
+        assert dispatch.register(registry, retry=0.2) == []  # nobody answers yet
+        late.start()
+        deadline = time.monotonic() + 20
+        while "booking" not in registry.names() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "booking" in registry.names()
+    finally:
+        dispatch.close()
+        late.stop()
+
+
+def test_a_url_that_serves_no_handler_says_so(handler: HandlerProcess) -> None:
+    from ledgerflow.remote import ProtocolMismatch
+    from ledgerflow.remote.endpoint import Endpoint
+
+    wrong = Endpoint(handler.url.replace("/ledgerflow", "/elsewhere"), SECRET)
+    with pytest.raises(ProtocolMismatch, match="/elsewhere/workflows answered 404"):
+        wrong.workflows()
+    wrong.close()

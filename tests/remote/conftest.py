@@ -88,10 +88,10 @@ def handler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlerProcess
     proc.stop()
 
 
-def open_remote(pg_url: str, url: str, **settings: Any) -> Ledgerflow:
+def open_remote(pg_url: str, url: str, secret: str = SECRET, **settings: Any) -> Ledgerflow:
     """A Ledgerflow whose registry imports nothing: it learns the handler's workflows."""
     return Ledgerflow.open(Settings(database_url=pg_url, dispatch=f"*={url}/",
-                                    dispatch_secret=SECRET, lease_seconds=5, **settings),
+                                    dispatch_secret=secret, lease_seconds=5, **settings),
                            registry=WorkflowRegistry(), upgrade=False)
 
 

@@ -153,17 +153,13 @@ def test_a_handler_of_another_protocol_leaves_the_run_waiting_with_a_clear_error
 def test_a_worker_with_the_wrong_secret_is_refused_and_writes_nothing(
         pg_engine: SAEngine, pg_url: str, handler: HandlerProcess,
         caplog: pytest.LogCaptureFixture) -> None:
-    lf = open_remote(pg_url, handler.url)
+    lf = open_remote(pg_url, handler.url, secret="not the secret")
     try:
-        from ledgerflow.remote import RemoteRuns
-        wrong = RemoteRuns.parse(f"*={handler.url}", "not the secret")
-        object.__setattr__(lf.engine.runtime, "dispatch", wrong)
         run_id = lf.engine.trigger("booking", {"id": 1, "amount": 1}).run_id
         with caplog.at_level(logging.WARNING, logger="ledgerflow.remote"):
             lf.engine.run_due()
         assert [r.type for r in lf.engine.history(run_id)] == ["RunCreated", "RunStarted"]
         assert any("refused the request (401)" in r.getMessage() for r in caplog.records)
-        wrong.close()
     finally:
         lf.close()
 

@@ -8,14 +8,17 @@ rollback and compensating cancel as an inline run, with the outcome methods (par
 complete, fail, cancel) noting the next action instead of writing the final decision.
 Nothing here touches a database: its `Runtime` has no store (`NoStore` refuses any
 use). A step's stream chunks are buffered as journal records (a reader sees them once
-the worker appends them, not while the step runs). A timed-out attempt that returns
-after its grace period is logged and dropped (the handler has no later write for it).
+the worker appends them, not while the step runs). What a timed-out attempt returns
+after its grace period is kept (`LateResults`) and answered with the run's next
+request to this handler.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -35,6 +38,7 @@ from ledgerflow.remote.protocol import (
 from ledgerflow.runtime.aio_context import AsyncContext
 from ledgerflow.runtime.aio_loop import AsyncLoop
 from ledgerflow.runtime.aio_session import AsyncRunSession
+from ledgerflow.runtime.attempts import discarded
 from ledgerflow.runtime.compensation import undo
 from ledgerflow.runtime.context import Context, Park
 from ledgerflow.runtime.executor import Also, Compensated, RunSession
@@ -78,13 +82,35 @@ def journal_of(request: DispatchRequest) -> Journal:
     return journal
 
 
+class LateResults:
+    """What timed-out attempts returned after their grace period, by run, until the
+    run's next request to this handler takes them (journaled as StepResultDiscarded
+    then, as an inline run journals them). At most `limit` runs are kept (the oldest
+    are dropped: their runs did not come back)."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._runs: OrderedDict[str, list[ev.Event]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def put(self, run_id: str, event: ev.Event) -> None:
+        with self._lock:
+            self._runs.setdefault(run_id, []).append(event)
+            while len(self._runs) > self._limit:
+                self._runs.popitem(last=False)
+
+    def take(self, run_id: str) -> list[ev.Event]:
+        with self._lock:
+            return self._runs.pop(run_id, [])
+
+
 class Buffered(RunSession):
     """What a remote run's execution changes in a session: writes to `out`, outcomes
     to `next` (see the module). A base of `BufferedSession` (a plain `def` workflow)
     and `BufferedAsyncSession` (an `async def` one, on the handler's `AsyncLoop`)."""
 
     def __init__(self, registry: WorkflowRegistry, request: DispatchRequest,
-                 journal: Journal, aio: AsyncLoop) -> None:
+                 journal: Journal, aio: AsyncLoop, late: LateResults) -> None:
         rt = Runtime(cast(EventStore, NoStore()), registry, request_clock(request.now),
                      worker_id=f"handler:{request.request_id}", aio=aio)
         super().__init__(rt, journal)
@@ -93,6 +119,9 @@ class Buffered(RunSession):
         self._deadline = time.monotonic() + request.budget_seconds
         self.watch.chunks = self._chunk
         self._chunks: dict[tuple[str, int], int] = {}
+        self._late_results = late
+        for event in late.take(self.run_id):  # returned after an earlier answer
+            self.record(event)
 
     def answer(self) -> DispatchResponse:
         """Execute until the run parks, ends, or the budget is spent after a step."""
@@ -135,9 +164,10 @@ class Buffered(RunSession):
                                            attempt=attempt, seq=seq))
 
     def _late(self, step_id: str, attempt: int, late: Late) -> None:
-        log.warning("run %s: step %r attempt %d returned after its grace period; the "
-                    "handler has answered already, its outcome is dropped", self.run_id,
+        log.warning("run %s: step %r attempt %d returned after its grace period; it is "
+                    "journaled as discarded with the run's next answer", self.run_id,
                     step_id, attempt, extra={"run_id": self.run_id, "step": step_id})
+        self._late_results.put(self.run_id, discarded(step_id, attempt, late))
 
     # ---------------------------------------------------------- outcomes
 

@@ -38,6 +38,7 @@ from ledgerflow.remote.execution import (
     Buffered,
     BufferedAsyncSession,
     BufferedSession,
+    LateResults,
     journal_of,
 )
 from ledgerflow.remote.protocol import (
@@ -66,6 +67,7 @@ class _Handler:
         self.seen = ReplayGuard()
         self.running: dict[str, list[Buffered]] = {}
         self.aio = AsyncLoop()  # where `async def` workflows execute
+        self.late = LateResults()
 
     async def _read(self, request: Request, model: type[M]) -> M | Response:
         """The signed, fresh, first-seen request of `model` in the body, or a refusal."""
@@ -114,7 +116,7 @@ class _Handler:
         except (ValueError, LedgerflowError) as error:
             return _refuse(400, "invalid_request", str(error))
         kind = BufferedAsyncSession if found.is_async else BufferedSession
-        session = kind(self.registry, asked, journal, self.aio)
+        session = kind(self.registry, asked, journal, self.aio, self.late)
         self.running.setdefault(asked.run_id, []).append(session)
         try:
             answer = await run_in_threadpool(session.answer)

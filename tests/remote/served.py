@@ -5,6 +5,7 @@ so a test counts what ran where (the handler is another process)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -144,6 +145,21 @@ async def asyncbook(ctx: AsyncContext, data: dict[str, Any]) -> dict[str, Any]:
     await ctx.sleep("nap", timedelta(milliseconds=200))
     paid = await ctx.step("charge", noted, "async-charge", data["amount"])
     return {"seat": seat, "paid": paid}
+
+
+def _stubborn(seconds: float) -> str:
+    time.sleep(seconds)  # does not look at current_step().cancelled
+    effect("stubborn-returned")
+    return "too late"
+
+
+@registry.workflow("late")
+def late(ctx: Context, data: Any) -> str:
+    with contextlib.suppress(ledgerflow.StepFailed):
+        ctx.step("stubborn", _stubborn, 0.8, timeout=timedelta(milliseconds=200),
+                 timeout_grace=timedelta(milliseconds=100))
+    ctx.sleep("after", timedelta(seconds=1.5))  # the next request takes the late result
+    return "done"
 
 
 def _long(seconds: float) -> str:

@@ -63,6 +63,17 @@ def test_a_step_past_its_timeout_fails_with_step_timeout(
     assert len(handler.effects_seen("slow")) == 1
 
 
+def test_what_a_step_returns_after_its_grace_period_is_journaled_as_discarded(
+        remote_lf: Ledgerflow, handler: HandlerProcess) -> None:
+    run_id = remote_lf.engine.trigger("late").run_id
+    state = drive(remote_lf, run_id)
+    assert state.result == "done"
+    assert handler.effects_seen("stubborn-returned")
+    discarded = [r.data for r in remote_lf.engine.history(run_id)
+                 if r.type == "StepResultDiscarded"]
+    assert [(d["step_id"], d["result"]) for d in discarded] == [("stubborn", "too late")]
+
+
 def test_parallel_branches_each_run_once(remote_lf: Ledgerflow,
                                           handler: HandlerProcess) -> None:
     run_id = remote_lf.engine.trigger("fanout").run_id

@@ -2,6 +2,9 @@
 to a workflow handler (`ledgerflow.asgi_handler`) served by uvicorn on loopback, in a
 process of its own; the worker (8 threads) runs in the bench process.
 
+`WF_REMOTE_BUDGET` sets `LEDGERFLOW_DISPATCH_BUDGET_SECONDS` (default 1: one request
+per run of this workflow; 0: one per step, as durable as an inline run).
+
 Figures: `wf_remote_conc8_per_s` (8 clients: trigger eagerly, wait for the result) and
 `wf_remote_vs_inline` (that over the inline conc8 figure of the same bench run).
 
@@ -94,7 +97,8 @@ def bench_remote(url_db: str, engine_sa: Any, measure_median: Callable[..., dict
     process, url = start_handler()
     try:
         registry = WorkflowRegistry()
-        dispatch = RemoteRuns.parse(f"bench3={url}", SECRET)
+        dispatch = RemoteRuns.parse(f"bench3={url}", SECRET,
+                                    budget=float(os.environ.get("WF_REMOTE_BUDGET", "1")))
         dispatch.register(registry)  # bench3 is not imported here: learned from the handler
         store = build_store(engine_sa, Settings(database_url=url_db))
         engine = Engine(store, registry, dispatch=dispatch)

@@ -26,12 +26,15 @@ threads and the driver, as DBOS's is).
 Each phase runs WF_REPEATS times (3) and the median of each figure is used, for
 both engines alike.
 
-Then `wf_obs_overhead` and `metrics_scrape_ms` (see `bench/obs_overhead.py`), and
+Then `wf_remote_conc8_per_s` and `wf_remote_vs_inline`: the same workflow dispatched
+over HTTP to a workflow handler on loopback (see `bench/remote_dispatch.py`), and
+`wf_obs_overhead` and `metrics_scrape_ms` (see `bench/obs_overhead.py`), and
 `wf_cpu_ceiling_per_s`, `wf_vs_cpu_ceiling` for `ledgerflow worker --processes <cores>`
 (see `bench/procs_ceiling.py`).
 
 Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3;
-`WF_ONLY=obs` runs the observability phase alone, `WF_ONLY=procs` the worker processes).
+`WF_ONLY=obs` runs the observability phase alone, `WF_ONLY=procs` the worker processes,
+`WF_ONLY=remote` the inline and remote conc8 phases).
 """
 
 from __future__ import annotations
@@ -224,7 +227,7 @@ def bench_registry() -> Any:
     return registry
 
 
-def bench_ledgerflow() -> dict[str, dict[str, float]]:
+def bench_ledgerflow(phases: tuple[str, ...] = ("seq", "conc8")) -> dict[str, dict[str, float]]:
     from ledgerflow import Engine, Worker
     from ledgerflow._app import build_store
     from ledgerflow.settings import Settings
@@ -246,6 +249,8 @@ def bench_ledgerflow() -> dict[str, dict[str, float]]:
         one(i)
     results: dict[str, dict[str, float]] = {}
     for label, conc in (("seq", 1), ("conc8", 8)):
+        if label not in phases:
+            continue
         results[label] = measure_median(f"ledgerflow {label}", one, conc, counts)
         print(f"{'':<28} {results[label]['stmts']:.1f} statements, "
               f"{results[label]['tx']:.1f} transactions per workflow")
@@ -329,11 +334,29 @@ def bench_procs() -> dict[str, float]:
     return figures
 
 
+def bench_remote(inline_per_s: float | None) -> dict[str, float]:
+    """The remote dispatch phase (`remote_dispatch`, loaded from its file as
+    `obs_overhead` is); `inline_per_s`: the inline conc8 figure (None: measured here)."""
+    spec = importlib.util.spec_from_file_location(
+        "remote_dispatch", Path(__file__).with_name("remote_dispatch.py"))
+    assert spec is not None and spec.loader is not None
+    remote_dispatch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(remote_dispatch)
+    if inline_per_s is None:
+        inline_per_s = bench_ledgerflow(("conc8",))["conc8"]["per_s"]
+    url, engine_sa = fresh_lf_database()
+    figures: dict[str, float] = remote_dispatch.bench_remote(
+        url, engine_sa, measure_median, inline_per_s, WORKER_THREADS)
+    engine_sa.dispose()
+    return figures
+
+
 def main() -> None:
     print(f"N={N} workflows of 3 steps per phase; PostgreSQL at {sa.engine.make_url(URL).host}")
     only = os.environ.get("WF_ONLY")
-    if only in ("obs", "procs"):  # a reduced run of one phase
-        for name, value in (bench_obs() if only == "obs" else bench_procs()).items():
+    if only in ("obs", "procs", "remote"):  # a reduced run of one phase
+        phase = {"obs": bench_obs, "procs": bench_procs, "remote": lambda: bench_remote(None)}
+        for name, value in phase[only]().items():
             print(f"BENCH {name} {value:.3f}")
         return
     lf = bench_ledgerflow()
@@ -352,6 +375,7 @@ def main() -> None:
         "wf_cpu_vs_dbos": lf["seq"]["cpu_ms"] / db["seq"]["cpu_ms"],
         "wf_tx_per_wf": lf["seq"]["tx"],
         "wf_stmts_per_wf": lf["seq"]["stmts"],
+        **bench_remote(lf["conc8"]["per_s"]),
         **bench_obs(),
         **bench_procs(),
     }

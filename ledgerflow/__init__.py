@@ -50,6 +50,7 @@ from ledgerflow.domain.errors import (
     UnknownWorkflow,
 )
 from ledgerflow.flows import Flow, FlowContext, flow
+from ledgerflow.remote import asgi_handler
 from ledgerflow.runtime.agent import Suspend
 from ledgerflow.runtime.aio_context import AsyncContext
 from ledgerflow.runtime.context import Context
@@ -81,6 +82,6 @@ __all__ = [
     "ScheduleRecord", "Scheduler", "Schedules", "Settings", "StepCanceled", "StepFailed",
     "StepInfo", "StepTimeout", "StoreUnavailable", "Suspend", "TickResult", "TriggerResult",
     "UnknownQueue", "UnknownRun", "UnknownSchedule", "UnknownWorkflow", "WaitTimeout",
-    "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "current_step",
-    "default_registry", "flow", "workflow",
+    "Worker", "WorkflowDef", "WorkflowInfo", "WorkflowRegistry", "asgi_handler",
+    "current_step", "default_registry", "flow", "workflow",
 ]

@@ -32,6 +32,7 @@ from ledgerflow.observability.metrics import Metrics
 from ledgerflow.observability.tracing import Tracing
 from ledgerflow.outbox import OutboxWriter, Relay, publisher_from_settings
 from ledgerflow.projections import InlineProjections
+from ledgerflow.remote.dispatch import RemoteRuns
 from ledgerflow.runtime.engine import Engine, TriggerResult
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.observe import Observers
@@ -133,10 +134,16 @@ class Ledgerflow:
         metrics = Metrics(store, clock=clock,
                           overdue_after=timedelta(seconds=settings.doctor_overdue_warn_seconds),
                           cache_seconds=settings.metrics_cache_seconds)
-        engine = Engine(store, registry if registry is not None else default_registry,
+        registry = registry if registry is not None else default_registry
+        dispatch = None if not settings.dispatch else RemoteRuns.parse(
+            settings.dispatch, settings.dispatch_secret, settings.dispatch_timeout_seconds,
+            settings.dispatch_budget_seconds)
+        if dispatch is not None:
+            dispatch.register(registry)  # what the handlers serve: known without imports
+        engine = Engine(store, registry,
                         clock=clock, lease=timedelta(seconds=settings.lease_seconds),
                         faults=faults if faults is not None else settings.fault_points(),
-                        observer=Observers(metrics, Tracing(tracer_provider)))
+                        observer=Observers(metrics, Tracing(tracer_provider)), dispatch=dispatch)
         schedules = Schedules(store, engine.registry, clock)
         schedules.listeners.append(engine.wakeup.notify)  # a fire's run: claim it now
         return cls(settings=settings, db=db, store=store, engine=engine,
@@ -235,4 +242,6 @@ class Ledgerflow:
         if self._tick_relay is not None:
             self._tick_relay.publisher.close()
         self.engine.runtime.aio.close()
+        if isinstance(self.engine.runtime.dispatch, RemoteRuns):
+            self.engine.runtime.dispatch.close()
         self.db.dispose()

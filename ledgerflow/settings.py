@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     archive_interval_seconds: float = Field(default=3600.0, gt=0)
     """How often `serve` archives the runs past their retention."""
 
+    dispatch: str | None = None
+    """Where runs execute, per workflow: `name=URL` (a handler mounted in your service,
+    `ledgerflow.asgi_handler`) or `name=inline` (here, the default); `*` for the rest."""
+    dispatch_secret: str | None = None
+    """The secret dispatch requests are signed with (workers and handlers share it)."""
+    dispatch_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long a worker waits for a handler's answer before it retries the run."""
+    dispatch_budget_seconds: float = Field(default=1.0, ge=0)
+    """A handler answers once a step ends past this, and the worker writes what is done
+    before it posts again (0: after every step, as an inline run writes; more: fewer
+    round trips, but a crash may re-run the steps of the last budget)."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_upper(cls, value: object) -> object:

@@ -49,7 +49,7 @@ from ledgerflow.runtime.commands import RunCommands, json_value
 from ledgerflow.runtime.debounce import Debounce, trigger_debounced
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.handoff import Claimed
-from ledgerflow.runtime.host import Runtime
+from ledgerflow.runtime.host import Dispatch, Runtime
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.listen import announce
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
@@ -84,7 +84,7 @@ class Engine:
     def __init__(self, store: EventStore, registry: WorkflowRegistry | None = None, *,
                  clock: Clock = utcnow, lease: timedelta = timedelta(seconds=30),
                  worker_id: str | None = None, faults: FaultPoints | None = None,
-                 observer: Observer = NO_OBSERVER) -> None:
+                 observer: Observer = NO_OBSERVER, dispatch: Dispatch | None = None) -> None:
         registry = registry if registry is not None else default_registry
         self.queues = QueueBook(store, clock, registry.queues)
         """The store's queues: their limits, changed at run time (`runtime.queues`)."""
@@ -92,7 +92,7 @@ class Engine:
             store, registry, clock,
             worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             lease, faults=faults if faults is not None else FaultPoints(), observer=observer,
-            queues=self.queues)
+            queues=self.queues, dispatch=dispatch)
         self.store, self.registry, self.clock = store, self.runtime.registry, clock
         self.lease, self.worker_id = lease, self.runtime.worker_id
         self.wakeup = self.runtime.wakeup

@@ -310,9 +310,9 @@ class RunSession:
             "details": {**info.details, "compensation": outcome, "compensationFailed": failed}})
         return self.fail(final, outcome)
 
-    def cancel(self, ctx: Context) -> str:
-        """Canceled with compensation: undo the completed steps, then RunCanceled."""
-        undo(self, ctx.compensations, self.journal.compensated)
+    def cancel(self, ctx: Context | None) -> str:
+        """Canceled with compensation: undo ctx's completed steps, then RunCanceled."""
+        undo(self, ctx.compensations if ctx else [], self.journal.compensated)
         state = self.journal.state
         reason = state.error.message if state.error is not None else None
         error = ev.ErrorInfo(type="Canceled", message=reason or "canceled")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from ledgerflow._authoring import WorkflowRegistry
 from ledgerflow.domain.errors import UnknownRun
@@ -21,11 +22,22 @@ from ledgerflow.eventstore.records import RecordedEvent
 from ledgerflow.eventstore.store import Clock, EventStore
 from ledgerflow.runtime.aio_loop import AsyncLoop
 from ledgerflow.runtime.faults import FaultPoints
-from ledgerflow.runtime.handoff import Finished, Wakeup
+from ledgerflow.runtime.handoff import Claimed, Finished, Wakeup
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.queues import QueueBook
 from ledgerflow.runtime.steps import InFlight
+
+
+class Execution(Protocol):
+    def run(self) -> str: ...
+
+
+class Dispatch(Protocol):
+    """Where runs execute: `session` gives the execution of a claimed run whose
+    workflow runs elsewhere (`ledgerflow.remote`), None for one that runs here."""
+
+    def session(self, rt: Runtime, claimed: Claimed) -> Execution | None: ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class Runtime:
     """The event loop async runs execute on (started by the first one)."""
     queues: QueueBook | None = None
     """The store's queues (`Engine` gives one): triggers and children check theirs."""
+    dispatch: Dispatch | None = None
+    """Runs of workflows served over HTTP (`LEDGERFLOW_DISPATCH`); None: all inline."""
 
     @property
     def stopping(self) -> bool:

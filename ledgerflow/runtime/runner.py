@@ -84,6 +84,11 @@ class Runner:
         async run executes on the loop (`aio_session.execute_async`: while a `Worker`
         serves, this returns "handed" at once)."""
         try:
+            remote = None if self.rt.dispatch is None else self.rt.dispatch.session(self.rt,
+                                                                                   claimed)
+            if remote is not None:
+                with self.rt.store.held_connection():
+                    return remote.run()
             if runs_async(self.rt, claimed.journal):
                 return execute_async(self.rt, claimed, self._broke_off)
             with self.rt.store.held_connection():

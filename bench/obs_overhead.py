@@ -118,5 +118,6 @@ def scrape_ms(engine_sa: sa.engine.Engine, url: str) -> float:
         total = conn.execute(sa.text("SELECT count(*) FROM run_views")).scalar_one()
     ms = statistics.median(times)
     print(f"/metrics scrape with {total} runs in the store: median {ms:.1f} ms "
-          f"(p90 {sorted(times)[int(len(times) * 0.9)]:.1f} ms; the process's first {first:.1f} ms)")
+          f"(p90 {sorted(times)[int(len(times) * 0.9)]:.1f} ms; "
+          f"the process's first {first:.1f} ms)")
     return ms

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ledgerflow._app import Ledgerflow
+from ledgerflow.domain.events import RunStarted
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.settings import Settings
 from tests.cli.conftest import fresh_env
@@ -93,3 +94,62 @@ def _alive(pid: int) -> bool:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
+
+
+def test_one_metrics_port_counts_what_every_child_did(
+        tmp_path: Path, pg_url: str, processes: list[subprocess.Popen[str]]) -> None:
+    """`--metrics-port` on the supervisor: one scrape target for the host, the children's
+    counters summed (a child killed after its runs still counts them), each family
+    once."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests._broker import free_port
+
+    port = free_port()
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = fresh_env(LEDGERFLOW_WORKFLOWS="slow.py", LEDGERFLOW_DATABASE_URL=pg_url)
+    process = start(tmp_path, env, "worker", "--processes", "2", "--threads", "2",
+                    "--poll-interval", "0.1", "--metrics-port", str(port),
+                    "--metrics-host", "127.0.0.1")
+    processes.append(process)
+    assert process.stdout is not None
+    out = Lines(process.stdout)
+    line = out.until(lambda seen: seen.startswith("supervisor "), 120)
+    pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
+    lf = _app(tmp_path, pg_url)
+    runs: list[str] = []
+    workers: set[str | None] = set()
+    try:  # until both children have run some (on a loaded machine one starts late)
+        deadline = time.monotonic() + 180
+        while len(workers) < 2:
+            assert time.monotonic() < deadline, f"one child ran every run: {workers}"
+            batch = [lf.engine.trigger("slow", 0.3).run_id for _ in range(4)]
+            states = [lf.engine.wait(run, timeout=180) for run in batch]
+            assert all(s.status is RunStatus.COMPLETED for s in states), states
+            runs += batch
+            workers |= {r.event.worker for run in batch for r in lf.engine.history(run)
+                        if isinstance(r.event, RunStarted)}
+    finally:
+        lf.close()
+
+    def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        families = [f.name for f in text_string_to_metric_families(text)]
+        assert len(families) == len(set(families)), families  # one family per name
+        return {(s.name, frozenset(s.labels.items())): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+
+    finished = ("ledgerflow_runs_finished_total",
+                frozenset({("workflow", "slow"), ("status", "completed")}))
+    steps = ("ledgerflow_step_duration_seconds_count",
+             frozenset({("workflow", "slow"), ("step", "nap"), ("outcome", "completed")}))
+    samples = scrape()
+    assert samples[finished] == len(runs)
+    assert samples[steps] == len(runs)
+    assert samples[("ledgerflow_runs", frozenset({("status", "completed")}))] == len(runs)
+    os.kill(pids[0], signal.SIGKILL)
+    out.until(lambda seen: seen.startswith(f"worker process {pids[0]} exited"), 120)
+    assert scrape()[finished] == len(runs)  # the killed child's runs still count
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=180) == 0

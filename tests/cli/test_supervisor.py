@@ -144,7 +144,9 @@ def test_one_metrics_port_counts_what_every_child_did(
                 frozenset({("workflow", "slow"), ("status", "completed")}))
     steps = ("ledgerflow_step_duration_seconds_count",
              frozenset({("workflow", "slow"), ("step", "nap"), ("outcome", "completed")}))
-    samples = scrape()
+    deadline = time.monotonic() + 30  # a child counts a run just after it commits it
+    while (samples := scrape()).get(finished) != len(runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert samples[finished] == len(runs)
     assert samples[steps] == len(runs)
     assert samples[("ledgerflow_runs", frozenset({("status", "completed")}))] == len(runs)

@@ -83,6 +83,16 @@ def _machine_cpu() -> tuple[float, float]:
     return (total - idle) / hz, total / hz
 
 
+def _transactions(engine_sa: sa.engine.Engine) -> int:
+    """Transactions the bench database has committed or rolled back so far (PostgreSQL's
+    statistics, which lag up to half a second: read after the run's end settles)."""
+    time.sleep(0.6)
+    with engine_sa.connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()")).scalar_one())
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -122,6 +132,7 @@ def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int,
     with engine_sa.connect() as conn:
         before = conn.execute(query).scalar_one()
     database = str(engine_sa.url.database)
+    tx0 = _transactions(engine_sa)
     pg0 = _postgres_cpu(database)
     w0 = [_proc_cpu(w) for w in workers]
     m0, c0, t0 = _machine_cpu(), time.process_time(), time.perf_counter()
@@ -145,6 +156,7 @@ def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int,
     each = [_proc_cpu(w) - w0[i] for i, w in enumerate(workers)]
     worker_cpu = sum(each)
     pg1, m1 = _postgres_cpu(database), _machine_cpu()
+    tx = (_transactions(engine_sa) - tx0) / n
     ours = client_cpu + worker_cpu + pg1 - pg0
     cpu_per_wf = ours / n
     per_s, ceiling_per_s = n / wall, cores / cpu_per_wf
@@ -158,6 +170,7 @@ def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int,
           f"{cores} cores")
     print(f"machine {busy / elapsed:.0%} busy, this run {ours / elapsed:.0%} of it, the rest "
           f"{others / elapsed:.0%}; each worker process's CPU: "
-          f"{', '.join(f'{c:.2f}s' for c in each)} over {wall:.1f}s")
+          f"{', '.join(f'{c:.2f}s' for c in each)} over {wall:.1f}s; {tx:.1f} transactions "
+          f"per workflow on the database (the completion polls included)")
     return {"wf_cpu_ceiling_per_s": ceiling_per_s, "wf_vs_cpu_ceiling": per_s / ceiling_per_s,
             "wf_vs_cpu_available": ours / available}

@@ -1,7 +1,8 @@
 """The multi-process worker against the machine's CPU ceiling (used by workflows.py).
 
-`ledgerflow worker --processes P` (P = cores, 4 threads each) runs in child processes
-on the bench database; this process triggers N `bench3` runs (3 trivial steps) from 4
+`ledgerflow worker --processes P` (P = cores, 4 threads each; `WF_PROCS` overrides P;
+P = 1 is one worker process, no supervisor) runs in child processes on the bench
+database; this process triggers N `bench3` runs (3 trivial steps) from 4
 client threads into the queue and polls until all completed. CPU is measured over the
 same interval: this process (`time.process_time`), the worker processes (their
 /proc/PID/stat utime+stime) and the postgres backends serving the bench database
@@ -104,13 +105,14 @@ def ceiling(url: str, engine_sa: sa.engine.Engine, n: int) -> dict[str, float]:
     from ledgerflow import Ledgerflow, Settings
 
     cores = os.cpu_count() or 1
+    processes = int(os.environ.get("WF_PROCS", cores))  # the supervisor's children
     directory = Path(tempfile.mkdtemp(prefix="ledgerflow-bench-procs-"))
     (directory / "bench_procs_wf.py").write_text(WORKFLOWS)
     env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url,
            "LEDGERFLOW_WORKFLOWS": str(directory / "bench_procs_wf.py"),
            "LEDGERFLOW_LOG_LEVEL": "WARNING"}
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "ledgerflow", "worker", "--processes", str(cores),
+        [sys.executable, "-m", "ledgerflow", "worker", "--processes", str(processes),
          "--threads", "4", "--poll-interval", "0.2"], env=env, cwd=directory,
         stdout=subprocess.DEVNULL)
     lf = Ledgerflow.open(Settings(database_url=url, workflows=env["LEDGERFLOW_WORKFLOWS"],
@@ -118,7 +120,7 @@ def ceiling(url: str, engine_sa: sa.engine.Engine, n: int) -> dict[str, float]:
     try:
         for i in range(20):  # warm up: every child is up and has run something
             lf.engine.wait(lf.engine.trigger("bench3", {"w": i}).run_id, timeout=300)
-        return _measure(lf, engine_sa, n, cores, _children(supervisor.pid))
+        return _measure(lf, engine_sa, n, cores, _children(supervisor.pid) or [supervisor.pid])
     finally:
         lf.close()
         supervisor.terminate()

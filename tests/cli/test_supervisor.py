@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from ledgerflow._app import Ledgerflow
 from ledgerflow.domain.events import RunStarted
 from ledgerflow.domain.lifecycle import RunStatus
@@ -97,10 +99,12 @@ def _alive(pid: int) -> bool:
 
 
 def test_one_metrics_port_counts_what_every_child_did(
-        tmp_path: Path, pg_url: str, processes: list[subprocess.Popen[str]]) -> None:
+        tmp_path: Path, pg_url: str, pg_engine: Engine,
+        processes: list[subprocess.Popen[str]]) -> None:
     """`--metrics-port` on the supervisor: one scrape target for the host, the children's
     counters summed (a child killed after its runs still counts them), each family
-    once."""
+    once. (`pg_engine`: the session database's tables emptied, so the store gauge
+    counts this test's runs only.)"""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 

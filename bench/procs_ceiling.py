@@ -1,7 +1,8 @@
 """The multi-process worker against the machine's CPU ceiling (used by workflows.py).
 
-`ledgerflow worker --processes P` (P = cores, 4 threads each) runs in child processes
-on the bench database; this process triggers N `bench3` runs (3 trivial steps) from 4
+`ledgerflow worker --processes P` (P = cores, 4 threads each; `WF_PROCS` overrides P;
+P = 1 is one worker process, no supervisor) runs in child processes on the bench
+database; this process triggers N `bench3` runs (3 trivial steps) from 4
 client threads into the queue and polls until all completed. CPU is measured over the
 same interval: this process (`time.process_time`), the worker processes (their
 /proc/PID/stat utime+stime) and the postgres backends serving the bench database
@@ -10,9 +11,21 @@ backend that exits during the run loses its share, so all connect before).
 
 - `wf_cpu_ceiling_per_s` = cores / (CPU-seconds per workflow, client + workers +
   PostgreSQL): the throughput the machine could reach if that CPU were all it did;
-- `wf_vs_cpu_ceiling` = measured workflows/s / that ceiling. On a machine shared with
-  other work the measured rate is bounded by the CPU this run gets, so the ratio reads
-  low there.
+- `wf_vs_cpu_ceiling` = measured workflows/s / that ceiling. Worked out, it is the CPU
+  this run's processes used / (cores x wall time): the share of the machine the run
+  kept busy. On a quiet machine, what it misses is time the product idled (children
+  waiting for a poll, the supervisor, round trips). On a machine shared with other
+  work it is bounded by the share the others leave, whatever the product does: the
+  0.09-0.17 measured at load averages of 10-25 said that, not that workers idled.
+- `wf_vs_cpu_available` = the same CPU / (cores x wall - the CPU everything else on
+  the machine used meanwhile, from /proc/stat): the share of the CPU left to this run
+  that it used. Equal to the former on a quiet machine; on a loaded one, a value near
+  1 says the machine never idled while runs waited (the product kept up with what it
+  got), a low one that it did (children idling, a bottleneck). Printed beside it with
+  the machine's busy share and each worker process's CPU (all of them should work).
+
+Completion is polled on `run_status_counts` (the product's O(1) count of finished
+runs), not a count over `run_views` that grows with every completed run.
 """
 
 from __future__ import annotations
@@ -61,6 +74,26 @@ def _postgres_cpu(database: str) -> float:
     return total
 
 
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot (/proc/stat: busy is
+    everything but idle and iowait; guest time is inside user already)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(ticks[:8])  # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / hz, total / hz
+
+
+def _transactions(engine_sa: sa.engine.Engine) -> int:
+    """Transactions the bench database has committed or rolled back so far (PostgreSQL's
+    statistics, which lag up to half a second: read after the run's end settles)."""
+    time.sleep(0.6)
+    with engine_sa.connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()")).scalar_one())
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -72,13 +105,14 @@ def ceiling(url: str, engine_sa: sa.engine.Engine, n: int) -> dict[str, float]:
     from ledgerflow import Ledgerflow, Settings
 
     cores = os.cpu_count() or 1
+    processes = int(os.environ.get("WF_PROCS", cores))  # the supervisor's children
     directory = Path(tempfile.mkdtemp(prefix="ledgerflow-bench-procs-"))
     (directory / "bench_procs_wf.py").write_text(WORKFLOWS)
     env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url,
            "LEDGERFLOW_WORKFLOWS": str(directory / "bench_procs_wf.py"),
            "LEDGERFLOW_LOG_LEVEL": "WARNING"}
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "ledgerflow", "worker", "--processes", str(cores),
+        [sys.executable, "-m", "ledgerflow", "worker", "--processes", str(processes),
          "--threads", "4", "--poll-interval", "0.2"], env=env, cwd=directory,
         stdout=subprocess.DEVNULL)
     lf = Ledgerflow.open(Settings(database_url=url, workflows=env["LEDGERFLOW_WORKFLOWS"],
@@ -86,7 +120,7 @@ def ceiling(url: str, engine_sa: sa.engine.Engine, n: int) -> dict[str, float]:
     try:
         for i in range(20):  # warm up: every child is up and has run something
             lf.engine.wait(lf.engine.trigger("bench3", {"w": i}).run_id, timeout=300)
-        return _measure(lf, engine_sa, n, cores, _children(supervisor.pid))
+        return _measure(lf, engine_sa, n, cores, _children(supervisor.pid) or [supervisor.pid])
     finally:
         lf.close()
         supervisor.terminate()
@@ -95,12 +129,15 @@ def ceiling(url: str, engine_sa: sa.engine.Engine, n: int) -> dict[str, float]:
 
 def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int,
              workers: list[int]) -> dict[str, float]:
-    query = sa.text("SELECT count(*) FROM run_views WHERE status = 'completed'")
+    query = sa.text("SELECT coalesce(sum(runs), 0) FROM run_status_counts "
+                    "WHERE status = 'completed'")
     with engine_sa.connect() as conn:
         before = conn.execute(query).scalar_one()
     database = str(engine_sa.url.database)
+    tx0 = _transactions(engine_sa)
     pg0 = _postgres_cpu(database)
-    w0, c0, t0 = sum(map(_proc_cpu, workers)), time.process_time(), time.perf_counter()
+    w0 = [_proc_cpu(w) for w in workers]
+    m0, c0, t0 = _machine_cpu(), time.process_time(), time.perf_counter()
 
     def client(k: int) -> None:
         for i in range(k, n, 4):
@@ -118,13 +155,24 @@ def _measure(lf: Any, engine_sa: sa.engine.Engine, n: int, cores: int,
     for thread in threads:
         thread.join()
     client_cpu = time.process_time() - c0
-    worker_cpu = sum(map(_proc_cpu, workers)) - w0
-    pg1 = _postgres_cpu(database)
-    cpu_per_wf = (client_cpu + worker_cpu + pg1 - pg0) / n
+    each = [_proc_cpu(w) - w0[i] for i, w in enumerate(workers)]
+    worker_cpu = sum(each)
+    pg1, m1 = _postgres_cpu(database), _machine_cpu()
+    tx = (_transactions(engine_sa) - tx0) / n
+    ours = client_cpu + worker_cpu + pg1 - pg0
+    cpu_per_wf = ours / n
     per_s, ceiling_per_s = n / wall, cores / cpu_per_wf
+    busy, elapsed = m1[0] - m0[0], m1[1] - m0[1]  # elapsed: cores x wall, as /proc counts
+    others = max(0.0, busy - ours)
+    available = max(ours, elapsed - others)
     print(f"{len(workers)} worker processes: {per_s:.1f} wf/s; CPU per workflow "
           f"{cpu_per_wf * 1000:.2f} ms (client {client_cpu / n * 1000:.2f}, "
           f"workers {worker_cpu / n * 1000:.2f}, "
           f"postgres {(pg1 - pg0) / n * 1000:.2f}); ceiling {ceiling_per_s:.1f} wf/s on "
           f"{cores} cores")
-    return {"wf_cpu_ceiling_per_s": ceiling_per_s, "wf_vs_cpu_ceiling": per_s / ceiling_per_s}
+    print(f"machine {busy / elapsed:.0%} busy, this run {ours / elapsed:.0%} of it, the rest "
+          f"{others / elapsed:.0%}; each worker process's CPU: "
+          f"{', '.join(f'{c:.2f}s' for c in each)} over {wall:.1f}s; {tx:.1f} transactions "
+          f"per workflow on the database (the completion polls included)")
+    return {"wf_cpu_ceiling_per_s": ceiling_per_s, "wf_vs_cpu_ceiling": per_s / ceiling_per_s,
+            "wf_vs_cpu_available": ours / available}

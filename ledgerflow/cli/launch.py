@@ -35,6 +35,7 @@ from ledgerflow.cli.support import cli_settings, fail, user_errors, warn
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.eventstore.database import display_url, missing_file
 from ledgerflow.migrations import upgrade_all
+from ledgerflow.observability.children import ChildrenDirectory
 from ledgerflow.observability.logs import configure_logging
 from ledgerflow.observability.metrics import serve_metrics
 from ledgerflow.runtime.worker import Worker
@@ -131,7 +132,9 @@ def worker(
     ctx: typer.Context, threads: Threads = 4, poll_interval: PollInterval = 0.5,
     metrics_port: Annotated[int, typer.Option(
         min=0, max=65535, metavar="PORT", help="Serve GET /metrics on this port (0: do "
-        "not).")] = 0,
+        "not); with several processes, their counters summed on this one port.")] = 0,
+    metrics_host: Annotated[str, typer.Option(
+        metavar="ADDRESS", help="Address --metrics-port listens on.")] = "0.0.0.0",
     processes: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Worker processes under one supervisor, which restarts "
         "one that dies (default: one per core on PostgreSQL, 1 on SQLite).")] = None,
@@ -146,15 +149,14 @@ def worker(
             raise InvalidRequest(f"no workflows are loaded: {NO_WORKFLOWS}")
     count = processes or default_processes(lf.settings.database_url)
     if count > 1:
-        lf.close()
-        _supervise(lf.settings.workflows, count, threads, poll_interval)
+        _supervise(lf, count, threads, poll_interval, (metrics_host, metrics_port))
         return
     try:
         w = lf.worker(threads, poll_interval)
         stop_on_signals(w, lf.settings.lease_seconds)  # before any thread starts
         stop_when_orphaned()  # a supervised child: stops when its supervisor is gone
         if metrics_port and lf.metrics is not None:
-            serve_metrics(lf.metrics, metrics_port)
+            serve_metrics(lf.metrics, metrics_port, metrics_host)
         say(f"worker {lf.engine.worker_id}: {threads} thread(s), workflows "
             f"{', '.join(lf.engine.registry.names())}")
         w.run()
@@ -163,10 +165,29 @@ def worker(
         lf.close()
 
 
-def _supervise(workflows: str | None, processes: int, threads: int,
-               poll_interval: float) -> None:
-    command, env = worker_children(workflows, threads, poll_interval)
-    code = Supervisor(command, processes, say, env).run()
+def _supervise(lf: Ledgerflow, processes: int, threads: int, poll_interval: float,
+               metrics_at: tuple[str, int]) -> None:
+    """Run the worker as `processes` children; with a metrics port (`metrics_at`: host,
+    port; 0: none), serve there the host's metrics: the store gauges and the
+    children's counters, summed."""
+    metrics_host, metrics_port = metrics_at
+    metrics = lf.metrics if metrics_port else None
+    counters = None if metrics is None else ChildrenDirectory()
+    if counters is None:
+        lf.close()  # nothing to read from the store: hold no connection
+    try:
+        if metrics is not None and counters is not None:
+            metrics.count_children(counters)
+            serve_metrics(metrics, metrics_port, metrics_host)
+            say(f"metrics of the {processes} worker processes on "
+                f"http://{metrics_host}:{metrics_port}/metrics")
+        command, env = worker_children(lf.settings.workflows, threads, poll_interval,
+                                       counters)
+        code = Supervisor(command, processes, say, env).run()
+    finally:
+        if counters is not None:
+            lf.close()
+            counters.remove()
     if code:
         say("stopped at once: the runs in hand are taken up again when their lease expires")
         raise typer.Exit(code)

@@ -17,6 +17,7 @@ import uvicorn
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api import create_app
 from ledgerflow.cli.supervise import Supervisor, worker_children
+from ledgerflow.observability.children import ChildrenDirectory
 from ledgerflow.projections import Projector, default_projections, rebuild_stale
 
 log = logging.getLogger("ledgerflow.serve")
@@ -48,9 +49,13 @@ class Services:
         self.worker = lf.worker(options.threads, options.poll_interval) if in_process \
             else None
         self.supervisor: Supervisor | None = None
+        self.counters: ChildrenDirectory | None = None
         if options.worker and options.worker_processes:
+            if lf.metrics is not None:  # the API's /metrics sums the children's counters
+                self.counters = ChildrenDirectory()
+                lf.metrics.count_children(self.counters)
             command, env = worker_children(lf.settings.workflows, options.threads,
-                                           options.poll_interval)
+                                           options.poll_interval, self.counters)
             self.supervisor = Supervisor(command, options.worker_processes, log.info, env)
         self._threads: list[threading.Thread] = []
         self._relay = lf.relay() if options.relay else None
@@ -113,6 +118,8 @@ class Services:
             self.worker.stop(graceful=True)
         if self.supervisor is not None:
             self.supervisor.stop()
+        if self.counters is not None:
+            self.counters.remove()
         for thread in self._threads:
             thread.join(30)
         if self._relay is not None:

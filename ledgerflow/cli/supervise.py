@@ -13,6 +13,11 @@ child as SIGTERM: each finishes the step in hand and gives its runs back; the
 supervisor exits 0 once all have. A second one is forwarded as SIGINT (each child stops
 at once) and the supervisor exits 130.
 
+Metrics: the children serve no port. With `--metrics-port` (`worker`) or the API's
+`/metrics` (`serve`), the host's one endpoint adds up the children's counters and
+histograms (`observability.children`: prometheus-client's multiprocess files in a
+directory made for the supervisor's life), beside the store gauges it reads once.
+
 Interface: `Supervisor(children_command, processes, announce).run()` in the main
 thread (it installs the signal handlers), or `start()` in a thread and `stop()` from
 the host (`serve`, whose own signal handling stops it).
@@ -30,6 +35,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
+
+from ledgerflow.observability.children import ChildrenDirectory
 
 RESTART_WINDOW = 5.0
 """A child that exits sooner than this after its start is restarted after a pause."""
@@ -54,11 +61,16 @@ def default_processes(database_url: str) -> int:
 
 
 def worker_children(workflows: str | None, threads: int, poll_interval: float,
+                    counters: ChildrenDirectory | None = None,
                     ) -> tuple[list[str], dict[str, str]]:
-    """The command and environment of one child worker process."""
+    """The command and environment of one child worker process; with `counters`, the
+    child writes its counters there for the host's `/metrics` to sum (it serves no
+    port of its own)."""
     env = dict(os.environ)
     if workflows:
         env["LEDGERFLOW_WORKFLOWS"] = workflows
+    if counters is not None:
+        env.update(counters.env())
     env[SUPERVISOR_PID] = str(os.getpid())
     return ([sys.executable, "-m", "ledgerflow", "worker", "--processes", "1", "--threads",
              str(threads), "--poll-interval", str(poll_interval)], env)

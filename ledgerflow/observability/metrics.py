@@ -11,6 +11,8 @@ Families (the README's "Operating ledgerflow" lists them for users):
 - per process, counted as runs and steps end here:
   `ledgerflow_runs_finished_total{workflow,status}`,
   `ledgerflow_step_duration_seconds{workflow,step,outcome}` (outcome: completed|failed);
+  a supervisor of worker processes adds its children's (`count_children`, see
+  `children`);
 - read from the store (`store_figures`), so true across processes, cached for
   `cache_seconds` (a scrape every second costs one reading every few seconds):
   `ledgerflow_runs{status}`, `ledgerflow_queue_depth{queue}`,
@@ -43,6 +45,7 @@ from prometheus_client.registry import Collector
 
 from ledgerflow.domain import events as ev
 from ledgerflow.eventstore.store import Clock, EventStore, utcnow
+from ledgerflow.observability.children import ChildrenDirectory, ProcessFamilies
 from ledgerflow.observability.store_figures import Figures, read_figures
 from ledgerflow.runtime.observe import Observer
 
@@ -108,12 +111,17 @@ class Metrics(Observer):
                  overdue_after: timedelta = timedelta(seconds=60),
                  cache_seconds: float = 5.0) -> None:
         self.registry = CollectorRegistry(auto_describe=False)  # no store read at start
+        own = CollectorRegistry(auto_describe=False)
         self.runs_finished = Counter(
             "ledgerflow_runs_finished", "Runs that ended in this process, by outcome.",
-            ["workflow", "status"], registry=self.registry)
+            ["workflow", "status"], registry=own)
         self.step_duration = Histogram(
             "ledgerflow_step_duration_seconds", "Step attempts executed in this process.",
-            ["workflow", "step", "outcome"], buckets=STEP_BUCKETS, registry=self.registry)
+            ["workflow", "step", "outcome"], buckets=STEP_BUCKETS, registry=own)
+        self.process_families = ProcessFamilies(own)
+        self.registry.register(self.process_families)
+        self._steps: dict[tuple[str, str, str], Histogram] = {}
+        self._runs: dict[tuple[str, str], Counter] = {}
         self.store_gauges = StoreGauges(store, clock, overdue_after, cache_seconds)
         self.registry.register(self.store_gauges)
 
@@ -123,10 +131,23 @@ class Metrics(Observer):
             return
         outcome = "completed" if isinstance(event, ev.StepCompleted) else "failed"
         seconds = max(0.0, (now - event.started_at).total_seconds())
-        self.step_duration.labels(workflow, event.step_id, outcome).observe(seconds)
+        key = (workflow, event.step_id, outcome)
+        series = self._steps.get(key)
+        if series is None:  # `labels()` takes a lock and checks its labels: once a series
+            series = self._steps[key] = self.step_duration.labels(*key)
+        series.observe(seconds)
 
     def run_ended(self, workflow: str, status: str) -> None:
-        self.runs_finished.labels(workflow, str(status)).inc()
+        key = (workflow, str(status))
+        series = self._runs.get(key)
+        if series is None:
+            series = self._runs[key] = self.runs_finished.labels(*key)
+        series.inc()
+
+    def count_children(self, directory: ChildrenDirectory) -> None:
+        """Add to this process's counters and histograms those of the worker children
+        counting into `directory` (see `children`)."""
+        self.process_families.directory = directory.path
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every family."""

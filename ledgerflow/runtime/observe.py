@@ -17,7 +17,7 @@ default observes nothing; `ledgerflow.observability.metrics.Metrics` counts,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -30,11 +30,10 @@ _NOTHING = nullcontext()
 class Observer:
     """Observes nothing. Subclasses override what they count."""
 
-    @contextmanager
     def execution(self, run_id: str, workflow: str,
-                  metadata: Mapping[str, Any]) -> Iterator[None]:
+                  metadata: Mapping[str, Any]) -> AbstractContextManager[None]:
         """Around one execution of a claimed run, in the thread executing it."""
-        yield
+        return _NOTHING
 
     def step(self, run_id: str, workflow: str, step_id: str,
              attempt: int) -> AbstractContextManager[None]:
@@ -59,34 +58,36 @@ class Observer:
 
 
 class Observers(Observer):
-    """Several observers, told in order."""
+    """Several observers, told in order. Each call goes only to the observers that
+    override it (the step hooks run on every step attempt: a no-op member costs
+    nothing there), and straight to the one when only one does."""
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+        self._execution = _overriding(observers, "execution")
+        self._step = _overriding(observers, "step")
+        self._step_ended = _overriding(observers, "step_ended")
+        self._run_ended = _overriding(observers, "run_ended")
 
-    @contextmanager
     def execution(self, run_id: str, workflow: str,
-                  metadata: Mapping[str, Any]) -> Iterator[None]:
-        with ExitStack() as stack:
-            for o in self.observers:
-                stack.enter_context(o.execution(run_id, workflow, metadata))
-            yield
+                  metadata: Mapping[str, Any]) -> AbstractContextManager[None]:
+        if len(self._execution) == 1:
+            return self._execution[0].execution(run_id, workflow, metadata)
+        return _all(o.execution(run_id, workflow, metadata) for o in self._execution)
 
-    @contextmanager
     def step(self, run_id: str, workflow: str, step_id: str,
-             attempt: int) -> Iterator[None]:
-        with ExitStack() as stack:
-            for o in self.observers:
-                stack.enter_context(o.step(run_id, workflow, step_id, attempt))
-            yield
+             attempt: int) -> AbstractContextManager[None]:
+        if len(self._step) == 1:
+            return self._step[0].step(run_id, workflow, step_id, attempt)
+        return _all(o.step(run_id, workflow, step_id, attempt) for o in self._step)
 
     def step_ended(self, workflow: str, event: ev.StepCompleted | ev.StepFailed,
                    now: datetime) -> None:
-        for o in self.observers:
+        for o in self._step_ended:
             o.step_ended(workflow, event, now)
 
     def run_ended(self, workflow: str, status: str) -> None:
-        for o in self.observers:
+        for o in self._run_ended:
             o.run_ended(workflow, status)
 
     def traceparent(self) -> str | None:
@@ -95,6 +96,22 @@ class Observers(Observer):
     def child_traceparent(self, workflow: str, run_id: str, step_id: str) -> str | None:
         return next((t for o in self.observers
                      if (t := o.child_traceparent(workflow, run_id, step_id))), None)
+
+
+def _overriding(observers: Sequence[Observer], method: str) -> tuple[Observer, ...]:
+    """The observers whose class overrides `Observer.<method>`."""
+    return tuple(o for o in observers
+                 if getattr(type(o), method) is not getattr(Observer, method))
+
+
+@contextmanager
+def _all(managers: Iterable[AbstractContextManager[None]]) -> Iterator[None]:
+    """Every manager entered in order (each made as the one before is entered), exited
+    in reverse."""
+    with ExitStack() as stack:
+        for manager in managers:
+            stack.enter_context(manager)
+        yield
 
 
 NO_OBSERVER = Observer()

@@ -10,7 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from ledgerflow._app import Ledgerflow
+from ledgerflow.domain.events import RunStarted
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.settings import Settings
 from tests.cli.conftest import fresh_env
@@ -93,3 +96,110 @@ def _alive(pid: int) -> bool:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
+
+
+def _run_on_both_children(tmp_path: Path, pg_url: str) -> list[str]:
+    """Runs of `slow` until both children of the supervisor have started some (on a
+    loaded machine one starts late): their ids, all completed."""
+    lf = _app(tmp_path, pg_url)
+    runs: list[str] = []
+    workers: set[str | None] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while len(workers) < 2:
+            assert time.monotonic() < deadline, f"one child ran every run: {workers}"
+            batch = [lf.engine.trigger("slow", 0.3).run_id for _ in range(4)]
+            states = [lf.engine.wait(run, timeout=180) for run in batch]
+            assert all(s.status is RunStatus.COMPLETED for s in states), states
+            runs += batch
+            workers |= {r.event.worker for run in batch for r in lf.engine.history(run)
+                        if isinstance(r.event, RunStarted)}
+    finally:
+        lf.close()
+    return runs
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+FINISHED = ("ledgerflow_runs_finished_total",
+            frozenset({("workflow", "slow"), ("status", "completed")}))
+STEPS = ("ledgerflow_step_duration_seconds_count",
+         frozenset({("workflow", "slow"), ("step", "nap"), ("outcome", "completed")}))
+COMPLETED = ("ledgerflow_runs", frozenset({("status", "completed")}))
+
+
+def _scrape(url: str) -> Samples:
+    """Every sample at `url`, each family named once (as Prometheus requires)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=30).text
+    families = [f.name for f in text_string_to_metric_families(text)]
+    assert len(families) == len(set(families)), families
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def _counted(url: str, runs: int) -> Samples:
+    """The scrape once the children have counted `runs` finished runs (a child counts a
+    run just after it commits it)."""
+    deadline = time.monotonic() + 30
+    while (samples := _scrape(url)).get(FINISHED) != runs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return samples
+
+
+def test_one_metrics_port_counts_what_every_child_did(
+        tmp_path: Path, pg_url: str, pg_engine: Engine,
+        processes: list[subprocess.Popen[str]]) -> None:
+    """`--metrics-port` on the supervisor: one scrape target for the host, the children's
+    counters summed (a child killed after its runs still counts them), each family
+    once. (`pg_engine`: the session database's tables emptied, so the store gauge
+    counts this test's runs only.)"""
+    from tests._broker import free_port
+
+    port = free_port()
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = fresh_env(LEDGERFLOW_WORKFLOWS="slow.py", LEDGERFLOW_DATABASE_URL=pg_url)
+    process = start(tmp_path, env, "worker", "--processes", "2", "--threads", "2",
+                    "--poll-interval", "0.1", "--metrics-port", str(port),
+                    "--metrics-host", "127.0.0.1")
+    processes.append(process)
+    assert process.stdout is not None
+    out = Lines(process.stdout)
+    line = out.until(lambda seen: seen.startswith("supervisor "), 120)
+    pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
+    runs = _run_on_both_children(tmp_path, pg_url)
+    url = f"http://127.0.0.1:{port}/metrics"
+    samples = _counted(url, len(runs))
+    assert samples[FINISHED] == len(runs)
+    assert samples[STEPS] == len(runs)
+    assert samples[COMPLETED] == len(runs)
+    os.kill(pids[0], signal.SIGKILL)
+    out.until(lambda seen: seen.startswith(f"worker process {pids[0]} exited"), 120)
+    assert _scrape(url)[FINISHED] == len(runs)  # the killed child's runs still count
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=180) == 0
+
+
+def test_serves_metrics_count_its_worker_processes_runs(
+        tmp_path: Path, pg_url: str, pg_engine: Engine,
+        processes: list[subprocess.Popen[str]]) -> None:
+    """`serve --worker-processes 2`: the API's `/metrics` sums the children's counters."""
+    from tests._broker import free_port
+
+    port = free_port()
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = fresh_env(LEDGERFLOW_WORKFLOWS="slow.py", LEDGERFLOW_DATABASE_URL=pg_url)
+    process = start(tmp_path, env, "serve", "--port", str(port), "--worker-processes", "2",
+                    "--threads", "2", "--poll-interval", "0.1", "--no-relay",
+                    "--no-projector")
+    processes.append(process)
+    assert process.stdout is not None
+    Lines(process.stdout).until(lambda seen: "serving" in seen, 120)
+    runs = _run_on_both_children(tmp_path, pg_url)
+    samples = _counted(f"http://127.0.0.1:{port}/metrics", len(runs))
+    assert samples[FINISHED] == len(runs)
+    assert samples[STEPS] == len(runs)
+    assert samples[COMPLETED] == len(runs)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=180) == 0

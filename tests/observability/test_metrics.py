@@ -162,3 +162,29 @@ def test_a_host_without_the_api_serves_metrics_on_its_port(lf: Ledgerflow) -> No
         server.shutdown()
     assert 'ledgerflow_runs_finished_total{status="completed",workflow="greet"} 1.0' in text
     assert 'ledgerflow_runs{status="completed"} 1.0' in text
+
+
+def test_a_scrape_reads_the_store_in_one_statement(lf: Ledgerflow, clock: FakeClock) -> None:
+    """One round trip per scrape (a query per gauge made a scrape wait for the database
+    once per gauge), and the figures it reads stay right."""
+    import sqlalchemy as sa
+
+    lf.engine.trigger("greet", "ada")
+    lf.engine.trigger("greet", "bob")
+    clock.advance(timedelta(minutes=5))  # due and unclaimed past the overdue threshold
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        if not str(args[2]).startswith("BEGIN"):  # SQLite's, in process: no round trip
+            statements.append(str(args[2]))
+
+    sa.event.listen(lf.store.engine, "before_cursor_execute", count)
+    try:
+        samples = scrape(lf)
+    finally:
+        sa.event.remove(lf.store.engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    assert samples[("ledgerflow_runs", frozenset({("status", "pending")}))] == 2
+    assert samples[("ledgerflow_queue_depth", frozenset({("queue", "default")}))] == 2
+    assert samples[("ledgerflow_runs_overdue", frozenset())] == 2
+    assert samples[("ledgerflow_leases_expired", frozenset())] == 0

@@ -165,6 +165,11 @@ class Statements(Protocol):
         condition an index on `column` serves."""
         ...
 
+    def one_of(self, column: Column[Any], values: Sequence[str]) -> ColumnElement[bool]:
+        """`column` equals one of `values` (text), as a condition an index on `column`
+        serves; cheap to send for hundreds of values."""
+        ...
+
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         """`query` locking the rows it returns (of `of`), skipping rows another
         transaction holds; as it is where a write transaction already holds the

@@ -266,6 +266,10 @@ class PostgresBackend:
         escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
         return column.like(escaped + "%", escape="/")  # a range on a varchar_pattern_ops index
 
+    def one_of(self, column: Column[Any], values: Sequence[str]) -> ColumnElement[bool]:
+        # one array parameter (= ANY), not one parameter per value: a short statement
+        return column == sa.any_(sa.literal(list(values), pg_dialect.ARRAY(sa.String)))
+
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query.with_for_update(skip_locked=True, of=of)
 

@@ -183,6 +183,9 @@ class SqliteBackend:
         escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
         return column.op("GLOB", is_comparison=True)(escaped + "*")
 
+    def one_of(self, column: Column[Any], values: Sequence[str]) -> ColumnElement[bool]:
+        return column.in_(list(values))
+
     def skip_locked(self, query: Query, of: Table | None = None) -> Query:
         return query  # the write transaction holds the database lock already
 

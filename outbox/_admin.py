@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerflow.domain.wire import Timestamp, WireRecord, wire_record
+from ledgerflow.eventstore.database import backend_for
 from ledgerflow.eventstore.store import Clock, utcnow
 from ledgerflow.outbox._relay import earlier_row
 from ledgerflow.outbox._schema import DEAD, DISCARDED, PENDING, PUBLISHED, outbox
@@ -123,14 +123,8 @@ def delivery(conn: Connection, topic: str, event_ids: Sequence[str]) -> dict[str
     unique index, so a run's page costs the same however large the outbox grows."""
     if not event_ids:
         return {}
-    if conn.dialect.name == "postgresql":  # one array parameter, not one per id: a
-        # 500-event run's page sends one value and PostgreSQL parses a short statement
-        wanted: sa.ColumnElement[bool] = outbox.c.event_id == sa.any_(
-            sa.bindparam("event_ids", list(event_ids), type_=postgresql.ARRAY(sa.String)))
-    else:
-        wanted = outbox.c.event_id.in_(list(event_ids))
     query = sa.select(outbox.c.event_id, outbox.c.status).where(
-        outbox.c.topic == topic, wanted)
+        outbox.c.topic == topic, backend_for(conn).one_of(outbox.c.event_id, event_ids))
     return {str(event_id): str(status) for event_id, status in conn.execute(query)}
 
 

@@ -29,21 +29,22 @@ import os
 import statistics
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from ledgerflow import Engine, WorkflowRegistry
 from ledgerflow._app import build_store
 from ledgerflow.domain import events as ev
-from ledgerflow.eventstore import EventStore, create_engine
-from ledgerflow.eventstore.records import NewEvent, StreamAppend, new_id
-from ledgerflow.eventstore.schema import metadata
+from ledgerflow.eventstore import EventStore, chain, create_engine
+from ledgerflow.eventstore.records import NewEvent, StreamAppend
+from ledgerflow.eventstore.schema import events, metadata
 from ledgerflow.migrations import upgrade_all
 from ledgerflow.runtime import queue
 from ledgerflow.runtime.executor import claim_next
-from ledgerflow.runtime.limits import queue_keys
 from ledgerflow.settings import Settings
 
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
@@ -64,27 +65,43 @@ def reset(db: sa.engine.Engine) -> None:
 
 
 def populate(engine: Engine) -> None:
-    """RUNS runs over KEYS keys, all due, through the store; their queue rows in bulk."""
-    bare = EventStore(engine.store.engine)
+    """RUNS runs over KEYS keys, all due, written in bulk (COPY): their RunCreated
+    events (hash-chained as the store chains them) and their queue rows with turns.
+    One run is created through the store first; the others copy its event's shape."""
     engine.queues.change(QUEUE, {})
-    with engine.store.engine.begin() as conn:
-        conn.execute(sa.insert(queue_keys), [{"queue": QUEUE, "key": f"key-{k}", "executing": 0}
-                                             for k in range(KEYS)])
+    template = ev.RunCreated(workflow_id="bench", workflow_version="1", input={"n": 0},
+                             queue=QUEUE, concurrency_key="key-0")
+    with EventStore(engine.store.engine).transaction() as tx:
+        tx.append(StreamAppend("bench-template", [NewEvent(template)], 0))
+    with engine.store.engine.connect() as conn:
+        shape = conn.execute(sa.select(events.c.type, events.c.schema_version, events.c.data)
+                             .where(events.c.stream_id == "bench-template")).one()
     due = datetime.now(UTC) - timedelta(minutes=5)
-    batch = 1000
-    for start in range(0, RUNS, batch):
-        appends, rows = [], []
-        for n in range(start, min(start + batch, RUNS)):
-            run_id, key = new_id(), f"key-{n % KEYS}"
-            created = ev.RunCreated(workflow_id="bench", workflow_version="1", input={"n": n},
-                                    queue=QUEUE, concurrency_key=key)
-            appends.append(StreamAppend(run_id, [NewEvent(created)], 0))
-            rows.append({"run_id": run_id, "workflow_id": "bench", "priority": 0,
-                         "due_at": due, "created_at": due, "queue": QUEUE,
-                         "concurrency_key": key, "turn": n // KEYS + 1, "holds": 0})
-        with bare.transaction() as tx:
-            tx.append(*appends)
-            tx.conn.execute(sa.insert(queue.run_queue), rows)
+    recorded = chain.recorded_text(due)
+    raw = engine.store.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        with cur.copy("COPY events (stream_id, version, event_id, type, schema_version, "  # type: ignore[attr-defined]
+                      "data, metadata, recorded_at, hash) FROM STDIN") as copy:
+            for n in range(RUNS):
+                run_id, event_id = f"bench-{n:06d}", str(uuid.uuid4())
+                data = {**shape.data, "input": {"n": n}, "concurrency_key": f"key-{n % KEYS}"}
+                prefix = chain.canonical_prefix(run_id, event_id, shape.type,
+                                                shape.schema_version, data, {}, recorded)
+                copy.write_row((run_id, 1, event_id, shape.type, shape.schema_version,
+                                orjson.dumps(data).decode(), "{}", due,
+                                chain.link("", prefix, 1)))
+        with cur.copy("COPY run_queue (run_id, workflow_id, priority, due_at, created_at, "  # type: ignore[attr-defined]
+                      "queue, concurrency_key, turn, holds) FROM STDIN") as copy:
+            for n in range(RUNS):
+                copy.write_row((f"bench-{n:06d}", "bench", 0, due, due, QUEUE,
+                                f"key-{n % KEYS}", n // KEYS + 1, 0))
+        cur.execute("INSERT INTO queue_keys (queue, key, executing) "
+                    "SELECT %s, 'key-' || k, 0 FROM generate_series(0, %s) AS k",
+                    (QUEUE, KEYS - 1))
+        raw.commit()
+    finally:
+        raw.close()
     with engine.store.engine.connect() as conn:
         conn.execute(sa.text("ANALYZE"))
 

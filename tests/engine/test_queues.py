@@ -240,3 +240,18 @@ def test_a_trigger_may_name_another_queue_and_a_start_time(
     assert engine.run_due(10).completed == 1
     created = engine.history(run_id)[0].event
     assert isinstance(created, ev.RunCreated) and created.queue == "slow"
+
+
+def test_a_queue_without_its_limits_row_is_claimed_as_one_without_limits(
+        engine: Engine, flows: WorkflowRegistry, started: Started) -> None:
+    """The claim looks the queue's row up but does not need it: a row deleted by hand
+    (or tables emptied) leaves its runs claimable, holding no slots."""
+    engine.queues.change("jobs", {"per_key_concurrency": 1})
+    engine.trigger("job", 1, eager=False, concurrency_key="k")
+    engine.trigger("job", 2, eager=False)
+    with engine.store.transaction() as tx:
+        tx.conn.execute(sa.delete(queue_limits))
+    assert engine.run_due(10).completed == 2
+    assert sorted(started) == [1, 2]
+    with engine.store.engine.connect() as conn:
+        assert conn.execute(sa.select(queue_keys.c.executing)).scalars().all() == [0]

@@ -1,10 +1,12 @@
 """Flow control in the claim: queue concurrency, per-key concurrency, rate limits, pause,
 and fair order between concurrency keys.
 
-Interface: `claim_statement(backend)` / `claim(conn, ...)` (used by `runtime.queue`),
-`release(conn, run_id)` and `release_rows(conn, rows)` (a lease that ends gives its
-slots back), `enqueue_turn` (the fairness rank of a new run) and the tables
-`queue_limits`, `queue_keys`, `queue_rate_slots`.
+Interface: `claim_statement(backend)` / `claim_in_steps(conn, ...)` (used by
+`runtime.queue`), `ending_statement` (PostgreSQL: a lease that ends gives its slots
+back in the statement that parks or deletes its row), `release(conn, run_id)` and
+`give_back(conn, held)` (the same in steps, and for reaped or dropped leases),
+`enqueue_turn` (the fairness rank of a new run) and the tables `queue_limits`,
+`queue_keys`, `queue_rate_slots`. A queue without a `queue_limits` row has no limits.
 
 Counting. `queue_limits.executing` is the number of `run_queue` rows holding the
 queue's slot (`holds` 1 or 3), `queue_keys.executing` the number holding their key's

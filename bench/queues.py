@@ -23,8 +23,11 @@ alternate (plain, limited, plain, limited); each figure is the median of its two
 
 Figures: `q_claims_per_s` (limited), `q_claims_vs_plain` (limited / plain claims per
 second, target >= 0.7), `q_claim_p99_ms` (limited: the 99th percentile of one
-claim's latency, target <= 20); then `bench/schedules.py`'s phase (100 schedules at
-everySeconds=5 for 60 s on two servers): `sched_fire_lag_p99_ms` (target <= 500).
+claim's latency, target <= 20), `q_floor_p99_ms` (what the machine gives at that
+moment: the p99 of a one-row UPDATE and commit on as many threads; a claim is four
+statements and a commit, so on a loaded machine its p99 is several floors); then
+`bench/schedules.py`'s phase (100 schedules at everySeconds=5 for 60 s on two
+servers): `sched_fire_lag_p99_ms` (target <= 500).
 
 Run: `LEDGERFLOW_BENCH_DB=ledgerflow_bench_queues bash bench/run queues` (env Q_RUNS,
 Q_KEYS, Q_CLAIMS, Q_THREADS, Q_WARMUP override the sizes; SCHED_BENCH_SECONDS=0 skips
@@ -116,6 +119,35 @@ def populate(engine: Engine) -> None:
         conn.execute(sa.text("ANALYZE"))
 
 
+def floor_phase(db: sa.engine.Engine) -> list[float]:
+    """The machine's floor for a claim's latency: CLAIMS one-row transactions (UPDATE
+    of one of THREADS rows, commit) on THREADS threads; each one's seconds."""
+    with db.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE IF NOT EXISTS bench_floor (id int PRIMARY KEY, n int)"))
+        conn.execute(sa.text("TRUNCATE bench_floor"))
+        conn.execute(sa.text("INSERT INTO bench_floor SELECT i, 0 FROM generate_series(0, :k) i"),
+                     {"k": THREADS - 1})
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def work(row: int) -> None:
+        mine = []
+        for _ in range(CLAIMS // THREADS):
+            began = time.perf_counter()
+            with db.begin() as conn:
+                conn.execute(sa.text("UPDATE bench_floor SET n = n + 1 WHERE id = :i"), {"i": row})
+            mine.append(time.perf_counter() - began)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
 def claim_phase(engine: Engine, claims: int = CLAIMS) -> tuple[float, list[float]]:
     """`claims` claims on THREADS threads: claims per second and each claim's seconds."""
     latencies: list[float] = []
@@ -175,11 +207,16 @@ def queue_figures() -> dict[str, float]:
         tails[name].append(p99(latencies) * 1000)
         print(f"{name}: {rate:.0f} claims/s, p50 {statistics.median(latencies) * 1000:.2f} ms,"
               f" p99 {p99(latencies) * 1000:.2f} ms (load {os.getloadavg()[0]:.1f})")
+    floor = floor_phase(db)
+    print(f"floor (one-row UPDATE + commit, {THREADS} threads): p50 "
+          f"{statistics.median(floor) * 1000:.2f} ms, p99 {p99(floor) * 1000:.2f} ms "
+          f"(load {os.getloadavg()[0]:.1f})")
     db.dispose()
     limited = statistics.median(rates["limited"])
     return {"q_claims_per_s": limited,
             "q_claims_vs_plain": limited / statistics.median(rates["plain"]),
-            "q_claim_p99_ms": statistics.median(tails["limited"])}
+            "q_claim_p99_ms": statistics.median(tails["limited"]),
+            "q_floor_p99_ms": p99(floor) * 1000}
 
 
 def schedule_figures() -> dict[str, float]:

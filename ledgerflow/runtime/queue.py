@@ -23,7 +23,8 @@ the `run_keys` table that held them before is gone (engine migration 2).
 Each row names its run's queue and concurrency key; what a claim counts against their
 limits, and gives back when the lease ends, is `runtime.limits` (engine migration 3).
 A row's `debounce_key` names the debounced trigger that may still replace its input
-(cleared by the claim that starts it).
+(cleared by the claim that starts it); only such rows are in its unique index (engine
+migration 4), so a run without one costs no index entry.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ run_queue = Table(
           postgresql_where=sa.text("due_at IS NOT NULL"),
           sqlite_where=sa.text("due_at IS NOT NULL")),
     Index("run_queue_key", "queue", "concurrency_key", "turn"),
-    Index("run_queue_debounce", "debounce_key", unique=True),
+    Index("run_queue_debounce", "debounce_key", unique=True,
+          postgresql_where=sa.text("debounce_key IS NOT NULL"),
+          sqlite_where=sa.text("debounce_key IS NOT NULL")),
 )
 
 MIGRATIONS: list[Migration] = [
@@ -76,6 +79,8 @@ MIGRATIONS: list[Migration] = [
               {POSTGRESQL: _ddl.V2_POSTGRESQL, SQLITE: _ddl.V2_SQLITE}),
     Migration("engine", 3, "named queues: limits, per-key counts, rate slots, fair turns",
               {POSTGRESQL: _ddl.V3_POSTGRESQL, SQLITE: _ddl.V3_SQLITE}),
+    Migration("engine", 4, "the debounce index holds only debounced runs (partial)",
+              {POSTGRESQL: _ddl.V4_POSTGRESQL, SQLITE: _ddl.V4_SQLITE}),
 ]
 """The engine's migrations (component "engine")."""
 

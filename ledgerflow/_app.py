@@ -21,7 +21,7 @@ from opentelemetry.trace import TracerProvider
 from sqlalchemy.engine import Engine as SAEngine
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
-from ledgerflow._serverless import HostStats, host_stats
+from ledgerflow._serverless import HostStats, TickSchedules, host_stats
 from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.domain.state import RunState
 from ledgerflow.eventstore import EventStore, IdempotencyKeys, create_engine
@@ -113,6 +113,7 @@ class Ledgerflow:
     metrics: Metrics | None = None
     """This process's metrics (`Ledgerflow.open` makes them; the engine counts in them)."""
     _tick_relay: Relay | None = field(default=None, init=False, repr=False)
+    _tick_schedules: TickSchedules | None = field(default=None, init=False, repr=False)
     schedules: Schedules | None = None
     """The schedules' commands and queries (`Ledgerflow.open` makes them)."""
 
@@ -169,9 +170,14 @@ class Ledgerflow:
     # ------------------------------------------------------ serverless hosts
 
     def tick(self, max_runs: int = 100) -> TickResult:
-        """For cron / serverless hosts: reap expired leases, execute due runs (at most
-        `max_runs`), then relay one batch of the outbox (`relayed`, `dead_lettered`)."""
+        """For cron / serverless hosts: fire due schedules (`fired`), reap expired leases,
+        execute due runs (at most `max_runs`), then relay one batch of the outbox
+        (`relayed`, `dead_lettered`)."""
+        if self.schedules is not None and self._tick_schedules is None:
+            self._tick_schedules = TickSchedules(self.schedules)
+        fired = self._tick_schedules.fire() if self._tick_schedules is not None else 0
         result = self.engine.tick(max_runs)
+        result.fired = fired
         relay = self._tick_relay
         if relay is None:
             relay = self._tick_relay = self.relay()

@@ -1,8 +1,14 @@
 """What a serverless host (a function woken per job, or by a cron) asks of a
-`Ledgerflow`: `tick` (reap expired leases, execute due runs, relay one outbox batch),
+`Ledgerflow`: `tick` (fire due schedules, reap expired leases, execute due runs, relay
+one outbox batch),
 `handle(run_id)` (execute one run now if it is due) and `stats` (the counts it reports).
-There is no worker thread and no relay loop in such a host: each call does its share
-and returns. `Ledgerflow` exposes these as its methods.
+There is no worker thread, no scheduler loop and no relay loop in such a host: each
+call does its share and returns. `Ledgerflow` exposes these as its methods.
+
+Schedules (`TickSchedules`): each tick decides the due fires as the scheduler loop of
+`serve` / `worker` does (`Scheduler.fire_due`, the same transactions), so a fire time
+starts exactly one run however many hosts tick at once, or a host ticks beside servers.
+The schedules the registry's workflows declare are upserted at a host's first tick.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from ledgerflow.eventstore.store import Clock
 from ledgerflow.outbox._schema import DEAD, PENDING, outbox
 from ledgerflow.projections._schema import run_views
 from ledgerflow.runtime.queue import run_queue
+from ledgerflow.runtime.scheduler import Scheduler
+from ledgerflow.runtime.schedules import Schedules
 
 _q = run_queue.c
 
@@ -50,3 +58,19 @@ def host_stats(db: Engine, clock: Clock) -> HostStats:
         dead = conn.execute(sa.select(count).select_from(outbox).where(
             outbox.c.status == DEAD)).scalar_one()
     return HostStats(int(due), int(leased), int(executing), int(pending), int(dead))
+
+
+class TickSchedules:
+    """The schedules' share of a tick (see the module)."""
+
+    def __init__(self, schedules: Schedules) -> None:
+        self.scheduler = Scheduler(schedules)
+        self._declared = False
+
+    def fire(self) -> int:
+        """Fire every due schedule now (the registry's declared first, once); how many
+        runs that started."""
+        if not self._declared:
+            self.scheduler.declare()
+            self._declared = True
+        return self.scheduler.fire_due()

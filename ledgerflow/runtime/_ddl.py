@@ -171,3 +171,18 @@ CREATE TABLE queue_rate_slots (
     PRIMARY KEY (queue, slot)
 )""",
 )
+
+# --------------------------------- 4: the debounce index holds only debounced runs
+#
+# Most runs have no debounce key: a full unique index on `debounce_key` made every
+# enqueue (and every update that moves a row) write an entry for a NULL nobody looks
+# up. The partial index serves the same lookups (`debounce_key = ...`) and the same
+# uniqueness.
+
+V4 = (
+    "DROP INDEX run_queue_debounce",
+    "CREATE UNIQUE INDEX run_queue_debounce ON run_queue (debounce_key)"
+    " WHERE debounce_key IS NOT NULL",
+)
+V4_POSTGRESQL = V4
+V4_SQLITE = V4

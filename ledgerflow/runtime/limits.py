@@ -1,10 +1,12 @@
 """Flow control in the claim: queue concurrency, per-key concurrency, rate limits, pause,
 and fair order between concurrency keys.
 
-Interface: `claim_statement(backend)` / `claim(conn, ...)` (used by `runtime.queue`),
-`release(conn, run_id)` and `release_rows(conn, rows)` (a lease that ends gives its
-slots back), `enqueue_turn` (the fairness rank of a new run) and the tables
-`queue_limits`, `queue_keys`, `queue_rate_slots`.
+Interface: `claim_statement(backend)` / `claim_in_steps(conn, ...)` (used by
+`runtime.queue`), `ending_statement` (PostgreSQL: a lease that ends gives its slots
+back in the statement that parks or deletes its row), `release(conn, run_id)` and
+`give_back(conn, held)` (the same in steps, and for reaped or dropped leases),
+`enqueue_turn` (the fairness rank of a new run) and the tables `queue_limits`,
+`queue_keys`, `queue_rate_slots`. A queue without a `queue_limits` row has no limits.
 
 Counting. `queue_limits.executing` is the number of `run_queue` rows holding the
 queue's slot (`holds` 1 or 3), `queue_keys.executing` the number holding their key's
@@ -116,7 +118,9 @@ class Held:
 
 def _claimable(run_queue: Table) -> list[sa.ColumnElement[bool]]:
     """What makes a row claimable now: due, not leased (an expired lease that holds
-    slots is reaped first), its queue not paused, under its limits as last committed.
+    slots is reaped first), its queue not paused, under its limits as last committed
+    (a queue without a `queue_limits` row has none: its runs are claimed as on a queue
+    without limits).
 
     Only `run_queue` is in the FROM: the queue's and key's rows are looked up by their
     primary keys for each row the walk meets, so the walk follows `run_queue_pick` in
@@ -130,8 +134,9 @@ def _claimable(run_queue: Table) -> list[sa.ColumnElement[bool]]:
         q.due_at <= now,
         sa.or_(q.lease_expires_at.is_(None), sa.and_(q.lease_expires_at < now, q.holds == _n(0))),
         # a scalar subquery, not EXISTS (PostgreSQL would make EXISTS a join and sort
-        # the backlog), compared with <> so the planner expects most rows to pass
-        sa.select(sa.case((sa.and_(
+        # the backlog), compared with <> so the planner expects most rows to pass; a
+        # queue without a row (NULL) has no limits
+        sa.func.coalesce(sa.select(sa.case((sa.and_(
             lim.paused == sa.false(),
             sa.or_(lim.concurrency.is_(None), lim.executing < lim.concurrency),
             sa.or_(lim.per_key_concurrency.is_(None), q.concurrency_key.is_(None),
@@ -139,7 +144,7 @@ def _claimable(run_queue: Table) -> list[sa.ColumnElement[bool]]:
             sa.or_(lim.rate_limit.is_(None), sa.exists().where(
                 r.queue == q.queue, r.free_at <= sa.bindparam("now_s")).correlate(run_queue)),
         ), _n(1)), else_=_n(0))).where(lim.name == q.queue).correlate(run_queue)
-        .scalar_subquery() != _n(0),
+            .scalar_subquery(), _n(1)) != _n(0),
     ]
 
 
@@ -151,8 +156,9 @@ def _pick(backend: Backend, run_queue: Table) -> sa.Select[Any]:
             .scalar_subquery()
 
     key_limited = sa.and_(lim.per_key_concurrency.is_not(None), q.concurrency_key.is_not(None))
-    holds = of_queue(sa.case((lim.concurrency.is_not(None), _n(QUEUE_SLOT)), else_=_n(0))
-                     + sa.case((key_limited, _n(KEY_SLOT)), else_=_n(0)))
+    holds = sa.func.coalesce(  # no row: no limits, no slots
+        of_queue(sa.case((lim.concurrency.is_not(None), _n(QUEUE_SLOT)), else_=_n(0))
+                 + sa.case((key_limited, _n(KEY_SLOT)), else_=_n(0))), _n(0))
     pick = (
         sa.select(q.run_id, q.queue, q.concurrency_key, holds.label("holds"),
                   of_queue(lim.concurrency).label("concurrency"),
@@ -247,7 +253,8 @@ def epoch(moment: datetime) -> float:
 def release(conn: Connection, backend: Backend, run_queue: Table, run_id: str) -> None:
     """The lease of `run_id` ends (in `conn`'s transaction): give back the slots its row
     holds. The row is locked first, so a concurrent cancel and the run's own end never
-    both give them back."""
+    both give them back. (Where the backend writes in one statement, `ending_statement`
+    does this and the row's own write at once.)"""
     q = run_queue.c
     row = conn.execute(backend.lock_rows(
         sa.select(q.queue, q.concurrency_key, q.holds).where(q.run_id == run_id))).first()
@@ -255,6 +262,35 @@ def release(conn: Connection, backend: Backend, run_queue: Table, run_id: str) -
         return
     give_back(conn, [Held(row.queue, row.concurrency_key, int(row.holds))])
     conn.execute(sa.update(run_queue).where(q.run_id == run_id).values(holds=0))
+
+
+def ending_statement(run_queue: Table, park: bool) -> sa.Update:
+    """ONE statement (PostgreSQL) that ends the lease of run `rid` and gives back the
+    slots its row held: the row parked (due at `due`, `park`) or deleted, and the counts
+    of its key, then its queue (the order claims lock them in), taken down by the slots
+    the row held when the statement locked it. Two endings of one lease (a cancel and
+    the run's own end) queue on the row's lock: the second finds no slots left."""
+    q, k, lim = run_queue.c, queue_keys.c, queue_limits.c
+    rid: sa.BindParameter[Any] = sa.bindparam("rid")
+    ended: sa.CTE
+    if park:
+        old = sa.select(q.run_id, q.queue, q.concurrency_key, q.holds).where(
+            q.run_id == rid).with_for_update().cte("old")
+        ended = (sa.update(run_queue).where(q.run_id == old.c.run_id)
+                 .values(due_at=sa.bindparam("due"), lease_owner=sa.null(),
+                         lease_expires_at=sa.null(), holds=_n(0))
+                 .returning(old.c.queue, old.c.concurrency_key, old.c.holds).cte("ended"))
+    else:
+        ended = (sa.delete(run_queue).where(q.run_id == rid)
+                 .returning(q.queue, q.concurrency_key, q.holds).cte("ended"))
+    key_back = (sa.update(queue_keys)
+                .where(k.queue == ended.c.queue, k.key == ended.c.concurrency_key,
+                       _has_key_slot(ended.c.holds))
+                .values(executing=k.executing - _n(1)).returning(k.executing).cte("key_back"))
+    after_key = sa.or_(~_has_key_slot(ended.c.holds), sa.exists(sa.select(key_back.c.executing)))
+    return (sa.update(queue_limits)
+            .where(lim.name == ended.c.queue, _has_queue_slot(ended.c.holds), after_key)
+            .values(executing=lim.executing - _n(1)))
 
 
 def give_back(conn: Connection, held: Iterable[Held]) -> None:

@@ -23,14 +23,15 @@ the `run_keys` table that held them before is gone (engine migration 2).
 Each row names its run's queue and concurrency key; what a claim counts against their
 limits, and gives back when the lease ends, is `runtime.limits` (engine migration 3).
 A row's `debounce_key` names the debounced trigger that may still replace its input
-(cleared by the claim that starts it).
+(cleared by the claim that starts it); only such rows are in its unique index (engine
+migration 4), so a run without one costs no index entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, Column, Index, Integer, SmallInteger, String, Table
@@ -66,7 +67,9 @@ run_queue = Table(
           postgresql_where=sa.text("due_at IS NOT NULL"),
           sqlite_where=sa.text("due_at IS NOT NULL")),
     Index("run_queue_key", "queue", "concurrency_key", "turn"),
-    Index("run_queue_debounce", "debounce_key", unique=True),
+    Index("run_queue_debounce", "debounce_key", unique=True,
+          postgresql_where=sa.text("debounce_key IS NOT NULL"),
+          sqlite_where=sa.text("debounce_key IS NOT NULL")),
 )
 
 MIGRATIONS: list[Migration] = [
@@ -76,6 +79,8 @@ MIGRATIONS: list[Migration] = [
               {POSTGRESQL: _ddl.V2_POSTGRESQL, SQLITE: _ddl.V2_SQLITE}),
     Migration("engine", 3, "named queues: limits, per-key counts, rate slots, fair turns",
               {POSTGRESQL: _ddl.V3_POSTGRESQL, SQLITE: _ddl.V3_SQLITE}),
+    Migration("engine", 4, "the debounce index holds only debounced runs (partial)",
+              {POSTGRESQL: _ddl.V4_POSTGRESQL, SQLITE: _ddl.V4_SQLITE}),
 ]
 """The engine's migrations (component "engine")."""
 
@@ -163,8 +168,9 @@ def park(target: Transaction | Connection, run_id: str, due_at: datetime | None,
     """Release the lease; the run is due again at `due_at` (NULL: when woken). `held`:
     the lease may hold slots, given back first."""
     if held:
-        _release(target, run_id)
-    _write(target, _PARK, {"rid": run_id, "due": due_at})
+        _end_held(target, run_id, due_at)
+    else:
+        _write(target, _PARK, {"rid": run_id, "due": due_at})
 
 
 def wake(tx: Transaction, run_id: str, now: datetime) -> None:
@@ -175,13 +181,35 @@ def wake(tx: Transaction, run_id: str, now: datetime) -> None:
 def remove(tx: Transaction, run_id: str, held: bool = False) -> None:
     """The run is terminal: it leaves the queue (`held`: its slots are given back)."""
     if held:
-        _release(tx, run_id)
-    _write(tx, _DELETE, {"rid": run_id})
+        _end_held(tx, run_id)
+    else:
+        _write(tx, _DELETE, {"rid": run_id})
 
 
-def _release(target: Transaction | Connection, run_id: str) -> None:
+_ENDINGS: dict[bool, sa.Update] = {}
+
+
+def _end_held(target: Transaction | Connection, run_id: str,
+              due_at: datetime | Literal[False] | None = False) -> None:
+    """End a lease that may hold slots: park the run (due at `due_at`) or, when
+    `due_at` is False, delete its row; its slots given back. On PostgreSQL ONE
+    statement (`limits.ending_statement`), else the row locked and written step by
+    step."""
     conn = target.conn if isinstance(target, Transaction) else target
-    limits.release(conn, backend_for(conn), run_queue, run_id)
+    backend = backend_for(conn)
+    park = due_at is not False
+    if not backend.writes_in_one:
+        limits.release(conn, backend, run_queue, run_id)
+        if park:
+            backend.execute(conn, _PARK, [{"rid": run_id, "due": due_at}])
+        else:
+            backend.execute(conn, _DELETE, [{"rid": run_id}])
+        return
+    statement = _ENDINGS.get(park)
+    if statement is None:
+        statement = _ENDINGS[park] = limits.ending_statement(run_queue, park)
+    backend.execute(conn, statement,
+                    [{"rid": run_id, "due": due_at} if park else {"rid": run_id}])
 
 
 def _write(target: Transaction | Connection, statement: sa.Insert | sa.Update | sa.Delete,

@@ -43,6 +43,8 @@ class TickResult:
     dead_lettered: int = 0
     handed: int = 0
     """Async runs handed to the worker's event loop (executing there)."""
+    fired: int = 0
+    """Runs started by schedule fires (`Ledgerflow.tick`; `Engine.tick` fires none)."""
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)

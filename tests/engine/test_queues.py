@@ -6,6 +6,7 @@ The clock is fake: a rate limit's period and a debounce window pass when the tes
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from ledgerflow import (
     WorkflowRegistry,
 )
 from ledgerflow.domain import events as ev
+from ledgerflow.eventstore.store import Transaction
+from ledgerflow.runtime import queue
 from ledgerflow.runtime.executor import claim_next
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.limits import queue_keys, queue_limits
@@ -240,3 +243,51 @@ def test_a_trigger_may_name_another_queue_and_a_start_time(
     assert engine.run_due(10).completed == 1
     created = engine.history(run_id)[0].event
     assert isinstance(created, ev.RunCreated) and created.queue == "slow"
+
+
+def test_a_queue_without_its_limits_row_is_claimed_as_one_without_limits(
+        engine: Engine, flows: WorkflowRegistry, started: Started) -> None:
+    """The claim looks the queue's row up but does not need it: a row deleted by hand
+    (or tables emptied) leaves its runs claimable, holding no slots."""
+    engine.queues.change("jobs", {"per_key_concurrency": 1})
+    engine.trigger("job", 1, eager=False, concurrency_key="k")
+    engine.trigger("job", 2, eager=False)
+    with engine.store.transaction() as tx:
+        tx.conn.execute(sa.delete(queue_limits))
+    assert engine.run_due(10).completed == 2
+    assert sorted(started) == [1, 2]
+    with engine.store.engine.connect() as conn:
+        assert conn.execute(sa.select(queue_keys.c.executing)).scalars().all() == [0]
+
+
+def test_a_lease_ended_twice_at_once_gives_its_slots_back_once(
+        engine: Engine, flows: WorkflowRegistry, clock: FakeClock) -> None:
+    """A cancel and the run's own end race (each a park or a delete of the row): the
+    second ending waits on the first's lock on the row, then finds no slots left."""
+    engine.queues.change("jobs", {"per_key_concurrency": 1, "concurrency": 5})
+
+    def end(tx: Transaction, how: str, run_id: str) -> None:
+        if how == "park":
+            queue.park(tx, run_id, clock() + timedelta(hours=1), held=True)
+        else:
+            queue.remove(tx, run_id, held=True)
+
+    def end_then(how: str, run_id: str, done: threading.Event) -> None:
+        with engine.store.transaction() as tx:
+            end(tx, how, run_id)
+        done.set()
+
+    for first, second in (("remove", "park"), ("park", "remove"), ("park", "park")):
+        engine.trigger("job", first, eager=False, concurrency_key="k")
+        claimed = claim(engine)
+        assert claimed is not None and claimed.held
+        assert counts(engine) == (1, {"k": 1})
+        ended = threading.Event()
+        other = threading.Thread(target=end_then, args=(second, claimed.run_id, ended))
+        with engine.store.transaction() as tx:
+            end(tx, first, claimed.run_id)
+            other.start()
+            assert not ended.wait(0.3)  # waits for the first ending
+        other.join(10)
+        assert ended.is_set()
+        assert counts(engine) == (0, {"k": 0}), (first, second)

@@ -36,7 +36,6 @@ from ledgerflow.projections import queries
 from ledgerflow.runtime.aio_context import AsyncContext, inline
 from ledgerflow.runtime.context import Context, Park, json_roundtrip
 from ledgerflow.runtime.engine import Engine
-from ledgerflow.runtime.errors import AttemptLost
 from ledgerflow.runtime.faults import FaultPoints
 from ledgerflow.runtime.journal import Journal
 from ledgerflow.settings import Settings
@@ -206,9 +205,6 @@ class _ReplaySession:
 
     def before_step(self) -> None:
         raise _HistoryEnd()
-
-    def lost_attempts(self) -> list[AttemptLost]:
-        return []
 
     def decide_now(self, decision: list[ev.Event]) -> bool:
         raise _HistoryEnd()

@@ -123,8 +123,8 @@ class Buffered(RunSession):
         self.watch.chunks = self._chunk
         self._chunks: dict[tuple[str, int], int] = {}
         self._late_results = late
-        self._lost = [AttemptLost(f"the request to the handler failed: {failure.error}",
-                                  failure.at) for failure in request.transport_failures]
+        self.watch.lost = [AttemptLost(f"the request to the handler failed: {failure.error}",
+                                       failure.at) for failure in request.transport_failures]
         for event in late.take(self.run_id):  # returned after an earlier answer
             self.record(event)
 
@@ -145,10 +145,6 @@ class Buffered(RunSession):
                 and time.monotonic() > self._deadline:
             self.rt.stop.set()  # next step: "released", the worker writes and posts again
         return added
-
-    def lost_attempts(self) -> list[AttemptLost]:
-        lost, self._lost = self._lost, []
-        return lost
 
     def check(self, event: ev.Event) -> None:
         """The store's size limit is checked when the worker appends."""

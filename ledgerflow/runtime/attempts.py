@@ -7,9 +7,9 @@ and then StepResultDiscarded for anything a timed-out attempt returned within it
 grace period. A step's attempt may instead return a suspension
 (StepSuspended, see `runtime.agent`); a parallel branch's may not. Before the first
 attempt it runs, a remote run's session may hand over attempts whose outcome was lost
-(`Host.lost_attempts`: requests to the workflow handler that failed); they are recorded
-as failed attempts of the step (of each ready branch), retried by its policy. Each failed attempt
-is logged as one WARNING line on logger `ledgerflow.executor`, naming the run, workflow,
+(`RunWatch.lost`: requests to the workflow handler that failed); they are recorded as
+failed attempts of the step (of each ready branch), retried by its policy. Each failed
+attempt is logged as one WARNING line on logger `ledgerflow.executor`, naming the run, workflow,
 step, attempt and error. `run_id`, `workflow`, `step` and `attempt` are also passed as
 `extra` fields, so a structured formatter can read them, and so is `traceback` (the
 stored one, the user's frames only). The text of the line stays one line.
@@ -47,10 +47,6 @@ class Host(Protocol):
     @property
     def journal(self) -> Journal: ...
     def clock(self) -> datetime: ...
-    def lost_attempts(self) -> list[AttemptLost]:
-        """Attempts whose outcome was lost, to record before the next one runs (taken
-        once; none but in a remote run, see `ledgerflow.remote.execution`)."""
-        ...
 
 
 class CannotSuspend(Exception):
@@ -183,10 +179,10 @@ class StepAttempts:
                                rules)
 
     def lost(self, ops: list[str], rules: Rules) -> bool:
-        """Record the host's lost attempts (if any) as failed attempts of each of `ops`
-        (a step, or the branches that were due together), until one fails for good;
-        whether there were any: the caller then reads the journal again."""
-        lost = self._host.lost_attempts()
+        """Record the run's lost attempts (`RunWatch.lost`, taken) as failed attempts of
+        each of `ops` (a step, or the branches that were due together), until one fails
+        for good; whether there were any: the caller then reads the journal again."""
+        lost, self._watch.lost = self._watch.lost, []
         for op in ops:
             for exc in lost:
                 if op in self._host.journal.failures:

@@ -20,7 +20,7 @@ from ledgerflow.domain import events as ev
 from ledgerflow.runtime import agent
 from ledgerflow.runtime.attempts import Rules, StepAttempts
 from ledgerflow.runtime.chunks import Streams
-from ledgerflow.runtime.errors import AttemptLost, ChildFailed, StepFailed, WaitTimeout
+from ledgerflow.runtime.errors import ChildFailed, StepFailed, WaitTimeout
 from ledgerflow.runtime.failures import NotSerializable as NotSerializable
 from ledgerflow.runtime.failures import json_roundtrip as json_roundtrip
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
@@ -40,7 +40,6 @@ class Session(Protocol):
     def clock(self) -> datetime: ...
     def record(self, event: ev.Event) -> bool: ...  # InvalidEvent: the store refuses it
     def before_step(self) -> None: ...
-    def lost_attempts(self) -> list[AttemptLost]: ...
     def decide_now(self, decision: list[ev.Event]) -> bool: ...
     def check_workflow(self, name: str) -> None: ...
 

@@ -45,7 +45,7 @@ from ledgerflow.runtime.attempts import discarded
 from ledgerflow.runtime.chunks import ChunkWriter
 from ledgerflow.runtime.compensation import canceling, cancels, outcome_note, undo
 from ledgerflow.runtime.context import Context, Park
-from ledgerflow.runtime.errors import AttemptLost, StepFailed
+from ledgerflow.runtime.errors import StepFailed
 from ledgerflow.runtime.failures import error_info, json_roundtrip
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
@@ -123,11 +123,6 @@ class RunSession:
             raise CancelRequested()
         if self.pending:
             self.flush()
-
-    def lost_attempts(self) -> list[AttemptLost]:
-        """No attempt of an inline run is lost: its outcome is journaled where it ran
-        (a remote run's handler session overrides this)."""
-        return []
 
     def decide_now(self, decision: Sequence[ev.Event]) -> bool:
         """Write a decision at once (e.g. a timeout); True if it added an op."""

@@ -165,6 +165,7 @@ class Endpoint:
                                   f"({tries} {'try' if tries == 1 else 'tries'}): "
                                   f"{type(last).__name__}: {last}", lost=runs and _reached(last))
 
+
 def _reached(error: Exception | None) -> bool:
     """Whether a try that failed with `error` reached the handler (or may have): any
     failure but a connection never made."""

@@ -10,8 +10,10 @@ step ends past it, the handler answers `continue` so the worker writes what is d
 and `transportFailures` (optional, default none: `[{at, error}]`, this worker's
 requests of the run that failed since its last answered one, oldest first: sent at
 `at`, broken off by a timeout, a lost connection or a 5xx, so whatever they executed
-was lost; the handler records each as a failed attempt of the first step attempt its
-replay is about to run, then applies that step's retry policy).
+was lost; the worker sends only those of requests that asked for one step, budget 0;
+the handler records each as a failed attempt of the first step attempt its replay is
+about to run, then applies that step's retry policy). Without failures the worker
+leaves the key out, so a handler that predates it reads the request.
 
 Answer (`DispatchResponse`): `events`, the journal records the run wrote, in order
 (step outcomes, values, timers, timeouts, a child's start, chunks, a rollback and its
@@ -88,7 +90,9 @@ class TransportFailure(_Wire):
     """A request of the run that reached the handler (or may have) but got no answer."""
 
     at: datetime
+    """When the worker sent it."""
     error: str
+    """Why it got no answer, as the worker saw it."""
 
 
 class DispatchRequest(_Wire):

@@ -19,6 +19,17 @@ cancels (relaying a cancel to the handler while it executes the run: `RemoteWatc
 resumes, and gives the run back when the handler cannot be reached (due
 again after a back-off: 1s, 2s, 4s ... up to a minute; no event is written, so the
 run continues from its journal when the handler is back).
+
+A request that reached the handler but got no answer (a timeout, a connection lost
+mid-request, a 5xx: `DispatchUnavailable.lost`) may have run a step whose outcome is
+lost. Which step is known only if the request ran one step at most: from then on, the
+run's requests from this worker ask for one step each (budget 0, as `0` configures for
+all runs). The failure of such a request is remembered, and the run's next requests
+carry it (`transportFailures`) until one is answered: the handler records each as a
+failed attempt of the step its replay is about to run (the one that request ran), so
+the step's retry policy sees it (back-off, then failing the run). The failure of a
+request that could have run several steps is not counted (the steps run again). All
+this is in memory, per `RemoteRuns`: a worker restart forgets it.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ledgerflow._authoring import WorkflowRegistry
@@ -48,6 +59,7 @@ from ledgerflow.remote.protocol import (
     DispatchResponse,
     Next,
     Record,
+    TransportFailure,
 )
 from ledgerflow.runtime import queue
 from ledgerflow.runtime.compensation import cancels
@@ -80,6 +92,8 @@ class RemoteRuns:
         self.table, self.budget = table, budget
         self.endpoints = {url: Endpoint(url, secret or "", timeout) for url in sorted(remote)}
         self._failures: dict[str, int] = {}
+        self._lost: dict[str, list[TransportFailure]] = {}
+        self._one_step: set[str] = set()  # runs whose requests ask for one step each
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -135,19 +149,39 @@ class RemoteRuns:
                 added.append(name)
         return added
 
-    def failed(self, run_id: str) -> timedelta:
-        """One more failed dispatch of `run_id`: how long until it is tried again."""
+    def budget_for(self, run_id: str) -> float:
+        """The budget of `run_id`'s next request: 0 (one step) once one was lost."""
+        with self._lock:
+            return 0.0 if run_id in self._one_step else self.budget
+
+    def failed(self, run_id: str, lost: TransportFailure | None = None) -> timedelta:
+        """One more failed dispatch of `run_id`; how long until it is tried again.
+        `lost`: its answer was lost, so the run's requests ask for one step each from
+        now on; if that request did already, the next ones tell the handler."""
         with self._lock:
             count = self._failures[run_id] = self._failures.get(run_id, 0) + 1
+            if lost is not None:
+                if run_id in self._one_step or self.budget == 0:
+                    self._lost.setdefault(run_id, []).append(lost)
+                self._one_step.add(run_id)
         return timedelta(seconds=min(2 ** (count - 1), 60))
+
+    def transport_failures(self, run_id: str) -> list[TransportFailure]:
+        """The requests of `run_id` that got no answer since its last answered one."""
+        with self._lock:
+            return list(self._lost.get(run_id, ()))
 
     def attempt(self, run_id: str) -> int:
         with self._lock:
             return self._failures.get(run_id, 0) + 1
 
-    def answered(self, run_id: str) -> None:
+    def answered(self, run_id: str, ended: bool = False) -> None:
+        """`run_id`'s request was answered (`ended`: the run ends with it)."""
         with self._lock:
             self._failures.pop(run_id, None)
+            self._lost.pop(run_id, None)
+            if ended:
+                self._one_step.discard(run_id)
 
     def close(self) -> None:
         self._closed.set()
@@ -205,13 +239,14 @@ class RemoteSession(RunSession):
             self.flush(also=self._give_back)
             return "released"
         records = self._refresh()
+        sent = self.clock()
         try:
             answer = self._call(records)
         except RemoteUnknownWorkflow as error:
             return self.fail(error_info(error), "none")
         except DispatchUnavailable as error:
-            return self._later(error)
-        self.remote.answered(self.run_id)
+            return self._later(error, sent)
+        self.remote.answered(self.run_id, answer.next.action in ("complete", "fail", "cancel"))
         try:
             self._take(answer.events)
         except (LedgerflowError, ValueError) as error:
@@ -227,7 +262,8 @@ class RemoteSession(RunSession):
             workflow_id=state.workflow_id, workflow_version=state.workflow_version,
             input=state.input, journal=[Record.of(r) for r in records],
             attempt=self.remote.attempt(self.run_id), now=self.clock(),
-            budget_seconds=self.remote.budget)
+            budget_seconds=self.remote.budget_for(self.run_id),
+            transport_failures=self.remote.transport_failures(self.run_id))
 
     def _refresh(self) -> list[RecordedEvent]:
         """The run's stored journal, merged as `_reconcile` merges it."""
@@ -277,12 +313,19 @@ class RemoteSession(RunSession):
             spec = ChildSpec(child.run_id, child.step_id, child.workflow_id, child.input)
         return self.park(Park(next.waitpoint, next.due_at, None, spec))
 
-    def _later(self, error: DispatchUnavailable) -> str:
-        """The handler cannot execute the run now: give it back, due after a back-off."""
-        delay = self.remote.failed(self.run_id)
+    def _later(self, error: DispatchUnavailable, sent: datetime | None = None) -> str:
+        """The handler cannot execute the run now: give it back, due after a back-off
+        (a request sent at `sent` whose answer was lost is remembered for the next)."""
+        lost = None if not error.lost or sent is None else TransportFailure(at=sent,
+                                                                              error=str(error))
+        counted = "" if lost is None else (
+            " (counted as a failed attempt of the step it ran)"
+            if self.remote.budget_for(self.run_id) == 0
+            else " (not counted: it could run several steps; the next requests run one each)")
+        delay = self.remote.failed(self.run_id, lost)
         level = logging.ERROR if isinstance(error, ProtocolMismatch) else logging.WARNING
-        log.log(level, "run %s: dispatch to %s failed, retrying in %ss: %s", self.run_id,
-                self.endpoint.url, delay.total_seconds(), error,
+        log.log(level, "run %s: dispatch to %s failed, retrying in %ss%s: %s", self.run_id,
+                self.endpoint.url, delay.total_seconds(), counted, error,
                 extra={"run_id": self.run_id, "workflow": self.journal.state.workflow_id})
         due = self.clock() + delay
 

@@ -1,10 +1,15 @@
 """The worker's HTTP side of dispatch: `Endpoint` posts signed requests to one handler
 URL and reads its answers; `parse_table` reads `LEDGERFLOW_DISPATCH`.
 
-A timeout, a connection error or a 5xx is retried at once a few times (the handler
-may be restarting); then `DispatchUnavailable` is raised and the worker gives the run
-back, due again after a back-off. A handler that speaks another protocol version
-(it refuses ours, or answers another) raises `ProtocolMismatch`, naming both.
+A connection that cannot be made is tried again at once a few times (the handler may be
+restarting); then `DispatchUnavailable` is raised and the worker gives the run back,
+due again after a back-off. A run's request that reached the handler and got no answer
+(a timeout, a connection lost mid-request, a 5xx) is not posted again here: it may have
+run a step, so `DispatchUnavailable.lost` is set and the worker has the handler count it
+as a failed attempt of that step (`transportFailures`, see `protocol`). Listing the
+workflows and relaying a cancel run nothing, so they are tried again on any failure.
+A handler that speaks another protocol version (it refuses ours, or answers another)
+raises `ProtocolMismatch`, naming both.
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ INLINE = "inline"
 
 
 class DispatchUnavailable(LedgerflowError):
-    """The handler did not answer (connection, timeout, 5xx), or refused to (401)."""
+    """The handler did not answer (connection, timeout, 5xx), or refused to (401).
+    `lost`: the request reached the handler (or may have) and its answer was lost."""
+
+    def __init__(self, message: str, lost: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost
 
 
 class ProtocolMismatch(DispatchUnavailable):
@@ -84,8 +94,10 @@ class Endpoint:
 
     def call(self, request: DispatchRequest) -> DispatchResponse:
         """Post one request (signed anew each try); the handler's answer."""
-        body = request.model_dump_json(by_alias=True).encode()
-        response = self._send("POST", "/run", body)
+        # without failures to tell, the request is what handlers that predate the field read
+        unset = None if request.transport_failures else {"transport_failures"}
+        body = request.model_dump_json(by_alias=True, exclude=unset).encode()
+        response = self._send("POST", "/run", body, runs=True)
         if response.status_code == 404:
             raise RemoteUnknownWorkflow(f"the handler at {self.url} does not serve it: "
                                         f"{self._message(response)}")
@@ -129,11 +141,15 @@ class Endpoint:
         except ValueError:
             return response.text[:200]
 
-    def _send(self, method: str, path: str, body: bytes) -> httpx.Response:
+    def _send(self, method: str, path: str, body: bytes, runs: bool = False) -> httpx.Response:
+        """The handler's answer (below 500); `runs`: the request executes the run, so it is
+        sent again only while no try reached the handler."""
         last: Exception | None = None
-        for attempt in range(self._tries):
-            if attempt:
-                time.sleep(0.1 * 3 ** (attempt - 1))
+        tries = 0
+        while tries < self._tries and not (runs and _reached(last)):
+            if tries:
+                time.sleep(0.1 * 3 ** (tries - 1))
+            tries += 1
             headers = {"content-type": "application/json",
                        SIGNATURE_HEADER: signature(self._secret, body)}
             try:
@@ -145,5 +161,13 @@ class Endpoint:
             if response.status_code < 500:
                 return response
             last = DispatchUnavailable(f"{response.status_code}: {response.text[:200]}")
-        raise DispatchUnavailable(f"the handler at {self.url} did not answer after "
-                                  f"{self._tries} tries: {type(last).__name__}: {last}")
+        raise DispatchUnavailable(f"the handler at {self.url} did not answer "
+                                  f"({tries} {'try' if tries == 1 else 'tries'}): "
+                                  f"{type(last).__name__}: {last}", lost=runs and _reached(last))
+
+
+def _reached(error: Exception | None) -> bool:
+    """Whether a try that failed with `error` reached the handler (or may have): any
+    failure but a connection never made."""
+    return error is not None and not isinstance(
+        error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)

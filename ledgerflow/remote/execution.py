@@ -10,7 +10,9 @@ Nothing here touches a database: its `Runtime` has no store (`NoStore` refuses a
 use). A step's stream chunks are buffered as journal records (a reader sees them once
 the worker appends them, not while the step runs). What a timed-out attempt returns
 after its grace period is kept (`LateResults`) and answered with the run's next
-request to this handler.
+request to this handler. The worker's requests that got no answer
+(`transportFailures`) are recorded, when the replay reaches the first step attempt it
+would run, as failed attempts of that step (`AttemptLost`, see `runtime.attempts`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ledgerflow.runtime.aio_session import AsyncRunSession
 from ledgerflow.runtime.attempts import discarded
 from ledgerflow.runtime.compensation import undo
 from ledgerflow.runtime.context import Context, Park
+from ledgerflow.runtime.errors import AttemptLost
 from ledgerflow.runtime.executor import Also, Compensated, RunSession
 from ledgerflow.runtime.failures import json_roundtrip
 from ledgerflow.runtime.host import Runtime
@@ -120,6 +123,8 @@ class Buffered(RunSession):
         self.watch.chunks = self._chunk
         self._chunks: dict[tuple[str, int], int] = {}
         self._late_results = late
+        self.watch.lost = [AttemptLost(f"the request to the handler failed: {failure.error}",
+                                       failure.at) for failure in request.transport_failures]
         for event in late.take(self.run_id):  # returned after an earlier answer
             self.record(event)
 

@@ -5,8 +5,15 @@ Request (`DispatchRequest`): the run (`runId`, `workflowId`, `workflowVersion`,
 `input`), its whole `journal` (every stored event, in stream order, with version,
 event id and metadata), the dispatch `attempt` (1, 2, ... for this worker's tries of
 this run), the worker's clock (`now`: the handler's decisions use the worker's time),
-a `requestId` (the handler refuses one it has answered) and `budgetSeconds` (once a
-step ends past it, the handler answers `continue` so the worker writes what is done).
+a `requestId` (the handler refuses one it has answered), `budgetSeconds` (once a
+step ends past it, the handler answers `continue` so the worker writes what is done)
+and `transportFailures` (optional, default none: `[{at, error}]`, this worker's
+requests of the run that failed since its last answered one, oldest first: sent at
+`at`, broken off by a timeout, a lost connection or a 5xx, so whatever they executed
+was lost; the worker sends only those of requests that asked for one step, budget 0;
+the handler records each as a failed attempt of the first step attempt its replay is
+about to run, then applies that step's retry policy). Without failures the worker
+leaves the key out, so a handler that predates it reads the request.
 
 Answer (`DispatchResponse`): `events`, the journal records the run wrote, in order
 (step outcomes, values, timers, timeouts, a child's start, chunks, a rollback and its
@@ -79,6 +86,15 @@ class NewRecord(_Wire):
         return ev.decode(self.type, self.schema_version, self.data)
 
 
+class TransportFailure(_Wire):
+    """A request of the run that reached the handler (or may have) but got no answer."""
+
+    at: datetime
+    """When the worker sent it."""
+    error: str
+    """Why it got no answer, as the worker saw it."""
+
+
 class DispatchRequest(_Wire):
     protocol: int
     request_id: str
@@ -90,6 +106,7 @@ class DispatchRequest(_Wire):
     attempt: int = 1
     now: datetime
     budget_seconds: float = 1.0
+    transport_failures: list[TransportFailure] = Field(default_factory=list)
 
 
 class CancelRequest(_Wire):

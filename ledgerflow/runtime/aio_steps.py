@@ -182,6 +182,8 @@ class AsyncStepAttempts(StepAttempts):
     async def attempt_async(self, op: str, call: Callable[[], Any],
                             rules: Rules) -> ev.StepCompleted | ev.StepSuspended | None:
         """As `StepAttempts.attempt`, awaited."""
+        if self.lost([op], rules):
+            return None
         journal = self._host.journal
         started, attempt = self._host.clock(), self._next(op)
         try:
@@ -201,6 +203,8 @@ class AsyncStepAttempts(StepAttempts):
                              max_concurrency: int | None = None) -> None:
         """As `StepAttempts.branches`: the ready branches run concurrently on the loop
         (at most `max_concurrency` at once), journaled in branch order."""
+        if self.lost(list(ready.values()), rules):
+            return
         started = self._host.clock()
         attempts = {branch: self._next(step_id) for branch, step_id in ready.items()}
         gate = asyncio.Semaphore(max_concurrency or len(ready))

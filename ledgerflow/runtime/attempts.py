@@ -5,8 +5,11 @@ an attempt is due. They record StepCompleted (unless the store would refuse it: 
 the step fails with that error), or StepFailed (final, or followed by RetryScheduled),
 and then StepResultDiscarded for anything a timed-out attempt returned within its
 grace period. A step's attempt may instead return a suspension
-(StepSuspended, see `runtime.agent`); a parallel branch's may not. Each failed attempt
-is logged as one WARNING line on logger `ledgerflow.executor`, naming the run, workflow,
+(StepSuspended, see `runtime.agent`); a parallel branch's may not. Before the first
+attempt it runs, a remote run's session may hand over attempts whose outcome was lost
+(`RunWatch.lost`: requests to the workflow handler that failed); they are recorded as
+failed attempts of the step (of each ready branch), retried by its policy. Each failed
+attempt is logged as one WARNING line on logger `ledgerflow.executor`, naming the run, workflow,
 step, attempt and error. `run_id`, `workflow`, `step` and `attempt` are also passed as
 `extra` fields, so a structured formatter can read them, and so is `traceback` (the
 stored one, the user's frames only). The text of the line stays one line.
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import InvalidEvent
 from ledgerflow.runtime import agent
-from ledgerflow.runtime.errors import AsyncMisuse, StepCanceled
+from ledgerflow.runtime.errors import AsyncMisuse, AttemptLost, StepCanceled
 from ledgerflow.runtime.failures import NotSerializable, error_info, json_roundtrip
 from ledgerflow.runtime.observe import NO_OBSERVER, Observer
 from ledgerflow.runtime.retry import RetryPolicy
@@ -66,6 +69,8 @@ class Rules:
             raise ValueError(f"timeout_grace must not be negative, got {self.grace}")
 
     def retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, AttemptLost):
+            return True
         return (isinstance(exc, self.retry_on) and not isinstance(exc, self.non_retryable)
                 and not isinstance(exc, NotSerializable | CannotSuspend | InvalidEvent | AsyncMisuse
                                        | StepCanceled))
@@ -129,6 +134,8 @@ class StepAttempts:
         """Run the next attempt of step `op`. Returns its completion (or its suspension:
         an agent step, see `runtime.agent`), which the caller records; a failure is
         recorded here (None)."""
+        if self.lost([op], rules):
+            return None
         journal = self._host.journal
         started, attempt = self._host.clock(), self._next(op)
         try:
@@ -147,6 +154,8 @@ class StepAttempts:
                  rules: Rules, max_concurrency: int | None = None) -> None:
         """One attempt of each ready branch, at most `max_concurrency` at once (default:
         all); journaled in branch order."""
+        if self.lost(list(ready.values()), rules):
+            return
         started = self._host.clock()
         attempts = {branch: self._next(step_id) for branch, step_id in ready.items()}
         with ThreadPoolExecutor(max_workers=min(len(ready), max_concurrency or len(ready))) \
@@ -168,6 +177,18 @@ class StepAttempts:
                 self.succeeded(ev.StepCompleted(step_id=step_id, result=out,
                                                 started_at=started, attempt=attempts[branch]),
                                rules)
+
+    def lost(self, ops: list[str], rules: Rules) -> bool:
+        """Record the run's lost attempts (`RunWatch.lost`, taken) as failed attempts of
+        each of `ops` (a step, or the branches that were due together), until one fails
+        for good; whether there were any: the caller then reads the journal again."""
+        lost, self._watch.lost = self._watch.lost, []
+        for op in ops:
+            for exc in lost:
+                if op in self._host.journal.failures:
+                    break
+                self._failed(op, self._next(op), exc, rules, exc.started_at)
+        return bool(lost)
 
     def succeeded(self, outcome: ev.StepCompleted | ev.StepSuspended, rules: Rules) -> None:
         """Record an attempt's completion (or suspension). One the store refuses

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ledgerflow.domain.events import ErrorInfo
 
 
@@ -47,3 +49,14 @@ class AsyncMisuse(TypeError):
     """Workflow code mixed sync and async wrongly: an async workflow called a ctx method
     without `await`, or a sync workflow (or its step) produced a coroutine to await.
     Fails the run (not retried)."""
+
+
+class AttemptLost(Exception):
+    """A step attempt whose outcome never reached the run: the request to the workflow
+    handler running it failed (a remote run, see `ledgerflow.remote`). Journaled as the
+    attempt's failure and retried by the step's policy, whatever its `retry_on` (the
+    step did not raise it)."""
+
+    def __init__(self, message: str, started_at: datetime) -> None:
+        self.started_at = started_at
+        super().__init__(message)

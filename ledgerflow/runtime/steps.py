@@ -42,6 +42,7 @@ from typing import Any
 
 from ledgerflow.domain import events as ev
 from ledgerflow.eventstore.records import RecordedEvent
+from ledgerflow.runtime.errors import AttemptLost
 from ledgerflow.runtime.failures import stack_text
 
 log = logging.getLogger("ledgerflow.executor")
@@ -131,6 +132,9 @@ class RunWatch:
         self._active: dict[int, StepInfo] = {}
         self.chunks: Callable[[str, int, str, Any], None] | None = None
         """Where its attempts' `stream` chunks go (the session's `ChunkWriter`)."""
+        self.lost: list[AttemptLost] = []
+        """Attempts whose outcome was lost, recorded as failed before the next attempt
+        runs (`attempts.StepAttempts.lost`; set by a remote run's handler session)."""
 
     @property
     def busy(self) -> bool:

@@ -171,6 +171,23 @@ def _long(seconds: float) -> str:
 @registry.workflow("slowpoke")
 def slowpoke(ctx: Context, data: Any) -> str:
     ctx.step("before", noted, "before", 1)
-    ctx.step("long", _long, data["seconds"])
+    ctx.step("long", _long, data["seconds"], max_attempts=2,
+             initial_delay=timedelta(milliseconds=100))  # a lost request is an attempt
     return "finished"
+
+
+def _drowsy(key: str, seconds: float, times: int) -> str:
+    """Sleeps `seconds` on its first `times` calls with `key`, then returns at once."""
+    count = _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    effect("drowsy", key=key, call=count, attempt=current_step().attempt)
+    if count <= times:
+        time.sleep(seconds)
+    return f"{key} awake after {count}"
+
+
+@registry.workflow("drowsy")
+def drowsy(ctx: Context, data: dict[str, Any]) -> str:
+    ctx.step("first", noted, "drowsy-first", data["key"])
+    return str(ctx.step("doze", _drowsy, data["key"], data["seconds"], data["times"],
+                        max_attempts=3, initial_delay=timedelta(milliseconds=200)))
 

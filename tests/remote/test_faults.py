@@ -1,6 +1,7 @@
 """What a handler refuses (unsigned, wrongly signed, stale, replayed requests; another
 protocol version), and what a worker does when its handler is gone or speaks another
-protocol: the run waits and continues once a handler answers."""
+protocol: the run waits and continues once a handler answers (a request broken off
+mid-step costs that step an attempt, see `test_transport_failures`)."""
 
 from __future__ import annotations
 
@@ -123,10 +124,14 @@ def test_a_handler_killed_mid_step_and_back_continues_the_run(
         assert lf.engine.state(run_id).status is RunStatus.RUNNING
         own_handler.start()
         state = lf.engine.wait(run_id, timeout=40, poll=0.2)
+        long = [(r.type, r.data.get("attempt")) for r in lf.engine.history(run_id)
+                if r.data.get("step_id") == "long"]
     finally:
         worker.stop(graceful=False, timeout=30)
         lf.close()
     assert state.status is RunStatus.COMPLETED and state.result == "finished"
+    # the request broken off is the step's first attempt, failed: its policy retried it
+    assert long == [("StepFailed", 1), ("RetryScheduled", 2), ("StepCompleted", 2)]
     assert len(own_handler.effects_seen("before")) == 1  # journaled before the kill
     assert len(own_handler.effects_seen("long-start")) == 2  # the step in hand re-ran
 

@@ -25,35 +25,17 @@ from typing import Any
 SECRET = "bench-dispatch-secret"
 
 
-def step_a() -> dict[str, int]:
-    return {"a": 1}
-
-
-def step_b() -> dict[str, int]:
-    return {"b": 2}
-
-
-def step_c() -> dict[str, int]:
-    return {"c": 3}
-
-
 def handler_app() -> Any:
-    """The handler's ASGI app (uvicorn's `--factory`): `bench3`, mounted at /ledgerflow."""
+    """The handler's ASGI app (uvicorn's `--factory`): the `workflows` bench's `bench3`
+    (its registry, imported from `bench/workflows.py` on uvicorn's `--app-dir`), mounted
+    at /ledgerflow."""
     from fastapi import FastAPI
+    from workflows import bench_registry
 
-    from ledgerflow import Context, WorkflowRegistry, asgi_handler
-
-    registry = WorkflowRegistry()
-
-    @registry.workflow("bench3")
-    def bench3(ctx: Context, data: Any) -> Any:
-        a = ctx.step("a", step_a)
-        b = ctx.step("b", step_b)
-        c = ctx.step("c", step_c)
-        return {**a, **b, **c}
+    from ledgerflow import asgi_handler
 
     app = FastAPI()
-    app.mount("/ledgerflow", asgi_handler(registry, secret=SECRET))
+    app.mount("/ledgerflow", asgi_handler(bench_registry(), secret=SECRET))
     return app
 
 

@@ -182,13 +182,16 @@ class StepAttempts:
         """Record the run's lost attempts (`RunWatch.lost`, taken) as failed attempts of
         each of `ops` (a step, or the branches that were due together), until one fails
         for good; whether there were any: the caller then reads the journal again."""
-        lost, self._watch.lost = self._watch.lost, []
+        lost = self._watch.lost
+        if not lost:  # every inline attempt: nothing to take
+            return False
+        self._watch.lost = []
         for op in ops:
             for exc in lost:
                 if op in self._host.journal.failures:
                     break
                 self._failed(op, self._next(op), exc, rules, exc.started_at)
-        return bool(lost)
+        return True
 
     def succeeded(self, outcome: ev.StepCompleted | ev.StepSuspended, rules: Rules) -> None:
         """Record an attempt's completion (or suspension). One the store refuses

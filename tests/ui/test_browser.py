@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -170,7 +171,9 @@ def sign_in(browser: WebDriver, served: Served, token: str) -> None:
     until(browser, lambda d: "/ui/login" in d.current_url, "no redirect to the sign-in page")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    until(browser, lambda d: d.current_url.endswith("/ui"), "sign-in did not go to the runs")
+    # the sign-in page's own URL ends with "?next=/ui": wait for the runs page's path
+    until(browser, lambda d: urlsplit(d.current_url).path == "/ui",
+          "sign-in did not go to the runs")
 
 
 def test_a_tenant_token_cannot_open_another_tenants_run(serve_authed: Served,

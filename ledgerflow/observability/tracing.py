@@ -18,8 +18,11 @@ span of its own with its `ledgerflow.attempt`; a failed attempt has ERROR status
 and an `exception` event). Attributes: `ledgerflow.run_id`, `ledgerflow.workflow`,
 `ledgerflow.step`, `ledgerflow.attempt`. Context: the W3C `traceparent` of the
 caller when the run is triggered (the HTTP request's, or the Python caller's
-current span; with neither, that of a root `ledgerflow.trigger` span when spans are
-recorded) is stored in the run's metadata and parents its spans; a child run
+current span) is stored in the run's metadata and parents its spans. With neither,
+when spans are recorded, a trigger that executes the run at once in this process
+(eager) starts the run's first `ledgerflow.run` span there, the root of the run's
+trace, and stores its context; any other trigger stores that of a root
+`ledgerflow.trigger` span. So every execution of a run shares one trace. A child run
 stores the context of a `ledgerflow.step` span for the parent's child step; the
 outbox sends the stored `traceparent` as a header on every Kafka message of the run.
 """
@@ -39,7 +42,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledgerflow.domain.metadata import TRACEPARENT
-from ledgerflow.runtime.observe import Observer
+from ledgerflow.runtime.observe import Observer, OpenedRun
 
 PROPAGATOR = TraceContextTextMapPropagator()
 RUN_ID, WORKFLOW, STEP, ATTEMPT = ("ledgerflow.run_id", "ledgerflow.workflow",
@@ -98,6 +101,18 @@ class Tracing(Observer):
         finally:
             span.end()
 
+    def open_run(self, run_id: str, workflow: str) -> OpenedRun:
+        """An eager trigger: the run's first `ledgerflow.run` span starts here, under the
+        caller's span if there is one (whose `traceparent` the run stores, as any run);
+        with none, it is the root of the run's trace and the run stores its own
+        `traceparent`, so later executions are its children (no `ledgerflow.trigger`
+        span: one span fewer per run)."""
+        span = self.tracer.start_span("ledgerflow.run",
+                                      attributes={RUN_ID: run_id, WORKFLOW: workflow})
+        caller = current_traceparent()
+        return _OpenedSpan(caller if caller is not None else current_traceparent_of(span),
+                           span)
+
     def child_traceparent(self, workflow: str, run_id: str, step_id: str) -> str | None:
         span = self.tracer.start_span("ledgerflow.step", attributes={
             RUN_ID: run_id, WORKFLOW: workflow, STEP: step_id, ATTEMPT: 1})
@@ -105,6 +120,20 @@ class Tracing(Observer):
             return current_traceparent_of(span)
         finally:
             span.end()
+
+
+class _OpenedSpan(OpenedRun):
+    """A run span started by the trigger (`Tracing.open_run`), current in the thread that
+    executes the run."""
+
+    def __init__(self, traceparent: str | None, span: trace.Span) -> None:
+        self.traceparent, self._span = traceparent, span
+
+    def execution(self) -> AbstractContextManager[None]:
+        return _Current(self._span, _failed_run)
+
+    def close(self) -> None:
+        self._span.end()
 
 
 class _Current:

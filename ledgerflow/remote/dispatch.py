@@ -222,7 +222,7 @@ class RemoteSession(RunSession):
 
     def __init__(self, rt: Runtime, claimed: Claimed, remote: RemoteRuns,
                  endpoint: Endpoint) -> None:
-        super().__init__(rt, claimed.journal, claimed.held)
+        super().__init__(rt, claimed.journal, claimed.held, claimed.opened)
         self.remote, self.endpoint = remote, endpoint
         self.watch = RemoteWatch(self, endpoint)
 

@@ -44,6 +44,7 @@ from ledgerflow.runtime.failures import error_info, json_roundtrip
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.observe import OpenedRun
 
 log = logging.getLogger("ledgerflow.executor")
 
@@ -61,7 +62,7 @@ def runs_async(rt: Runtime, journal: Journal) -> bool:
 def execute_async(rt: Runtime, claimed: Claimed, broke_off: Callable[[str], None]) -> str:
     """Run an async run on the loop (see the module); `broke_off(run_id)` if its
     execution breaks off with an error."""
-    session = AsyncRunSession(rt, claimed.journal)
+    session = AsyncRunSession(rt, claimed.journal, claimed.opened)
     if not rt.aio.serving:
         return rt.aio.run(session.run_async())
 
@@ -78,8 +79,8 @@ def execute_async(rt: Runtime, claimed: Claimed, broke_off: Callable[[str], None
 class AsyncRunSession(RunSession):
     """One execution of one claimed async run, as a coroutine on the loop."""
 
-    def __init__(self, rt: Runtime, journal: Journal) -> None:
-        super().__init__(rt, journal)
+    def __init__(self, rt: Runtime, journal: Journal, opened: OpenedRun | None = None) -> None:
+        super().__init__(rt, journal, opened=opened)
         self.loop_watch = LoopWatch(rt.aio.loop, self.run_id, self.committed, self._late,
                                     journal.state.workflow_id)
         self.watch = self.loop_watch
@@ -89,8 +90,7 @@ class AsyncRunSession(RunSession):
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            with self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
-                                            self.journal.base_metadata):
+            with self.observed():
                 while True:
                     try:
                         return await self._run_once_async()

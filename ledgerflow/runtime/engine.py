@@ -207,10 +207,14 @@ class Engine:
         due = now + delay if delay else now
         if delay:
             created = created.model_copy(update={"not_before": due})
+        observer = self.runtime.observer
+        # executed at once here: its first execution begins now (see `Observer.open_run`)
+        opened = observer.open_run(run_id, created.workflow_id) if leased else None
         meta = run_metadata(created.workflow_id, created.workflow_version,
                             created.tenant_meta.get("tenantId"), correlation_id=run_id,
                             actor=actor, idempotency_key=None if key is None else key.key,
-                            traceparent=self.runtime.observer.traceparent())
+                            traceparent=observer.traceparent() if opened is None
+                            else opened.traceparent)
         new = [NewEvent(created, new_id(), meta)]
         if leased:
             new += runs.start_events(self.runtime, run_id, created, new[0])
@@ -235,7 +239,10 @@ class Engine:
             return result
         if not leased:
             self.wakeup.notify()
-        elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, result.recorded))):
+        elif not self.wakeup.hand(Claimed(run_id, Journal.build(run_id, result.recorded),
+                                          opened=opened)):
+            if opened is not None:
+                opened.close()
             with self.store.transaction() as tx:  # the worker stopped meanwhile
                 queue.park(tx, run_id, now)
                 announce(tx, self.worker_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 from ledgerflow.domain import events as ev
@@ -51,6 +52,7 @@ from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
 from ledgerflow.runtime.listen import announce
+from ledgerflow.runtime.observe import OpenedRun
 from ledgerflow.runtime.steps import Late, RunWatch
 from ledgerflow.runtime.streams import event_metadata
 
@@ -78,10 +80,12 @@ class CancelRequested(BaseException):
 class RunSession:
     """One execution of one claimed run by one thread."""
 
-    def __init__(self, rt: Runtime, journal: Journal, held: bool = False) -> None:
+    def __init__(self, rt: Runtime, journal: Journal, held: bool = False,
+                 opened: OpenedRun | None = None) -> None:
         self.rt = rt
         self.journal = journal
         self.held = held  # the lease holds queue / key slots: given back when it ends
+        self.opened = opened  # begun by the eager trigger that handed the run over
         self.run_id = journal.run_id
         self.committed = journal.version
         self.pending: list[ev.Event] = []
@@ -195,12 +199,20 @@ class RunSession:
 
     # ----------------------------------------------------------------- outcomes
 
+    def observed(self) -> AbstractContextManager[None]:
+        """What this execution runs in: the observers' `execution`, or the one the
+        eager trigger opened."""
+        opened, self.opened = self.opened, None
+        if opened is not None:
+            return opened.execution()
+        return self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
+                                          self.journal.base_metadata)
+
     def run(self) -> str:
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            with self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
-                                            self.journal.base_metadata):
+            with self.observed():
                 while True:
                     try:
                         return self._run_once()

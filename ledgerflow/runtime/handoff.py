@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ledgerflow.domain.state import RunState
 from ledgerflow.runtime.journal import Journal
+from ledgerflow.runtime.observe import OpenedRun
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Claimed:
     journal: Journal
     held: bool = False
     """The lease holds queue or key slots (`runtime.limits`), given back when it ends."""
+    opened: OpenedRun | None = None
+    """Its first execution, begun by the eager trigger that handed it over."""
 
 
 class Wakeup:

@@ -12,6 +12,9 @@ default observes nothing; `ledgerflow.observability.metrics.Metrics` counts,
   it makes current there parents whatever the step's code records);
 - `step_ended`, `run_ended`: a step attempt, a run ended here;
 - `traceparent()`: the W3C trace context of the caller, stored with a new run;
+- `open_run(run_id, workflow)`: instead of `traceparent()` when a trigger starts the
+  run at once in this process (an eager trigger): an `OpenedRun` whose `traceparent`
+  the run stores and whose `execution()` its first execution runs in (None: as any);
 - `child_traceparent(...)`: the trace context a child run started by a step descends from.
 """
 
@@ -25,6 +28,24 @@ from typing import Any
 from ledgerflow.domain import events as ev
 
 _NOTHING = nullcontext()
+
+
+class OpenedRun:
+    """A run's first execution, begun by the trigger that creates the run and hands it
+    to a worker thread of this process (`Observer.open_run`): one observer call where a
+    trigger and a claim would make two (a trace's root span, say, is the run's own).
+
+    `traceparent`: what the run stores; `execution()`: what its first execution runs
+    in, once; `close()`: the trigger could not hand the run over (executed later, maybe
+    elsewhere). One neither executed nor closed (the run was not created) is dropped."""
+
+    traceparent: str | None = None
+
+    def execution(self) -> AbstractContextManager[None]:
+        return _NOTHING
+
+    def close(self) -> None:
+        """The run was created but is not executed here now."""
 
 
 class Observer:
@@ -49,6 +70,11 @@ class Observer:
         """The `traceparent` of a child run that step `step_id` of `run_id` starts."""
         return None
 
+    def open_run(self, run_id: str, workflow: str) -> OpenedRun | None:
+        """The first execution of a run a trigger creates and executes at once here
+        (None: store `traceparent()` and observe it with `execution`)."""
+        return None
+
     def step_ended(self, workflow: str, event: ev.StepCompleted | ev.StepFailed,
                    now: datetime) -> None:
         """An attempt of a step completed or failed (`event.started_at` is its start)."""
@@ -68,6 +94,11 @@ class Observers(Observer):
         self._step = _overriding(observers, "step")
         self._step_ended = _overriding(observers, "step_ended")
         self._run_ended = _overriding(observers, "run_ended")
+        opening = _overriding(observers, "open_run")
+        # its `OpenedRun.execution()` stands for every observer's `execution`: so only
+        # when that observer is the only one observing executions
+        self._opener = opening[0] if opening == self._execution and len(opening) == 1 \
+            else None
 
     def execution(self, run_id: str, workflow: str,
                   metadata: Mapping[str, Any]) -> AbstractContextManager[None]:
@@ -96,6 +127,9 @@ class Observers(Observer):
     def child_traceparent(self, workflow: str, run_id: str, step_id: str) -> str | None:
         return next((t for o in self.observers
                      if (t := o.child_traceparent(workflow, run_id, step_id))), None)
+
+    def open_run(self, run_id: str, workflow: str) -> OpenedRun | None:
+        return None if self._opener is None else self._opener.open_run(run_id, workflow)
 
 
 def _overriding(observers: Sequence[Observer], method: str) -> tuple[Observer, ...]:

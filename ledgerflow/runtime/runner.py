@@ -94,7 +94,7 @@ class Runner:
             if runs_async(self.rt, claimed.journal):
                 return execute_async(self.rt, claimed, self._broke_off)
             with self.rt.store.held_connection():
-                return RunSession(self.rt, claimed.journal, claimed.held).run()
+                return RunSession(self.rt, claimed.journal, claimed.held, claimed.opened).run()
         except Exception:
             with self._dropped_lock:
                 self._dropped.add(claimed.run_id)

@@ -91,8 +91,10 @@ class Worker:
         if self.listener is not None:
             self.listener.stop()
             self.listener = None
-        if self._threads:
-            self.engine.wakeup.detach(self.threads)  # handed, unstarted: released below
+        if self._threads:  # handed, unstarted: their leases are released below
+            for unstarted in self.engine.wakeup.detach(self.threads):
+                if unstarted.opened is not None:
+                    unstarted.opened.close()
         self.engine.wakeup.notify(len(self._threads) or 1)
         if graceful:
             for thread in self._threads:

@@ -5,6 +5,7 @@ consumer continues the trace."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -247,3 +248,86 @@ def test_spans_a_steps_code_starts_are_children_of_its_step_span(
         parent, context = mine.parent, steps[step].context
         assert parent is not None and context is not None
         assert parent.span_id == context.span_id, (label, step)
+
+
+def _eager(app: Ledgerflow, workflow: str, data: object = None) -> str:
+    """Trigger `workflow` eagerly on a worker of `app` and wait until it stops running."""
+    from ledgerflow import Worker
+    worker = Worker(app.engine, threads=1, poll_interval=30).start()  # no poll finds it
+    try:
+        run = app.engine.trigger(workflow, data, eager=True)
+        assert run.created
+        deadline = time.monotonic() + 30
+        while app.engine.state(run.run_id).status in ("pending", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    return run.run_id
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    assert span.context is not None
+    found = span.context
+    return f"00-{found.trace_id:032x}-{found.span_id:016x}-{found.trace_flags:02x}"
+
+
+def test_an_eager_run_under_no_span_is_the_root_of_its_trace(
+        traced: Ledgerflow, exporter: InMemorySpanExporter) -> None:
+    run_id = _eager(traced, "greet", "ada")
+    assert traced.engine.state(run_id).status == "completed"
+    (run,) = spans(exporter, "ledgerflow.run")
+    assert run.parent is None and run.attributes is not None
+    assert run.attributes["ledgerflow.run_id"] == run_id
+    (step,) = spans(exporter, "ledgerflow.step")
+    assert step.parent is not None and run.context is not None
+    assert step.parent.span_id == run.context.span_id
+    assert not spans(exporter, "ledgerflow.trigger")  # the run's own span is the root
+    history = traced.engine.history(run_id)
+    assert {e.metadata["traceparent"] for e in history} == {traceparent_of(run)}
+
+
+def test_an_eager_run_under_a_callers_span_stores_the_callers_traceparent(
+        traced: Ledgerflow, exporter: InMemorySpanExporter) -> None:
+    caller = trace.SpanContext(int(TRACE_ID, 16), int(CALLER_SPAN, 16), is_remote=True,
+                               trace_flags=trace.TraceFlags(1))
+    with trace.use_span(trace.NonRecordingSpan(caller)):
+        run_id = _eager(traced, "greet", "ada")
+    (run,) = spans(exporter, "ledgerflow.run")
+    assert trace_id(run) == TRACE_ID
+    assert run.parent is not None and format(run.parent.span_id, "016x") == CALLER_SPAN
+    assert {e.metadata["traceparent"] for e in traced.engine.history(run_id)} == {TRACEPARENT}
+
+
+def test_a_later_execution_of_an_eager_run_is_a_child_of_its_first(
+        traced: Ledgerflow, exporter: InMemorySpanExporter) -> None:
+    run_id = _eager(traced, "booking")  # holds a seat, then waits for a signal
+    assert traced.engine.state(run_id).status == "suspended"
+    traced.engine.signal(run_id, "confirm")
+    traced.engine.tick()
+    assert traced.engine.state(run_id).status == "completed"
+    first, later = sorted(spans(exporter, "ledgerflow.run"), key=lambda s: s.start_time or 0)
+    assert first.parent is None and first.context is not None
+    assert later.parent is not None and later.parent.span_id == first.context.span_id
+    assert trace_id(later) == trace_id(first)
+
+
+def test_an_eager_run_no_thread_took_ends_its_span_and_its_execution_joins_the_trace(
+        traced: Ledgerflow, exporter: InMemorySpanExporter,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledgerflow import Worker
+    worker = Worker(traced.engine, threads=1, poll_interval=30).start()
+    # injected: the worker stops between the trigger's lease and its hand-over
+    monkeypatch.setattr(traced.engine.wakeup, "hand", lambda claimed: False)
+    try:
+        run_id = traced.engine.trigger("greet", "ada", eager=True).run_id
+    finally:
+        worker.stop()
+    (opened,) = spans(exporter, "ledgerflow.run")  # ended by the trigger, not executed
+    assert not spans(exporter, "ledgerflow.step")
+    traced.engine.request_stop(False)  # the engine serves again (as a later worker)
+    traced.engine.tick()
+    assert traced.engine.state(run_id).status == "completed"
+    later = next(s for s in spans(exporter, "ledgerflow.run") if s is not opened)
+    assert opened.context is not None and later.parent is not None
+    assert later.parent.span_id == opened.context.span_id

@@ -3,14 +3,19 @@
 - `wf_obs_overhead`: conc8 throughput of the 3-step workflow with observability off
   (the runtime's no-op observer) divided by the same with metrics and tracing on
   (`Metrics` + `Tracing` on an OpenTelemetry SDK `TracerProvider` with a batch
-  processor and an exporter that drops the spans), measured in the same run,
-  phases alternating off/on REPEATS times (medians). Target <= 1.10. On a machine
-  shared with other work the phases' throughput drifts by more than the cost measured
-  (+-30% between phases at load 8), so `wf_obs_cpu_overhead` is printed beside it:
-  this process's CPU per workflow on / off (client, worker threads and the exporter
-  thread are all in it), which others' load moves far less. Where the time goes per
-  workflow (3 steps: a trigger span, a run span, 3 step spans, the histogram and
-  counter): ~160 us of CPU, of which the SDK's span creation is two thirds.
+  processor and an exporter that drops the spans), measured in the same run, phases
+  alternating off/on `max(REPEATS, 7)` times: the figure is the median of the
+  ratios of each pair of neighbouring phases, which cancels the machine's drift
+  between pairs (the ratio of the two medians is printed beside it). Target <= 1.10.
+  On a machine shared with other work the phases' throughput drifts by more than the
+  cost measured (+-30% between phases at load 8; +-5% between pairs on a quiet
+  machine), so `wf_obs_cpu_overhead` is printed too: this process's CPU per
+  workflow on / off (client, worker threads and the exporter thread are all in
+  it). Where the time goes per 3-step workflow (eager: the run span the trigger
+  starts, 3 step spans, the histogram and counter): ~630 Python calls (cProfile), of
+  which the SDK's span creation and attribute checks are four fifths; a step span
+  with its four attributes is ~140 calls, ~3x more time in the engine than in a
+  loop of spans alone.
 - `metrics_scrape_ms`: the median time of a `/metrics` rendering (`Metrics.render`,
   store gauges read afresh: cache 0) with 100,000 runs in the store (run views and
   their `run_status_counts` inserted in bulk: the gauges read `run_status_counts`,
@@ -32,6 +37,8 @@ from typing import Any
 import sqlalchemy as sa
 
 SCRAPE_RUNS = 100_000
+PAIRS = 7
+"""Off/on pairs at least (each phase ~1.5 s on a quiet machine)."""
 
 
 def _tracing() -> Any:
@@ -63,7 +70,7 @@ def overhead(engine_sa: sa.engine.Engine, url: str, registry: Any,
     observers = {"off": NO_OBSERVER, "on": Observers(Metrics(store), tracing)}
     per_s: dict[str, list[float]] = {"off": [], "on": []}
     cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
-    for _ in range(repeats):
+    for _ in range(max(repeats, PAIRS)):
         for label, observer in observers.items():
             engine = Engine(store, registry, observer=observer)
             worker = Worker(engine, threads=8, poll_interval=1.0).start()
@@ -80,11 +87,13 @@ def overhead(engine_sa: sa.engine.Engine, url: str, registry: Any,
             worker.stop()
     provider.shutdown()
     off, on = statistics.median(per_s["off"]), statistics.median(per_s["on"])
-    cpu = statistics.median(cpu_ms["on"]) / statistics.median(cpu_ms["off"])
-    print(f"observability off {off:.1f}/s, on {on:.1f}/s: overhead {off / on:.3f}x; "
-          f"this process's CPU per workflow on / off {cpu:.3f}x")
+    paired = statistics.median(a / b for a, b in zip(per_s["off"], per_s["on"], strict=True))
+    cpu = statistics.median(b / a for a, b in zip(cpu_ms["off"], cpu_ms["on"], strict=True))
+    print(f"observability off {off:.1f}/s, on {on:.1f}/s (medians of {len(per_s['on'])}; "
+          f"their ratio {off / on:.3f}x): overhead {paired:.3f}x (median of the pairs' "
+          f"ratios); this process's CPU per workflow on / off {cpu:.3f}x")
     print(f"BENCH wf_obs_cpu_overhead {cpu:.3f}")
-    return off / on
+    return paired
 
 
 def _fill_runs(engine_sa: sa.engine.Engine, count: int) -> None:

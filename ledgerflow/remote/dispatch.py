@@ -62,6 +62,7 @@ from ledgerflow.remote.protocol import (
     TransportFailure,
 )
 from ledgerflow.runtime import queue
+from ledgerflow.runtime.chunks import ChunkWriter
 from ledgerflow.runtime.compensation import cancels
 from ledgerflow.runtime.context import ChildSpec, Park
 from ledgerflow.runtime.executor import Abandon, Replay, RunSession
@@ -224,15 +225,26 @@ class RemoteSession(RunSession):
                  endpoint: Endpoint) -> None:
         super().__init__(rt, claimed.journal, claimed.held, claimed.opened)
         self.remote, self.endpoint = remote, endpoint
+        self.live = ChunkWriter(rt, claimed.journal, lambda: self.committed)
         self.watch = RemoteWatch(self, endpoint)
 
     def _call(self, records: list[RecordedEvent]) -> DispatchResponse:
         """Post the run; meanwhile the watch is busy, so a cancel reaches the handler."""
         info = self.watch.begin("$dispatch", self.remote.attempt(self.run_id))
         try:
-            return self.endpoint.call(self._request(records))
+            return self.endpoint.call(self._request(records), self._chunk)
         finally:
             self.watch.end(info)
+
+    def _chunk(self, chunk: ev.StreamChunk) -> None:
+        """A step's chunk the handler streams: appended at once, as an inline step's is
+        (the answer brings it again; `_take` skips it). One that cannot be written now
+        is written with the answer."""
+        try:
+            self.live.put(chunk)
+        except LedgerflowError as error:
+            log.warning("run %s: a chunk of stream %r waits for the handler's answer: %s",
+                        self.run_id, chunk.name, error, extra={"run_id": self.run_id})
 
     def _run_once(self) -> str:
         if self.rt.stopping:
@@ -282,6 +294,10 @@ class RemoteSession(RunSession):
             event = record.event()
             if not isinstance(event, WRITTEN_BY_HANDLER):
                 raise ValueError(f"{event.type_name()} is the worker's to write")
+            if isinstance(event, ev.StreamChunk) and event.step_id is not None \
+                    and event.attempt is not None \
+                    and event.seq <= self.live.written(event.step_id, event.attempt):
+                continue  # streamed live, written then
             self.record(event)
 
     def _follow(self, next: Next) -> str:

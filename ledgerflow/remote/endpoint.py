@@ -14,20 +14,25 @@ raises `ProtocolMismatch`, naming both.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
+from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import LedgerflowError
 from ledgerflow.eventstore.records import new_id
 from ledgerflow.remote.protocol import (
     PROTOCOL,
     SIGNATURE_HEADER,
+    STREAM_TYPE,
     CancelRequest,
     DispatchRequest,
     DispatchResponse,
+    NewRecord,
 )
 from ledgerflow.remote.signing import signature
 
@@ -92,12 +97,21 @@ class Endpoint:
                                    f"without the workflows it serves: {response.text[:200]}"
                                    ) from None
 
-    def call(self, request: DispatchRequest) -> DispatchResponse:
-        """Post one request (signed anew each try); the handler's answer."""
+    def call(self, request: DispatchRequest,
+             chunks: Callable[[ev.StreamChunk], None] | None = None) -> DispatchResponse:
+        """Post one request (signed anew each try); the handler's answer. `chunks`: told
+        each step chunk the handler streams before it answers (see `protocol`)."""
         # without failures to tell, the request is what handlers that predate the field read
         unset = None if request.transport_failures else {"transport_failures"}
         body = request.model_dump_json(by_alias=True, exclude=unset).encode()
-        response = self._send("POST", "/run", body, runs=True)
+        response = self._send("POST", "/run", body, runs=True, lines=chunks is not None)
+        try:
+            if chunks is not None and response.status_code == 200 \
+                    and response.headers.get("content-type", "").startswith(STREAM_TYPE):
+                return self._answer(200, self._lines(response, chunks), response)
+            response.read()
+        finally:
+            response.close()
         if response.status_code == 404:
             raise RemoteUnknownWorkflow(f"the handler at {self.url} does not serve it: "
                                         f"{self._message(response)}")
@@ -106,6 +120,38 @@ class Endpoint:
         except ValueError:
             raise ProtocolMismatch(f"the handler at {self.url} answered {response.status_code} "
                                    "with a body that is not JSON") from None
+        return self._answer(response.status_code, data, response)
+
+    def _lines(self, response: httpx.Response, chunks: Callable[[ev.StreamChunk], None]) -> Any:
+        """The answer of a response in lines, after telling `chunks` each chunk before it."""
+        try:
+            for line in response.iter_lines():
+                item = json.loads(line) if line.strip() else {}
+                if "chunk" in item:
+                    chunk = NewRecord.model_validate(item["chunk"]).event()
+                    if not isinstance(chunk, ev.StreamChunk) or chunk.step_id is None:
+                        raise ProtocolMismatch(f"the handler at {self.url} streamed a "
+                                               f"{chunk.type_name()} as a step's chunk")
+                    chunks(chunk)
+                elif "answer" in item:
+                    return item["answer"]
+                elif "error" in item:
+                    refusal = item["error"] if isinstance(item["error"], dict) else {}
+                    raise DispatchUnavailable(f"the handler at {self.url} broke off: "
+                                              f"{refusal.get('message', item['error'])}",
+                                              lost=True)
+        except httpx.HTTPError as error:
+            raise DispatchUnavailable(f"the handler at {self.url} stopped answering: "
+                                      f"{type(error).__name__}: {error}", lost=True) from None
+        except (ValueError, ValidationError, LedgerflowError) as error:
+            if isinstance(error, DispatchUnavailable):
+                raise
+            raise ProtocolMismatch(f"the handler at {self.url} streamed a line that is not "
+                                   f"the protocol's: {error}", lost=True) from None
+        raise DispatchUnavailable(f"the handler at {self.url} ended its answer without one",
+                                  lost=True)
+
+    def _answer(self, status: int, data: Any, response: httpx.Response) -> DispatchResponse:
         if not isinstance(data, dict):
             data = {}
         if data.get("error") == "protocol" or data.get("protocol") != PROTOCOL:
@@ -113,9 +159,9 @@ class Endpoint:
                 f"the handler at {self.url} speaks dispatch protocol "
                 f"{data.get('protocol')!r}, this worker speaks {PROTOCOL}: upgrade one of "
                 f"them ({self._message(response)})")
-        if response.status_code >= 400:
+        if status >= 400:
             raise DispatchUnavailable(f"the handler at {self.url} refused the request "
-                                      f"({response.status_code}): {self._message(response)}")
+                                      f"({status}): {self._message(response)}")
         try:
             return DispatchResponse.model_validate(data)
         except ValidationError as error:
@@ -140,10 +186,14 @@ class Endpoint:
             return str(response.json().get("message", response.text))
         except ValueError:
             return response.text[:200]
+        except httpx.ResponseNotRead:  # an answer in lines: read as it came
+            return "an answer in lines"
 
-    def _send(self, method: str, path: str, body: bytes, runs: bool = False) -> httpx.Response:
-        """The handler's answer (below 500); `runs`: the request executes the run, so it is
-        sent again only while no try reached the handler."""
+    def _send(self, method: str, path: str, body: bytes, runs: bool = False,
+              lines: bool = False) -> httpx.Response:
+        """The handler's answer (below 500), its body not read yet when `lines` (the
+        caller closes it: `with`); `runs`: the request executes the run, so it is sent
+        again only while no try reached the handler."""
         last: Exception | None = None
         tries = 0
         while tries < self._tries and not (runs and _reached(last)):
@@ -152,9 +202,14 @@ class Endpoint:
             tries += 1
             headers = {"content-type": "application/json",
                        SIGNATURE_HEADER: signature(self._secret, body)}
+            if lines:
+                headers["accept"] = f"{STREAM_TYPE}, application/json"
             try:
-                response = self._http.request(method, self.url + path, content=body,
-                                              headers=headers)
+                asked = self._http.build_request(method, self.url + path, content=body,
+                                                 headers=headers)
+                response = self._http.send(asked, stream=lines)
+                if response.status_code >= 500 and lines:
+                    response.read()
             except httpx.HTTPError as error:
                 last = error
                 continue

@@ -7,8 +7,9 @@ the worker sent, execute the steps that are due, and collect what the run wrote.
 rollback and compensating cancel as an inline run, with the outcome methods (park,
 complete, fail, cancel) noting the next action instead of writing the final decision.
 Nothing here touches a database: its `Runtime` has no store (`NoStore` refuses any
-use). A step's stream chunks are buffered as journal records (a reader sees them once
-the worker appends them, not while the step runs). What a timed-out attempt returns
+use). A step's stream chunks are buffered as journal records and, when the worker
+asks for its answer in lines, told to `live` as they are streamed (the handler sends
+each at once, see `protocol`). What a timed-out attempt returns
 after its grace period is kept (`LateResults`) and answered with the run's next
 request to this handler. The worker's requests that got no answer
 (`transportFailures`) are recorded, when the replay reaches the first step attempt it
@@ -21,7 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -122,6 +123,8 @@ class Buffered(RunSession):
         self._deadline = time.monotonic() + request.budget_seconds
         self.watch.chunks = self._chunk
         self._chunks: dict[tuple[str, int], int] = {}
+        self.live: Callable[[ev.StreamChunk], None] | None = None
+        """Told each step chunk as it is streamed (the handler sends it at once)."""
         self._late_results = late
         self.watch.lost = [AttemptLost(f"the request to the handler failed: {failure.error}",
                                        failure.at) for failure in request.transport_failures]
@@ -165,8 +168,11 @@ class Buffered(RunSession):
         seq = self._chunks[key] = self._chunks.get(key, 0) + 1
         if seq <= self.journal.step_chunks.get(key, 0):
             return  # written by this attempt before the worker lost its answer
-        self.pending.append(ev.StreamChunk(name=name, chunk=data, step_id=step_id,
-                                           attempt=attempt, seq=seq))
+        chunk_event = ev.StreamChunk(name=name, chunk=data, step_id=step_id, attempt=attempt,
+                                     seq=seq)
+        self.pending.append(chunk_event)
+        if self.live is not None:
+            self.live(chunk_event)
 
     def _late(self, step_id: str, attempt: int, late: Late) -> None:
         log.warning("run %s: step %r attempt %d returned after its grace period; it is "

@@ -4,10 +4,10 @@ workflows to ledgerflow workers (`app.mount("/ledgerflow", asgi_handler(registry
 Routes (relative to where it is mounted):
 
 - `POST /run` (also `POST /`): a signed `DispatchRequest` (see `protocol`); answers a
-  `DispatchResponse` (200). Refusals: 401 (unsigned, wrong signature, stale, replayed),
-  400 (another protocol version, or a body that is not a request of a running run),
-  404 (a workflow or
-  version it does not serve).
+  `DispatchResponse` (200), in lines with each step chunk first as the step streams it
+  when the worker accepts `application/x-ndjson`. Refusals: 401 (unsigned, wrong
+  signature, stale, replayed), 400 (another protocol version, or a body that is not a
+  request of a running run), 404 (a workflow or version it does not serve).
 - `POST /cancel`: a signed `CancelRequest`: the run was canceled; the steps it runs
   here have their `current_step().cancelled` set (`{protocol, running}`).
 - `GET /workflows`: `{protocol, workflows}`, what it serves (as `GET /api/workflows`
@@ -21,18 +21,22 @@ handler never touches a database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
+from ledgerflow.domain import events as ev
 from ledgerflow.domain.errors import LedgerflowError, UnknownWorkflow
 from ledgerflow.remote.execution import (
     Buffered,
@@ -44,8 +48,10 @@ from ledgerflow.remote.execution import (
 from ledgerflow.remote.protocol import (
     PROTOCOL,
     SIGNATURE_HEADER,
+    STREAM_TYPE,
     CancelRequest,
     DispatchRequest,
+    NewRecord,
     Refusal,
 )
 from ledgerflow.remote.signing import BadSignature, ReplayGuard, verify
@@ -54,6 +60,10 @@ from ledgerflow.settings import Settings
 
 log = logging.getLogger("ledgerflow.remote")
 M = TypeVar("M", bound=BaseModel)
+
+
+def _line(key: str, value: BaseModel) -> bytes:
+    return b'{"%s":%s}\n' % (key.encode(), value.model_dump_json(by_alias=True).encode())
 
 
 def _refuse(status: int, error: str, message: str) -> Response:
@@ -117,14 +127,46 @@ class _Handler:
             return _refuse(400, "invalid_request", str(error))
         kind = BufferedAsyncSession if found.is_async else BufferedSession
         session = kind(self.registry, asked, journal, self.aio, self.late)
-        self.running.setdefault(asked.run_id, []).append(session)
-        try:
+        if STREAM_TYPE in request.headers.get("accept", ""):
+            return StreamingResponse(self._lines(session), media_type=STREAM_TYPE)
+        with self._running(session):
             answer = await run_in_threadpool(session.answer)
-        finally:
-            self.running[asked.run_id].remove(session)
-            if not self.running[asked.run_id]:
-                del self.running[asked.run_id]
         return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
+
+    async def _lines(self, session: Buffered) -> AsyncIterator[bytes]:
+        """The answer in lines: each step chunk as it is streamed, then the answer."""
+        loop = asyncio.get_running_loop()
+        told: asyncio.Queue[ev.StreamChunk | None] = asyncio.Queue()
+
+        def live(chunk: ev.StreamChunk) -> None:  # from the step's thread
+            loop.call_soon_threadsafe(told.put_nowait, chunk)
+
+        session.live = live
+        with self._running(session):
+            answering = asyncio.ensure_future(run_in_threadpool(session.answer))
+            answering.add_done_callback(lambda _: told.put_nowait(None))  # after every chunk
+            while (chunk := await told.get()) is not None:
+                yield _line("chunk", NewRecord.of(chunk))
+            try:
+                answer = answering.result()
+            except Exception as error:  # as a 500 would: the worker counts the request lost
+                log.exception("run %s: the execution broke off", session.run_id,
+                              extra={"run_id": session.run_id})
+                yield _line("error", Refusal(error="internal", message=f"the execution broke "
+                                             f"off: {type(error).__name__}: {error}"))
+                return
+        yield _line("answer", answer)
+
+    @contextmanager
+    def _running(self, session: Buffered) -> Iterator[None]:
+        """`session` executes here meanwhile (so a cancel reaches its steps)."""
+        self.running.setdefault(session.run_id, []).append(session)
+        try:
+            yield
+        finally:
+            self.running[session.run_id].remove(session)
+            if not self.running[session.run_id]:
+                del self.running[session.run_id]
 
     async def workflows(self, request: Request) -> Response:
         listed = [info.to_wire() for info in self.registry.describe()]

@@ -23,6 +23,14 @@ compensators), and `next`, what the run does now: `complete` (with `result`), `f
 post again). The final decision event (RunCompleted, RunFailed, RunSuspended,
 RunCanceled) is not among `events`: the worker makes it, as for an inline run.
 
+Live chunks: a worker that sends `Accept: application/x-ndjson` (`STREAM_TYPE`) is
+answered in lines of JSON instead: `{"chunk": NewRecord}` for each `StreamChunk` a
+step streams, as the step streams it (the worker appends it at once, so a reader of
+the run's stream sees it while the step still runs), then `{"answer":
+DispatchResponse}`, whose `events` hold those chunks too (the worker skips the ones
+it has written), or `{"error": Refusal}` if the execution broke off there. A handler
+that predates it answers plain JSON, which the worker reads as before.
+
 `POST {url}/cancel` (`CancelRequest`, signed too) tells the handler a run it executes
 was canceled: its step attempts' `current_step().cancelled` is set.
 
@@ -42,6 +50,8 @@ from ledgerflow.eventstore.records import RecordedEvent
 
 PROTOCOL = 1
 SIGNATURE_HEADER = "X-Ledgerflow-Signature"
+STREAM_TYPE = "application/x-ndjson"
+"""The media type of an answer in lines, with live chunks (see the module)."""
 
 
 class _Wire(BaseModel):

@@ -78,12 +78,27 @@ class ChunkWriter:
         with self._lock:
             key = (step_id, attempt)
             seq = self._emitted[key] = self._emitted.get(key, 0) + 1
-            if seq <= self._written.get(key, 0):
-                return  # written by this attempt's run before a crash
-            event = ev.StreamChunk(name=name, chunk=data, step_id=step_id, attempt=attempt,
-                                   seq=seq)
-            if self._append(event):
-                self._written[key] = seq
+            self._put(ev.StreamChunk(name=name, chunk=data, step_id=step_id,
+                                     attempt=attempt, seq=seq))
+
+    def put(self, event: ev.StreamChunk) -> None:
+        """Append a step's chunk numbered elsewhere (`seq` set: a workflow handler's,
+        see `remote`), unless it is written already."""
+        with self._lock:
+            self._put(event)
+
+    def written(self, step_id: str, attempt: int) -> int:
+        """How many chunks of that attempt the store holds (as far as this writer knows)."""
+        with self._lock:
+            return self._written.get((step_id, attempt), 0)
+
+    def _put(self, event: ev.StreamChunk) -> None:
+        assert event.step_id is not None and event.attempt is not None
+        key = (event.step_id, event.attempt)
+        if event.seq <= self._written.get(key, 0):
+            return  # written by this attempt's run before a crash
+        if self._append(event):
+            self._written[key] = event.seq
 
     def _append(self, event: ev.StreamChunk) -> bool:
         version = max(self._version, self._committed())

@@ -191,3 +191,20 @@ def drowsy(ctx: Context, data: dict[str, Any]) -> str:
     return str(ctx.step("doze", _drowsy, data["key"], data["seconds"], data["times"],
                         max_attempts=3, initial_delay=timedelta(milliseconds=200)))
 
+
+
+def _streams_until_told(key: str) -> str:
+    """Streams a chunk, waits until the test writes `<effects>.go-<key>`, streams another."""
+    step = current_step()
+    step.stream("tokens", {"token": "first"})
+    flag = f"{os.environ.get('LEDGERFLOW_TEST_EFFECTS', '')}.go-{key}"
+    deadline = time.monotonic() + 30
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    step.stream("tokens", {"token": "second"})
+    return "told" if os.path.exists(flag) else "never told"
+
+
+@registry.workflow("live")
+def live(ctx: Context, data: dict[str, Any]) -> str:
+    return str(ctx.step("speak", _streams_until_told, data["key"]))

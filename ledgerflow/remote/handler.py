@@ -4,10 +4,11 @@ workflows to ledgerflow workers (`app.mount("/ledgerflow", asgi_handler(registry
 Routes (relative to where it is mounted):
 
 - `POST /run` (also `POST /`): a signed `DispatchRequest` (see `protocol`); answers a
-  `DispatchResponse` (200), in lines with each step chunk first as the step streams it
-  when the worker accepts `application/x-ndjson`. Refusals: 401 (unsigned, wrong
-  signature, stale, replayed), 400 (another protocol version, or a body that is not a
-  request of a running run), 404 (a workflow or version it does not serve).
+  `DispatchResponse` (200); when the worker accepts `application/x-ndjson` and a step
+  streams a chunk before the answer is ready, in lines, each chunk as it is streamed.
+  Refusals: 401 (unsigned, wrong signature, stale, replayed), 400 (another protocol
+  version, or a body that is not a request of a running run), 404 (a workflow or
+  version it does not serve).
 - `POST /cancel`: a signed `CancelRequest`: the run was canceled; the steps it runs
   here have their `current_step().cancelled` set (`{protocol, running}`).
 - `GET /workflows`: `{protocol, workflows}`, what it serves (as `GET /api/workflows`
@@ -24,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -51,6 +51,7 @@ from ledgerflow.remote.protocol import (
     STREAM_TYPE,
     CancelRequest,
     DispatchRequest,
+    DispatchResponse,
     NewRecord,
     Refusal,
 )
@@ -127,46 +128,55 @@ class _Handler:
             return _refuse(400, "invalid_request", str(error))
         kind = BufferedAsyncSession if found.is_async else BufferedSession
         session = kind(self.registry, asked, journal, self.aio, self.late)
-        if STREAM_TYPE in request.headers.get("accept", ""):
-            return StreamingResponse(self._lines(session), media_type=STREAM_TYPE)
-        with self._running(session):
-            answer = await run_in_threadpool(session.answer)
-        return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
-
-    async def _lines(self, session: Buffered) -> AsyncIterator[bytes]:
-        """The answer in lines: each step chunk as it is streamed, then the answer."""
-        loop = asyncio.get_running_loop()
         told: asyncio.Queue[ev.StreamChunk | None] = asyncio.Queue()
+        if STREAM_TYPE in request.headers.get("accept", ""):
+            loop = asyncio.get_running_loop()
 
-        def live(chunk: ev.StreamChunk) -> None:  # from the step's thread
-            loop.call_soon_threadsafe(told.put_nowait, chunk)
+            def live(chunk: ev.StreamChunk) -> None:  # from the step's thread
+                loop.call_soon_threadsafe(told.put_nowait, chunk)
 
-        session.live = live
-        with self._running(session):
-            answering = asyncio.ensure_future(run_in_threadpool(session.answer))
-            answering.add_done_callback(lambda _: told.put_nowait(None))  # after every chunk
-            while (chunk := await told.get()) is not None:
-                yield _line("chunk", NewRecord.of(chunk))
-            try:
-                answer = answering.result()
-            except Exception as error:  # as a 500 would: the worker counts the request lost
-                log.exception("run %s: the execution broke off", session.run_id,
-                              extra={"run_id": session.run_id})
-                yield _line("error", Refusal(error="internal", message=f"the execution broke "
-                                             f"off: {type(error).__name__}: {error}"))
-                return
-        yield _line("answer", answer)
+            session.live = live
+        answering = self._execute(session, told)
+        first = await told.get()
+        if first is None:  # answered before any chunk: one JSON body, as to any worker
+            answer = answering.result()
+            return Response(answer.model_dump_json(by_alias=True),
+                            media_type="application/json")
+        return StreamingResponse(self._lines(first, told, answering, session.run_id),
+                                 media_type=STREAM_TYPE)
 
-    @contextmanager
-    def _running(self, session: Buffered) -> Iterator[None]:
-        """`session` executes here meanwhile (so a cancel reaches its steps)."""
+    def _execute(self, session: Buffered, told: asyncio.Queue[ev.StreamChunk | None]
+                 ) -> asyncio.Future[DispatchResponse]:
+        """Execute `session` in a thread (meanwhile a cancel reaches its steps); None is
+        put in `told` when it is done, after every chunk it streamed."""
         self.running.setdefault(session.run_id, []).append(session)
-        try:
-            yield
-        finally:
+        answering = asyncio.ensure_future(run_in_threadpool(session.answer))
+
+        def done(_: object) -> None:
             self.running[session.run_id].remove(session)
             if not self.running[session.run_id]:
                 del self.running[session.run_id]
+            told.put_nowait(None)
+
+        answering.add_done_callback(done)
+        return answering
+
+    async def _lines(self, first: ev.StreamChunk, told: asyncio.Queue[ev.StreamChunk | None],
+                     answering: asyncio.Future[DispatchResponse],
+                     run_id: str) -> AsyncIterator[bytes]:
+        """The answer in lines: each step chunk as it is streamed, then the answer."""
+        chunk: ev.StreamChunk | None = first
+        while chunk is not None:
+            yield _line("chunk", NewRecord.of(chunk))
+            chunk = await told.get()
+        try:
+            answer = answering.result()
+        except Exception as error:  # as a 500 would: the worker counts the request lost
+            log.exception("run %s: the execution broke off", run_id, extra={"run_id": run_id})
+            yield _line("error", Refusal(error="internal", message=f"the execution broke "
+                                         f"off: {type(error).__name__}: {error}"))
+            return
+        yield _line("answer", answer)
 
     async def workflows(self, request: Request) -> Response:
         listed = [info.to_wire() for info in self.registry.describe()]

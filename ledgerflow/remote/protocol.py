@@ -24,7 +24,8 @@ post again). The final decision event (RunCompleted, RunFailed, RunSuspended,
 RunCanceled) is not among `events`: the worker makes it, as for an inline run.
 
 Live chunks: a worker that sends `Accept: application/x-ndjson` (`STREAM_TYPE`) is
-answered in lines of JSON instead: `{"chunk": NewRecord}` for each `StreamChunk` a
+answered, once a step streams a chunk before the answer is ready (else as any
+worker), in lines of JSON instead: `{"chunk": NewRecord}` for each `StreamChunk` a
 step streams, as the step streams it (the worker appends it at once, so a reader of
 the run's stream sees it while the step still runs), then `{"answer":
 DispatchResponse}`, whose `events` hold those chunks too (the worker skips the ones

@@ -44,7 +44,7 @@ from ledgerflow.runtime.failures import error_info, json_roundtrip
 from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import Journal
-from ledgerflow.runtime.observe import OpenedRun
+from ledgerflow.runtime.observe import OpenedRun, execution_of
 
 log = logging.getLogger("ledgerflow.executor")
 
@@ -90,7 +90,8 @@ class AsyncRunSession(RunSession):
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            with self.observed():
+            with execution_of(self.rt.observer, self.opened, self.run_id,
+                              self.journal.state.workflow_id, self.journal.base_metadata):
                 while True:
                     try:
                         return await self._run_once_async()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 from ledgerflow.domain import events as ev
@@ -52,7 +51,7 @@ from ledgerflow.runtime.handoff import Claimed
 from ledgerflow.runtime.host import Runtime
 from ledgerflow.runtime.journal import INPUT_EVENTS, Journal
 from ledgerflow.runtime.listen import announce
-from ledgerflow.runtime.observe import OpenedRun
+from ledgerflow.runtime.observe import OpenedRun, execution_of
 from ledgerflow.runtime.steps import Late, RunWatch
 from ledgerflow.runtime.streams import event_metadata
 
@@ -82,8 +81,7 @@ class RunSession:
 
     def __init__(self, rt: Runtime, journal: Journal, held: bool = False,
                  opened: OpenedRun | None = None) -> None:
-        self.rt = rt
-        self.journal = journal
+        self.rt, self.journal = rt, journal
         self.held = held  # the lease holds queue / key slots: given back when it ends
         self.opened = opened  # begun by the eager trigger that handed the run over
         self.run_id = journal.run_id
@@ -103,9 +101,8 @@ class RunSession:
     # ---------------------------------------------------------- used by Context
 
     def record(self, event: ev.Event) -> bool:
-        """Buffer a fact; True if it added an op to the journal's order. A step's
-        completion (or suspension) that the store would refuse (`InvalidEvent`: over its size limit)
-        raises here, before it is buffered, so the step fails rather than the write."""
+        """Buffer a fact; True if it added an op to the journal's order. A step's outcome the
+        store would refuse (`InvalidEvent`) raises here, before it is buffered: the step fails."""
         if isinstance(event, ev.StepCompleted | ev.StepSuspended):
             self.check(event)
         self.pending.append(event)
@@ -199,20 +196,12 @@ class RunSession:
 
     # ----------------------------------------------------------------- outcomes
 
-    def observed(self) -> AbstractContextManager[None]:
-        """What this execution runs in: the observers' `execution`, or the one the
-        eager trigger opened."""
-        opened, self.opened = self.opened, None
-        if opened is not None:
-            return opened.execution()
-        return self.rt.observer.execution(self.run_id, self.journal.state.workflow_id,
-                                          self.journal.base_metadata)
-
     def run(self) -> str:
         """Execute until the run completes, fails, parks or is given back."""
         self.rt.inflight.add(self.watch)
         try:
-            with self.observed():
+            with execution_of(self.rt.observer, self.opened, self.run_id,
+                              self.journal.state.workflow_id, self.journal.base_metadata):
                 while True:
                     try:
                         return self._run_once()

@@ -132,6 +132,15 @@ class Observers(Observer):
         return None if self._opener is None else self._opener.open_run(run_id, workflow)
 
 
+def execution_of(observer: Observer, opened: OpenedRun | None, run_id: str, workflow: str,
+                 metadata: Mapping[str, Any]) -> AbstractContextManager[None]:
+    """What an execution of a run runs in: the first execution an eager trigger opened
+    (`opened`), else `observer.execution(...)`."""
+    if opened is not None:
+        return opened.execution()
+    return observer.execution(run_id, workflow, metadata)
+
+
 def _overriding(observers: Sequence[Observer], method: str) -> tuple[Observer, ...]:
     """The observers whose class overrides `Observer.<method>`."""
     return tuple(o for o in observers

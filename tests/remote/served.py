@@ -208,3 +208,15 @@ def _streams_until_told(key: str) -> str:
 @registry.workflow("live")
 def live(ctx: Context, data: dict[str, Any]) -> str:
     return str(ctx.step("speak", _streams_until_told, data["key"]))
+
+
+def _chatty_drowsy(key: str, seconds: float, times: int) -> str:
+    """Streams a chunk, then sleeps `seconds` on its first `times` calls with `key`."""
+    current_step().stream("tokens", {"token": f"attempt {current_step().attempt}"})
+    return _drowsy(key, seconds, times)
+
+
+@registry.workflow("chatty-drowsy")
+def chatty_drowsy(ctx: Context, data: dict[str, Any]) -> str:
+    return str(ctx.step("doze", _chatty_drowsy, data["key"], data["seconds"], data["times"],
+                        max_attempts=3, initial_delay=timedelta(milliseconds=200)))

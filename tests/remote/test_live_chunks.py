@@ -82,3 +82,29 @@ def _with_start(request: DispatchRequest, key: str) -> DispatchRequest:
     journal = [Record(version=n, event_id=uuid.uuid4().hex, type=e.type_name(),
                       data=ev.encode(e)[2]) for n, e in enumerate((created, started), 1)]
     return request.model_copy(update={"journal": journal})
+
+
+def test_a_request_lost_after_a_live_chunk_keeps_the_chunk_and_counts_the_attempt(
+        pg_url: str, handler: HandlerProcess) -> None:
+    from tests.remote.conftest import open_remote
+    handler.fresh()
+    key = f"chatty-{uuid.uuid4().hex[:8]}"
+    lf = open_remote(pg_url, handler.url, dispatch_timeout_seconds=0.5,
+                     dispatch_budget_seconds=0)
+    try:  # the first attempt streams, then outlasts the worker's read timeout
+        run_id = lf.engine.trigger("chatty-drowsy",
+                                   {"key": key, "seconds": 2.0, "times": 1}).run_id
+        state = drive(lf, run_id, timeout=40)
+        history = [(r.type, r.data) for r in lf.engine.history(run_id)]
+    finally:
+        lf.close()
+    assert state.status is RunStatus.COMPLETED and state.result == f"{key} awake after 2"
+    chunks = [(d["attempt"], d["seq"], d["chunk"]["token"]) for t, d in history
+              if t == "StreamChunk"]
+    assert chunks == [(1, 1, "attempt 1"), (2, 1, "attempt 2")]  # the lost one's kept, once
+    doze = [(t, d.get("attempt")) for t, d in history if d.get("step_id") == "doze"
+            and t != "StreamChunk"]
+    assert doze == [("StepFailed", 1), ("RetryScheduled", 2), ("StepCompleted", 2)]
+    failed = next(d for t, d in history if t == "StepFailed")
+    assert failed["error"]["type"] == "AttemptLost"
+    assert "stopped answering" in failed["error"]["message"]

@@ -90,14 +90,15 @@ class Tracing(Observer):
             span.set_status(Status(StatusCode.ERROR, "the run failed"))
 
     def traceparent(self) -> str | None:
-        """The caller's context; with none, a root `ledgerflow.trigger` span's when spans
-        are recorded (so every execution of the run shares one trace), else None."""
+        """The caller's context; with none, a root `ledgerflow.trigger` span's when an SDK
+        is configured (so every execution of the run shares one trace, and one sampling
+        decision: a span the sampler drops is stored unsampled), else None."""
         found = current_traceparent()
         if found is not None:
             return found
         span = self.tracer.start_span("ledgerflow.trigger")
         try:
-            return current_traceparent_of(span) if span.is_recording() else None
+            return current_traceparent_of(span)  # None: the API's no-op span
         finally:
             span.end()
 

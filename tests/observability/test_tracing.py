@@ -331,3 +331,29 @@ def test_an_eager_run_no_thread_took_ends_its_span_and_its_execution_joins_the_t
     later = next(s for s in spans(exporter, "ledgerflow.run") if s is not opened)
     assert opened.context is not None and later.parent is not None
     assert later.parent.span_id == opened.context.span_id
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_a_run_the_sampler_drops_is_dropped_in_every_execution(
+        settings: Settings, clock: FakeClock, exporter: InMemorySpanExporter,
+        eager: bool) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))  # drops every root
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = Ledgerflow.open(settings, registry=registry(), clock=clock, tracer_provider=provider)
+    try:
+        if eager:
+            run_id = _eager(app, "booking")
+        else:
+            run_id = app.engine.trigger("booking").run_id
+            app.engine.tick()
+        app.engine.signal(run_id, "confirm")
+        app.engine.tick()  # a later execution: it follows the stored decision
+        assert app.engine.state(run_id).status == "completed"
+        stored = {e.metadata["traceparent"] for e in app.engine.history(run_id)}
+    finally:
+        app.close()
+    (traceparent,) = stored
+    assert int(traceparent[-2:], 16) & 1 == 0  # the decision stored: not sampled
+    assert exporter.get_finished_spans() == ()

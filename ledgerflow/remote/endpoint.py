@@ -131,7 +131,8 @@ class Endpoint:
                     chunk = NewRecord.model_validate(item["chunk"]).event()
                     if not isinstance(chunk, ev.StreamChunk) or chunk.step_id is None:
                         raise ProtocolMismatch(f"the handler at {self.url} streamed a "
-                                               f"{chunk.type_name()} as a step's chunk")
+                                               f"{chunk.type_name()} as a step's chunk",
+                                               lost=True)
                     chunks(chunk)
                 elif "answer" in item:
                     return item["answer"]

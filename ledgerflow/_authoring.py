@@ -105,6 +105,9 @@ class WorkflowDef:
     """How long its finished runs stay in the store before they are archived."""
     queue: str = DEFAULT_QUEUE
     """The queue its runs go to unless a trigger names another."""
+    input_check: Callable[[Any], None] | None = None
+    """Raises `InvalidInput` for an input it refuses, after the input model (if any):
+    a workflow served by a handler elsewhere is checked there (`remote`)."""
 
     @property
     def description(self) -> str | None:
@@ -125,6 +128,8 @@ class WorkflowDef:
                 self.input_model.model_validate(value)
             except ValidationError as error:
                 raise InvalidInput(f"{self.name}@{self.version}", _problems(error)) from None
+        if self.input_check is not None:
+            self.input_check(value)
         return value
 
     def call(self, ctx: Any, stored: Any) -> Any:
@@ -234,9 +239,11 @@ class WorkflowRegistry:
                  rerun_safety: RerunSafety = "safe",
                  schedule: Schedule | None = None,
                  retention: timedelta | None = None,
-                 queue: str | Queue | None = None) -> WorkflowDef:
+                 queue: str | Queue | None = None,
+                 input_check: Callable[[Any], None] | None = None) -> WorkflowDef:
         """Register `fn` as `name@version`; registering the same pair again replaces it.
         `input` / `output`: pydantic models of the workflow's input and result;
+        `input_check`: raises `InvalidInput` for an input it refuses (after `input`);
         `rerun_safety`: see `RerunSafety`; `schedule`: a `Cron` or `Every` that starts
         runs of it; `retention`: how long its finished runs stay before they are
         archived; `queue`: its runs' default queue (a `Queue` is declared too)."""
@@ -261,7 +268,8 @@ class WorkflowRegistry:
             queue = self.add_queue(queue).name
         definition = WorkflowDef(name, str(version), fn, input, output, rerun_safety,
                                  schedule, retention,
-                                 valid_name(queue) if queue is not None else DEFAULT_QUEUE)
+                                 valid_name(queue) if queue is not None else DEFAULT_QUEUE,
+                                 input_check)
         self._defs.pop((name, definition.version), None)  # replaced: now the latest, last
         self._defs[(name, definition.version)] = definition
         self._latest[name] = definition

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from ledgerflow._authoring import WorkflowRegistry
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import LedgerflowError, UnknownWorkflow
+from ledgerflow.domain.errors import InvalidInput, LedgerflowError, UnknownWorkflow
 from ledgerflow.eventstore.records import RecordedEvent, new_id
 from ledgerflow.eventstore.store import Transaction
 from ledgerflow.remote.endpoint import (
@@ -143,10 +143,13 @@ class RemoteRuns:
         for info in endpoint.workflows():
             name = info["name"]
             if self.endpoint_for(name) is endpoint and name not in registry.names():
+                typed = info.get("inputSchema") is not None
                 for version in info["versions"]:
                     registry.register(name, _served_at(name, endpoint.url), version,
                                       queue=info.get("queue") or None,
-                                      rerun_safety=info.get("rerunSafety", "safe"))
+                                      rerun_safety=info.get("rerunSafety", "safe"),
+                                      input_check=_checked_at(endpoint, name, version)
+                                      if typed else None)
                 added.append(name)
         return added
 
@@ -188,6 +191,24 @@ class RemoteRuns:
         self._closed.set()
         for endpoint in self.endpoints.values():
             endpoint.close()
+
+
+def _checked_at(endpoint: Endpoint, name: str, version: str) -> Callable[[Any], None]:
+    """The input check of a workflow the handler at `endpoint` serves with an input
+    model: asked there (`POST /check`); when the handler cannot answer, the trigger goes
+    on and the run's execution checks the input (as before the check existed)."""
+    def check(value: Any) -> None:
+        try:
+            errors = endpoint.check_input(name, version, value)
+        except DispatchUnavailable as error:
+            log.warning("the input of a run of %s@%s is not checked at trigger (its handler "
+                        "checks it when the run executes): %s", name, version, error,
+                        extra={"workflow": name})
+            return
+        if errors:
+            raise InvalidInput(f"{name}@{version}", errors)
+
+    return check
 
 
 def _served_at(name: str, url: str) -> Any:

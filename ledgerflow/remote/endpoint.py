@@ -30,6 +30,8 @@ from ledgerflow.remote.protocol import (
     SIGNATURE_HEADER,
     STREAM_TYPE,
     CancelRequest,
+    CheckAnswer,
+    CheckRequest,
     DispatchRequest,
     DispatchResponse,
     NewRecord,
@@ -37,6 +39,8 @@ from ledgerflow.remote.protocol import (
 from ledgerflow.remote.signing import signature
 
 INLINE = "inline"
+CHECK_TIMEOUT = 5.0
+"""Seconds a trigger waits for the handler to check an input (then the run checks it)."""
 
 
 class DispatchUnavailable(LedgerflowError):
@@ -169,6 +173,22 @@ class Endpoint:
             raise ProtocolMismatch(f"the handler at {self.url} answered something that is "
                                    f"not a dispatch response: {error}") from None
 
+    def check_input(self, workflow: str, version: str, value: Any) -> list[dict[str, Any]]:
+        """pydantic's errors for `value` as the input of `workflow@version` at the
+        handler (none: it takes it); `DispatchUnavailable` when the handler cannot say
+        (down, slow, or from before `POST /check`)."""
+        body = CheckRequest(protocol=PROTOCOL, request_id=new_id(), workflow_id=workflow,
+                            workflow_version=version, input=value
+                            ).model_dump_json(by_alias=True).encode()
+        response = self._send("POST", "/check", body, timeout=CHECK_TIMEOUT, most=1)
+        try:
+            answer = CheckAnswer.model_validate(response.json())
+        except (ValueError, ValidationError):
+            raise DispatchUnavailable(f"the handler at {self.url} did not check the input "
+                                      f"({response.status_code}): {response.text[:200]}"
+                                      ) from None
+        return [] if answer.ok else answer.errors
+
     def cancel(self, run_id: str) -> bool:
         """Tell the handler run `run_id` was canceled; whether it executes it now."""
         body = CancelRequest(protocol=PROTOCOL, request_id=new_id(),
@@ -191,13 +211,15 @@ class Endpoint:
             return "an answer in lines"
 
     def _send(self, method: str, path: str, body: bytes, runs: bool = False,
-              lines: bool = False) -> httpx.Response:
+              lines: bool = False, timeout: float | None = None,
+              most: int | None = None) -> httpx.Response:
         """The handler's answer (below 500), its body not read yet when `lines` (the
-        caller closes it: `with`); `runs`: the request executes the run, so it is sent
-        again only while no try reached the handler."""
+        caller closes it); `runs`: the request executes the run, so it is sent again
+        only while no try reached the handler; `most`: tries at most (default: the
+        endpoint's); `timeout`: seconds (default: the endpoint's)."""
         last: Exception | None = None
-        tries = 0
-        while tries < self._tries and not (runs and _reached(last)):
+        tries, limit = 0, most or self._tries
+        while tries < limit and not (runs and _reached(last)):
             if tries:
                 time.sleep(0.1 * 3 ** (tries - 1))
             tries += 1
@@ -206,8 +228,9 @@ class Endpoint:
             if lines:
                 headers["accept"] = f"{STREAM_TYPE}, application/json"
             try:
-                asked = self._http.build_request(method, self.url + path, content=body,
-                                                 headers=headers)
+                asked = self._http.build_request(
+                    method, self.url + path, content=body, headers=headers,
+                    timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
                 response = self._http.send(asked, stream=lines)
                 if response.status_code >= 500 and lines:
                     response.read()

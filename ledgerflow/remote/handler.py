@@ -9,6 +9,9 @@ Routes (relative to where it is mounted):
   Refusals: 401 (unsigned, wrong signature, stale, replayed), 400 (another protocol
   version, or a body that is not a request of a running run), 404 (a workflow or
   version it does not serve).
+- `POST /check`: a signed `CheckRequest`: would the workflow's input model take the
+  input? (`CheckAnswer`: 200, or 422 with pydantic's errors; 404 for a workflow it does
+  not serve).
 - `POST /cancel`: a signed `CancelRequest`: the run was canceled; the steps it runs
   here have their `current_step().cancelled` set (`{protocol, running}`).
 - `GET /workflows`: `{protocol, workflows}`, what it serves (as `GET /api/workflows`
@@ -37,7 +40,7 @@ from starlette.routing import Route
 
 from ledgerflow._authoring import WorkflowRegistry, default_registry
 from ledgerflow.domain import events as ev
-from ledgerflow.domain.errors import LedgerflowError, UnknownWorkflow
+from ledgerflow.domain.errors import InvalidInput, LedgerflowError, UnknownWorkflow
 from ledgerflow.remote.execution import (
     Buffered,
     BufferedAsyncSession,
@@ -50,6 +53,8 @@ from ledgerflow.remote.protocol import (
     SIGNATURE_HEADER,
     STREAM_TYPE,
     CancelRequest,
+    CheckAnswer,
+    CheckRequest,
     DispatchRequest,
     DispatchResponse,
     NewRecord,
@@ -178,6 +183,19 @@ class _Handler:
             return
         yield _line("answer", answer)
 
+    async def check(self, request: Request) -> Response:
+        asked = await self._read(request, CheckRequest)
+        if isinstance(asked, Response):
+            return asked
+        try:
+            self.registry.get(asked.workflow_id, asked.workflow_version).check_input(asked.input)
+        except UnknownWorkflow as error:
+            return _refuse(404, "unknown_workflow", str(error))
+        except InvalidInput as error:
+            return JSONResponse(CheckAnswer(ok=False, errors=error.errors).model_dump(
+                mode="json", by_alias=True), status_code=422)
+        return JSONResponse(CheckAnswer(ok=True).model_dump(mode="json", by_alias=True))
+
     async def workflows(self, request: Request) -> Response:
         listed = [info.to_wire() for info in self.registry.describe()]
         return JSONResponse({"protocol": PROTOCOL, "workflows": listed})
@@ -198,4 +216,5 @@ def asgi_handler(workflows: WorkflowRegistry | None = None, *,
     return Starlette(routes=[Route("/", handler.run, methods=["POST"]),
                              Route("/run", handler.run, methods=["POST"]),
                              Route("/cancel", handler.cancel, methods=["POST"]),
+                             Route("/check", handler.check, methods=["POST"]),
                              Route("/workflows", handler.workflows, methods=["GET"])])

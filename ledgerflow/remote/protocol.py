@@ -35,6 +35,11 @@ that predates it answers plain JSON, which the worker reads as before.
 `POST {url}/cancel` (`CancelRequest`, signed too) tells the handler a run it executes
 was canceled: its step attempts' `current_step().cancelled` is set.
 
+`POST {url}/check` (`CheckRequest`, signed): would the workflow's input model take an
+input (`CheckAnswer`: 200, or 422 with pydantic's errors)? A worker asks it when a run
+of a workflow with an input schema is triggered, so a bad input is refused before
+anything is appended; a handler that cannot answer leaves the check to the run.
+
 `GET {url}/workflows` answers `{protocol, workflows: [WorkflowInfo wire form]}`.
 """
 
@@ -127,6 +132,25 @@ class CancelRequest(_Wire):
     protocol: int
     request_id: str
     run_id: str
+
+
+class CheckRequest(_Wire):
+    """`POST {url}/check`: would the workflow's input model take `input`? (a trigger
+    asks before it appends anything). Answer: `CheckAnswer`, 200 when it would, 422
+    with pydantic's errors when it would not."""
+
+    protocol: int
+    request_id: str
+    workflow_id: str
+    workflow_version: str
+    input: Any = None
+
+
+class CheckAnswer(_Wire):
+    protocol: int = PROTOCOL
+    ok: bool
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    """pydantic's, each `{loc, msg, type}`, `loc` starting at "input"."""
 
 
 class Child(_Wire):

@@ -14,6 +14,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 import ledgerflow
 from ledgerflow import AsyncContext, Context, WorkflowRegistry, current_step
 
@@ -220,3 +222,13 @@ def _chatty_drowsy(key: str, seconds: float, times: int) -> str:
 def chatty_drowsy(ctx: Context, data: dict[str, Any]) -> str:
     return str(ctx.step("doze", _chatty_drowsy, data["key"], data["seconds"], data["times"],
                         max_attempts=3, initial_delay=timedelta(milliseconds=200)))
+
+
+class Order(BaseModel):
+    id: int
+    amount: float
+
+
+@registry.workflow("typed-order", input=Order)
+def typed_order(ctx: Context, order: Order) -> dict[str, Any]:
+    return {"id": order.id, "amount": order.amount}

@@ -88,6 +88,15 @@ def handler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HandlerProcess
     proc.stop()
 
 
+@pytest.fixture
+def own_handler(tmp_path: Path) -> Iterator[HandlerProcess]:
+    """A handler of the test's own, which it may stop, kill and start again."""
+    proc = HandlerProcess(tmp_path / "effects.jsonl")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
 def open_remote(pg_url: str, url: str, secret: str = SECRET, **settings: Any) -> Ledgerflow:
     """A Ledgerflow whose registry imports nothing: it learns the handler's workflows."""
     return Ledgerflow.open(Settings(database_url=pg_url, dispatch=f"*={url}/",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,14 +99,6 @@ def test_the_dispatch_table_names_a_bad_entry() -> None:
         "booking": "http://app:8000/lf", "*": "inline"}
     with pytest.raises(ValueError, match="'booking=ftp://x' is not of the form"):
         parse_table("booking=ftp://x")
-
-
-@pytest.fixture
-def own_handler(tmp_path: Path) -> Iterator[HandlerProcess]:
-    proc = HandlerProcess(tmp_path / "effects.jsonl")
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def test_a_handler_killed_mid_step_and_back_continues_the_run(

@@ -4,9 +4,6 @@ a handler that cannot answer leaves the check to the run's execution."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy.engine import Engine as SAEngine
 
@@ -14,15 +11,6 @@ from ledgerflow import Ledgerflow
 from ledgerflow.domain.errors import InvalidInput
 from ledgerflow.domain.lifecycle import RunStatus
 from tests.remote.conftest import HandlerProcess, drive, open_remote
-
-
-@pytest.fixture
-def own_handler(tmp_path: Path) -> Iterator[HandlerProcess]:
-    """A handler of this test's own: the test stops it."""
-    proc = HandlerProcess(tmp_path / "effects.jsonl")
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def _runs(lf: Ledgerflow) -> int:

@@ -232,3 +232,20 @@ class Order(BaseModel):
 @registry.workflow("typed-order", input=Order)
 def typed_order(ctx: Context, order: Order) -> dict[str, Any]:
     return {"id": order.id, "amount": order.amount}
+
+
+async def _async_streams_until_told(key: str) -> str:
+    """As `_streams_until_told`, as an `async def` step on the handler's loop."""
+    step = current_step()
+    step.stream("tokens", {"token": "first"})
+    flag = f"{os.environ.get('LEDGERFLOW_TEST_EFFECTS', '')}.go-{key}"
+    deadline = time.monotonic() + 30
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    step.stream("tokens", {"token": "second"})
+    return "told" if os.path.exists(flag) else "never told"
+
+
+@registry.workflow("async-live")
+async def async_live(ctx: AsyncContext, data: dict[str, Any]) -> str:
+    return str(await ctx.step("speak", _async_streams_until_told, data["key"]))

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from ledgerflow import Ledgerflow
 from ledgerflow.domain import events as ev
@@ -22,10 +23,11 @@ def _chunks(lf: Ledgerflow, run_id: str) -> list[dict[str, Any]]:
     return [r.data for r in lf.engine.runtime.history(run_id) if r.type == "StreamChunk"]
 
 
+@pytest.mark.parametrize("workflow", ["live", "async-live"])
 def test_a_remote_steps_chunks_are_in_the_store_while_the_step_runs(
-        remote_lf: Ledgerflow, handler: HandlerProcess) -> None:
+        remote_lf: Ledgerflow, handler: HandlerProcess, workflow: str) -> None:
     key = uuid.uuid4().hex[:8]
-    run_id = remote_lf.engine.trigger("live", {"key": key}).run_id
+    run_id = remote_lf.engine.trigger(workflow, {"key": key}).run_id
     driving = threading.Thread(target=drive, args=(remote_lf, run_id))
     driving.start()
     try:

@@ -23,8 +23,10 @@ then sends nothing, still marks it), and process CPU per workflow
 (`time.process_time()` deltas over each phase / N: the client, the worker
 threads and the driver, as DBOS's is).
 
-Each phase runs WF_REPEATS times (3) and the median of each figure is used, for
-both engines alike.
+Each phase runs WF_REPEATS times (5) and the median of each figure is used, for
+both engines alike (with 3, one slow phase of this 2-core VM, ~2.7 ms of client CPU
+per workflow where the others take ~2.2, could make the median: 2.63x and 3.06x DBOS
+in two runs of one afternoon).
 
 Then `wf_remote_conc8_per_s` and `wf_remote_vs_inline`: the same workflow dispatched
 over HTTP to a workflow handler on loopback (see `bench/remote_dispatch.py`), and
@@ -32,7 +34,7 @@ over HTTP to a workflow handler on loopback (see `bench/remote_dispatch.py`), an
 `wf_cpu_ceiling_per_s`, `wf_vs_cpu_ceiling` for `ledgerflow worker --processes <cores>`
 (see `bench/procs_ceiling.py`).
 
-Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 3;
+Run: `bash bench/run workflows` (env WF_N overrides N=500, WF_REPEATS the 5;
 `WF_ONLY=obs` runs the observability phase alone, `WF_ONLY=procs` the worker processes,
 `WF_ONLY=remote` the inline and remote conc8 phases).
 """
@@ -51,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 
 N = int(os.environ.get("WF_N", "500"))
-REPEATS = int(os.environ.get("WF_REPEATS", "3"))
+REPEATS = int(os.environ.get("WF_REPEATS", "5"))
 WORKER_THREADS = int(os.environ.get("WF_WORKER_THREADS", "8"))
 URL = os.environ.get("LEDGERFLOW_BENCH_DATABASE_URL",
                      "postgresql+psycopg://postgres@127.0.0.1:5432/ledgerflow_bench")

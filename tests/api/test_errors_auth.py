@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -22,7 +22,7 @@ def event_count(lf: Ledgerflow) -> int:
         return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+def assert_error(response: httpx2.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body["error"] == code and isinstance(body["message"], str) and body["message"]

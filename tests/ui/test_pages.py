@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response
 
 from ledgerflow._app import Ledgerflow
 from ledgerflow.api.ui._render import HERE

@@ -4,7 +4,9 @@ Interface: `diagnose(store, settings, clock=utcnow) -> Report`; `Report.to_json(
 `{status, checks: [{name, status, value, message}]}` and `Report.exit_code` is 0 (ok),
 1 (warn) or 2 (fail). Checks, in order: `store`, `schema`, `runs_overdue`,
 `leases_expired`, `outbox_oldest_pending`, `dead_letters`, `projection_lag`,
-`clock_skew`. Each is `ok|warn|fail` with its figure (`value`) and, when not ok, a
+`clock_skew`, then `handlers` when `LEDGERFLOW_DISPATCH` maps workflows to workflow
+handlers (each asked `GET {url}/workflows`). Each is `ok|warn|fail` with its figure
+(`value`) and, when not ok, a
 message that says what is wrong and the next thing to do. Thresholds are the
 `LEDGERFLOW_DOCTOR_*` settings. When the store does not answer, the other checks
 fail with it (nothing else can be read).
@@ -24,12 +26,16 @@ from ledgerflow.eventstore.store import Clock, EventStore, utcnow
 from ledgerflow.migrations import all_migrations
 from ledgerflow.observability.store_figures import Figures, read_figures
 from ledgerflow.projections import Projection
+from ledgerflow.remote.endpoint import INLINE, DispatchUnavailable, Endpoint, parse_table
 from ledgerflow.settings import Settings
 
 Status = Literal["ok", "warn", "fail"]
 _RANK: dict[Status, int] = {"ok": 0, "warn": 1, "fail": 2}
 NAMES = ("store", "schema", "runs_overdue", "leases_expired", "outbox_oldest_pending",
          "dead_letters", "projection_lag", "clock_skew")
+"""The checks every report has (`handlers` follows when dispatch names handlers)."""
+HANDLER_TIMEOUT = 3.0
+"""Seconds a handler has to answer `GET {url}/workflows`."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,30 @@ def _schema(store: EventStore) -> Check:
                  "run `ledgerflow db upgrade`")
 
 
+def _handlers(settings: Settings) -> list[Check]:
+    """The workflow handlers `LEDGERFLOW_DISPATCH` names, each asked what it serves (no
+    check without one)."""
+    urls = sorted({url for url in parse_table(settings.dispatch).values() if url != INLINE})
+    down: list[str] = []
+    for url in urls:
+        endpoint = Endpoint(url, settings.dispatch_secret or "", timeout=HANDLER_TIMEOUT,
+                            tries=1)
+        try:
+            endpoint.workflows()
+        except DispatchUnavailable as error:
+            down.append(f"{url}: {error}")
+        finally:
+            endpoint.close()
+    if not urls:
+        return []
+    if not down:
+        return [Check("handlers", "ok", len(urls), "")]
+    return [Check("handlers", "fail", len(down),
+                  f"{len(down)} of {len(urls)} workflow handler(s) do not answer GET "
+                  f"/workflows ({'; '.join(down)}): runs of their workflows wait; start "
+                  "the service that mounts asgi_handler there, or fix LEDGERFLOW_DISPATCH")]
+
+
 def diagnose(store: EventStore, settings: Settings, clock: Clock = utcnow,
              projections: Sequence[Projection] | None = None) -> Report:
     """Run every check against `store` (`projections`: whose lag to check; default
@@ -175,4 +205,5 @@ def diagnose(store: EventStore, settings: Settings, clock: Clock = utcnow,
                            timedelta(seconds=settings.doctor_overdue_warn_seconds), projections)
     return Report([first, schema, _overdue(figures, settings), _leases(figures),
                    _outbox(figures, settings), _dead(figures, settings),
-                   _lag(figures, settings), _skew(store, clock, settings)])
+                   _lag(figures, settings), _skew(store, clock, settings),
+                   *_handlers(settings)])

@@ -57,8 +57,10 @@ def _tracing() -> Any:
 
 
 def overhead(engine_sa: sa.engine.Engine, url: str, registry: Any,
+             client: Callable[[Any], Callable[[int], None]],
              measure: Callable[..., dict[str, float]], repeats: int) -> float:
-    """conc8 throughput off / on (the same registry's `bench3` workflow)."""
+    """conc8 throughput off / on (the same registry's `bench3` workflow; `client(engine)`:
+    one client's call, as the inline phase makes it)."""
     from ledgerflow import Engine, Worker
     from ledgerflow._app import build_store
     from ledgerflow.observability.metrics import Metrics
@@ -74,11 +76,7 @@ def overhead(engine_sa: sa.engine.Engine, url: str, registry: Any,
         for label, observer in observers.items():
             engine = Engine(store, registry, observer=observer)
             worker = Worker(engine, threads=8, poll_interval=1.0).start()
-
-            def one(i: int, engine: Engine = engine) -> None:
-                run = engine.trigger("bench3", {"i": i}, eager=True).run_id
-                assert engine.wait(run).result == {"a": 1, "b": 2, "c": 3}
-
+            one = client(engine)
             for i in range(20):
                 one(i)
             figures = measure(f"obs {label} conc8", one, 8)

@@ -69,8 +69,10 @@ def start_handler() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def bench_remote(url_db: str, engine_sa: Any, measure_median: Callable[..., dict[str, float]],
-                 inline_per_s: float, threads: int) -> dict[str, float]:
-    """The remote conc8 figure and its ratio to `inline_per_s`."""
+                 client: Callable[[Any], Callable[[int], None]], inline_per_s: float,
+                 threads: int) -> dict[str, float]:
+    """The remote conc8 figure and its ratio to `inline_per_s` (`client(engine)`: one
+    client's call, as the inline phase makes it)."""
     from ledgerflow import Engine, Worker, WorkflowRegistry
     from ledgerflow._app import build_store
     from ledgerflow.remote import RemoteRuns
@@ -85,12 +87,7 @@ def bench_remote(url_db: str, engine_sa: Any, measure_median: Callable[..., dict
         store = build_store(engine_sa, Settings(database_url=url_db))
         engine = Engine(store, registry, dispatch=dispatch)
         worker = Worker(engine, threads=threads, poll_interval=1.0).start()
-
-        def one(i: int) -> None:
-            run = engine.trigger("bench3", {"i": i}, eager=True).run_id
-            state = engine.wait(run)
-            assert state.result == {"a": 1, "b": 2, "c": 3}, state
-
+        one = client(engine)
         for i in range(40):
             one(i)
         remote = measure_median("ledgerflow remote conc8", one, 8)

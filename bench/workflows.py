@@ -229,6 +229,18 @@ def bench_registry() -> Any:
     return registry
 
 
+def bench3_client(engine: Any) -> Callable[[int], None]:
+    """One client's call: trigger `bench3` eagerly on `engine`, wait, check its result
+    (every ledgerflow phase measures this: inline, remote, observability off / on)."""
+
+    def one(i: int) -> None:
+        run = engine.trigger("bench3", {"i": i}, eager=True).run_id
+        state = engine.wait(run)
+        assert state.result == {"a": 1, "b": 2, "c": 3}, state
+
+    return one
+
+
 def bench_ledgerflow(phases: tuple[str, ...] = ("seq", "conc8")) -> dict[str, dict[str, float]]:
     from ledgerflow import Engine, Worker
     from ledgerflow._app import build_store
@@ -241,12 +253,7 @@ def bench_ledgerflow(phases: tuple[str, ...] = ("seq", "conc8")) -> dict[str, di
     store = build_store(engine_sa, Settings(database_url=url))
     engine = Engine(store, registry)
     worker = Worker(engine, threads=WORKER_THREADS, poll_interval=1.0).start()
-
-    def one(i: int) -> None:
-        run = engine.trigger("bench3", {"i": i}, eager=True).run_id
-        state = engine.wait(run)
-        assert state.result == {"a": 1, "b": 2, "c": 3}, state
-
+    one = bench3_client(engine)
     for i in range(40):
         one(i)
     results: dict[str, dict[str, float]] = {}
@@ -316,7 +323,7 @@ def bench_obs() -> dict[str, float]:
 
     url, engine_sa = fresh_lf_database()
     figures = {"wf_obs_overhead": obs_overhead.overhead(engine_sa, url, bench_registry(),
-                                                        measure, REPEATS),
+                                                        bench3_client, measure, REPEATS),
                "metrics_scrape_ms": obs_overhead.scrape_ms(engine_sa, url)}
     engine_sa.dispose()
     return figures
@@ -348,7 +355,7 @@ def bench_remote(inline_per_s: float | None) -> dict[str, float]:
         inline_per_s = bench_ledgerflow(("conc8",))["conc8"]["per_s"]
     url, engine_sa = fresh_lf_database()
     figures: dict[str, float] = remote_dispatch.bench_remote(
-        url, engine_sa, measure_median, inline_per_s, WORKER_THREADS)
+        url, engine_sa, measure_median, bench3_client, inline_per_s, WORKER_THREADS)
     engine_sa.dispose()
     return figures
 

@@ -169,6 +169,8 @@ def _handlers(settings: Settings) -> list[Check]:
     """The workflow handlers `LEDGERFLOW_DISPATCH` names, each asked what it serves (no
     check without one)."""
     urls = sorted({url for url in parse_table(settings.dispatch).values() if url != INLINE})
+    if not urls:
+        return []
     down: list[str] = []
     for url in urls:
         endpoint = Endpoint(url, settings.dispatch_secret or "", timeout=HANDLER_TIMEOUT,
@@ -179,8 +181,6 @@ def _handlers(settings: Settings) -> list[Check]:
             down.append(f"{url}: {error}")
         finally:
             endpoint.close()
-    if not urls:
-        return []
     if not down:
         return [Check("handlers", "ok", len(urls), "")]
     return [Check("handlers", "fail", len(down),

@@ -62,7 +62,6 @@ from ledgerflow.remote.protocol import (
     TransportFailure,
 )
 from ledgerflow.runtime import queue
-from ledgerflow.runtime.chunks import ChunkWriter
 from ledgerflow.runtime.compensation import cancels
 from ledgerflow.runtime.context import ChildSpec, Park
 from ledgerflow.runtime.executor import Abandon, Replay, RunSession
@@ -246,7 +245,6 @@ class RemoteSession(RunSession):
                  endpoint: Endpoint) -> None:
         super().__init__(rt, claimed.journal, claimed.held, claimed.opened)
         self.remote, self.endpoint = remote, endpoint
-        self.live = ChunkWriter(rt, claimed.journal, lambda: self.committed)
         self.watch = RemoteWatch(self, endpoint)
 
     def _call(self, records: list[RecordedEvent]) -> DispatchResponse:
@@ -262,7 +260,7 @@ class RemoteSession(RunSession):
         (the answer brings it again; `_take` skips it). One that cannot be written now
         is written with the answer."""
         try:
-            self.live.put(chunk)
+            self.chunks.put(chunk)
         except LedgerflowError as error:
             log.warning("run %s: a chunk of stream %r waits for the handler's answer: %s",
                         self.run_id, chunk.name, error, extra={"run_id": self.run_id})
@@ -317,7 +315,7 @@ class RemoteSession(RunSession):
                 raise ValueError(f"{event.type_name()} is the worker's to write")
             if isinstance(event, ev.StreamChunk) and event.step_id is not None \
                     and event.attempt is not None \
-                    and event.seq <= self.live.written(event.step_id, event.attempt):
+                    and event.seq <= self.chunks.written(event.step_id, event.attempt):
                 continue  # streamed live, written then
             self.record(event)
 

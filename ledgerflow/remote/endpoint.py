@@ -145,12 +145,12 @@ class Endpoint:
                     raise DispatchUnavailable(f"the handler at {self.url} broke off: "
                                               f"{refusal.get('message', item['error'])}",
                                               lost=True)
+        except DispatchUnavailable:
+            raise
         except httpx.HTTPError as error:
             raise DispatchUnavailable(f"the handler at {self.url} stopped answering: "
                                       f"{type(error).__name__}: {error}", lost=True) from None
-        except (ValueError, ValidationError, LedgerflowError) as error:
-            if isinstance(error, DispatchUnavailable):
-                raise
+        except (ValueError, LedgerflowError) as error:  # pydantic's ValidationError too
             raise ProtocolMismatch(f"the handler at {self.url} streamed a line that is not "
                                    f"the protocol's: {error}", lost=True) from None
         raise DispatchUnavailable(f"the handler at {self.url} ended its answer without one",

@@ -90,7 +90,7 @@ class RunSession:
         self.clock = rt.clock
         self.watch = RunWatch(self.run_id, self.committed, self._late,
                               journal.state.workflow_id)
-        self.watch.chunks = ChunkWriter(rt, journal, lambda: self.committed)
+        self.watch.chunks = self.chunks = ChunkWriter(rt, journal, lambda: self.committed)
         self._now_canceling = False
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,8 +16,8 @@ from ledgerflow import Ledgerflow
 from ledgerflow.domain import events as ev
 from ledgerflow.domain.lifecycle import RunStatus
 from ledgerflow.remote.endpoint import Endpoint
-from ledgerflow.remote.protocol import PROTOCOL, DispatchRequest
-from tests.remote.conftest import SECRET, HandlerProcess, drive
+from ledgerflow.remote.protocol import PROTOCOL, DispatchRequest, Record
+from tests.remote.conftest import SECRET, HandlerProcess, drive, open_remote
 
 
 def _chunks(lf: Ledgerflow, run_id: str) -> list[dict[str, Any]]:
@@ -54,7 +55,7 @@ def test_a_worker_asking_for_plain_json_gets_the_chunks_in_the_answer(
     request = DispatchRequest(
         protocol=PROTOCOL, request_id=uuid.uuid4().hex, run_id=f"plain-{key}",
         workflow_id="live", workflow_version="1", input={"key": key},
-        journal=[], now=_now(), budget_seconds=30)
+        journal=[], now=datetime.now(UTC), budget_seconds=30)
     endpoint = Endpoint(handler.url, SECRET)
     try:
         answer = endpoint.call(_with_start(request, key))  # no chunk sink: one JSON body
@@ -71,14 +72,8 @@ def test_the_handler_answers_in_lines_only_when_asked(handler: HandlerProcess) -
     assert response.headers["content-type"].startswith("application/json")
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
-    return datetime.now(UTC)
-
-
 def _with_start(request: DispatchRequest, key: str) -> DispatchRequest:
     """The request with the journal a started run of `live` has (created, started)."""
-    from ledgerflow.remote.protocol import Record
     created = ev.RunCreated(workflow_id="live", workflow_version="1", input={"key": key})
     started = ev.RunStarted(worker="w")
     journal = [Record(version=n, event_id=uuid.uuid4().hex, type=e.type_name(),
@@ -88,7 +83,6 @@ def _with_start(request: DispatchRequest, key: str) -> DispatchRequest:
 
 def test_a_request_lost_after_a_live_chunk_keeps_the_chunk_and_counts_the_attempt(
         pg_url: str, handler: HandlerProcess) -> None:
-    from tests.remote.conftest import open_remote
     handler.fresh()
     key = f"chatty-{uuid.uuid4().hex[:8]}"
     lf = open_remote(pg_url, handler.url, dispatch_timeout_seconds=0.5,

@@ -20,8 +20,9 @@
   same spans recorded by the SDK (`Tracing` on a `TracerProvider` with no span
   processor: no export, no metrics, nothing stored beyond the run's `traceparent`),
   in the same alternation (off, spans, on), median of the pairs' ratios. What the
-  design's spans cost before anything is exported: 1.10-1.14 on this 2-core VM
-  (2026-11-30), so `wf_obs_overhead` <= 1.10 is out of reach without fewer spans.
+  design's spans cost before anything is exported: 1.09-1.12 in four runs on this
+  2-core VM (2026-11-30); with the export and metrics the figure above also has on
+  top, `wf_obs_overhead` <= 1.10 is out of reach without fewer spans.
 - `metrics_scrape_ms`: the median time of a `/metrics` rendering (`Metrics.render`,
   store gauges read afresh: cache 0) with 100,000 runs in the store (run views and
   their `run_status_counts` inserted in bulk: the gauges read `run_status_counts`,

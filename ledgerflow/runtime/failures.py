@@ -98,9 +98,10 @@ def json_roundtrip(value: Any, what: str,
     """`value` as it will read back from the journal, or `error` saying why it cannot.
 
     Plain JSON values (dicts with string keys, lists, strings, 64-bit ints, finite
-    floats, booleans, None: what steps return nearly always) take orjson, a fifth of
-    the stdlib's cost; anything else (tuples, big ints, NaN, other keys, types the
-    stdlib refuses) reads back as the stdlib's `json` makes it, as always."""
+    floats, booleans, None: what steps return nearly always) take orjson, under a
+    third of the stdlib's time (2.4 against 8.2 us for a small dict); anything else
+    (tuples, big ints, NaN, other keys, types the stdlib refuses) reads back as the
+    stdlib's `json` makes it, as always."""
     if _plain(value):
         try:
             data = orjson.dumps(value)
